@@ -1,0 +1,124 @@
+"""The checkpoint directory: ``model.safetensors`` (unfolded weights) + ``config.json`` (everything to rebuild).
+
+``config.json`` fields:
+    format_version, model {name, kwargs}, data {spec, ...}, input {image_size, in_chans, mean, std},
+    classes [names], train {...}, metrics {...}, versions {torch, timm, ibit_deploy}.
+
+Weights are safetensors (never pickle) and are checked name by name and shape by shape against the model the config
+describes before they are loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .fileio import atomic_path, atomic_write_json, read_json, sha256_file
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+CHECKPOINT_FORMAT = 1
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape a checkpoint or an artifact."""
+    import timm
+
+    from . import __version__
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
+                "ibit_deploy": __version__}
+    for name in ("onnx", "onnxruntime"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return versions
+
+
+def save_checkpoint(directory: str | os.PathLike, model: nn.Module, config: dict[str, Any]) -> Path:
+    """Write ``model``'s weights and ``config`` into ``directory`` atomically (weights first, config last)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp))
+    config = {"format_version": CHECKPOINT_FORMAT, **config}
+    config.setdefault("versions", library_versions())
+    if "model" not in config and hasattr(model, "build_spec"):
+        config["model"] = model.build_spec
+    atomic_write_json(directory / CONFIG_FILE, config)
+    return directory
+
+
+def read_checkpoint_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate ``config.json`` of a checkpoint directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"checkpoint directory not found: {directory} (expected a folder with {WEIGHTS_FILE} "
+                                f"and {CONFIG_FILE}, as written by ibit-train)")
+    config = read_json(directory / CONFIG_FILE, "checkpoint config")
+    model = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise ValueError(f"{directory / CONFIG_FILE}: expected a 'model' object with a 'name' and 'kwargs'")
+    return config
+
+
+def load_state_dict_checked(path: str | os.PathLike, model: nn.Module) -> None:
+    """Load safetensors weights from ``path`` into ``model`` after checking every name and shape."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match the model in its config: missing {missing[:5]}"
+                         f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                         f"{'...' if len(unexpected) > 5 else ''}")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise ValueError(f"{path}: tensor {name!r} has shape {tuple(tensor.shape)}, the model in its config "
+                             f"expects {tuple(expected[name].shape)}")
+        if not torch.isfinite(tensor).all() and tensor.is_floating_point():
+            raise ValueError(f"{path}: tensor {name!r} contains NaN or inf")
+    model.load_state_dict(state)
+
+
+def load_checkpoint(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model described by a checkpoint directory and load its weights. Returns (model in eval, config)."""
+    from .models import create_model
+
+    directory = Path(directory)
+    config = read_checkpoint_config(directory)
+    spec = config["model"]
+    try:
+        model = create_model(spec["name"], **spec.get("kwargs", {}))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{directory / CONFIG_FILE}: cannot build model {spec}: {exc}") from exc
+    load_state_dict_checked(directory / WEIGHTS_FILE, model)
+    return model.eval(), config
+
+
+def checkpoint_fingerprint(directory: str | os.PathLike) -> dict[str, str]:
+    """sha256 of a checkpoint's weights and config, recorded as the source of every export."""
+    directory = Path(directory)
+    return {
+        "path": str(directory.resolve()),
+        "weights_sha256": sha256_file(directory / WEIGHTS_FILE),
+        "config_sha256": sha256_file(directory / CONFIG_FILE),
+    }
