@@ -1,0 +1,68 @@
+"""Export a (folded) model to ONNX: opset >= 17 (LayerNormalization as one op), dynamic batch, named I/O, checked.
+
+The torch.export-based exporter folds constants as it translates, so each folded IBiT mask arrives in the graph as a
+single (heads, T, T) initializer feeding one Mul (or Add, for the bias mode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..fileio import atomic_path
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+BATCH_AXIS = "batch"
+DEFAULT_OPSET = 18
+MIN_OPSET = 17
+MAX_EXPORT_BATCH = 4096
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_chw: tuple[int, int, int], *,
+                opset: int = DEFAULT_OPSET, metadata: Mapping[str, str] | None = None, verbose: bool = False) -> Path:
+    """Export ``model`` (eval mode) to ``path`` with input ``images`` [batch, C, H, W] and output ``logits``.
+
+    The file is checked with the full ONNX checker (shape inference included) before it is atomically moved into
+    place. ``metadata`` is stored as the model's metadata_props.
+    """
+    import onnx
+
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be >= {MIN_OPSET} (LayerNormalization as one op keeps FP16 accurate), got {opset}")
+    path = Path(path)
+    model = model.eval()
+    example = torch.randn(2, *input_chw)
+    batch = torch.export.Dim(BATCH_AXIS, min=1, max=MAX_EXPORT_BATCH)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        log = io.StringIO()
+        # The exporter narrates every step on stdout; keep it unless asked for.
+        with contextlib.redirect_stdout(log) if not verbose else contextlib.nullcontext():
+            program = torch.onnx.export(
+                model, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), optimize=True, verbose=verbose,
+            )
+        proto = program.model_proto
+        proto.producer_name = "ibit-deploy"
+        for key, value in (metadata or {}).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = str(key), str(value)
+        onnx.save_model(proto, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+    return path
+
+
+def onnx_opset(path: str | os.PathLike) -> int:
+    """The default-domain opset of an ONNX file."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))

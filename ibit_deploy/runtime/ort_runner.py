@@ -1,0 +1,79 @@
+"""ONNX Runtime runner: CPU, CUDA or TensorRT execution provider, chosen by name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import BackendUnavailable, InputSpec, Runner
+
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+class OrtRunner(Runner):
+    """Runs an ONNX file with ONNX Runtime.
+
+    Args:
+        onnx_path: the model file.
+        spec: input spec (from the manifest).
+        device: "cpu", "cuda" or "tensorrt" (ORT's TensorRT execution provider).
+        threads: intra-op threads (0 = ORT's default, all cores).
+        provider_options: per-provider options, e.g. {"TensorrtExecutionProvider": {"trt_fp16_enable": True}}.
+    """
+
+    def __init__(self, onnx_path: str | os.PathLike, spec: InputSpec, device: str = "cpu", threads: int = 0,
+                 provider_options: dict[str, dict[str, Any]] | None = None) -> None:
+        super().__init__(spec)
+        if device not in PROVIDERS:
+            raise ValueError(f"ORT device must be one of {sorted(PROVIDERS)}, got {device!r}")
+        self.onnx_path = Path(onnx_path)
+        self.device = device
+        self.threads = threads
+        self.provider_options = provider_options or {}
+        self.backend = f"ort-{device}"
+        self.session = None
+
+    def _open(self) -> None:
+        import onnxruntime as ort
+
+        if not self.onnx_path.is_file():
+            raise FileNotFoundError(f"ONNX file not found: {self.onnx_path}")
+        wanted = PROVIDERS[self.device]
+        if wanted[0] not in ort.get_available_providers():
+            raise BackendUnavailable(f"ONNX Runtime {ort.__version__} here has no {wanted[0]} (available: "
+                                     f"{ort.get_available_providers()}); install onnxruntime-gpu on a CUDA machine")
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = [(p, self.provider_options.get(p, {})) for p in wanted]
+        self.session = ort.InferenceSession(str(self.onnx_path), options, providers=providers)
+        # onnxruntime-gpu can silently fall back to CPU (METHODS.md section 7): check what the session really uses.
+        active = self.session.get_providers()
+        if active[0] != wanted[0]:
+            raise BackendUnavailable(f"ONNX Runtime fell back to {active} instead of {wanted[0]} for {self.onnx_path}")
+        self.input_name = self.session.get_inputs()[0].name
+        if self.input_name != self.spec.name:
+            raise ValueError(f"{self.onnx_path}: input is named {self.input_name!r}, the manifest says {self.spec.name!r}")
+
+    def _infer(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: images})[0].astype(np.float32, copy=False)
+
+    def _close(self) -> None:
+        self.session = None
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        info = {"backend": self.backend, "onnxruntime": ort.__version__, "threads": self.threads or os.cpu_count(),
+                "model": str(self.onnx_path)}
+        if self.session is not None:
+            info["providers"] = self.session.get_providers()
+        return info
