@@ -1,0 +1,193 @@
+"""``export_checkpoint``: checkpoint directory -> bundle directory (fold, ONNX, precision variants, target files).
+
+The bundle's manifest is written last; an export whose accuracy gate fails still gets a manifest (so the user can
+see why) but the failing artifact is marked ``"gate": {"passed": false}`` and the call raises :class:`ExportFailed`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import checkpoint_fingerprint, library_versions, load_checkpoint
+from ..fold import fold_masks, max_fold_error
+from ..manifest import FORMAT_VERSION, artifact_entry, set_artifact, utc_now, write_manifest
+from ..models.ibit import ibit_attentions
+from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_onnx
+
+TARGETS = ("onnx", "tensorrt", "torch-tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+FOLD_TOLERANCE = 1e-5
+ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+
+
+class ExportFailed(RuntimeError):
+    """The export finished but an artifact failed its check; the manifest records which and why."""
+
+
+@dataclass
+class ExportOptions:
+    """What ``ibit-export`` asks for. ``quantize`` holds the quantization options (see ibit_deploy.quantization)."""
+
+    to: str = "onnx"
+    precision: str = "fp32"
+    opset: int = DEFAULT_OPSET
+    min_batch: int = 1
+    opt_batch: int = 8
+    max_batch: int = 64
+    require_engine: bool = False
+    quantize: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.to not in TARGETS:
+            raise ValueError(f"--to must be one of {TARGETS}, got {self.to!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.to == "torch-tensorrt" and self.precision == "int8":
+            raise ValueError("torch-tensorrt export supports fp32 and fp16 here; for INT8 use --to tensorrt "
+                             "(explicit Q/DQ ONNX, strongly typed engine)")
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise ValueError(f"batch range must satisfy 1 <= min ({self.min_batch}) <= opt ({self.opt_batch}) <= "
+                             f"max ({self.max_batch})")
+
+
+def input_description(config: dict[str, Any], model: torch.nn.Module, options: ExportOptions) -> dict[str, Any]:
+    """The manifest's ``input`` block, from what the checkpoint recorded (never guessed from the model alone)."""
+    inp = config.get("input", {})
+    data = config.get("data", {})
+    chans = int(inp.get("in_chans", data.get("channels", model.patch_embed.proj.in_channels)))
+    size = inp.get("image_size") or data.get("image_size") or list(model.patch_embed.img_size)
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    mean = list(inp.get("mean") or data.get("mean") or model.pretrained_cfg["mean"])
+    std = list(inp.get("std") or data.get("std") or model.pretrained_cfg["std"])
+    return {
+        "name": INPUT_NAME, "shape": [BATCH_AXIS, chans, height, width], "dtype": "float32", "layout": "NCHW",
+        "image_size": [height, width], "mean": mean, "std": std, "channel_order": "L" if chans == 1 else "RGB",
+        "value_range": "uint8 pixels / 255, then (x - mean) / std",
+        "batch_range": [options.min_batch, options.max_batch], "opt_batch": options.opt_batch,
+    }
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
+                      options: ExportOptions | None = None, progress=None) -> dict[str, Any]:
+    """Export a checkpoint directory into bundle ``out``; returns the manifest (also written to out/manifest.json).
+
+    ``progress`` is an optional callable taking a stage name, for progress bars.
+    """
+    options = options or ExportOptions()
+    options.validate()
+    step = progress or (lambda stage: None)
+    out = Path(out)
+    step("load checkpoint")
+    model, config = load_checkpoint(checkpoint)
+    if out.exists() and (out / "manifest.json").exists():
+        (out / "manifest.json").unlink()  # the bundle is being rewritten: it is incomplete until the new manifest
+    out.mkdir(parents=True, exist_ok=True)
+    inp = input_description(config, model, options)
+    chw = tuple(inp["shape"][1:])
+
+    step("fold masks")
+    folded = fold_masks(model)
+    probe, probe_kind = parity_images(config, inp)
+    fold_error = max_fold_error(model, folded, probe)
+    if fold_error > FOLD_TOLERANCE:
+        raise ExportFailed(f"folded model differs from the trained one by {fold_error:.3g} (> {FOLD_TOLERANCE})")
+
+    classes = list(config.get("classes") or [str(i) for i in range(model.num_classes)])
+    attentions = ibit_attentions(model)
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "created": utc_now(),
+        "source": checkpoint_fingerprint(checkpoint),
+        "model": {
+            "name": config["model"]["name"], "kwargs": config["model"].get("kwargs", {}),
+            "num_params": sum(p.numel() for p in model.parameters()),
+            "attn_mode": attentions[0].mode if attentions else "timm",
+            "folded": bool(attentions), "fold_max_abs_diff": fold_error,
+        },
+        "input": inp,
+        "output": {"name": OUTPUT_NAME, "shape": [BATCH_AXIS, len(classes)], "dtype": "float32"},
+        "classes": classes,
+        "data": config.get("data", {}),
+        "artifacts": [],
+        "results": [],
+        "tools": library_versions(),
+        "export": {"to": options.to, "precision": options.precision, "opset": options.opset},
+    }
+
+    step("export ONNX fp32")
+    metadata = {"ibit_deploy.model": manifest["model"]["name"], "ibit_deploy.classes": ",".join(classes),
+                "ibit_deploy.mean": ",".join(map(str, inp["mean"])), "ibit_deploy.std": ",".join(map(str, inp["std"])),
+                "ibit_deploy.image_size": "x".join(map(str, inp["image_size"])), "ibit_deploy.layout": "NCHW"}
+    export_onnx(folded, out / ONNX_FILES["fp32"], chw, opset=options.opset, metadata=metadata)
+    set_artifact(manifest, artifact_entry(out, ONNX_FILES["fp32"], "onnx", "fp32", opset=options.opset,
+                                          parity=_ort_parity(out / ONNX_FILES["fp32"], folded, probe, probe_kind)))
+
+    failures: list[str] = []
+    if options.precision != "fp32":
+        step(f"quantize {options.precision}")
+        from ..quantization import quantize_artifact
+
+        for entry in quantize_artifact(out, manifest, options.precision, options.quantize):
+            set_artifact(manifest, entry)
+            gate = entry.get("gate")
+            if gate is not None and not gate.get("passed", False):
+                failures.append(f"{entry['path']}: {gate.get('reason', 'accuracy gate failed')}")
+
+    if options.to == "tensorrt":
+        step("tensorrt")
+        from .targets import tensorrt_target
+
+        manifest["tensorrt"] = tensorrt_target(out, manifest, options)
+    elif options.to == "torch-tensorrt":
+        step("torch-tensorrt")
+        from .targets import torch_tensorrt_target
+
+        manifest["torch_tensorrt"] = torch_tensorrt_target(out, manifest, folded, options)
+
+    step("write manifest")
+    write_manifest(out, manifest)
+    if failures:
+        raise ExportFailed("accuracy gate failed (the manifest marks it): " + "; ".join(failures))
+    return manifest
+
+
+def parity_images(config: dict[str, Any], inp: dict[str, Any], count: int = 16) -> tuple[torch.Tensor, str]:
+    """Real validation images of the checkpoint's dataset, preprocessed as the manifest says; random if unavailable."""
+    from ..data import eval_arrays
+
+    data = config.get("data", {})
+    spec = data.get("spec")
+    if spec:
+        try:
+            images, _ = eval_arrays(spec, "val", tuple(inp["image_size"]), tuple(inp["mean"]), tuple(inp["std"]),
+                                    limit=count, val_fraction=data.get("val_fraction", 0.2), seed=data.get("seed", 0))
+            return torch.from_numpy(images), f"{len(images)} validation images of {spec}"
+        except (OSError, ValueError):
+            pass  # the training data is not on this machine: random inputs still check the graph
+    shape = (count, *inp["shape"][1:])
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0)), f"{count} random normal inputs"
+
+
+def _ort_parity(onnx_path: Path, folded: torch.nn.Module, probe: torch.Tensor, probe_kind: str) -> dict[str, Any]:
+    """Max abs difference between ONNX Runtime and PyTorch on ``probe`` (a cheap self-check of every export)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    ours = session.run(None, {INPUT_NAME: probe.numpy()})[0]
+    with torch.no_grad():
+        ref = folded(probe).numpy()
+    diff = float(abs(ours - ref).max())
+    if diff > 1e-3:
+        raise ExportFailed(f"{onnx_path}: ONNX Runtime output differs from PyTorch by {diff:.3g}")
+    return {"backend": "ort-cpu", "max_abs_diff_vs_torch": diff, "inputs": probe_kind}
+
+
+def clean_bundle(out: str | os.PathLike) -> None:
+    """Remove a bundle directory (used by tests and by `--overwrite`)."""
+    shutil.rmtree(out, ignore_errors=True)
