@@ -54,6 +54,8 @@ def _create_baseline(name: str, kwargs: dict[str, Any]) -> nn.Module:
         raise ValueError(f"init must be 'default' or 'impulse', got {init!r}")
     if init == "impulse" and name.startswith("convit"):
         raise ValueError("init='impulse' applies to ViT/DeiT baselines; ConViT has its own local init")
+    if name.startswith("convit") and "embed_dim" in kwargs:
+        kwargs = _convit_width(name, kwargs)
     registry_cfg = timm.get_pretrained_cfg(name)
     model = timm.create_model(name, pretrained=False, **kwargs)
     if init == "impulse":
@@ -69,6 +71,16 @@ def _create_baseline(name: str, kwargs: dict[str, Any]) -> nn.Module:
     cfg["mean"], cfg["std"] = mean, std
     model.pretrained_cfg = cfg
     return model
+
+
+def _convit_width(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """timm's ConViT multiplies ``embed_dim`` by ``num_heads``; here ``embed_dim`` is the token width, as elsewhere."""
+    if "num_heads" not in kwargs:
+        raise ValueError(f"{name}: give num_heads together with embed_dim (ConViT's width is per head in timm)")
+    width, heads = int(kwargs["embed_dim"]), int(kwargs["num_heads"])
+    if width % heads:
+        raise ValueError(f"{name}: embed_dim {width} must be divisible by num_heads {heads}")
+    return {**kwargs, "embed_dim": width // heads}
 
 
 def matching_baseline_kwargs(ibit_name: str, **overrides: Any) -> dict[str, Any]:

@@ -1,0 +1,111 @@
+// ort_runner: run an ibit-deploy bundle's ONNX model with the ONNX Runtime C++ API (CPU).
+//
+//   ort_runner --model model.onnx [--input x.npy | --input x.f32] [--batch N] [--out logits.npy]
+//              [--iters N] [--warmup N] [--threads N] [--topk K] [--json report.json]
+//
+// Input: a float32 NCHW .npy, a raw float32 file (batch = size / C*H*W), or (no --input) --batch random normal
+// samples. Prints the top-k classes per sample, writes the logits (.npy, or raw float32 for any other suffix),
+// and with --iters times that many session.Run calls (after --warmup untimed ones) with std::chrono::steady_clock,
+// reporting p50/p90/p99. The input must already be preprocessed as the bundle's manifest.json says.
+#include <onnxruntime_cxx_api.h>
+
+#include <chrono>
+
+#include "runner_common.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: ort_runner --model model.onnx [--input x.npy|x.f32] [--batch N] [--out logits.npy] [--iters N]\n"
+    "                  [--warmup N] [--threads N] [--topk K] [--json report.json]\n";
+
+int run(int argc, char** argv) {
+    const auto args = ibit::parse_args(
+        argc, argv, {"--model", "--input", "--batch", "--out", "--iters", "--warmup", "--threads", "--topk", "--json"},
+        {"--help", "-h"});
+    if (args.count("--help") || args.count("-h")) {
+        std::cout << kUsage;
+        return 0;
+    }
+    if (!args.count("--model")) throw std::invalid_argument("--model is required");
+    const std::string model = args.at("--model");
+    const int batch = ibit::to_int(args, "--batch", 1, 1), iters = ibit::to_int(args, "--iters", 0, 0);
+    const int warmup = ibit::to_int(args, "--warmup", iters ? 10 : 0, 0), threads = ibit::to_int(args, "--threads", 1, 0);
+    const int topk = ibit::to_int(args, "--topk", 5, 0);
+
+    Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "ort_runner");
+    Ort::SessionOptions options;
+    options.SetIntraOpNumThreads(threads);  // 0 = ONNX Runtime's default (one per physical core)
+    options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+    Ort::Session session(env, model.c_str(), options);
+    if (session.GetInputCount() != 1 || session.GetOutputCount() < 1)
+        throw std::runtime_error(model + ": expected one input and at least one output");
+
+    Ort::AllocatorWithDefaultOptions allocator;
+    const Ort::AllocatedStringPtr input_name = session.GetInputNameAllocated(0, allocator);
+    const Ort::AllocatedStringPtr output_name = session.GetOutputNameAllocated(0, allocator);
+    const Ort::TypeInfo type_info = session.GetInputTypeInfo(0);  // owns what the shape info below points into
+    const auto input_info = type_info.GetTensorTypeAndShapeInfo();
+    const std::vector<int64_t> model_shape = input_info.GetShape();
+    if (input_info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || model_shape.size() != 4)
+        throw std::runtime_error(model + ": input '" + input_name.get() + "' should be float32 NCHW, found shape " +
+                                 ibit::shape_str(model_shape));
+    const std::vector<int64_t> chw(model_shape.begin() + 1, model_shape.end());
+
+    ibit::Tensor input = ibit::load_input(args.count("--input") ? args.at("--input") : "", batch, chw);
+    const Ort::MemoryInfo memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+    Ort::Value tensor = Ort::Value::CreateTensor<float>(memory, input.data.data(), input.data.size(),
+                                                        input.shape.data(), input.shape.size());
+    const char* input_names[] = {input_name.get()};
+    const char* output_names[] = {output_name.get()};
+    auto infer = [&]() { return session.Run(Ort::RunOptions{nullptr}, input_names, &tensor, 1, output_names, 1); };
+
+    std::vector<Ort::Value> outputs = infer();
+    ibit::Tensor logits;
+    logits.shape = outputs[0].GetTensorTypeAndShapeInfo().GetShape();  // an owned copy: safe from a temporary
+    const float* out = outputs[0].GetTensorData<float>();
+    logits.data.assign(out, out + ibit::numel(logits.shape));
+    std::cout << "model: " << model << "\ninput: " << input_name.get() << " " << ibit::shape_str(input.shape)
+              << "\noutput: " << output_name.get() << " " << ibit::shape_str(logits.shape) << "\n";
+    if (topk > 0) ibit::print_topk(logits, topk);
+    if (args.count("--out")) ibit::write_output(args.at("--out"), logits);
+
+    std::vector<double> times_ms;
+    for (int i = 0; i < warmup; ++i) infer();
+    for (int i = 0; i < iters; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        infer();
+        times_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    }
+    if (iters) {
+        std::cout << "latency_ms (" << iters << " runs, batch " << input.shape[0] << ", " << threads
+                  << " threads): " << ibit::stats_json(times_ms) << "\n";
+    }
+    if (args.count("--json")) {
+        std::ofstream f(args.at("--json"));
+        f << "{\"backend\": \"onnxruntime-cpp\", \"ort_version\": " << ibit::json_string(Ort::GetVersionString())
+          << ", \"model\": " << ibit::json_string(model) << ", \"batch\": " << input.shape[0]
+          << ", \"threads\": " << threads << ", \"warmup\": " << warmup << ", \"iterations\": " << iters
+          << ", \"latency_ms\": " << ibit::stats_json(times_ms) << ", \"times_ms\": " << ibit::list_json(times_ms)
+          << "}\n";
+        if (!f) throw std::runtime_error("failed writing " + args.at("--json"));
+    }
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::invalid_argument& e) {
+        std::cerr << "ort_runner: " << e.what() << "\n" << kUsage;
+        return 2;
+    } catch (const Ort::Exception& e) {
+        std::cerr << "ort_runner: ONNX Runtime error: " << e.what() << "\n";
+        return 1;
+    } catch (const std::exception& e) {
+        std::cerr << "ort_runner: " << e.what() << "\n";
+        return 1;
+    }
+}

@@ -1,0 +1,286 @@
+"""``run_benchmark``: accuracy against the reference PyTorch model and latency sweeps, for every backend of a bundle.
+
+Order of work, and why:
+
+1. Options are checked and the bundle verified (every artifact's sha256 against the manifest) before anything is
+   measured: numbers for a file that is not the exported one are worse than none.
+2. The evaluation set is built as the manifest says (dataset spec, split parameters, image size, mean, std).
+3. Each backend runs in turn (progress bar over runners): logits on the whole set, then the batch-size sweep. A
+   backend that cannot run here is "skipped" with its reason; one that fails is "error" and makes the run
+   incomplete. Accuracy is computed afterwards, against ``torch-ref`` (or, without the checkpoint, the first fp32
+   backend that ran, recorded as a fallback).
+4. Plots, Markdown, the manifest's ``results`` and, last, ``report.json`` are written (see ``report.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..manifest import find_artifact, load_manifest, update_manifest, utc_now
+from ..runtime.base import BackendUnavailable, Runner
+from ..runtime.load import RunnerChoice, canonical_backend, make_runners
+from .accuracy import accuracy_report
+from .latency import check_budget, sweep_batches
+from .report import SCHEMA_VERSION, manifest_summary, remove_stale, write_report_files
+
+DEFAULT_BACKENDS = ("torch-ref", "torch-folded", "ort-cpu", "ort-cuda", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class BenchOptions:
+    """What to measure and how. ``iters``/``seconds``: timed calls per batch size (one of them; default 50 calls)."""
+
+    backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))
+    precisions: list[str] | None = None  # None: every precision the bundle has
+    batches: list[int] = field(default_factory=lambda: [1, 8, 32])
+    data: str | None = None  # dataset spec; None: the one the manifest records
+    split: str = "val"
+    limit: int | None = None  # evaluate a stratified subset of this many images
+    warmup: int = 10
+    iters: int | None = None
+    seconds: float | None = None
+    threads: int = 0  # intra-op threads for torch and ORT (0: library default)
+    eval_batch: int = 32  # batch size of the accuracy pass
+    torch_device: str = "cpu"
+    jetson: bool = False  # record nvpmodel/clocks and sample power with tegrastats
+    jetson_clocks: bool = False  # run `sudo -n jetson_clocks` first (changes the board's clocks)
+    tegrastats_interval_ms: int = 100
+    trtexec: bool = False  # also time engines with trtexec
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad option."""
+        if not self.backends:
+            raise ValueError("no backends given")
+        self.backends = [canonical_backend(b) for b in self.backends]
+        if self.precisions is not None:
+            bad = [p for p in self.precisions if p not in PRECISIONS]
+            if bad or not self.precisions:
+                raise ValueError(f"precisions must be a non-empty subset of {PRECISIONS}, got {self.precisions}")
+        if not self.batches or any(not isinstance(b, int) or b < 1 for b in self.batches):
+            raise ValueError(f"batch sizes must be integers >= 1, got {self.batches}")
+        self.batches = sorted(set(self.batches))
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1 image, got {self.limit} (an empty evaluation set measures nothing)")
+        check_budget(self.warmup, self.iters, self.seconds)
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if self.eval_batch < 1:
+            raise ValueError(f"eval_batch must be >= 1, got {self.eval_batch}")
+
+
+def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, out_dir: str | Path | None = None,
+                  **overrides: Any) -> dict[str, Any]:
+    """Benchmark ``bundle``; returns the report (also written to ``out_dir``, default ``<bundle>/bench``).
+
+    ``overrides`` set :class:`BenchOptions` fields, e.g. ``run_benchmark(b, backends=["ort-cpu"], batches=[1])``.
+    Raises (before measuring or writing anything) FileNotFoundError/ValueError for a missing or altered bundle
+    file, bad options, or data that does not fit the bundle's input.
+    """
+    options = dataclasses.replace(options or BenchOptions(), **overrides)
+    options.validate()
+    bundle = Path(bundle)
+    manifest = load_manifest(bundle, verify=True)
+    images, labels, data = evaluation_set(manifest, options)
+    out_dir = Path(out_dir) if out_dir is not None else bundle / "bench"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale(out_dir)
+
+    from .jetson import jetson_state
+    from .machine import machine_description
+
+    started = time.perf_counter()
+    # Reading the power mode is harmless, so a Jetson always records it; clocks change only when asked.
+    jetson = jetson_state(lock_clocks=options.jetson_clocks)
+    machine = machine_description(options.threads)
+    machine["jetson_power_mode"] = (jetson.get("power_mode") or {}).get("name")
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "tool": "ibit-bench", "status": "interrupted", "complete": False,
+        "created": utc_now(), "elapsed_s": None,
+        "bundle": {"path": str(bundle.resolve()), "model": manifest.get("model", {}).get("name"),
+                   "manifest_created": manifest.get("created"), "source": manifest.get("source"),
+                   "artifacts": [{k: a.get(k) for k in ("path", "kind", "precision", "sha256")}
+                                 for a in manifest["artifacts"]]},
+        "machine": machine, "options": dataclasses.asdict(options), "data": data,
+        "reference": {"name": None, "fallback": False, "reason": None}, "jetson": jetson, "runs": [],
+        "files": {"markdown": None, "plots": []}, "manifest_update": {"updated": False, "reason": "not attempted"},
+    }
+    monitor = _power_monitor(options, jetson)
+    choices = make_runners(bundle, options.backends, manifest, precisions=options.precisions,
+                           threads=options.threads, torch_device=options.torch_device)
+    # The reference runs first, so a run interrupted half-way still has its yardstick.
+    choices.sort(key=lambda c: c.backend != "torch-ref")
+    logits: dict[str, np.ndarray] = {}
+    from tqdm import tqdm
+
+    try:
+        for choice in tqdm(choices, desc="ibit-bench", unit="backend", disable=not options.progress):
+            report["runs"].append(_run_one(choice, images, options, logits, out_dir, monitor, bundle, manifest))
+    except KeyboardInterrupt:
+        _finish(report, logits, labels, manifest, bundle, out_dir, started, interrupted=True)
+        raise
+    return _finish(report, logits, labels, manifest, bundle, out_dir, started, interrupted=False)
+
+
+def evaluation_set(manifest: dict[str, Any], options: BenchOptions) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Preprocessed images, labels and their description, as the manifest's ``data`` and ``input`` say."""
+    from ..data import eval_arrays, load_source
+
+    recorded = manifest.get("data") or {}
+    spec = options.data or recorded.get("spec")
+    if not spec:
+        raise ValueError("the manifest records no dataset (manifest['data']['spec']); give one with --data SPEC")
+    inp = manifest["input"]
+    size, mean, std = tuple(inp["image_size"]), tuple(inp["mean"]), tuple(inp["std"])
+    classes = list(manifest.get("classes") or [])
+    raw = load_source(spec)
+    chans = int(raw.images.shape[-1])
+    if chans != len(mean):
+        raise ValueError(f"dataset {spec!r} has {chans}-channel images, but the bundle's input is "
+                         f"{inp['shape']} ({len(mean)} channel(s), {inp.get('channel_order')}); benchmark it on the "
+                         f"data it was trained for")
+    if classes and len(raw.classes) != len(classes):
+        raise ValueError(f"dataset {spec!r} has {len(raw.classes)} classes, the bundle's model has {len(classes)}")
+    # The split parameters belong to the recorded dataset; another dataset uses the defaults.
+    same = spec == recorded.get("spec")
+    val_fraction = float(recorded.get("val_fraction", 0.2)) if same else 0.2
+    seed = int(recorded.get("seed", 0)) if same else 0
+    images, labels = eval_arrays(spec, options.split, size, mean, std, limit=options.limit,
+                                 val_fraction=val_fraction, seed=seed)
+    if len(labels) == 0:
+        raise ValueError(f"the evaluation set is empty: {spec!r} split {options.split!r}, limit {options.limit}")
+    return images, labels, {"spec": spec, "split": options.split, "count": int(len(labels)),
+                            "val_fraction": val_fraction, "seed": seed, "classes": classes or list(raw.classes)}
+
+
+def infer_all(runner: Runner, images: np.ndarray, batch: int) -> np.ndarray:
+    """Logits for every image, in chunks the runner's batch range allows (a short last chunk is padded)."""
+    spec = runner.spec
+    size = max(spec.min_batch, min(batch, spec.max_batch or batch))
+    out = []
+    for i in range(0, len(images), size):
+        chunk = images[i:i + size]
+        short = max(0, spec.min_batch - len(chunk))
+        if short:  # below the artifact's minimum batch: pad with the last image and drop its outputs
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], short, axis=0)])
+        out.append(runner.infer(chunk)[:len(chunk) - short])
+    return np.concatenate(out)
+
+
+def _run_one(choice: RunnerChoice, images: np.ndarray, options: BenchOptions, logits: dict[str, np.ndarray],
+             out_dir: Path, monitor: Any, bundle: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Logits and the latency sweep of one backend, as a report row (skipped/error rows say why)."""
+    row: dict[str, Any] = {"name": choice.name, "backend": choice.backend, "precision": choice.precision,
+                           "artifact": choice.artifact, "status": "ok", "reason": None, "runner": None,
+                           "accuracy": None, "latency": [], "speedup_vs_reference": {}, "trtexec": None}
+    runner = choice.runner
+    if isinstance(runner, str):
+        return {**row, "status": "skipped", "reason": runner}
+    try:
+        with runner:
+            row["runner"] = runner.describe()
+            logits[choice.name] = infer_all(runner, images, options.eval_batch)
+            row["latency"] = sweep_batches(runner, images, options.batches, warmup=options.warmup,
+                                           iters=options.iters, seconds=options.seconds, monitor=monitor)
+    except BackendUnavailable as exc:
+        return {**row, "status": "skipped", "reason": str(exc)}
+    except Exception as exc:  # one backend failing must not lose the others' measurements
+        logits.pop(choice.name, None)
+        return {**row, "status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+    if options.trtexec and choice.backend == "tensorrt":
+        row["trtexec"] = _trtexec_runs(choice, runner, options, out_dir, bundle, manifest)
+    return row
+
+
+def _trtexec_runs(choice: RunnerChoice, runner: Runner, options: BenchOptions, out_dir: Path, bundle: Path,
+                  manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """trtexec timings of the engine behind ``choice`` at every batch size (its own flags per TensorRT major)."""
+    from ..export.tensorrt_build import parse_trt_version
+    from .trtexec import run_trtexec
+
+    engine = bundle / choice.artifact
+    # The engine records the TensorRT that built it; 10.x needs the benchmarking flags that 11.x made default.
+    version = (find_artifact(manifest, path=choice.artifact) or {}).get("tensorrt")
+    try:
+        trt_major = parse_trt_version(str(version))[0] if version else 10
+    except ValueError:
+        trt_major = 10
+    results = []
+    spec = runner.spec
+    for batch in options.batches:
+        if batch < spec.min_batch or (spec.max_batch is not None and batch > spec.max_batch):
+            results.append({"batch": batch, "status": "skipped", "reason": "outside the engine's batch range"})
+            continue
+        try:
+            results.append({"batch": batch, "status": "ok", **run_trtexec(
+                engine, batch=batch, input_chw=(spec.channels, spec.height, spec.width), input_name=spec.name, out_dir=out_dir, trt_major=trt_major)})
+        except BackendUnavailable as exc:
+            return [{"batch": None, "status": "skipped", "reason": str(exc)}]
+        except (RuntimeError, ValueError, OSError) as exc:
+            results.append({"batch": batch, "status": "error", "reason": str(exc)})
+    return results
+
+
+def _finish(report: dict[str, Any], logits: dict[str, np.ndarray], labels: np.ndarray, manifest: dict[str, Any],
+            bundle: Path, out_dir: Path, started: float, interrupted: bool) -> dict[str, Any]:
+    """Accuracy against the reference, speedups, status; then the files (report.json last)."""
+    ok = [r for r in report["runs"] if r["status"] == "ok" and r["name"] in logits]
+    ref = next((r for r in ok if r["backend"] == "torch-ref"), None)
+    if ref is None:
+        ref = next((r for r in ok if r["precision"] == "fp32"), None)
+        reason = "torch-ref did not run (see its row); the first fp32 backend stands in" if ref else \
+            "no fp32 backend ran: agreement and logit differences are not computed"
+        report["reference"] = {"name": ref["name"] if ref else None, "fallback": True, "reason": reason}
+    else:
+        report["reference"] = {"name": ref["name"], "fallback": False, "reason": None}
+    classes = report["data"]["classes"]
+    for run in ok:
+        try:
+            run["accuracy"] = accuracy_report(logits[run["name"]], labels, logits[ref["name"]] if ref else None,
+                                              classes)
+        except ValueError as exc:
+            run.update(status="error", reason=f"accuracy: {exc}")
+        if ref is not None:
+            for entry in run["latency"]:
+                base = next((e for e in ref["latency"] if e["batch"] == entry["batch"] and e["status"] == "ok"), None)
+                if entry["status"] == "ok" and base is not None:
+                    run["speedup_vs_reference"][str(entry["batch"])] = base["p50_ms"] / entry["p50_ms"]
+    errors = any(r["status"] == "error" for r in report["runs"]) or any(
+        t.get("status") == "error" for r in report["runs"] for t in (r["trtexec"] or []))
+    report["status"] = "interrupted" if interrupted else ("incomplete" if errors else "complete")
+    report["complete"] = report["status"] == "complete"
+    report["elapsed_s"] = time.perf_counter() - started
+    entries = manifest_summary(report, (out_dir / "report.json").resolve())
+    if interrupted or not entries:
+        report["manifest_update"] = {"updated": False, "reason": "interrupted" if interrupted else "no backend ran"}
+    else:
+        try:
+            update_manifest(bundle, results=entries)
+            report["manifest_update"] = {"updated": True, "reason": None}
+        except (OSError, ValueError) as exc:  # e.g. a read-only bundle on a device: the report still stands
+            report["manifest_update"] = {"updated": False, "reason": f"{type(exc).__name__}: {exc}"}
+    write_report_files(report, out_dir)
+    return report
+
+
+def _power_monitor(options: BenchOptions, jetson: dict[str, Any]) -> Any:
+    """A TegrastatsSampler factory in Jetson mode on a Jetson with tegrastats, else None."""
+    if not (options.jetson and jetson.get("available")):
+        return None
+    if shutil.which("tegrastats") is None:
+        jetson["reason"] = "tegrastats not found on PATH: power is not measured"
+        return None
+    from .jetson import TegrastatsSampler
+
+    return lambda: TegrastatsSampler(options.tegrastats_interval_ms)

@@ -1,0 +1,124 @@
+"""``write_device_scripts``: the files a bundle carries to build its TensorRT engine on the device.
+
+Engines are tied to the GPU and TensorRT version that build them, so a Jetson engine is built on the Jetson. The
+bundle gets two scripts:
+
+- ``build_engine.sh`` (bash): finds trtexec (``$TRTEXEC``, ``/usr/src/tensorrt/bin/trtexec``, ``PATH``), reads the
+  TensorRT major version from its banner (or ``python3 -c 'import tensorrt'``), runs the trtexec command for that
+  version (rendered here by ``trtexec_command``, with the shapes baked in), falls back to ``build_engine.py``
+  without trtexec, then lets ``build_engine.py --skip-build`` check the engine and record it in manifest.json.
+- ``build_engine.py``: a verbatim copy of ``templates/build_engine.py`` (no ibit_deploy import needed on the
+  device), the same code :func:`ibit_deploy.export.tensorrt_build.build_engine` runs; it reads manifest.json.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..fileio import atomic_path
+from ..manifest import artifact_entry
+from .templates import build_engine as template
+from .templates.build_engine_sh import TEMPLATE as SHELL_TEMPLATE
+
+SHELL_SCRIPT = "build_engine.sh"
+PYTHON_SCRIPT = "build_engine.py"
+# Shell variables the rendered trtexec lines may reference; everything else in them is baked-in text.
+_SHELL_REF = re.compile(r"\$\{[A-Z_]+\}")
+
+
+def profile_from_manifest(manifest: dict[str, Any]) -> tuple[str, tuple[int, int, int], tuple[int, int, int]]:
+    """(input name, (C, H, W), (min, opt, max) batch) from the manifest's ``input`` block, validated."""
+    inp = manifest.get("input") or {}
+    shape = inp.get("shape") or []
+    if len(shape) != 4:
+        raise ValueError(f"manifest input.shape should be [batch, C, H, W], got {shape!r}")
+    c, h, w = (int(d) for d in shape[1:])
+    batch_range = inp.get("batch_range") or [1, None]
+    if len(batch_range) != 2 or batch_range[1] is None:
+        raise ValueError(f"manifest input.batch_range should be [min, max] with a finite max for a TensorRT "
+                         f"optimization profile, got {batch_range!r}")
+    lo, hi = int(batch_range[0]), int(batch_range[1])
+    opt = int(inp.get("opt_batch", lo))
+    template.check_batch_range(lo, opt, hi)
+    return str(inp.get("name", "images")), (c, h, w), (lo, opt, hi)
+
+
+def _bash_word(arg: str) -> str:
+    """Double-quote ``arg`` for bash, keeping ``${NAME}`` references live; refuse anything else bash would expand."""
+    literal = _SHELL_REF.sub("", arg)
+    if any(ch in literal for ch in '$"\\`\n'):
+        raise ValueError(f"cannot bake {arg!r} into {SHELL_SCRIPT}: it contains shell metacharacters")
+    return f'"{arg}"'
+
+
+def _bash_command(argv: list[str]) -> str:
+    return " \\\n        ".join(_bash_word(a) for a in argv)
+
+
+def render_build_script(manifest: dict[str, Any], precision: str, *,
+                        workspace_mib: int = template.DEFAULT_WORKSPACE_MIB) -> str:
+    """The text of ``build_engine.sh`` for ``precision``, with shapes and trtexec lines for TensorRT 10 and 11."""
+    template.check_precision(precision)
+    name, chw, (lo, opt, hi) = profile_from_manifest(manifest)
+    build = {"onnx": "${SOURCE}", "engine": "${ENGINE}", "precision": precision, "min_batch": lo, "opt_batch": opt,
+             "max_batch": hi, "input_chw": chw, "input_name": name, "timing_cache": "${TIMING_CACHE}",
+             "workspace_mib": workspace_mib, "trtexec": "${TRTEXEC}"}
+    bench = {"batch": opt, "input_chw": chw, "input_name": name, "export_prefix": "${BENCH_DIR}/${PRECISION}",
+             "trtexec": "${TRTEXEC}"}
+    fields = {
+        "VERSION": __version__,
+        "MODEL": " ".join(str(manifest.get("model", {}).get("name", "a model")).split()),
+        "PRECISION": precision,
+        "ONNX": template.bundle_onnx(manifest, template.onnx_precision_for(precision)),
+        "LEGACY_ONNX": template.bundle_onnx(manifest, template.onnx_precision_for(precision, legacy=True)),
+        "BUILD_10": _bash_command(template.trtexec_command(10, **build)),
+        "BUILD_10_LEGACY": _bash_command(template.trtexec_command(10, legacy=True, **build)),
+        "BUILD_11": _bash_command(template.trtexec_command(11, **build)),
+        "BENCH_10": _bash_command(template.trtexec_benchmark_command(10, "${ENGINE}", **bench)),
+        "BENCH_11": _bash_command(template.trtexec_benchmark_command(11, "${ENGINE}", **bench)),
+    }
+    for key in ("ONNX", "LEGACY_ONNX"):
+        _bash_word(fields[key])  # bundle-relative file names are baked into double-quoted strings too
+    text = SHELL_TEMPLATE
+    for key, value in fields.items():
+        text = text.replace(f"@{key}@", value)
+    leftover = re.findall(r"@[A-Z_0-9]+@", text)
+    if leftover:
+        raise AssertionError(f"{SHELL_SCRIPT} template fields left unfilled: {sorted(set(leftover))}")
+    return text
+
+
+def _write_executable(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+        tmp.chmod(0o755)  # before the rename, so the published file is executable from its first instant
+
+
+def write_device_scripts(bundle_dir: str | os.PathLike, manifest: dict[str, Any], precision: str, *,
+                         workspace_mib: int = template.DEFAULT_WORKSPACE_MIB) -> list[dict[str, Any]]:
+    """Write ``build_engine.sh`` and ``build_engine.py`` into the bundle; return their manifest artifact entries.
+
+    Call it after the bundle's ONNX files are in place and before the manifest is written; add the returned
+    entries with ``set_artifact`` (``build_engine.py`` reads its default precision from its own entry).
+    """
+    bundle = Path(bundle_dir)
+    template.check_precision(precision)
+    for legacy in (False, True):
+        onnx = template.bundle_onnx(manifest, template.onnx_precision_for(precision, legacy))
+        if not (bundle / onnx).is_file():
+            raise FileNotFoundError(f"{bundle / onnx} is missing: the {precision} device scripts build from it "
+                                    f"(write the bundle's ONNX files before the device scripts)")
+    _write_executable(bundle / SHELL_SCRIPT, render_build_script(manifest, precision, workspace_mib=workspace_mib)
+                      .encode("utf-8"))
+    _write_executable(bundle / PYTHON_SCRIPT, Path(template.__file__).read_bytes())
+    common = {"runs_on": "device", "produces": template.DEFAULT_ENGINE}
+    return [
+        artifact_entry(bundle, SHELL_SCRIPT, "script", precision,
+                       requires="bash; trtexec (TensorRT >= 10) or python3 with tensorrt", **common),
+        artifact_entry(bundle, PYTHON_SCRIPT, "script", precision,
+                       requires="python3 with tensorrt; numpy, cuda-python, onnxruntime to check outputs", **common),
+    ]

@@ -1,0 +1,213 @@
+"""From a bundle directory to runners: ``load(bundle)`` for applications, ``make_runners`` for the benchmark harness.
+
+Backend names (one vocabulary for the harness, the CLI and the Python API):
+
+    torch-ref     the trained checkpoint the bundle came from (unfolded masks): the reference everything is judged by
+    torch-folded  the same checkpoint with its masks folded, as exported
+    ort-cpu       ONNX Runtime, CPU execution provider, one runner per ONNX artifact precision
+    ort-cuda      ONNX Runtime, CUDA execution provider
+    ort-trt       ONNX Runtime, TensorRT execution provider (alias: ort-tensorrt)
+    tensorrt      a serialized TensorRT engine listed in the manifest (kind "engine"), one runner per engine
+
+Runners are only constructed here; backends that cannot run on this machine say why when they are opened
+(:class:`BackendUnavailable`), or, when the bundle lacks what they need, come back as a reason string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..manifest import load_manifest
+from .base import BackendUnavailable, InputSpec, Runner
+
+BACKENDS = ("torch-ref", "torch-folded", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
+ALIASES = {"ort-tensorrt": "ort-trt", "trt": "tensorrt", "torch": "torch-folded"}
+ORT_DEVICES = {"ort-cpu": "cpu", "ort-cuda": "cuda", "ort-trt": "tensorrt"}
+# ``load(backend="auto")`` tries these in order; ORT's TensorRT provider is left out because it builds an engine
+# when the session opens (minutes on a Jetson), which an application should ask for by name.
+AUTO_ORDER = ("tensorrt", "ort-cuda", "ort-cpu")
+
+
+class RunnerChoice(NamedTuple):
+    """One row of the harness: ``runner`` is a Runner, or a string saying why this backend cannot run."""
+
+    name: str
+    runner: Runner | str
+    backend: str
+    precision: str
+    artifact: str
+
+
+def canonical_backend(name: str) -> str:
+    """The canonical backend name for ``name`` (aliases resolved), or ValueError listing the known names."""
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)} "
+                         f"(aliases: {', '.join(f'{a}={b}' for a, b in ALIASES.items())})")
+    return key
+
+
+def reference_checkpoint(manifest: dict[str, Any]) -> Path | str:
+    """The checkpoint directory the bundle was exported from, or the reason it cannot serve as the reference.
+
+    The checkpoint's weights and config must still hash to what the manifest's ``source`` recorded: a checkpoint
+    retrained in place is not the model this bundle was made from.
+    """
+    from ..checkpoint import checkpoint_fingerprint
+
+    source = manifest.get("source") or {}
+    if not source.get("path"):
+        return "the manifest records no source checkpoint (manifest['source']['path'])"
+    path = Path(source["path"])
+    if not path.is_dir():
+        return f"source checkpoint {path} is not on this machine (copy it here to benchmark against the reference)"
+    try:
+        found = checkpoint_fingerprint(path)
+    except OSError as exc:
+        return f"source checkpoint {path} is unreadable: {exc}"
+    for key in ("weights_sha256", "config_sha256"):
+        if source.get(key) and found[key] != source[key]:
+            return (f"source checkpoint {path} changed since export: {key} is {found[key][:12]}..., the manifest "
+                    f"recorded {source[key][:12]}...")
+    return path
+
+
+def make_runners(bundle: str | os.PathLike, backends: list[str], manifest: dict[str, Any], *,
+                 precisions: list[str] | None = None, threads: int = 0,
+                 torch_device: str = "cpu") -> list[RunnerChoice]:
+    """One :class:`RunnerChoice` per (backend, artifact) pair of ``bundle``, in the order of ``backends``.
+
+    ``precisions`` filters the ONNX and engine artifacts (None: every precision the manifest lists); a requested
+    precision without an artifact comes back as a reason. Runners are not opened.
+    """
+    bundle = Path(bundle)
+    spec = InputSpec.from_manifest(manifest)
+    wanted = list(dict.fromkeys(canonical_backend(b) for b in backends))
+    choices: list[RunnerChoice] = []
+    torch_models: dict[str, Any] | str | None = None
+    for backend in wanted:
+        if backend.startswith("torch-"):
+            if torch_models is None:
+                torch_models = _torch_models(manifest)
+            source = str((manifest.get("source") or {}).get("path", ""))
+            if isinstance(torch_models, str):
+                choices.append(RunnerChoice(backend, torch_models, backend, "fp32", source))
+                continue
+            from .torch_runner import TorchRunner
+
+            # PyTorch takes any batch size; the ONNX batch range is an export setting, not the model's.
+            torch_spec = dataclasses.replace(spec, max_batch=None)
+            runner = TorchRunner(torch_models[backend], torch_spec, backend, device=torch_device, threads=threads)
+            choices.append(RunnerChoice(backend, runner, backend, "fp32", source))
+        elif backend in ORT_DEVICES:
+            arts = _artifacts(manifest, "onnx", precisions)
+            if not arts:
+                choices.append(RunnerChoice(backend, "the bundle lists no ONNX artifact", backend, "fp32", ""))
+            for art, precision, missing in arts:
+                name = _row_name(backend, art, precision, arts)
+                if missing:
+                    choices.append(RunnerChoice(name, missing, backend, precision, ""))
+                    continue
+                from .ort_runner import OrtRunner
+
+                runner = OrtRunner(bundle / art["path"], spec, device=ORT_DEVICES[backend], threads=threads)
+                choices.append(RunnerChoice(name, runner, backend, precision, art["path"]))
+        else:
+            choices.extend(_engine_runners(bundle, manifest, spec, precisions))
+    return choices
+
+
+def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp32", *, threads: int = 0,
+         verify: bool = True) -> Runner:
+    """An **open** runner for ``bundle``: the Python embedding API (``with load(b) as r: logits = r.infer(x)``).
+
+    ``backend`` is "auto" (the first of a TensorRT engine, ORT CUDA, ORT CPU that opens here), a backend name of
+    this module ("ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt"), or "torch" (the folded checkpoint, fp32).
+    ``verify`` checks every artifact's sha256 against the manifest first. Raises BackendUnavailable with every
+    reason when nothing suitable can run.
+    """
+    manifest = load_manifest(bundle, verify=verify)
+    if backend.strip().lower() == "auto":
+        candidates = list(AUTO_ORDER)
+    else:
+        candidates = [canonical_backend(backend)]
+    if any(c.startswith("torch-") for c in candidates) and precision != "fp32":
+        raise ValueError(f"backend {backend!r} runs the PyTorch checkpoint in fp32; precision {precision!r} applies "
+                         f"to ONNX and engine artifacts")
+    reasons = []
+    for candidate in candidates:
+        for choice in make_runners(bundle, [candidate], manifest, precisions=[precision], threads=threads):
+            if isinstance(choice.runner, str):
+                reasons.append(f"{choice.name}: {choice.runner}")
+                continue
+            try:
+                return choice.runner.open()
+            except BackendUnavailable as exc:
+                reasons.append(f"{choice.name}: {exc}")
+    raise BackendUnavailable(f"no {backend} runner for {precision} can run {bundle} here: " + "; ".join(reasons))
+
+
+def _torch_models(manifest: dict[str, Any]) -> dict[str, Any] | str:
+    """{"torch-ref": model, "torch-folded": folded model} from the source checkpoint, or the reason there are none."""
+    from ..checkpoint import load_checkpoint
+    from ..fold import fold_masks
+
+    path = reference_checkpoint(manifest)
+    if isinstance(path, str):
+        return path
+    model, _ = load_checkpoint(path)
+    return {"torch-ref": model, "torch-folded": fold_masks(model)}
+
+
+def _artifacts(manifest: dict[str, Any], kind: str,
+               precisions: list[str] | None) -> list[tuple[dict[str, Any] | None, str, str | None]]:
+    """(artifact, precision, reason-if-missing) for every artifact of ``kind`` and every requested precision."""
+    arts = [a for a in manifest.get("artifacts", []) if a.get("kind") == kind]
+    if precisions is None:
+        return [(a, str(a.get("precision", "fp32")), None) for a in arts]
+    out: list[tuple[dict[str, Any] | None, str, str | None]] = []
+    for precision in precisions:
+        found = [a for a in arts if a.get("precision", "fp32") == precision]
+        if not found:
+            have = sorted({str(a.get("precision", "fp32")) for a in arts}) or ["none"]
+            out.append((None, precision, f"the manifest lists no {precision} {kind} artifact (it has: "
+                                         f"{', '.join(have)})"))
+        out.extend((a, precision, None) for a in found)
+    return out
+
+
+def _engine_runners(bundle: Path, manifest: dict[str, Any], spec: InputSpec,
+                    precisions: list[str] | None) -> list[RunnerChoice]:
+    arts = _artifacts(manifest, "engine", precisions)
+    if not arts:
+        return [RunnerChoice("tensorrt", "the bundle has no TensorRT engine (manifest artifact of kind 'engine'); "
+                                         "build one on the target GPU with the bundle's build_engine.sh",
+                             "tensorrt", (precisions or ["fp32"])[0], "")]
+    choices = []
+    for art, precision, missing in arts:
+        name = _row_name("tensorrt", art, precision, arts)
+        if missing:
+            choices.append(RunnerChoice(name, missing, "tensorrt", precision, ""))
+            continue
+        try:
+            from .tensorrt_runner import TrtRunner
+
+            runner: Runner | str = TrtRunner(bundle / art["path"], spec)
+        except ImportError as exc:
+            runner = f"the TensorRT runner cannot be imported here: {exc}"
+        except BackendUnavailable as exc:
+            runner = str(exc)
+        choices.append(RunnerChoice(name, runner, "tensorrt", precision, art["path"]))
+    return choices
+
+
+def _row_name(backend: str, art: dict[str, Any] | None, precision: str,
+              arts: list[tuple[dict[str, Any] | None, str, str | None]]) -> str:
+    """``backend:precision``, plus the file when several artifacts share that precision."""
+    if art is None or sum(1 for _, p, _ in arts if p == precision) == 1:
+        return f"{backend}:{precision}"
+    return f"{backend}:{precision}:{art['path']}"

@@ -1,0 +1,34 @@
+"""Shared fixtures: a tiny checkpoint on disk, built once per session; torch kept to the cores CI has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def make_checkpoint(directory: Path, name: str = "ibit_test_patch4_28", spec: str = "mnist5k", **model_kwargs) -> Path:
+    """Save an (untrained) model as a checkpoint directory with the config fields ibit-train writes."""
+    from ibit_deploy.checkpoint import save_checkpoint
+    from ibit_deploy.data import data_info
+    from ibit_deploy.models import create_model
+
+    model = create_model(name, **model_kwargs)
+    info = data_info(spec)
+    chans, height, width = model.pretrained_cfg["input_size"]
+    save_checkpoint(directory, model, {
+        "model": model.build_spec,
+        "data": info.to_dict(),
+        "input": {"image_size": [height, width], "in_chans": chans, "mean": list(info.mean), "std": list(info.std)},
+        "classes": list(info.classes),
+    })
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained ibit_test_patch4_28 checkpoint on mnist5k."""
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")

@@ -1,0 +1,198 @@
+"""The device scripts: generation, bash/python syntax, argument checks, and a run of build_engine.sh against a fake
+trtexec for TensorRT 10 and 11 (no GPU needed: the fake writes the engine file and logs its arguments)."""
+
+from __future__ import annotations
+
+import json
+import os
+import py_compile
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ibit_deploy.export import device_bundle
+from ibit_deploy.export.device_bundle import render_build_script, write_device_scripts
+from ibit_deploy.manifest import load_manifest, set_artifact, write_manifest
+
+BASH = shutil.which("bash")
+needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")
+
+FAKE_TRTEXEC = """#!/usr/bin/env bash
+echo "&&&& RUNNING TensorRT.trtexec [TensorRT v${FAKE_TRT_VERSION}] [b30] # trtexec $*"
+printf '%s\\n' "$*" >> "$FAKE_LOG"
+for arg in "$@"; do
+    case "$arg" in --saveEngine=*) printf 'ENGINE' > "${arg#--saveEngine=}" ;; esac
+done
+"""
+
+
+@pytest.fixture
+def scripts(bundle):
+    root, manifest = bundle
+    for entry in write_device_scripts(root, manifest, "fp16"):
+        set_artifact(manifest, entry)
+    write_manifest(root, manifest)
+    return root, manifest
+
+
+def _python(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(root / "build_engine.py"), *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_scripts_are_written_executable_and_listed(scripts):
+    root, manifest = scripts
+    for name in ("build_engine.sh", "build_engine.py"):
+        mode = (root / name).stat().st_mode
+        assert mode & stat.S_IXUSR, f"{name} is not executable"
+        entry = next(a for a in manifest["artifacts"] if a["path"] == name)
+        assert entry["kind"] == "script" and entry["precision"] == "fp16"
+    load_manifest(root)  # every sha256 matches
+    template = Path(device_bundle.template.__file__).read_bytes()
+    assert (root / "build_engine.py").read_bytes() == template  # one source of truth: a verbatim copy
+    assert not list(root.glob(".*.tmp"))
+
+
+@needs_bash
+def test_shell_script_syntax(scripts):
+    root, _ = scripts
+    result = subprocess.run([BASH, "-n", str(root / "build_engine.sh")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_shell_script_bakes_in_shapes_and_both_versions(bundle):
+    _, manifest = bundle
+    text = render_build_script(manifest, "int8")
+    assert 'PRECISION="int8"' in text and 'ONNX="$BUNDLE_DIR/model.int8.onnx"' in text
+    assert '"--minShapes=images:1x3x32x32"' in text and '"--maxShapes=images:16x3x32x32"' in text
+    build_10, build_11 = _function_body(text, "build_10"), _function_body(text, "build_11")
+    assert '"--stronglyTyped"' in build_10 and "--stronglyTyped" not in build_11
+    assert "--int8" not in build_10 + build_11
+    assert '"--int8"' in _function_body(text, "build_10_legacy")
+    assert '"--useCudaGraph"' in _function_body(text, "benchmark_10")
+    assert "--useCudaGraph" not in _function_body(text, "benchmark_11")
+
+
+def _function_body(script: str, name: str) -> str:
+    return script.split(f"\n{name}() {{\n")[1].split("\n}\n")[0]
+
+
+def test_python_script_compiles_and_has_help(scripts, tmp_path):
+    root, _ = scripts
+    py_compile.compile(str(root / "build_engine.py"), cfile=str(tmp_path / "b.pyc"), doraise=True)
+    result = _python(root, "--help")
+    assert result.returncode == 0 and "--precision" in result.stdout and "--skip-build" in result.stdout
+
+
+def test_python_script_rejects_a_bad_batch_range(scripts):
+    root, _ = scripts
+    result = _python(root, "--min-batch", "8", "--max-batch", "2")
+    assert result.returncode == 2
+    assert "1 <= min <= opt <= max, got min=8, opt=4, max=2" in result.stderr
+
+
+def test_python_script_names_a_missing_onnx(scripts):
+    root, _ = scripts
+    (root / "model.fp16.onnx").unlink()
+    result = _python(root)
+    assert result.returncode == 2 and f"ONNX file not found: {root / 'model.fp16.onnx'}" in result.stderr
+
+
+def test_python_script_without_tensorrt_exits_3(scripts):
+    root, _ = scripts
+    script = root / "build_engine.py"
+    result = subprocess.run([sys.executable, "-c", "import runpy, sys; sys.modules['tensorrt'] = None; "
+                             f"sys.argv = [{str(script)!r}]; runpy.run_path({str(script)!r}, run_name='__main__')"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3 and "TensorRT Python package is not importable" in result.stderr
+
+
+def test_python_script_prints_trtexec_per_version(scripts):
+    root, _ = scripts
+    cmd10 = _python(root, "--print-trtexec", "--trt-major", "10").stdout
+    cmd11 = _python(root, "--print-trtexec", "--trt-major", "11").stdout
+    assert f"--onnx={root / 'model.fp16.onnx'}" in cmd10 and "--stronglyTyped" in cmd10
+    assert "--stronglyTyped" not in cmd11 and "--fp16" not in cmd11
+    legacy = _python(root, "--print-trtexec", "--trt-major", "11", "--legacy")
+    assert legacy.returncode == 2 and "removed in TensorRT 11" in legacy.stderr
+
+
+def _run_shell(root: Path, tmp_path: Path, version: str, *args: str) -> subprocess.CompletedProcess:
+    fake = tmp_path / "trtexec"
+    fake.write_text(FAKE_TRTEXEC)
+    fake.chmod(0o755)
+    env = {**os.environ, "TRTEXEC": str(fake), "FAKE_TRT_VERSION": version, "FAKE_LOG": str(tmp_path / "log"),
+           "PYTHON": sys.executable}
+    return subprocess.run([BASH, str(root / "build_engine.sh"), *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+@needs_bash
+@pytest.mark.parametrize("version, strongly_typed_flag", [("100300", True), ("110100", False)])
+def test_shell_builds_with_the_detected_version_and_records_the_engine(scripts, tmp_path, version,
+                                                                       strongly_typed_flag):
+    root, _ = scripts
+    result = _run_shell(root, tmp_path, version, "--no-verify")
+    assert result.returncode == 0, result.stderr
+    build_line = (tmp_path / "log").read_text().splitlines()[-1]
+    assert f"--onnx={root / 'model.fp16.onnx'}" in build_line and "--skipInference" in build_line
+    assert ("--stronglyTyped" in build_line) == strongly_typed_flag
+    assert "--fp16" not in build_line
+    manifest = load_manifest(root)  # the engine entry's sha256 matches the file
+    engine = next(a for a in manifest["artifacts"] if a["kind"] == "engine")
+    assert engine["path"] == "engine.plan" and engine["precision"] == "fp16"
+    assert engine["tensorrt"] == f"{int(version) // 10000}.{int(version) // 100 % 100}.0"
+    report = json.loads((root / "engine.json").read_text())
+    assert report["built_by"].startswith("external") and report["verification"] == {"skipped": "--no-verify"}
+
+
+@needs_bash
+def test_shell_legacy_needs_tensorrt_10(scripts, tmp_path):
+    root, _ = scripts
+    result = _run_shell(root, tmp_path, "110100", "--legacy")
+    assert result.returncode == 1 and "--legacy needs TensorRT 10.x" in result.stderr
+    result = _run_shell(root, tmp_path, "100300", "--legacy", "--no-verify")
+    assert result.returncode == 0, result.stderr
+    build_line = (tmp_path / "log").read_text().splitlines()[-1]
+    assert f"--onnx={root / 'model.onnx'}" in build_line and "--fp16" in build_line  # fp32 graph + builder flag
+
+
+@needs_bash
+def test_shell_benchmark_uses_version_flags(scripts, tmp_path):
+    root, _ = scripts
+    assert _run_shell(root, tmp_path, "100300", "--benchmark", "--no-verify").returncode == 0
+    bench = (tmp_path / "log").read_text().splitlines()[-1]
+    assert bench.startswith(f"--loadEngine={root / 'engine.plan'}") and "--useCudaGraph" in bench
+    assert f"--exportTimes={root / 'trtexec' / 'fp16'}.times.json" in bench
+
+
+@needs_bash
+def test_shell_rejects_unknown_options(scripts, tmp_path):
+    root, _ = scripts
+    result = _run_shell(root, tmp_path, "100300", "--fast")
+    assert result.returncode == 2 and "unknown option '--fast'" in result.stderr
+
+
+def test_write_device_scripts_needs_the_onnx_files(bundle):
+    root, manifest = bundle
+    (root / "model.int8.onnx").unlink()
+    with pytest.raises(FileNotFoundError, match="model.int8.onnx is missing"):
+        write_device_scripts(root, manifest, "int8")
+
+
+def test_write_device_scripts_needs_a_finite_batch_range(bundle):
+    root, manifest = bundle
+    manifest["input"]["batch_range"] = [1, None]
+    with pytest.raises(ValueError, match="finite max"):
+        write_device_scripts(root, manifest, "fp32")
+
+
+def test_values_that_bash_would_expand_are_refused(bundle):
+    _, manifest = bundle
+    manifest["artifacts"][0]["path"] = "$(reboot).onnx"
+    with pytest.raises(ValueError, match="shell metacharacters"):
+        render_build_script(manifest, "fp32")
