@@ -1,0 +1,43 @@
+"""``ibit-masks``: render every layer's and head's mask for one query patch as a PNG grid."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def parse_query(text: str) -> tuple[int, int]:
+    try:
+        row, col = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--query expects ROW,COL (e.g. 3,3), got {text!r}") from None
+    return row, col
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ibit-masks", description=__doc__)
+    parser.add_argument("source", help="a checkpoint directory (from ibit-train) or an IBiT model name (initial masks)")
+    parser.add_argument("--query", type=parse_query, default=None, help="query patch ROW,COL (default: grid centre)")
+    parser.add_argument("--out", type=Path, default=Path("masks.png"), help="output PNG")
+    args = parser.parse_args(argv)
+    from ..checkpoint import load_checkpoint
+    from ..models import create_model
+    from ..viz import plot_masks
+
+    try:
+        if Path(args.source).is_dir():
+            model, config = load_checkpoint(args.source)
+            title = f"{config['model']['name']} ({args.source})"
+        else:
+            model, title = create_model(args.source), f"{args.source} at initialisation"
+        path = plot_masks(model, args.out, args.query, title=title)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"ibit-masks: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
