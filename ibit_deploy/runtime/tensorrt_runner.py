@@ -61,6 +61,13 @@ class TrtRunner(Runner):
             raise FileNotFoundError(f"TensorRT engine not found: {self.engine_path} (build it on this machine with "
                                     f"the bundle's build_engine.sh)")
         cuda_check(cudart.cudaSetDevice(self.device), "cudaSetDevice")
+        try:
+            self._load_and_allocate(trt, cudart)
+        except BaseException:
+            self._close()  # free whatever was allocated before the failure
+            raise
+
+    def _load_and_allocate(self, trt: Any, cudart: Any) -> None:
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
@@ -105,6 +112,8 @@ class TrtRunner(Runner):
 
     def _close(self) -> None:
         cudart = self._cudart
+        if cudart is None:
+            return
         for event in getattr(self, "_events", []):
             cudart.cudaEventDestroy(event)
         if getattr(self, "_stream", None) is not None:

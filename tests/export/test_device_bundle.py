@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ibit_deploy.export import device_bundle
@@ -196,3 +197,32 @@ def test_values_that_bash_would_expand_are_refused(bundle):
     manifest["artifacts"][0]["path"] = "$(reboot).onnx"
     with pytest.raises(ValueError, match="shell metacharacters"):
         render_build_script(manifest, "fp32")
+
+
+def test_python_script_builds_with_the_tensorrt_api(scripts, fake_trt, monkeypatch, capsys):
+    from ibit_deploy.export.templates import build_engine as script
+
+    root, _ = scripts
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt)
+    assert script.main(["--bundle", str(root), "--no-verify"]) == 0
+    assert (root / "engine.plan").read_bytes() == b"SERIALIZED-ENGINE"
+    assert fake_trt.calls["parsed"] == str(root / "model.fp16.onnx")  # the precision from the script's entry
+    assert fake_trt.calls["profile"][2] == (4, 3, 32, 32)  # opt batch from the manifest
+    report = json.loads((root / "engine.json").read_text())
+    assert report["strongly_typed"] and report["tensorrt_version"] == "10.3.0.30"
+    engine = next(a for a in load_manifest(root)["artifacts"] if a["kind"] == "engine")
+    assert engine["tensorrt"] == "10.3.0.30" and engine["built_from"] == "model.fp16.onnx"
+    assert "check: skipped: --no-verify" in capsys.readouterr().out
+
+
+def test_verification_batches_follow_the_profile(bundle):
+    from ibit_deploy.export.templates.build_engine import compare_logits, verification_batches
+
+    root, manifest = bundle
+    batches, source = verification_batches(root, manifest, (3, 32, 32), (1, 16), 4, samples=64)
+    assert [len(b) for b in batches] == [1, 4, 16] and "random" in source
+    np.savez(root / "calib.npz", images=np.zeros((37, 3, 32, 32), np.float32))
+    batches, source = verification_batches(root, manifest, (3, 32, 32), (2, 16), 4, samples=35)
+    assert [len(b) for b in batches] == [16, 16, 3] and source == "35 images of calib.npz"
+    result = compare_logits(np.array([[1.0, 2.0], [3.0, 0.0]]), np.array([[1.0, 2.5], [0.0, 3.0]]))
+    assert result == {"samples": 2, "max_abs_diff": 3.0, "mean_abs_diff": 1.625, "top1_agreement": 0.5}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ibit_deploy.export import tensorrt_build
+from ibit_deploy.export.templates.build_engine import CudaUnavailable, build_serialized_engine
 from ibit_deploy.export.tensorrt_build import (
     EngineBuildError,
     build_engine,
@@ -16,7 +17,6 @@ from ibit_deploy.export.tensorrt_build import (
     trtexec_benchmark_command,
     trtexec_command,
 )
-from ibit_deploy.export.templates.build_engine import CudaUnavailable, build_serialized_engine
 from ibit_deploy.runtime.base import BackendUnavailable
 
 BENCH_FLAGS_10 = ["--useCudaGraph", "--noDataTransfers", "--useSpinWait", "--separateProfileRun"]
@@ -240,3 +240,34 @@ def test_build_engine_validates_before_importing(tmp_path):
     with pytest.raises(ValueError, match="legacy_precision must be"):
         build_engine(tmp_path / "absent.onnx", tmp_path / "e.plan", min_batch=1, opt_batch=1, max_batch=1,
                      legacy_precision="fp8")
+
+
+# --------------------------------------------------------------------------------------------- torch-tensorrt
+
+def test_torch_tensorrt_precision_settings():
+    import torch
+
+    from ibit_deploy.export.torch_tensorrt import precision_kwargs
+
+    autocast = {"use_explicit_typing", "enable_autocast", "low_precision_type"}
+    assert precision_kwargs("fp16", autocast, 11) == {"use_explicit_typing": True, "enable_autocast": True,
+                                                      "low_precision_type": torch.float16}
+    assert precision_kwargs("fp16", set(), 10) == {"enabled_precisions": {torch.float16, torch.float32}}
+    assert precision_kwargs("fp32", autocast, 11) == {"use_explicit_typing": True}
+    with pytest.raises(BackendUnavailable, match="no autocast"):
+        precision_kwargs("fp16", set(), 11)  # weak typing is gone in TensorRT 11
+    with pytest.raises(ValueError, match="model.int8.onnx"):
+        precision_kwargs("int8", autocast, 10)
+
+
+def test_torch_tensorrt_export_needs_cuda(tmp_path, monkeypatch):
+    import torch
+
+    from ibit_deploy.export.torch_tensorrt import export_torch_tensorrt
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BackendUnavailable, match="needs a CUDA GPU"):
+        export_torch_tensorrt(torch.nn.Identity(), torch.zeros(1, 3, 8, 8), tmp_path / "m.ep", "fp16")
+    with pytest.raises(ValueError, match="1 <= min <= opt <= max"):
+        export_torch_tensorrt(torch.nn.Identity(), torch.zeros(1, 3, 8, 8), tmp_path / "m.ep", min_batch=2,
+                              opt_batch=1, max_batch=4)

@@ -635,7 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["verification"] = verify_engine(
                 trt, engine_bytes, r["onnx"], r["bundle"], r["manifest"], input_name=r["input_name"], chw=r["chw"],
                 batch_range=(min_b, max_b), opt_batch=opt_b, samples=args.verify_samples, min_top1=min_top1)
-        except (ImportError, RuntimeError) as exc:  # no cuda-python, no GPU, CUDA errors
+        except EngineBuildError as exc:  # TensorRT could not load or run the engine: that is a failed check
+            report["verification"] = {"passed": False, "error": str(exc)}
+        except (ImportError, RuntimeError) as exc:  # no cuda-python, no GPU, CUDA errors: nothing was checked
             report["verification"] = {"skipped": f"engine could not be run here: {exc}"}
     atomic_write_bytes(r["report"], (json.dumps(report, indent=2) + "\n").encode("utf-8"))
 
@@ -653,9 +655,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             register_engine(r["bundle"], r["manifest"], entry)
 
     check = report["verification"]
-    status = ("skipped: " + check["skipped"]) if "skipped" in check else (
-        f"top-1 agreement {check['top1_agreement']:.4f}, max |diff| {check['max_abs_diff']:.3g} "
-        f"({'passed' if check['passed'] else 'FAILED'})")
+    if "skipped" in check:
+        status = "skipped: " + check["skipped"]
+    elif "error" in check:
+        status = "FAILED: " + check["error"]
+    else:
+        status = (f"top-1 agreement {check['top1_agreement']:.4f}, max |diff| {check['max_abs_diff']:.3g} "
+                  f"({'passed' if check['passed'] else 'FAILED'})")
     print(f"engine: {r['engine']} ({report['engine_bytes']} bytes, {r['precision']}); check: {status}; "
           f"report: {r['report']}")
     return 1 if check.get("passed") is False else 0

@@ -1,0 +1,103 @@
+"""``ibit-export``: checkpoint -> bundle (folded ONNX, FP16/INT8 variants, TensorRT engine or on-device build kit).
+
+Exit codes: 0 exported (for --to tensorrt without a GPU here: the on-device bundle is the product); 1 an accuracy
+gate or a parity check failed (the manifest marks the artifact); 2 bad input; 3 --require-engine and no engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..export.pipeline import PRECISIONS, TARGETS, ExportFailed, ExportOptions, export_checkpoint
+
+
+class EngineRequired(RuntimeError):
+    """--require-engine was given and no engine could be built on this machine."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ibit-export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", type=Path, help="checkpoint directory written by ibit-train")
+    p.add_argument("--to", choices=TARGETS, default="onnx", help="target format (default: onnx)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="precision of the artifact")
+    p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17)")
+    p.add_argument("--min-batch", type=int, default=1)
+    p.add_argument("--opt-batch", type=int, default=8)
+    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--require-engine", action="store_true",
+                   help="with --to tensorrt: fail (exit 3) unless an engine is built here")
+    q = p.add_argument_group("quantization (fp16 / int8)")
+    q.add_argument("--max-drop", type=float, default=1.0, help="largest top-1 drop in points vs fp32 (default 1.0)")
+    q.add_argument("--auto", action="store_true", help="find a small set of layers to keep in float that meets "
+                                                        "--max-drop (per-layer sensitivity)")
+    q.add_argument("--data", default=None, help="dataset spec for calibration and the gate (default: the checkpoint's)")
+    q.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default=None)
+    q.add_argument("--calib-count", type=int, default=None, help="calibration images (default 256)")
+    q.add_argument("--eval-count", type=int, default=None, help="held-out images for the accuracy gate")
+    q.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="ONNX node-name pattern to keep in float (repeatable; later rules win)")
+    q.add_argument("--include", action="append", default=[], metavar="PATTERN",
+                   help="ONNX node-name pattern to quantize even if excluded by default (repeatable)")
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> ExportOptions:
+    quantize = {"max_drop": args.max_drop, "auto": args.auto}
+    for key, value in (("data", args.data), ("method", args.calib_method), ("calib_count", args.calib_count),
+                       ("eval_count", args.eval_count)):
+        if value is not None:
+            quantize[key] = value
+    if args.exclude:
+        quantize["exclude"] = args.exclude
+    if args.include:
+        quantize["include"] = args.include
+    return ExportOptions(to=args.to, precision=args.precision, opset=args.opset, min_batch=args.min_batch,
+                         opt_batch=args.opt_batch, max_batch=args.max_batch, require_engine=args.require_engine,
+                         quantize=quantize)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from tqdm import tqdm
+
+    stages = tqdm(desc="ibit-export", unit="stage", bar_format="{desc}: {n_fmt} stages {elapsed} | {postfix}",
+                  disable=None)
+
+    def progress(stage: str) -> None:
+        stages.set_postfix_str(stage)
+        stages.update(1)
+
+    try:
+        manifest = export_checkpoint(args.checkpoint, args.out, options_from_args(args), progress=progress)
+    except ExportFailed as exc:
+        stages.close()
+        print(f"ibit-export: FAILED: {exc}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as exc:
+        stages.close()
+        print(f"ibit-export: error: {exc}", file=sys.stderr)
+        return 2
+    stages.close()
+    for art in manifest["artifacts"]:
+        gate = art.get("gate")
+        extra = f"  gate: top-1 drop {gate['drop']:.2f} pt (<= {gate['max_drop']}) passed" if gate else ""
+        print(f"  {art['kind']:<12} {art.get('precision', ''):<5} {args.out / art['path']}{extra}")
+    trt = manifest.get("tensorrt")
+    if trt is not None:
+        print(trt["message"])
+        if args.require_engine and not trt.get("engine"):
+            print("ibit-export: --require-engine: no TensorRT engine was built on this machine", file=sys.stderr)
+            return 3
+    tt = manifest.get("torch_tensorrt")
+    if tt is not None:
+        print(tt["message"])
+    print(f"wrote {args.out / 'manifest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
