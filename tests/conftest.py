@@ -32,3 +32,9 @@ def make_checkpoint(directory: Path, name: str = "ibit_test_patch4_28", spec: st
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained ibit_test_patch4_28 checkpoint on mnist5k."""
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def checkpoint_factory():
+    """The function that writes checkpoints, for tests that need another model than the tiny one."""
+    return make_checkpoint

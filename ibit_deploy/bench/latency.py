@@ -6,9 +6,10 @@ What is measured, and what is not:
   backend it includes the host<->device copies and synchronisation; it is what an application calling the runner
   sees, not "GPU latency".
 - ``device``: offered only by runners that time themselves with CUDA events (the TensorRT runner): GPU compute
-  apart from the H2D and D2H copies, as trtexec reports it. The protocol is one method::
+  apart from the H2D and D2H copies, as trtexec reports it. The protocol is one method, run as a separate series
+  after the host-timed one so event recording does not disturb the host numbers::
 
-      runner.infer_timed(images) -> (logits, {"h2d_ms": float, "compute_ms": float, "d2h_ms": float})
+      runner.time_stages(images, iterations=n, warmup=k) -> {"h2d_ms": [...], "compute_ms": [...], "d2h_ms": [...]}
 
 Statistics use numpy's default (linear) percentile interpolation and the population standard deviation.
 """
@@ -83,24 +84,17 @@ def measure_latency(runner: Runner, batch: np.ndarray, *, warmup: int = 10, iter
     ``summary(images=..., seconds=...)`` dict is stored as ``power`` (see :class:`TegrastatsSampler`).
     """
     iters, seconds = check_budget(warmup, iters, seconds)
-    timed = getattr(runner, "infer_timed", None)
+    stages = getattr(runner, "time_stages", None)
     for _ in range(warmup):
         runner.infer(batch)
     host: list[float] = []
-    device: dict[str, list[float]] = {key: [] for key in DEVICE_TIMING_KEYS}
     watch = monitor() if monitor is not None else contextlib.nullcontext()
     with watch:
         start = time.perf_counter_ns()
         while True:
             t0 = time.perf_counter_ns()
-            if callable(timed):
-                _, dev = timed(batch)
-                t1 = time.perf_counter_ns()
-                for key in DEVICE_TIMING_KEYS:
-                    device[key].append(float(dev[key]))
-            else:
-                runner.infer(batch)
-                t1 = time.perf_counter_ns()
+            runner.infer(batch)
+            t1 = time.perf_counter_ns()
             host.append((t1 - t0) / 1e6)
             if iters is not None and len(host) >= iters:
                 break
@@ -109,8 +103,9 @@ def measure_latency(runner: Runner, batch: np.ndarray, *, warmup: int = 10, iter
         window_s = (time.perf_counter_ns() - start) / 1e9
     stats = latency_stats(host, batch=len(batch))
     stats.threads = runner.describe().get("threads")
-    if callable(timed):
-        stats.device = {key: _brief(latency_stats(values, len(batch))) for key, values in device.items()}
+    if callable(stages):
+        device = stages(batch, iterations=len(host), warmup=min(warmup, 3))
+        stats.device = {key: _brief(latency_stats(device[key], len(batch))) for key in DEVICE_TIMING_KEYS}
     if monitor is not None:
         stats.power = watch.summary(images=len(batch) * len(host), seconds=window_s)
     return stats

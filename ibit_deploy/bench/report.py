@@ -127,7 +127,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         acc = run["accuracy"] or {}
         cells = [run["artifact"] or "—", run["backend"], run["precision"]]
         if run["status"] != "ok":
-            notes.append(f"- **{run['name']}** {run['status']}: {run['reason']}")
+            notes.append(f"- **{run['name']}** {run['status']}: {_cell(run['reason'])}")
             lines.append("| " + " | ".join(cells + [run["status"]] + [""] * (len(head) - 4)) + " |")
             continue
         cells += [_pct(acc.get("top1")), _pct(acc.get("agreement_top1")), _sci(acc.get("max_abs_logit_diff"))]
@@ -141,12 +141,45 @@ def markdown_table(report: dict[str, Any]) -> str:
         cells.append(f"{measured[-1]['images_per_s']:.4g} @{measured[-1]['batch']}" if measured else "—")
         common = [int(b) for b in run["speedup_vs_reference"]]
         cells.append(f"{run['speedup_vs_reference'][str(max(common))]:.2f}× @{max(common)}" if common else "—")
-        notes += [f"- {run['name']} batch {e['batch']} skipped: {e['reason']}" for e in run["latency"]
+        notes += [f"- {run['name']} batch {e['batch']} skipped: {_cell(e['reason'])}" for e in run["latency"]
                   if e["status"] != "ok"]
         lines.append("| " + " | ".join(cells) + " |")
     if notes:
         lines += ["", "Not measured:", *notes]
+    lines += _power_lines(report) + _trtexec_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def _power_lines(report: dict[str, Any]) -> list[str]:
+    """Jetson power per run and batch, where tegrastats was sampled."""
+    rows = [f"| {run['name']} | {e['batch']} | {e['power']['mean_power_mW']:.0f} | "
+            f"{e['power']['energy_per_image_mJ']:.3g} | {e['power']['total_source']} |"
+            for run in report["runs"] for e in run["latency"]
+            if e["status"] == "ok" and e.get("power") and e["power"].get("mean_power_mW") is not None]
+    if not rows:
+        return []
+    mode = (report["jetson"].get("power_mode") or {}).get("name")
+    return ["", f"Power (tegrastats, power mode {mode or 'unknown'}, clocks locked: "
+                f"{report['jetson'].get('clocks_locked')}):", "",
+            "| backend | batch | mean mW | mJ / image | total from |", "|---|---|---|---|---|", *rows]
+
+
+def _trtexec_lines(report: dict[str, Any]) -> list[str]:
+    """trtexec's own GPU compute and latency medians, where it ran."""
+    rows = []
+    for run in report["runs"]:
+        for t in run.get("trtexec") or []:
+            if t.get("status") == "ok":
+                metrics = t["summary"]["metrics"]
+                gpu, lat = metrics.get("gpu_compute", {}), metrics.get("latency", {})
+                rows.append(f"| {run['name']} | {t['batch']} | {gpu.get('p50_ms', gpu.get('median_ms'))} | "
+                            f"{lat.get('p50_ms', lat.get('median_ms'))} | {t['summary'].get('throughput_qps')} |")
+            else:
+                rows.append(f"| {run['name']} | {t.get('batch')} | {t.get('status')}: {_cell(t.get('reason'))} | | |")
+    if not rows:
+        return []
+    return ["", "trtexec (CUDA graph, no data transfers, spin wait):", "",
+            "| engine | batch | GPU compute p50 ms | latency p50 ms | qps |", "|---|---|---|---|---|", *rows]
 
 
 def write_plots(report: dict[str, Any], out_dir: Path) -> list[str]:
@@ -238,6 +271,11 @@ def _save(fig: Any, path: Path) -> str:
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
     return path.name
+
+
+def _cell(text: Any) -> str:
+    """Text made safe for one Markdown table cell or list line (multi-line errors, pipes)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def _pct(value: float | None) -> str:

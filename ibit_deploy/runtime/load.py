@@ -104,9 +104,10 @@ def make_runners(bundle: str | os.PathLike, backends: list[str], manifest: dict[
             runner = TorchRunner(torch_models[backend], torch_spec, backend, device=torch_device, threads=threads)
             choices.append(RunnerChoice(backend, runner, backend, "fp32", source))
         elif backend in ORT_DEVICES:
-            arts = _artifacts(manifest, "onnx", precisions)
-            if not arts:
+            if not any(a.get("kind") == "onnx" for a in manifest.get("artifacts", [])):
                 choices.append(RunnerChoice(backend, "the bundle lists no ONNX artifact", backend, "fp32", ""))
+                continue
+            arts = _artifacts(manifest, "onnx", precisions)
             for art, precision, missing in arts:
                 name = _row_name(backend, art, precision, arts)
                 if missing:
@@ -159,7 +160,10 @@ def _torch_models(manifest: dict[str, Any]) -> dict[str, Any] | str:
     path = reference_checkpoint(manifest)
     if isinstance(path, str):
         return path
-    model, _ = load_checkpoint(path)
+    try:
+        model, _ = load_checkpoint(path)
+    except (OSError, ValueError) as exc:  # the other backends can still be measured without it
+        return f"source checkpoint {path} cannot be loaded: {exc}"
     return {"torch-ref": model, "torch-folded": fold_masks(model)}
 
 
@@ -182,11 +186,11 @@ def _artifacts(manifest: dict[str, Any], kind: str,
 
 def _engine_runners(bundle: Path, manifest: dict[str, Any], spec: InputSpec,
                     precisions: list[str] | None) -> list[RunnerChoice]:
-    arts = _artifacts(manifest, "engine", precisions)
-    if not arts:
+    if not any(a.get("kind") == "engine" for a in manifest.get("artifacts", [])):
         return [RunnerChoice("tensorrt", "the bundle has no TensorRT engine (manifest artifact of kind 'engine'); "
                                          "build one on the target GPU with the bundle's build_engine.sh",
                              "tensorrt", (precisions or ["fp32"])[0], "")]
+    arts = _artifacts(manifest, "engine", precisions)
     choices = []
     for art, precision, missing in arts:
         name = _row_name("tensorrt", art, precision, arts)

@@ -37,7 +37,7 @@ class OrtRunner(Runner):
         self.device = device
         self.threads = threads
         self.provider_options = provider_options or {}
-        self.backend = f"ort-{device}"
+        self.backend = {"cpu": "ort-cpu", "cuda": "ort-cuda", "tensorrt": "ort-trt"}[device]  # as ibit-bench names it
         self.session = None
 
     def _open(self) -> None:

@@ -51,8 +51,8 @@ class Predictor:
         self.channels = len(self.mean)
         self.classes = [str(c) for c in self.manifest.get("classes", [])]
         self.runner: Runner = load(bundle, backend, precision, threads=threads, verify=False)
-        batch_range = inp.get("batch_range") or [1, None]
-        self.max_batch = int(batch_range[1]) if batch_range[1] else 64
+        # The open runner's spec: a TensorRT engine narrows the manifest's batch range to its profile.
+        self.max_batch = self.runner.spec.max_batch or 64
 
     def preprocess(self, images: Any) -> np.ndarray:
         """float32 NCHW batch for the runner, from PIL images or uint8 arrays (see the module docstring)."""

@@ -21,7 +21,7 @@ KNOWN_MS = [1.0, 2.0, 2.0, 3.0, 4.0, 5.0, 8.0, 13.0, 21.0, 100.0]
 
 
 class EchoRunner(Runner):
-    """Returns zeros; counts calls. ``timed`` adds the CUDA-event protocol with fixed device times."""
+    """Returns zeros; counts calls. ``timed`` adds the CUDA-event protocol (time_stages) with fixed device times."""
 
     backend = "echo"
 
@@ -29,7 +29,7 @@ class EchoRunner(Runner):
         super().__init__(spec)
         self.calls = 0
         if timed:
-            self.infer_timed = self._infer_timed
+            self.time_stages = self._time_stages
 
     def _open(self) -> None:
         pass
@@ -38,8 +38,8 @@ class EchoRunner(Runner):
         self.calls += 1
         return np.zeros((len(images), 3), np.float32)
 
-    def _infer_timed(self, images: np.ndarray):
-        return self.infer(images), {"h2d_ms": 0.25, "compute_ms": 1.5, "d2h_ms": 0.125}
+    def _time_stages(self, images: np.ndarray, iterations: int, warmup: int) -> dict[str, list[float]]:
+        return {"h2d_ms": [0.25] * iterations, "compute_ms": [1.5] * iterations, "d2h_ms": [0.125] * iterations}
 
     def describe(self) -> dict:
         return {"backend": self.backend, "threads": 3}

@@ -1,0 +1,96 @@
+"""export_checkpoint / ibit-export: bundles, manifests, targets, and the errors users meet."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import onnx
+import pytest
+
+from ibit_deploy.cli.export import main
+from ibit_deploy.export.pipeline import ExportOptions, export_checkpoint
+from ibit_deploy.fileio import sha256_file
+from ibit_deploy.manifest import load_manifest
+
+
+def test_onnx_bundle_manifest(tiny_checkpoint, tmp_path):
+    out = tmp_path / "bundle"
+    manifest = export_checkpoint(tiny_checkpoint, out)
+    assert load_manifest(out) == json.loads((out / "manifest.json").read_text())
+    art = manifest["artifacts"][0]
+    assert art["path"] == "model.onnx" and art["sha256"] == sha256_file(out / "model.onnx")
+    assert art["parity"]["max_abs_diff_vs_torch"] <= 1e-4 and "validation images of mnist5k" in art["parity"]["inputs"]
+    assert manifest["input"]["shape"] == ["batch", 1, 28, 28] and manifest["input"]["mean"] == [0.1307]
+    assert manifest["model"]["folded"] and manifest["model"]["fold_max_abs_diff"] <= 1e-6
+    assert manifest["source"]["weights_sha256"] == sha256_file(tiny_checkpoint / "model.safetensors")
+    assert manifest["classes"] == [str(i) for i in range(10)]
+    props = {p.key: p.value for p in onnx.load(str(out / "model.onnx")).metadata_props}
+    assert props["ibit_deploy.model"] == "ibit_test_patch4_28" and props["ibit_deploy.image_size"] == "28x28"
+
+
+def test_baseline_checkpoint_exports(tmp_path, checkpoint_factory):
+    from ibit_deploy.models import matching_baseline_kwargs
+
+    ckpt = checkpoint_factory(tmp_path / "vit", "vit_tiny_patch16_224",
+                           **matching_baseline_kwargs("ibit_test_patch4_28"))
+    manifest = export_checkpoint(ckpt, tmp_path / "b")
+    assert manifest["model"]["folded"] is False and manifest["model"]["attn_mode"] == "timm"
+
+
+def test_tensorrt_without_gpu_writes_device_kit(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "trt"
+    assert main([str(tiny_checkpoint), "--to", "tensorrt", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "No TensorRT engine was built here" in text and "build_engine.sh" in text
+    manifest = load_manifest(out)
+    kinds = {a["path"]: a["kind"] for a in manifest["artifacts"]}
+    assert kinds == {"model.onnx": "onnx", "build_engine.sh": "script", "build_engine.py": "script"}
+    assert manifest["tensorrt"]["status"] == "build-on-device"
+    assert main([str(tiny_checkpoint), "--to", "tensorrt", "--out", str(tmp_path / "t2"), "--require-engine"]) == 3
+
+
+def test_unsupported_pair_and_bad_batch_range(tiny_checkpoint, tmp_path, capsys):
+    assert main([str(tiny_checkpoint), "--to", "torch-tensorrt", "--precision", "int8", "--out", str(tmp_path)]) == 2
+    assert "torch-tensorrt export supports fp32 and fp16" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="batch range"):
+        export_checkpoint(tiny_checkpoint, tmp_path / "x", ExportOptions(min_batch=8, opt_batch=4))
+
+
+def test_checkpoint_that_does_not_match_its_config(tiny_checkpoint, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_checkpoint, bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["model"]["kwargs"] = {"depth": 3}
+    (bad / "config.json").write_text(json.dumps(config))
+    assert main([str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "does not match the model in its config" in capsys.readouterr().err
+
+
+def test_corrupt_and_missing_files(tiny_checkpoint, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny_checkpoint, corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"\x00" * 100)
+    assert main([str(corrupt), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors" in err and "not a readable safetensors file" in err
+    assert main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    assert "checkpoint directory not found" in capsys.readouterr().err
+    (corrupt / "config.json").write_text("{not json")
+    assert main([str(corrupt), "--out", str(tmp_path / "o")]) == 2
+    assert "config.json is not a valid checkpoint config" in capsys.readouterr().err
+
+
+def test_failed_export_never_looks_complete(tiny_checkpoint, tmp_path, monkeypatch):
+    out = tmp_path / "bundle"
+    export_checkpoint(tiny_checkpoint, out)
+    assert (out / "manifest.json").exists()
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("killed mid-export")
+
+    monkeypatch.setattr("ibit_deploy.export.pipeline.export_onnx", explode)
+    with pytest.raises(RuntimeError, match="killed"):
+        export_checkpoint(tiny_checkpoint, out)
+    assert not (out / "manifest.json").exists()  # the old manifest no longer vouches for a half-rewritten bundle
+    assert not list(out.glob(".*.tmp"))
