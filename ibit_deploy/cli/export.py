@@ -22,7 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="checkpoint directory written by ibit-train")
     p.add_argument("--to", choices=TARGETS, default="onnx", help="target format (default: onnx)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="precision of the artifact")
+    p.add_argument("--precision", default="fp32", metavar="P[,P...]",
+                   help=f"precision(s) of the artifacts, from {', '.join(PRECISIONS)}; comma-separated for several "
+                        f"(the last one is the TensorRT engine's). fp32 model.onnx is always written as the reference")
     p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17)")
     p.add_argument("--min-batch", type=int, default=1)

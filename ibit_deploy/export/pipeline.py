@@ -43,12 +43,23 @@ class ExportOptions:
     require_engine: bool = False
     quantize: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def precisions(self) -> list[str]:
+        """Every precision asked for (``"fp16,int8"`` is allowed); fp32 is always exported as the reference."""
+        return [p.strip() for p in self.precision.split(",") if p.strip()]
+
+    @property
+    def target_precision(self) -> str:
+        """The precision of the TensorRT engine / torch-tensorrt program: the last one listed."""
+        return self.precisions[-1]
+
     def validate(self) -> None:
         if self.to not in TARGETS:
             raise ValueError(f"--to must be one of {TARGETS}, got {self.to!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.to == "torch-tensorrt" and self.precision == "int8":
+        bad = [p for p in self.precisions if p not in PRECISIONS] or ([] if self.precisions else [self.precision])
+        if bad:
+            raise ValueError(f"--precision must be one or more of {PRECISIONS} (comma-separated), got {bad[0]!r}")
+        if self.to == "torch-tensorrt" and self.target_precision == "int8":
             raise ValueError("torch-tensorrt export supports fp32 and fp16 here; for INT8 use --to tensorrt "
                              "(explicit Q/DQ ONNX, strongly typed engine)")
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
@@ -129,11 +140,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
                                           parity=_ort_parity(out / ONNX_FILES["fp32"], folded, probe, probe_kind)))
 
     failures: list[str] = []
-    if options.precision != "fp32":
-        step(f"quantize {options.precision}")
+    for precision in dict.fromkeys(p for p in options.precisions if p != "fp32"):
+        step(f"quantize {precision}")
         from ..quantization import quantize_artifact
 
-        for entry in quantize_artifact(out, manifest, options.precision, options.quantize):
+        for entry in quantize_artifact(out, manifest, precision, options.quantize):
             set_artifact(manifest, entry)
             gate = entry.get("gate")
             if gate is not None and not gate.get("passed", False):

@@ -34,7 +34,7 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any) -> dict[s
     from .device_bundle import write_device_scripts
     from .tensorrt_build import build_engine
 
-    precision = options.precision
+    precision = options.target_precision
     onnx_name = _onnx_for(manifest, precision)
     for entry in write_device_scripts(out, manifest, precision):
         set_artifact(manifest, entry)
@@ -83,14 +83,14 @@ def torch_tensorrt_target(out: Path, manifest: dict[str, Any], folded: torch.nn.
     chw = tuple(manifest["input"]["shape"][1:])
     name = "model.trt.ep"
     try:
-        info = export_torch_tensorrt(folded, torch.randn(options.opt_batch, *chw), out / name, options.precision,
+        info = export_torch_tensorrt(folded, torch.randn(options.opt_batch, *chw), out / name, options.target_precision,
                                      min_batch=options.min_batch, opt_batch=options.opt_batch,
                                      max_batch=options.max_batch)
     except BackendUnavailable as exc:
         return {"program": None, "status": "unavailable", "reason": str(exc),
                 "message": f"No torch-tensorrt program was written: {exc}. The ONNX in {out} is complete; use "
                            f"--to tensorrt for an engine built on the target."}
-    set_artifact(manifest, artifact_entry(out, name, "torch-tensorrt", options.precision,
+    set_artifact(manifest, artifact_entry(out, name, "torch-tensorrt", options.target_precision,
                                           **{k: v for k, v in info.items() if k not in ("path", "sha256")}))
     return {"program": name, "status": "saved", "message": f"Saved {out / name} (load with torch.export.load on a "
                                                            f"machine with torch_tensorrt and the same GPU)."}

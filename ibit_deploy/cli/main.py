@@ -1,0 +1,45 @@
+"""``ibit-deploy``: one entry point for every stage (each is also its own command).
+
+    ibit-deploy quickstart            train + fold + export + benchmark on the bundled MNIST digits
+    ibit-deploy train ...             = ibit-train       ibit-deploy eval ...      = ibit-eval
+    ibit-deploy export ...            = ibit-export      ibit-deploy bench ...     = ibit-bench
+    ibit-deploy masks ...             = ibit-masks       ibit-deploy calibrate ... (calibration .npz from a recipe)
+    ibit-deploy distill-logits ...    (store LIB-KD teacher logits)
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "quickstart": "ibit_deploy.cli.quickstart",
+    "train": "ibit_deploy.cli.train",
+    "eval": "ibit_deploy.cli.evaluate",
+    "export": "ibit_deploy.cli.export",
+    "bench": "ibit_deploy.cli.bench",
+    "masks": "ibit_deploy.cli.masks",
+    "calibrate": "ibit_deploy.cli.calibrate",
+    "distill-logits": "ibit_deploy.cli.distill",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from .. import __version__
+
+        print(f"ibit-deploy {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"ibit-deploy: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    return importlib.import_module(COMMANDS[command]).main(rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""``ibit-deploy quickstart``: train a small IBiT on bundled MNIST, fold, export FP32/FP16/INT8 + TensorRT bundle,
+benchmark every artifact against PyTorch and print the table. Re-running resumes or reuses the trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..quickstart import TOP1_TARGET, QuickstartConfig, default_out
+
+    defaults = QuickstartConfig()
+    parser = argparse.ArgumentParser(prog="ibit-deploy quickstart", description=__doc__)
+    parser.add_argument("--out", default=default_out(), help=f"output directory (default {defaults.out})")
+    parser.add_argument("--data", default=defaults.data, help="dataset spec (default: the bundled mnist5k)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--precisions", default=defaults.precisions)
+    parser.add_argument("--backends", default=defaults.backends)
+    parser.add_argument("--batches", default=defaults.batches)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    args = parser.parse_args(argv)
+    from ..quickstart import quickstart
+
+    config = QuickstartConfig(out=args.out, data=args.data, epochs=args.epochs, precisions=args.precisions,
+                              backends=args.backends, batches=args.batches, seed=args.seed)
+    try:
+        summary = quickstart(config)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"ibit-deploy quickstart: error: {exc}", file=sys.stderr)
+        return 2
+    print(Path(summary["report_markdown"]).read_text())
+    print(summary["tensorrt"])
+    verdict = "meets" if summary["top1_target_met"] else "DOES NOT meet"
+    print(f"validation top-1 {summary['val_top1']:.2%} ({verdict} the {TOP1_TARGET:.0%} target); "
+          f"checkpoint {summary['checkpoint']}, bundle {summary['bundle']}, report {summary['report']}")
+    Path(args.out, "quickstart.json").write_text(json.dumps(summary, indent=2, default=str))
+    return 0 if summary["top1_target_met"] and summary["bench_status"] == "complete" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
