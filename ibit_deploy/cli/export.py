@@ -41,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib-count", type=int, default=None, help="calibration images (default 256)")
     q.add_argument("--eval-count", type=int, default=None, help="held-out images for the accuracy gate")
     q.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
-                   help="ONNX node-name pattern to keep in float (repeatable; later rules win)")
+                   help="ONNX node or PyTorch layer name pattern (fnmatch, or re:REGEX) to keep in float; repeatable; exclude wins over include and the defaults")
     q.add_argument("--include", action="append", default=[], metavar="PATTERN",
-                   help="ONNX node-name pattern to quantize even if excluded by default (repeatable)")
+                   help="pattern to quantize even though the defaults keep it in float (repeatable)")
     return p
 
 

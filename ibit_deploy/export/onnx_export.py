@@ -13,10 +13,12 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..fileio import atomic_path
+from ..models.attention import FROBENIUS_EPS
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
@@ -51,6 +53,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_chw: tuple[int,
                 output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), optimize=True, verbose=verbose,
             )
         proto = program.model_proto
+        restore_frobenius_eps(proto)
         proto.producer_name = "ibit-deploy"
         for key, value in (metadata or {}).items():
             entry = proto.metadata_props.add()
@@ -58,6 +61,34 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_chw: tuple[int,
         onnx.save_model(proto, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
     return path
+
+
+def restore_frobenius_eps(proto, eps: float = FROBENIUS_EPS) -> int:
+    """Put back the ``+ eps`` of IBiT's ``S / (||S||_F + eps)`` where the exporter's optimizer dropped it.
+
+    onnxscript's optimizer treats ``Add(x, 1e-8)`` as adding zero and removes it, which turns an all-zero score map
+    into NaN. Each ``Div(S, Sqrt(ReduceSum(...)))`` gets ``Add(Sqrt, eps)`` again. Returns how many were restored.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    name = "ibit_frobenius_eps"
+    restored = 0
+    for node in list(graph.node):
+        if node.op_type != "Div" or len(node.input) != 2:
+            continue
+        sqrt = producers.get(node.input[1])
+        if sqrt is None or sqrt.op_type != "Sqrt" or producers.get(sqrt.input[0], sqrt).op_type != "ReduceSum":
+            continue
+        if restored == 0:
+            graph.initializer.append(numpy_helper.from_array(np.array(eps, dtype=np.float32), name))
+        added = f"{sqrt.output[0]}_plus_eps"
+        graph.node.insert(list(graph.node).index(node), helper.make_node("Add", [sqrt.output[0], name], [added],
+                                                                          name=f"{sqrt.name}_plus_eps"))
+        node.input[1] = added
+        restored += 1
+    return restored
 
 
 def onnx_opset(path: str | os.PathLike) -> int:

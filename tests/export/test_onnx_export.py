@@ -46,6 +46,12 @@ def test_ibit_onnx_matches_pytorch_on_real_images(tmp_path, mnist_images, mode):
     assert not [n for n in proto.graph.node if n.op_type in ("Gather", "GatherElements") and
                 any("mask" in x for x in n.input)]
 
+    if mode == "mask":  # S / (||S||_F + 1e-8): the eps survives export (the optimizer drops it; we restore it)
+        divs = [n for n in proto.graph.node if n.op_type == "Div" and n.input[1].endswith("_plus_eps")]
+        assert len(divs) == depth
+        eps = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}["ibit_frobenius_eps"]
+        assert float(eps) == pytest.approx(1e-8)
+
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (1, 7, 32):
         ours = session.run(None, {"images": mnist_images[:batch]})[0]

@@ -1,0 +1,97 @@
+"""Calibration recipes (``calibration/*.json``) and ``calibrate``, the library function behind ``ibit-calibrate``.
+
+A recipe pins everything that decides which images calibrate a model: dataset spec, split, count, seeds, and the
+calibration method they are meant for. Checked into the repository, it lets a Jetson rebuild the same ``calib.npz``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..fileio import read_json
+from .dataset import MIN_SAMPLES, build_calibration_set, input_geometry, validate_calibration
+from .store import save_calibration
+
+
+@dataclass
+class CalibrationRecipe:
+    """Which images calibrate a model, and for which method.
+
+    ``input`` (image_size, mean, std) is optional: a bundle's manifest is the authority on preprocessing, and without
+    either the dataset's own size and normalisation are used.
+    """
+
+    spec: str = "mnist5k"
+    split: str = "train"
+    count: int = 256
+    seed: int = 0
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    method: str = "minmax"
+    percentile: float = 99.99
+    input: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in MIN_SAMPLES:
+            raise ValueError(f"recipe method must be one of {sorted(MIN_SAMPLES)}, got {self.method!r}")
+        if self.split not in ("train", "test"):
+            raise ValueError(f"recipe split must be 'train' or 'test' (val is held out for the accuracy gate), got "
+                             f"{self.split!r}")
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < MIN_SAMPLES[self.method]:
+            raise ValueError(f"recipe count must be an integer >= {MIN_SAMPLES[self.method]} for {self.method}, got "
+                             f"{self.count!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "calibration recipe") -> CalibrationRecipe:
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown key(s) {unknown}; expected a subset of {sorted(known)}")
+        return cls(**data)
+
+
+def load_recipe(path: str | os.PathLike) -> CalibrationRecipe:
+    """Read a recipe JSON file (unknown keys are an error naming the file)."""
+    return CalibrationRecipe.from_dict(read_json(path, "calibration recipe"), source=str(path))
+
+
+def default_input_block(spec: str) -> dict[str, Any]:
+    """The dataset's native image size and normalisation, for calibrating without a bundle."""
+    from ..data import data_info
+
+    info = data_info(spec)
+    return {"image_size": list(info.image_size), "mean": list(info.mean), "std": list(info.std)}
+
+
+def calibrate(out: str | os.PathLike, recipe: CalibrationRecipe,
+              input_block: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the calibration set ``recipe`` describes and write it to ``out`` (.npz); returns the stored metadata.
+
+    ``input_block`` (a manifest's ``input``) wins over ``recipe.input``, which wins over the dataset's defaults.
+    """
+    block = input_block or recipe.input or default_input_block(recipe.spec)
+    size, mean, std = input_geometry(block)
+    images, labels = build_calibration_set(recipe.spec, block, recipe.count, recipe.seed, recipe.split,
+                                           recipe.val_fraction, split_seed=recipe.split_seed, return_labels=True)
+    validate_calibration(images, method=recipe.method, source=f"calibration set for {out}")
+    meta = {
+        "spec": recipe.spec, "split": recipe.split, "seed": recipe.seed, "val_fraction": recipe.val_fraction,
+        "split_seed": recipe.split_seed, "requested_count": recipe.count, "method": recipe.method,
+        "percentile": recipe.percentile,
+        "preprocessing": {"image_size": list(size), "mean": list(mean), "std": list(std), "layout": "NCHW",
+                          "value_range": "uint8 pixels / 255, then (x - mean) / std"},
+        "class_counts": {str(int(k)): int((labels == k).sum()) for k in np.unique(labels)},
+    }
+    return save_calibration(Path(out), images, meta, labels=labels)
+
