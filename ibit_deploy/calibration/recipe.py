@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..configs import checked_fields
 from ..fileio import read_json
 from .dataset import MIN_SAMPLES, build_calibration_set, input_geometry, validate_calibration
 from .store import save_calibration
@@ -52,13 +53,7 @@ class CalibrationRecipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "calibration recipe") -> CalibrationRecipe:
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown key(s) {unknown}; expected a subset of {sorted(known)}")
-        return cls(**data)
+        return cls(**checked_fields(cls, data, source))
 
 
 def load_recipe(path: str | os.PathLike) -> CalibrationRecipe:

@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..configs import checked_fields
+
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_OP_TYPES = ("MatMul", "Gemm")
 # Op types ONNX Runtime's QDQ quantizer can place Q/DQ around that make sense for this project's graphs.
@@ -24,13 +26,7 @@ QUANTIZABLE_OP_TYPES = ("MatMul", "Gemm", "Conv", "Add", "Mul")
 
 def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
     """Build dataclass ``cls`` from ``data``, rejecting keys it does not know (with the list of known ones)."""
-    if not isinstance(data, dict):
-        raise TypeError(f"{what}: expected a JSON object (dict), got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{what}: unknown key(s) {unknown}; expected a subset of {sorted(known)}")
-    kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
+    kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in checked_fields(cls, data, what).items()}
     return cls(**kwargs)
 
 

@@ -24,7 +24,7 @@ def test_repository_recipes_load():
 def test_recipe_rejects_unknown_keys_and_the_val_split(tmp_path):
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"spec": "mnist5k", "cnt": 10}))
-    with pytest.raises(ValueError, match=r"r\.json.*unknown key.*cnt"):
+    with pytest.raises(ValueError, match=r"r\.json.*unknown .*field.*cnt"):
         load_recipe(path)
     with pytest.raises(ValueError, match="held out"):
         CalibrationRecipe(split="val")
