@@ -24,9 +24,10 @@ class QuickstartConfig:
     out: str = "runs/quickstart"
     data: str = "mnist5k"
     model: str = "ibit_tiny_patch4_28"
-    # A shallow, narrow IBiT: the data are 4,000 28x28 digits, and the budget is a laptop CPU.
+    # A shallow, narrow IBiT on the 7x7 patch grid: the data are 4,000 28x28 digits and the budget a laptop CPU.
+    # Measured: 94.8% val top-1 after 20 epochs, 95.3% for the faster patch-7 variant after 30 (benchmarks/RESULTS.md).
     model_kwargs: dict[str, Any] = field(default_factory=lambda: {"depth": 4, "embed_dim": 96, "num_heads": 3})
-    epochs: int = 8
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 2e-3
     seed: int = 0
@@ -34,7 +35,8 @@ class QuickstartConfig:
     backends: str = "torch-ref,torch-folded,ort-cpu,tensorrt"
     batches: str = "1,32"
     bench_seconds: float = 1.5
-    threads: int = 0
+    threads: int = 0  # torch and ORT threads; 0: all cores
+    max_steps_per_epoch: int | None = None  # caps training, for smoke tests
 
 
 def quickstart(config: QuickstartConfig | None = None) -> dict[str, Any]:
@@ -44,6 +46,10 @@ def quickstart(config: QuickstartConfig | None = None) -> dict[str, Any]:
     from .train import TrainConfig, evaluate_checkpoint, train
 
     config = config or QuickstartConfig()
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
     out = Path(config.out)
     checkpoint, bundle = out / "checkpoint", out / "bundle"
     bar = tqdm(total=len(STAGES), desc="quickstart", unit="stage", bar_format="{l_bar}{bar}| {n}/{total} stages "
@@ -53,14 +59,16 @@ def quickstart(config: QuickstartConfig | None = None) -> dict[str, Any]:
         bar.set_postfix_str("train")
         train_config = TrainConfig(model=config.model, model_kwargs=dict(config.model_kwargs), data=config.data,
                                    epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                                   warmup_epochs=1.0, randaugment_magnitude=5, random_erasing=0.0, seed=config.seed,
-                                   out=str(checkpoint), num_workers=0)
+                                   # digits are clean and the model small: it underfits, so no RandAugment/erasing
+                                   warmup_epochs=2.0, randaugment_magnitude=0, random_erasing=0.0, seed=config.seed,
+                                   out=str(checkpoint), num_workers=0,
+                                   max_steps_per_epoch=config.max_steps_per_epoch)
         summary["train"] = _train_or_resume(train, train_config, checkpoint)
         bar.update(1)
 
         bar.set_postfix_str("evaluate")
-        evaluation = evaluate_checkpoint(checkpoint, split="val", out=out / "eval")
-        summary["val_top1"] = evaluation["top1"]
+        evaluation = evaluate_checkpoint(checkpoint, split="val", out_dir=out / "eval")
+        summary["val_top1"] = evaluation["top1"] / 100.0  # evaluate reports percent
         bar.update(1)
 
         bar.set_postfix_str("export")
@@ -91,7 +99,7 @@ def _train_or_resume(train, train_config, checkpoint: Path) -> dict[str, Any]:
 
     if (checkpoint / "metrics.jsonl").exists():
         history = read_metrics(checkpoint)
-        if history and history[-1].get("epoch", 0) + 1 >= train_config.epochs and \
+        if history and history[-1].get("epoch", 0) >= train_config.epochs and \
                 (checkpoint / "model.safetensors").exists():
             return {"skipped": "already trained", **history[-1]}
         return train(train_config, resume=True)

@@ -21,11 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default=defaults.backends)
     parser.add_argument("--batches", default=defaults.batches)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (default: all cores)")
     args = parser.parse_args(argv)
     from ..quickstart import quickstart
 
     config = QuickstartConfig(out=args.out, data=args.data, epochs=args.epochs, precisions=args.precisions,
-                              backends=args.backends, batches=args.batches, seed=args.seed)
+                              backends=args.backends, batches=args.batches, seed=args.seed,
+                              threads=args.threads)
     try:
         summary = quickstart(config)
     except (FileNotFoundError, ValueError) as exc:
