@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..configs import checked_fields
 from ..fileio import read_json
 
 DISTILL_KINDS = ("soft", "hard")
 DEVICES = ("auto", "cpu", "cuda")
 
 # Fields a resumed run may change without invalidating the saved optimizer/RNG state.
-RESUMABLE_CHANGES = ("epochs", "num_workers", "out", "device", "max_steps_per_epoch", "progress")
+RESUMABLE_CHANGES = ("epochs", "num_workers", "out", "device", "progress", "val_every")
 
 
 @dataclass
@@ -87,6 +88,7 @@ class TrainConfig:
     device: str = "auto"
     out: str = "runs/ibit"
     max_steps_per_epoch: int | None = None  # cap for smoke tests and quick benchmarks
+    val_every: int = 1  # validate (and redraw curves.png) every N epochs; the last epoch always is
     progress: bool = True  # tqdm bar (only on a TTY and on rank 0 anyway)
     distill: DistillConfig | None = None
 
@@ -114,6 +116,7 @@ class TrainConfig:
             (self.device in DEVICES, "device", f"one of {DEVICES}"),
             (self.image_size is None or self.image_size > 0, "image_size", "None or > 0"),
             (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1, "max_steps_per_epoch", "None or >= 1"),
+            (self.val_every >= 1, "val_every", "an integer >= 1"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -132,19 +135,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from a dict, refusing unknown keys (a typo must not silently fall back to a default)."""
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a JSON object of TrainConfig fields, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown TrainConfig field(s) {unknown}; known fields: {sorted(known)}")
-        data = dict(data)
-        distill = data.get("distill")
-        if isinstance(distill, dict):
-            dknown = {f.name for f in dataclasses.fields(DistillConfig)}
-            bad = sorted(set(distill) - dknown)
-            if bad:
-                raise ValueError(f"{source}: unknown distill field(s) {bad}; known fields: {sorted(dknown)}")
+        data = checked_fields(cls, data, source)
+        if isinstance(data.get("distill"), dict):
+            data["distill"] = DistillConfig(**checked_fields(DistillConfig, data["distill"], f"{source} (distill)"))
         return cls(**data)
 
     @classmethod

@@ -1,0 +1,113 @@
+"""Export-path latency on ONNX Runtime CPU, measured side by side in one run.
+
+Compares, at batch 1 and 32:
+  1. folded IBiT ONNX (ORT)           vs the reference unfolded PyTorch IBiT     (target <= 0.6x at batch 1)
+  2. IBiT ONNX (ORT)                  vs a timm ViT of equal dims, same path     (target <= 1.10x)
+  3. IBiT ONNX (ORT)                  vs timm ConViT of equal dims, same path    (target <= 0.5x)
+
+Every candidate is timed in interleaved rounds (A, B, C, ... then again) so that load from other processes hits all
+of them alike; the statistic is the median over rounds of each round's mean.
+
+    python benchmarks/export_latency.py --model ibit_tiny_patch4_28 --rounds 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from ibit_deploy.export.onnx_export import export_onnx
+from ibit_deploy.fold import fold_masks
+from ibit_deploy.models import create_model, matching_baseline_kwargs
+from ibit_deploy.models.registry import VARIANTS
+
+
+def ort_session(path: Path, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def timed(fn, iters: int) -> float:
+    """Mean milliseconds per call over ``iters`` calls."""
+    start = time.perf_counter_ns()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter_ns() - start) / iters / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="ibit_tiny_patch4_28", choices=sorted(VARIANTS))
+    parser.add_argument("--batches", default="1,32")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "export_latency.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    ibit = create_model(args.model).eval()
+    chw = tuple(ibit.pretrained_cfg["input_size"])
+    same = matching_baseline_kwargs(args.model)
+    vit = create_model("vit_tiny_patch16_224", **same).eval()
+    convit = create_model("convit_tiny", **same).eval()
+
+    tmp = Path(tempfile.mkdtemp(prefix="ibit-bench-"))
+    sessions = {}
+    for name, model in (("ibit", fold_masks(ibit)), ("vit", vit), ("convit", convit)):
+        sessions[name] = ort_session(export_onnx(model, tmp / f"{name}.onnx", chw), args.threads)
+
+    results: dict[str, dict[str, float]] = {}
+    for batch in [int(b) for b in args.batches.split(",")]:
+        x = np.random.default_rng(0).standard_normal((batch, *chw)).astype(np.float32)
+        xt = torch.from_numpy(x)
+        iters = max(3, 64 // batch)
+
+        def torch_ref(xt=xt):
+            with torch.inference_mode():
+                ibit(xt)
+
+        candidates = {"torch_ref_unfolded": torch_ref}
+        for name, sess in sessions.items():
+            candidates[f"ort_{name}"] = lambda s=sess, x=x: s.run(None, {"images": x})
+        for fn in candidates.values():  # warm-up
+            timed(fn, iters)
+        rounds: dict[str, list[float]] = {k: [] for k in candidates}
+        for _ in range(args.rounds):
+            for key, fn in candidates.items():
+                rounds[key].append(timed(fn, iters))
+        med = {k: statistics.median(v) for k, v in rounds.items()}
+        results[str(batch)] = {f"{k}_ms": v for k, v in med.items()}
+        results[str(batch)].update({
+            "ratio_folded_onnx_vs_torch_ref": med["ort_ibit"] / med["torch_ref_unfolded"],
+            "ratio_ibit_vs_vit": med["ort_ibit"] / med["ort_vit"],
+            "ratio_ibit_vs_convit": med["ort_ibit"] / med["ort_convit"],
+        })
+
+    print(f"model {args.model} input {chw}, ORT {ort.__version__} CPU, torch {torch.__version__}, "
+          f"threads {args.threads}, {platform.processor() or platform.machine()}")
+    print("| batch | torch ref (ms) | ORT IBiT folded (ms) | ORT ViT (ms) | ORT ConViT (ms) | folded/ref (<=0.6 @1) "
+          "| IBiT/ViT (<=1.10) | IBiT/ConViT (<=0.5) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for batch, r in results.items():
+        print(f"| {batch} | {r['torch_ref_unfolded_ms']:.3f} | {r['ort_ibit_ms']:.3f} | {r['ort_vit_ms']:.3f} | "
+              f"{r['ort_convit_ms']:.3f} | {r['ratio_folded_onnx_vs_torch_ref']:.3f} | {r['ratio_ibit_vs_vit']:.3f} | "
+              f"{r['ratio_ibit_vs_convit']:.3f} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"model": args.model, "threads": args.threads, "ort": ort.__version__,
+                                    "torch": torch.__version__, "rounds": args.rounds, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
