@@ -1,11 +1,13 @@
 """Training: ``train(TrainConfig)`` (single process or torchrun), evaluation, and LIB-KD distillation."""
 
+from .build import build_model, load_trained
 from .config import DistillConfig, TrainConfig
 from .distill import DistillationLoss, TeacherLogits, compute_teacher_logits, load_teacher_logits, train_teachers
 from .evaluate import evaluate_checkpoint, evaluate_model
 from .trainer import NonFiniteLossError, train
 
 __all__ = [
-    "DistillConfig", "DistillationLoss", "NonFiniteLossError", "TeacherLogits", "TrainConfig", "compute_teacher_logits",
-    "evaluate_checkpoint", "evaluate_model", "load_teacher_logits", "train", "train_teachers",
+    "DistillConfig", "DistillationLoss", "NonFiniteLossError", "TeacherLogits", "TrainConfig", "build_model",
+    "compute_teacher_logits", "evaluate_checkpoint", "evaluate_model", "load_teacher_logits", "load_trained", "train",
+    "train_teachers",
 ]
