@@ -94,16 +94,16 @@ def quickstart(config: QuickstartConfig | None = None) -> dict[str, Any]:
 
 
 def _train_or_resume(train, train_config, checkpoint: Path) -> dict[str, Any]:
-    """Train, resume a killed run, or return the finished run's metrics."""
+    """Train, resume a killed run (its resume state exists), or return the finished run's metrics."""
     from .train.records import read_metrics
+    from .train.state import STATE_FILE
 
-    if (checkpoint / "metrics.jsonl").exists():
-        history = read_metrics(checkpoint)
-        if history and history[-1].get("epoch", 0) >= train_config.epochs and \
-                (checkpoint / "model.safetensors").exists():
-            return {"skipped": "already trained", **history[-1]}
-        return train(train_config, resume=True)
-    return train(train_config)
+    if not (checkpoint / STATE_FILE).exists():
+        return train(train_config)
+    history = read_metrics(checkpoint)
+    if history and history[-1].get("epoch", 0) >= train_config.epochs and (checkpoint / "model.safetensors").exists():
+        return {"skipped": "already trained", **history[-1]}
+    return train(train_config, resume=True)
 
 
 def default_out() -> str:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+# The standalone device script is the one home of these cuda-python helpers; the runner shares them.
+from ..export.templates.build_engine import cuda_check, import_cudart
 from ..manifest import find_artifact, load_manifest
 from .base import BackendUnavailable, InputSpec, Runner
 
@@ -200,24 +202,6 @@ def _import_backend() -> tuple[Any, Any]:
         raise BackendUnavailable(f"TensorRT runner: cuda-python is not installed ({exc}); it provides the device "
                                  f"buffers and CUDA events: pip install cuda-python") from exc
     return tensorrt, cudart
-
-
-def import_cudart() -> Any:
-    """cuda-python's runtime module: ``cuda.bindings.runtime`` (12.6+) or the older ``cuda.cudart``."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        from cuda import cudart  # cuda-python < 12.6 (JetPack 6 era)
-    return cudart
-
-
-def cuda_check(result: Any, what: str) -> Any:
-    """Unpack a cuda-python ``(error, *values)`` tuple, raising RuntimeError named after the call on failure."""
-    err, *values = result if isinstance(result, tuple) else (result,)
-    code = int(getattr(err, "value", err))
-    if code != 0:
-        raise RuntimeError(f"{what} failed: CUDA error {code} ({getattr(err, 'name', err)})")
-    return values[0] if len(values) == 1 else (tuple(values) or None)
 
 
 def _device_name(cudart: Any, device: int) -> str | None:
