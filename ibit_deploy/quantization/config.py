@@ -59,7 +59,7 @@ class Int8Config:
     """
 
     # minmax by default: in IBiT the Frobenius-normalised attention map has a few large entries that carry the
-    # output, and percentile/entropy clipping cuts exactly those (measured in benchmarks/RESULTS_quantization.md).
+    # output, and percentile/entropy clipping cuts exactly those (measured in benchmarks/RESULTS.md).
     method: str = "minmax"
     percentile: float = 99.99
     per_channel: bool = True
