@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> ExportOptions:
+    if args.max_drop < 0:
+        raise ValueError(f"--max-drop is a budget in top-1 points and must be >= 0, got {args.max_drop}")
     quantize = {"max_drop": args.max_drop, "auto": args.auto}
     for key, value in (("data", args.data), ("method", args.calib_method), ("calib_count", args.calib_count),
                        ("eval_count", args.eval_count)):
