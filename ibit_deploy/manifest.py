@@ -90,6 +90,13 @@ def load_manifest(bundle: str | os.PathLike, verify: bool = True) -> dict[str, A
     for key in ("input", "artifacts"):
         if key not in manifest:
             raise ValueError(f"{path}: missing required field {key!r}")
+    root = bundle.resolve()
+    for art in manifest["artifacts"]:
+        rel = art.get("path") if isinstance(art, dict) else None
+        if not isinstance(rel, str) or not isinstance(art.get("sha256"), str):
+            raise ValueError(f"{path}: every artifact needs a string 'path' and 'sha256', got {art!r}")
+        if Path(rel).is_absolute() or not (bundle / rel).resolve().is_relative_to(root):
+            raise ValueError(f"{path}: artifact path {rel!r} points outside the bundle {bundle}; refusing it")
     if verify:
         for art in manifest["artifacts"]:
             file = bundle / art["path"]

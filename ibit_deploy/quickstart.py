@@ -100,7 +100,10 @@ def _train_or_resume(train, train_config, checkpoint: Path) -> dict[str, Any]:
 
     if not (checkpoint / STATE_FILE).exists():
         return train(train_config)
-    history = read_metrics(checkpoint)
+    try:
+        history = read_metrics(checkpoint)
+    except (OSError, ValueError):  # a torn last line after a crash: the resume state rebuilds the history
+        history = []
     if history and history[-1].get("epoch", 0) >= train_config.epochs and (checkpoint / "model.safetensors").exists():
         return {"skipped": "already trained", **history[-1]}
     return train(train_config, resume=True)

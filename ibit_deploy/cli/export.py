@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         stages.close()
         print(f"ibit-export: FAILED: {exc}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # missing/unreadable/unwritable files, bad values
         stages.close()
         print(f"ibit-export: error: {exc}", file=sys.stderr)
         return 2

@@ -95,6 +95,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     step = progress or (lambda stage: None)
     out = Path(out)
     step("load checkpoint")
+    fingerprint = checkpoint_fingerprint(checkpoint) if Path(checkpoint).is_dir() else None
     model, config = load_checkpoint(checkpoint)
     if out.exists() and (out / "manifest.json").exists():
         (out / "manifest.json").unlink()  # the bundle is being rewritten: it is incomplete until the new manifest
@@ -114,7 +115,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "created": utc_now(),
-        "source": checkpoint_fingerprint(checkpoint),
+        "source": fingerprint,
         "model": {
             "name": config["model"]["name"], "kwargs": config["model"].get("kwargs", {}),
             "num_params": sum(p.numel() for p in model.parameters()),
@@ -160,6 +161,13 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
         from .targets import torch_tensorrt_target
 
         manifest["torch_tensorrt"] = torch_tensorrt_target(out, manifest, folded, options)
+
+    # every artifact that carries a failed gate (quantized ONNX, a built engine) fails the export
+    failures += [f"{a['path']}: {a['gate'].get('reason', 'check failed')}" for a in manifest["artifacts"]
+                 if a.get("gate") and not a["gate"].get("passed", False) and a["kind"] != "onnx"]
+    if fingerprint != checkpoint_fingerprint(checkpoint):
+        raise ExportFailed(f"{checkpoint} changed while it was being exported (is training still writing it?); "
+                           f"export again once it is finished")
 
     step("write manifest")
     write_manifest(out, manifest)

@@ -32,6 +32,7 @@ def _onnx_for(manifest: dict[str, Any], precision: str) -> str:
 def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any) -> dict[str, Any]:
     """Write the on-device build kit; build and verify the engine too when TensorRT and a GPU are here."""
     from .device_bundle import write_device_scripts
+    from .templates.build_engine import EngineBuildError
     from .tensorrt_build import build_engine
 
     precision = options.target_precision
@@ -48,10 +49,19 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any) -> dict[s
     except BackendUnavailable as exc:
         return {"engine": None, "status": "build-on-device", "reason": str(exc),
                 "message": f"No TensorRT engine was built here: {exc}\n{how}"}
+    except EngineBuildError as exc:  # TensorRT is here but rejected the network: a failed export, not a crash
+        from .pipeline import ExportFailed
+
+        raise ExportFailed(f"TensorRT could not build {ENGINE_FILE} from {onnx_name}: {exc}") from exc
     check = verify_engine(out / ENGINE_FILE, out / onnx_name, manifest, precision)
+    gate = {"passed": check["passed"]}
+    if not check["passed"]:
+        gate["reason"] = (f"engine top-1 agreement with ONNX Runtime {check['agreement']:.3f} < "
+                          f"{ENGINE_AGREEMENT[precision]} ({check['inputs']})")
     set_artifact(manifest, artifact_entry(out, ENGINE_FILE, "engine", precision, built_from=onnx_name,
                                           tensorrt=info.get("tensorrt_version"), batch_range=[options.min_batch,
-                                          options.max_batch], opt_batch=options.opt_batch, verification=check))
+                                          options.max_batch], opt_batch=options.opt_batch, verification=check,
+                                          gate=gate))
     status = "built" if check["passed"] else "built-but-failed-check"
     return {"engine": ENGINE_FILE, "status": status, "build": {k: v for k, v in info.items() if k != "engine"},
             "verification": check,

@@ -197,6 +197,11 @@ def _engine_runners(bundle: Path, manifest: dict[str, Any], spec: InputSpec,
         if missing:
             choices.append(RunnerChoice(name, missing, "tensorrt", precision, ""))
             continue
+        if (art.get("verification") or {}).get("passed") is False:
+            choices.append(RunnerChoice(name, f"{art['path']} failed its check against ONNX Runtime when it was "
+                                              f"built ({art.get('gate', {}).get('reason', 'see the manifest')})",
+                                        "tensorrt", precision, art["path"]))
+            continue
         try:
             from .tensorrt_runner import TrtRunner
 

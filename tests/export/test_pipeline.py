@@ -98,3 +98,36 @@ def test_failed_export_never_looks_complete(tiny_checkpoint, tmp_path, monkeypat
         export_checkpoint(tiny_checkpoint, out)
     assert not (out / "manifest.json").exists()  # the old manifest no longer vouches for a half-rewritten bundle
     assert not list(out.glob(".*.tmp"))
+
+
+def test_manifest_paths_must_stay_inside_the_bundle(tiny_checkpoint, tmp_path):
+    out = tmp_path / "bundle"
+    manifest = export_checkpoint(tiny_checkpoint, out)
+    for bad in ("/etc/passwd", "../outside.onnx"):
+        manifest["artifacts"][0]["path"] = bad
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(ValueError, match="points outside the bundle"):
+            load_manifest(out, verify=False)
+
+
+def test_engine_that_fails_its_check_fails_the_export(tiny_checkpoint, tmp_path, monkeypatch):
+    """With TensorRT present (faked here: the build and the check are replaced), a failed check is an export failure."""
+    from ibit_deploy.export import targets
+    from ibit_deploy.export.pipeline import ExportFailed
+    from ibit_deploy.runtime.load import make_runners
+
+    def fake_build(onnx_path, engine_path, **kwargs):
+        engine_path.write_bytes(b"not a real engine")
+        return {"tensorrt_version": "10.3.0"}
+
+    monkeypatch.setattr("ibit_deploy.export.tensorrt_build.build_engine", fake_build)
+    monkeypatch.setattr(targets, "verify_engine", lambda *a, **k: {"passed": False, "agreement": 0.5,
+                                                                   "inputs": "test", "max_abs_diff": 3.0})
+    out = tmp_path / "trt"
+    with pytest.raises(ExportFailed, match="engine.plan: engine top-1 agreement"):
+        export_checkpoint(tiny_checkpoint, out, ExportOptions(to="tensorrt"))
+    manifest = load_manifest(out)
+    engine = next(a for a in manifest["artifacts"] if a["kind"] == "engine")
+    assert engine["gate"]["passed"] is False
+    choice = next(c for c in make_runners(out, ["tensorrt"], manifest) if c.backend == "tensorrt")
+    assert isinstance(choice.runner, str) and "failed its check" in choice.runner
