@@ -1,7 +1,7 @@
 """``ibit-export``: checkpoint -> bundle (folded ONNX, FP16/INT8 variants, TensorRT engine or on-device build kit).
 
 Exit codes: 0 exported (for --to tensorrt without a GPU here: the on-device bundle is the product); 1 an accuracy
-gate or a parity check failed (the manifest marks the artifact); 2 bad input; 3 --require-engine and no engine.
+gate, a parity check or an engine check failed, or TensorRT rejected the network (the manifest marks it); 2 bad input; 3 --require-engine and no engine.
 """
 
 from __future__ import annotations
