@@ -34,7 +34,7 @@ def train_checkpoint(out: Path, model_name: str, depth: int | None, steps: int, 
     """Train ``model_name`` on mnist5k (plain AdamW + one-cycle, one thread) and save it as a checkpoint."""
     import torch
 
-    from ibit_deploy.checkpoint import save_checkpoint
+    from ibit_deploy.checkpoint import checkpoint_config, save_checkpoint
     from ibit_deploy.data import build_dataset
     from ibit_deploy.models import create_model
 
@@ -61,9 +61,7 @@ def train_checkpoint(out: Path, model_name: str, depth: int | None, steps: int, 
                   file=sys.stderr)
     model.eval()
     return save_checkpoint(out, model, {
-        "model": model.build_spec, "data": info.to_dict(),
-        "input": {"image_size": [28, 28], "in_chans": 1, "mean": list(info.mean), "std": list(info.std)},
-        "classes": list(info.classes),
+        **checkpoint_config(model, info),
         "train": {"steps": steps, "lr": lr, "batch": 64, "seed": seed, "note": "benchmarks/quantization.py"},
     })
 

@@ -41,6 +41,20 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def checkpoint_config(model: nn.Module, info: Any) -> dict[str, Any]:
+    """The config.json fields every later stage reads: model spec, data, input preprocessing, class names.
+
+    ``info`` is the :class:`ibit_deploy.data.DataInfo` the model was trained on.
+    """
+    return {
+        "model": model.build_spec,
+        "data": info.to_dict(),
+        "input": {"image_size": list(info.image_size), "in_chans": info.channels, "mean": list(info.mean),
+                  "std": list(info.std)},
+        "classes": list(info.classes),
+    }
+
+
 def save_checkpoint(directory: str | os.PathLike, model: nn.Module, config: dict[str, Any]) -> Path:
     """Write ``model``'s weights and ``config`` into ``directory`` atomically (weights first, config last)."""
     from safetensors.torch import save_file

@@ -12,19 +12,12 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 def make_checkpoint(directory: Path, name: str = "ibit_test_patch4_28", spec: str = "mnist5k", **model_kwargs) -> Path:
     """Save an (untrained) model as a checkpoint directory with the config fields ibit-train writes."""
-    from ibit_deploy.checkpoint import save_checkpoint
+    from ibit_deploy.checkpoint import checkpoint_config, save_checkpoint
     from ibit_deploy.data import data_info
     from ibit_deploy.models import create_model
 
     model = create_model(name, **model_kwargs)
-    info = data_info(spec)
-    chans, height, width = model.pretrained_cfg["input_size"]
-    save_checkpoint(directory, model, {
-        "model": model.build_spec,
-        "data": info.to_dict(),
-        "input": {"image_size": [height, width], "in_chans": chans, "mean": list(info.mean), "std": list(info.std)},
-        "classes": list(info.classes),
-    })
+    save_checkpoint(directory, model, checkpoint_config(model, data_info(spec)))
     return directory
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 # The standalone device script is the one home of these cuda-python helpers; the runner shares them.
 from ..export.templates.build_engine import cuda_check, import_cudart
+from ..export.tensorrt_build import import_tensorrt
 from ..manifest import find_artifact, load_manifest
 from .base import BackendUnavailable, InputSpec, Runner
 
@@ -189,13 +190,7 @@ class TrtRunner(Runner):
 
 def _import_backend() -> tuple[Any, Any]:
     """(tensorrt, cuda-python runtime) or BackendUnavailable saying which is missing and how to get it."""
-    try:
-        import tensorrt
-    except Exception as exc:  # ImportError, or the PyPI stub failing to download the real wheel
-        raise BackendUnavailable(
-            f"TensorRT runner: `import tensorrt` failed ({type(exc).__name__}: {exc}). On a Jetson TensorRT comes "
-            f"with JetPack (python3-libnvinfer); on a desktop install NVIDIA's tensorrt wheel "
-            f"(pip install 'ibit-deploy[tensorrt]').") from exc
+    tensorrt = import_tensorrt()
     try:
         cudart = import_cudart()
     except ImportError as exc:

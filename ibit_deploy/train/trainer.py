@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoint import library_versions, save_checkpoint
+from ..checkpoint import checkpoint_config, library_versions, save_checkpoint
 from ..data import AugmentConfig, build_dataset
 from ..fileio import sha256_file
 from . import records
@@ -381,11 +381,7 @@ class _Run:
     def _checkpoint_config(self, record: dict[str, Any]) -> dict[str, Any]:
         info = self.info
         config = {
-            "model": unwrap(self.model).build_spec,
-            "data": info.to_dict(),
-            "input": {"image_size": list(info.image_size), "in_chans": info.channels, "mean": list(info.mean),
-                      "std": list(info.std)},
-            "classes": list(info.classes),
+            **checkpoint_config(unwrap(self.model), info),
             "train": self.config.to_dict(),
             "weights": "ema" if self.ema is not None else "raw",
             "metrics": {**record, **self._best(), "epochs_completed": self.epoch, "epochs_planned": self.config.epochs},

@@ -18,7 +18,7 @@ EVAL_COUNT = 500  # validation images for gates in tests (the library default is
 
 def train_tiny(directory: Path, steps: int = TRAIN_STEPS, seed: int = 0) -> Path:
     """Train ibit_test_patch4_28 on mnist5k's training split and save it as a checkpoint directory."""
-    from ibit_deploy.checkpoint import save_checkpoint
+    from ibit_deploy.checkpoint import checkpoint_config, save_checkpoint
     from ibit_deploy.data import build_dataset
     from ibit_deploy.models import create_model
 
@@ -44,11 +44,7 @@ def train_tiny(directory: Path, steps: int = TRAIN_STEPS, seed: int = 0) -> Path
         model.eval()
     finally:
         torch.set_num_threads(threads)
-    save_checkpoint(directory, model, {
-        "model": model.build_spec, "data": info.to_dict(),
-        "input": {"image_size": [28, 28], "in_chans": 1, "mean": list(info.mean), "std": list(info.std)},
-        "classes": list(info.classes),
-    })
+    save_checkpoint(directory, model, checkpoint_config(model, info))
     return directory
 
 
