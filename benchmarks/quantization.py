@@ -37,6 +37,7 @@ def train_checkpoint(out: Path, model_name: str, depth: int | None, steps: int, 
     from ibit_deploy.checkpoint import checkpoint_config, save_checkpoint
     from ibit_deploy.data import build_dataset
     from ibit_deploy.models import create_model
+    from ibit_deploy.train.quick import train_steps
 
     torch.manual_seed(seed)
     torch.set_num_threads(1)
@@ -44,22 +45,7 @@ def train_checkpoint(out: Path, model_name: str, depth: int | None, steps: int, 
     dataset, info = build_dataset("mnist5k", "train")
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     labels = torch.as_tensor(dataset.labels)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    start = time.perf_counter()
-    for step in range(steps):
-        idx = torch.randint(0, len(images), (64,), generator=gen)
-        loss = torch.nn.functional.cross_entropy(model(images[idx]), labels[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            print(f"  train step {step + 1}/{steps} loss {loss.item():.3f} ({time.perf_counter() - start:.0f} s)",
-                  file=sys.stderr)
-    model.eval()
+    train_steps(model, images, labels, steps, lr, seed=seed, log_every=100)
     return save_checkpoint(out, model, {
         **checkpoint_config(model, info),
         "train": {"steps": steps, "lr": lr, "batch": 64, "seed": seed, "note": "benchmarks/quantization.py"},

@@ -95,17 +95,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::invalid_argument& e) {
-        std::cerr << "ort_runner: " << e.what() << "\n" << kUsage;
-        return 2;
-    } catch (const Ort::Exception& e) {
-        std::cerr << "ort_runner: ONNX Runtime error: " << e.what() << "\n";
-        return 1;
-    } catch (const std::exception& e) {
-        std::cerr << "ort_runner: " << e.what() << "\n";
-        return 1;
-    }
-}
+int main(int argc, char** argv) { return ibit::guarded_main("ort_runner", kUsage, run, argc, argv); }

@@ -219,4 +219,18 @@ inline int to_int(const std::map<std::string, std::string>& args, const std::str
     return value;
 }
 
+// The runners' main(): runs `run` and maps failures to exit codes, 2 for bad arguments (printed with the usage) and
+// 1 for everything else, so scripts can tell a wrong invocation from a failed inference.
+inline int guarded_main(const char* tool, const char* usage, int (*run)(int, char**), int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::invalid_argument& e) {
+        std::cerr << tool << ": " << e.what() << "\n" << usage;
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << tool << ": " << e.what() << "\n";
+        return 1;
+    }
+}
+
 }  // namespace ibit

@@ -162,14 +162,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::invalid_argument& e) {
-        std::cerr << "trt_runner: " << e.what() << "\n" << kUsage;
-        return 2;
-    } catch (const std::exception& e) {
-        std::cerr << "trt_runner: " << e.what() << "\n";
-        return 1;
-    }
-}
+int main(int argc, char** argv) { return ibit::guarded_main("trt_runner", kUsage, run, argc, argv); }

@@ -21,6 +21,7 @@ def train_tiny(directory: Path, steps: int = TRAIN_STEPS, seed: int = 0) -> Path
     from ibit_deploy.checkpoint import checkpoint_config, save_checkpoint
     from ibit_deploy.data import build_dataset
     from ibit_deploy.models import create_model
+    from ibit_deploy.train.quick import train_steps
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # two shared cores: one thread is several times faster than two fighting
@@ -30,18 +31,7 @@ def train_tiny(directory: Path, steps: int = TRAIN_STEPS, seed: int = 0) -> Path
         dataset, info = build_dataset("mnist5k", "train")
         images = torch.stack([dataset[i][0] for i in range(len(dataset))])
         labels = torch.as_tensor(dataset.labels)
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.05)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
-        gen = torch.Generator().manual_seed(seed)
-        model.train()
-        for _ in range(steps):
-            idx = torch.randint(0, len(images), (64,), generator=gen)
-            loss = torch.nn.functional.cross_entropy(model(images[idx]), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        model.eval()
+        train_steps(model, images, labels, steps, lr=3e-3, seed=seed)
     finally:
         torch.set_num_threads(threads)
     save_checkpoint(directory, model, checkpoint_config(model, info))
