@@ -67,7 +67,8 @@ def restore_frobenius_eps(proto, eps: float = FROBENIUS_EPS) -> int:
     """Put back the ``+ eps`` of IBiT's ``S / (||S||_F + eps)`` where the exporter's optimizer dropped it.
 
     onnxscript's optimizer treats ``Add(x, 1e-8)`` as adding zero and removes it, which turns an all-zero score map
-    into NaN. Each ``Div(S, Sqrt(ReduceSum(...)))`` gets ``Add(Sqrt, eps)`` again. Returns how many were restored.
+    into NaN. Each ``Div(S, ReduceL2(S))`` (or ``Div(S, Sqrt(ReduceSum(...)))``, the older form) gets the ``Add`` of
+    eps back between the norm and the Div. Returns how many were restored.
     """
     from onnx import helper, numpy_helper
 
@@ -78,14 +79,15 @@ def restore_frobenius_eps(proto, eps: float = FROBENIUS_EPS) -> int:
     for node in list(graph.node):
         if node.op_type != "Div" or len(node.input) != 2:
             continue
-        sqrt = producers.get(node.input[1])
-        if sqrt is None or sqrt.op_type != "Sqrt" or producers.get(sqrt.input[0], sqrt).op_type != "ReduceSum":
+        norm = producers.get(node.input[1])
+        if norm is None or not (norm.op_type == "ReduceL2" or (
+                norm.op_type == "Sqrt" and producers.get(norm.input[0], norm).op_type == "ReduceSum")):
             continue
         if restored == 0:
             graph.initializer.append(numpy_helper.from_array(np.array(eps, dtype=np.float32), name))
-        added = f"{sqrt.output[0]}_plus_eps"
-        graph.node.insert(list(graph.node).index(node), helper.make_node("Add", [sqrt.output[0], name], [added],
-                                                                          name=f"{sqrt.name}_plus_eps"))
+        added = f"{norm.output[0]}_plus_eps"
+        graph.node.insert(list(graph.node).index(node), helper.make_node("Add", [norm.output[0], name], [added],
+                                                                          name=f"{norm.name}_plus_eps"))
         node.input[1] = added
         restored += 1
     return restored

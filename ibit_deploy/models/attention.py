@@ -118,11 +118,12 @@ class IBiTAttention(nn.Module):
                 q, k, v, attn_mask=mask.unsqueeze(0), dropout_p=self.attn_drop.p if self.training else 0.0
             )
         else:
-            scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, heads, T, T)
-            scores = scores * mask
-            # Frobenius norm over the whole map, per sample and head. Computed in fp32: the sum of (T^2) squares
-            # overflows fp16 as soon as the entries' RMS exceeds sqrt(65504) / T (METHODS.md section 1).
-            norm = scores.float().square().sum(dim=(-2, -1), keepdim=True).sqrt()
+            # The 1/sqrt(d) scale rides on the mask: a folded export then multiplies by one constant per layer.
+            scores = (q @ k.transpose(-2, -1)) * (mask * self.scale)  # (B, heads, T, T)
+            # Frobenius norm over the whole map, per sample and head: one ReduceL2 in ONNX (one pass over the map
+            # instead of Pow + ReduceSum + Sqrt; benchmarks/attention_core.py). Computed in fp32: the sum of (T^2)
+            # squares overflows fp16 as soon as the entries' RMS exceeds sqrt(65504) / T (METHODS.md section 1).
+            norm = torch.linalg.vector_norm(scores.float(), dim=(-2, -1), keepdim=True)
             scores = scores / (norm + FROBENIUS_EPS).to(scores.dtype)
             scores = self.attn_drop(scores)
             x = scores @ v  # (B, heads, T, d)
