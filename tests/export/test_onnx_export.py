@@ -51,6 +51,11 @@ def test_ibit_onnx_matches_pytorch_on_real_images(tmp_path, mnist_images, mode):
         assert len(divs) == depth
         eps = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}["ibit_frobenius_eps"]
         assert float(eps) == pytest.approx(1e-8)
+        # the norm is one ReduceL2 per layer over the (T, T) map; TensorRT's parser needs its axes as an initializer
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+        norms = [n for n in proto.graph.node if n.op_type == "ReduceL2"]
+        assert len(norms) == depth
+        assert all(sorted(inits[n.input[1]].tolist()) in ([-2, -1], [2, 3]) for n in norms)
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (1, 7, 32):
