@@ -14,7 +14,7 @@ GPU), so ``current`` keeps the division first.
 Each variant is checked against its own PyTorch forward on ORT before it is timed. ``--profile`` adds ORT's per-op
 totals for the model's graph and ViT's, which is where the IBiT/ViT difference lives.
 
-    python benchmarks/attention_core.py --model ibit_tiny_patch16_224 --batch 32 --rounds 7 --profile
+    python benchmarks/attention_core.py --model ibit_tiny_patch16_224 --batch 32 --rounds 21 --profile
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="also print ORT per-op totals (current vs ViT)")
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "attention_core.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -144,13 +145,18 @@ def main(argv: list[str] | None = None) -> int:
     for key in med:
         print(f"| {key} | {med[key]:.2f} | {med[key] / med['current']:.3f} | {med[key] / med['vit']:.3f} "
               f"| {best[key]:.2f} | {best[key] / best['current']:.3f} | {best[key] / best['vit']:.3f} |")
+    result = {"model": args.model, "batch": args.batch, "threads": args.threads, "rounds": args.rounds,
+              "ort": ort.__version__, "median_ms": med, "fastest_round_ms": best, "rounds_ms": rounds}
     if args.profile:
+        result["op_totals_ms"] = {}
         for key in ("current", "vit"):
-            totals = op_totals(paths[key], x, args.threads)
+            totals = result["op_totals_ms"][key] = op_totals(paths[key], x, args.threads)
             print(f"\n{key}: ORT op totals (ms per forward, profiler on)")
             for op, ms in totals.items():
                 if ms >= 0.01 * sum(totals.values()):
                     print(f"  {op:24s} {ms:8.2f}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
     return 0
 
 

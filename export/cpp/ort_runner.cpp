@@ -95,4 +95,13 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return ibit::guarded_main("ort_runner", kUsage, run, argc, argv); }
+// ONNX Runtime's own errors keep a prefix saying where they came from.
+int run_naming_ort_errors(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const Ort::Exception& e) {
+        throw std::runtime_error(std::string("ONNX Runtime error: ") + e.what());
+    }
+}
+
+int main(int argc, char** argv) { return ibit::guarded_main("ort_runner", kUsage, run_naming_ort_errors, argc, argv); }

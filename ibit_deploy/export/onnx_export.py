@@ -67,28 +67,30 @@ def restore_frobenius_eps(proto, eps: float = FROBENIUS_EPS) -> int:
     """Put back the ``+ eps`` of IBiT's ``S / (||S||_F + eps)`` where the exporter's optimizer dropped it.
 
     onnxscript's optimizer treats ``Add(x, 1e-8)`` as adding zero and removes it, which turns an all-zero score map
-    into NaN. Each ``Div(S, ReduceL2(S))`` (or ``Div(S, Sqrt(ReduceSum(...)))``, the older form) gets the ``Add`` of
-    eps back between the norm and the Div. Returns how many were restored.
+    into NaN. Every Frobenius normalisation that :func:`~ibit_deploy.quantization.graph.frobenius_norm_nodes` finds
+    (``ReduceL2(S)`` today; ``Sqrt(ReduceSum(Pow(S, 2)))`` and the other forms it accepts) and that has no eps gets
+    ``Add(norm, eps)`` between the norm and the Div again. Other divisions by a norm are left alone. Returns how many
+    were restored.
     """
     from onnx import helper, numpy_helper
 
+    from ..quantization.graph import ensure_node_names, frobenius_norm_nodes  # lazy: quantization imports export
+
     graph = proto.graph
-    producers = {out: node for node in graph.node for out in node.output}
+    ensure_node_names(proto)
+    nodes = {node.name: node for node in graph.node}
     name = "ibit_frobenius_eps"
     restored = 0
-    for node in list(graph.node):
-        if node.op_type != "Div" or len(node.input) != 2:
-            continue
-        norm = producers.get(node.input[1])
-        if norm is None or not (norm.op_type == "ReduceL2" or (
-                norm.op_type == "Sqrt" and producers.get(norm.input[0], norm).op_type == "ReduceSum")):
+    for chain in frobenius_norm_nodes(proto):
+        norm, div = nodes[chain[-2]], nodes[chain[-1]]
+        if norm.op_type in ("Add", "Max", "Clip"):  # the eps is still there
             continue
         if restored == 0:
             graph.initializer.append(numpy_helper.from_array(np.array(eps, dtype=np.float32), name))
         added = f"{norm.output[0]}_plus_eps"
-        graph.node.insert(list(graph.node).index(node), helper.make_node("Add", [norm.output[0], name], [added],
-                                                                          name=f"{norm.name}_plus_eps"))
-        node.input[1] = added
+        graph.node.insert(list(graph.node).index(div), helper.make_node("Add", [norm.output[0], name], [added],
+                                                                         name=f"{norm.name}_plus_eps"))
+        div.input[1] = added
         restored += 1
     return restored
 

@@ -112,8 +112,9 @@ class Fp16Config:
         keep_io_types: keep the graph's inputs and outputs float32 (Casts at the borders), so callers and the
             manifest's ``input.dtype`` are unchanged.
         keep_op_types: op types computed in fp32 (LayerNormalization; Softmax of the bias variant).
-        frobenius_fp32: compute IBiT's Frobenius normalisation (sum of squares -> sqrt -> divide) in fp32; its sum
-            over (N+1)^2 squares overflows fp16 (METHODS.md section 1). Found structurally in the graph.
+        frobenius_fp32: compute IBiT's Frobenius normalisation (ReduceL2, or sum of squares -> sqrt; + eps; divide)
+            in fp32; its sum over (N+1)^2 squares overflows fp16 (METHODS.md section 1). Found structurally in the
+            graph.
         keep_fp32: extra node patterns to keep in fp32 (see the module docstring).
     """
 

@@ -145,12 +145,27 @@ class GraphIndex:
         return name
 
 
+def _reduces_last_two_axes(idx: GraphIndex, node: onnx.NodeProto) -> bool:
+    """True when a Reduce* node reduces exactly the last two axes of a 4-D (B, heads, T, T) map, keeping dims."""
+    axes = None
+    if len(node.input) > 1 and node.input[1]:  # opset >= 13 (ReduceSum) / 18 (the rest): axes is an input
+        value = idx.const_value(node.input[1])
+        axes = None if value is None else [int(a) for a in value.reshape(-1)]
+    for attr in node.attribute:
+        if attr.name == "axes":
+            axes = list(attr.ints)
+        if attr.name == "keepdims" and attr.i == 0:
+            return False
+    return axes is not None and sorted(axes) in ([-2, -1], [2, 3])
+
+
 def frobenius_norm_nodes(model: onnx.ModelProto) -> list[list[str]]:
-    """IBiT's ``S / (||S||_F + eps)`` subgraphs, one node-name list per attention.
+    """IBiT's ``S / (||S||_F + eps)`` subgraphs, one node-name list per attention, in graph order.
 
     Matched forms of the denominator (each optionally followed by Add/Max/Clip for the epsilon):
     ``Sqrt(ReduceSum(Pow(S, 2)))``, ``Sqrt(ReduceSum(Mul(S, S)))``, ``Sqrt(ReduceSumSquare(S))`` and ``ReduceL2(S)``;
-    the Div's numerator must be the same ``S`` (through Casts).
+    the reduction must be over the map's last two axes with dims kept, and the Div's numerator must be the same ``S``
+    (through Casts). A division by any other norm (a row norm, another tensor's norm) is not matched.
     """
     idx = GraphIndex(model)
     found = []
@@ -166,14 +181,15 @@ def frobenius_norm_nodes(model: onnx.ModelProto) -> list[list[str]]:
             node = idx.producer.get(node.input[0])
         if node is None:
             continue
-        if node.op_type == "ReduceL2" and idx.source(node.input[0]) == numerator:
+        if node.op_type == "ReduceL2" and idx.source(node.input[0]) == numerator and \
+                _reduces_last_two_axes(idx, node):
             found.append([n.name for n in reversed([*chain, node])])
             continue
         if node.op_type != "Sqrt":
             continue
         chain.append(node)
         reduce = idx.producer.get(node.input[0])
-        if reduce is None:
+        if reduce is None or not _reduces_last_two_axes(idx, reduce):
             continue
         if reduce.op_type == "ReduceSumSquare" and idx.source(reduce.input[0]) == numerator:
             found.append([n.name for n in reversed([*chain, reduce])])

@@ -79,3 +79,22 @@ def test_low_opset_refused(tmp_path):
     with pytest.raises(ValueError, match="opset must be >= 17"):
         export_onnx(model, tmp_path / "x.onnx", (1, 28, 28), opset=13)
     assert not (tmp_path / "x.onnx").exists()
+
+
+class _RowNormalised(torch.nn.Module):
+    """Not IBiT: L2-normalised embeddings, ``f / ||f||`` per row, the way retrieval heads do it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.fc(x.flatten(1))
+        return f / f.norm(dim=-1, keepdim=True)
+
+
+def test_eps_is_restored_only_for_ibit_normalisation(tmp_path):
+    path = export_onnx(_RowNormalised().eval(), tmp_path / "row.onnx", (1, 4, 4))
+    proto = onnx.load(str(path))
+    assert "ibit_frobenius_eps" not in {i.name for i in proto.graph.initializer}
+    assert not [n for n in proto.graph.node if n.name.endswith("_plus_eps")]

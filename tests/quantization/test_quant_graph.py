@@ -1,7 +1,8 @@
 """frobenius_norm_nodes and restore_frobenius_eps on hand-built graphs of every denominator form they accept.
 
 The model exports ``ReduceL2`` today; bundles exported before that carry ``Sqrt(ReduceSum(Pow(S, 2)))``, and other
-exporters write ``ReduceSumSquare`` or ``Mul(S, S)``. FP16 islands and the eps restore must find all of them.
+exporters write ``ReduceSumSquare`` or ``Mul(S, S)``. FP16 islands and the eps restore must find all of them, and
+nothing else: a division by a row norm or by another tensor's norm is some other model's arithmetic.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ibit_deploy.export.onnx_export import restore_frobenius_eps
 from ibit_deploy.quantization import frobenius_norm_nodes
 
 AXES = numpy_helper.from_array(np.array([-2, -1], np.int64), "axes")
+ROW_AXES = numpy_helper.from_array(np.array([-1], np.int64), "row_axes")
 TWO = numpy_helper.from_array(np.array(2.0, np.float32), "two")
 
 
@@ -37,7 +39,7 @@ def _graph(form: str) -> onnx.ModelProto:
     nodes = [*_denominator(form), helper.make_node("Div", ["S", "norm"], ["A"], name="div")]
     graph = helper.make_graph(
         nodes, "frobenius", [helper.make_tensor_value_info("S", TensorProto.FLOAT, [1, 2, 3, 3])],
-        [helper.make_tensor_value_info("A", TensorProto.FLOAT, [1, 2, 3, 3])], initializer=[AXES, TWO])
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, [1, 2, 3, 3])], initializer=[AXES, ROW_AXES, TWO])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
 
 
@@ -50,14 +52,27 @@ def test_frobenius_chain_found_in_every_form(form: str) -> None:
     assert frobenius_norm_nodes(_graph(form)) == [FORMS[form]]
 
 
-def test_a_division_by_an_unrelated_norm_is_not_a_frobenius_chain() -> None:
-    model = _graph("ReduceL2")
+def _unrelated_norm(model: onnx.ModelProto) -> onnx.ModelProto:
     model.graph.input.append(helper.make_tensor_value_info("other", TensorProto.FLOAT, [1, 2, 3, 3]))
     model.graph.node[0].input[0] = "other"  # ||other|| divides S: not IBiT's normalisation
+    return model
+
+
+def _row_norm(model: onnx.ModelProto) -> onnx.ModelProto:
+    model.graph.node[0].input[1] = "row_axes"  # S / ||S_i||: a per-row norm, as x / x.norm(dim=-1) exports
+    return model
+
+
+@pytest.mark.parametrize("edit", [_unrelated_norm, _row_norm])
+@pytest.mark.parametrize("form", ["ReduceL2", "ReduceSumSquare"])
+def test_other_divisions_by_a_norm_are_left_alone(form: str, edit) -> None:
+    model = edit(_graph(form))
     assert frobenius_norm_nodes(model) == []
+    assert restore_frobenius_eps(model) == 0
+    assert not [n for n in model.graph.node if n.op_type == "Add"]
 
 
-@pytest.mark.parametrize("form", ["ReduceL2", "Pow"])
+@pytest.mark.parametrize("form", sorted(FORMS))
 def test_restore_eps_makes_an_all_zero_map_finite(form: str) -> None:
     model = _graph(form)
     zeros = {"S": np.zeros((1, 2, 3, 3), np.float32)}
@@ -69,3 +84,4 @@ def test_restore_eps_makes_an_all_zero_map_finite(form: str) -> None:
     assert frobenius_norm_nodes(model)[0][-2:] == [f"{FORMS[form][-2]}_plus_eps", "div"]  # the matcher sees the Add
     out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, zeros)[0]
     np.testing.assert_array_equal(out, 0.0)
+    assert restore_frobenius_eps(model) == 0  # idempotent: an eps already there is not added twice
