@@ -124,7 +124,9 @@ class IBiTAttention(nn.Module):
             # instead of Pow + ReduceSum + Sqrt; benchmarks/attention_core.py). Computed in fp32: the sum of (T^2)
             # squares overflows fp16 as soon as the entries' RMS exceeds sqrt(65504) / T (METHODS.md section 1).
             norm = torch.linalg.vector_norm(scores.float(), dim=(-2, -1), keepdim=True)
-            scores = scores / (norm + FROBENIUS_EPS).to(scores.dtype)
+            # Divide in fp32 too: a norm above 65504 cast back to fp16 would be inf and zero the whole map, while the
+            # normalised entries (all <= 1) are safe to cast. A no-op in fp32 (and in the fp32 export).
+            scores = (scores.float() / (norm + FROBENIUS_EPS)).to(scores.dtype)
             scores = self.attn_drop(scores)
             x = scores @ v  # (B, heads, T, d)
         x = x.transpose(1, 2).reshape(batch, tokens, dim)

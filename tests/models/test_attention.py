@@ -68,6 +68,27 @@ def test_frobenius_normalisation_makes_output_invariant_to_query_scale():
     assert not torch.allclose(attn(x), base, atol=1e-3)
 
 
+def test_half_precision_map_with_a_norm_beyond_fp16_range_is_not_zeroed():
+    # Entries of S up to ~10,000 fit fp16, but the Frobenius norm of a 17x17 map of them passes 65504:
+    # normalising must not go through an fp16 norm.
+    torch.manual_seed(3)
+    attn = IBiTAttention(dim=16, num_heads=2, grid_size=(4, 4), rank=3, mode="mask").eval()
+    with torch.no_grad():
+        attn.qkv.weight[:32].mul_(100.0)  # queries and keys x100: S x10^4
+        attn.fold()
+        attn.folded_mask.fill_(1.0)
+    x = torch.randn(2, 17, 16)
+    expected = attn(x)
+    half = attn.half()
+    with torch.no_grad():
+        q, k, _ = half.qkv(x.half()).reshape(2, 17, 3, 2, 8).permute(2, 0, 3, 1, 4).unbind(0)
+        s = (q @ k.transpose(-2, -1)) * half.scale
+    assert s.isfinite().all() and s.float().flatten(2).norm(dim=-1).max() > 65504  # the case this test is about
+    out = half(x.half()).float()
+    assert out.isfinite().all() and out.abs().max() > 0
+    torch.testing.assert_close(out, expected, rtol=0.05, atol=0.05)
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [
