@@ -20,16 +20,14 @@ totals for the model's graph and ViT's, which is where the IBiT/ViT difference l
 from __future__ import annotations
 
 import argparse
-import collections
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from ort_bench import interleaved_rounds, kernel_times, medians, ort_session
 
 from ibit_deploy.export.onnx_export import export_onnx
 from ibit_deploy.fold import fold_masks
@@ -83,21 +81,9 @@ def export_variant(model_name: str, variant: str, path: Path, chw: tuple[int, ..
 
 
 def op_totals(path: Path, x: np.ndarray, threads: int, runs: int = 5) -> dict[str, float]:
-    """Milliseconds per forward spent in each ONNX op type (ORT's profiler, after two warm-up runs)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.enable_profiling = True
-    options.profile_file_prefix = str(path.with_suffix(""))
-    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    for _ in range(2 + runs):
-        sess.run(None, {"images": x})
-    trace = Path(sess.end_profiling())
-    totals: collections.Counter = collections.Counter()
-    for event in json.loads(trace.read_text()):
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            totals[event["args"]["op_name"]] += event["dur"]
-    trace.unlink()
-    return {op: us / (2 + runs) / 1000 for op, us in totals.most_common()}
+    """Milliseconds per forward spent in each ONNX op type (ORT's profiler, two warm-up runs included)."""
+    ms, _ = kernel_times(path, {"images": x}, threads, runs, warmup=2, profile_prefix=str(path.with_suffix("")))
+    return ms
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,24 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     vit = create_model("vit_tiny_patch16_224", **matching_baseline_kwargs(args.model)).eval()
     paths["vit"] = export_onnx(vit, tmp / "vit.onnx", chw)
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    sessions = {k: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
+    sessions = {k: ort_session(p, args.threads) for k, p in paths.items()}
     iters = max(3, 64 // args.batch)
-
-    def timed(sess: ort.InferenceSession) -> float:
-        start = time.perf_counter_ns()
-        for _ in range(iters):
-            sess.run(None, {"images": x})
-        return (time.perf_counter_ns() - start) / iters / 1e6
-
-    for sess in sessions.values():
-        timed(sess)
-    rounds: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(args.rounds):  # interleaved, so background load hits every candidate alike
-        for key, sess in sessions.items():
-            rounds[key].append(timed(sess))
-    med = {k: statistics.median(v) for k, v in rounds.items()}
+    rounds = interleaved_rounds({k: (lambda s=sess: s.run(None, {"images": x})) for k, sess in sessions.items()},
+                                args.rounds, iters)
+    med = medians(rounds)
     # The fastest round is the least disturbed by other tenants of a shared machine; show both.
     best = {k: min(v) for k, v in rounds.items()}
     print(f"model {args.model} batch {args.batch}, ORT {ort.__version__} CPU, {args.threads} threads, "

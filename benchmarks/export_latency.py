@@ -21,14 +21,13 @@ import argparse
 import copy
 import json
 import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from ort_bench import interleaved_rounds, medians, ort_session
 from torch import nn
 
 from ibit_deploy.export.onnx_export import export_onnx
@@ -57,20 +56,6 @@ def mixing_free_copy(model: nn.Module) -> nn.Module:
     for block in floor.blocks:
         block.attn = MixingFreeAttention(block.attn)
     return floor.eval()
-
-
-def ort_session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def timed(fn, iters: int) -> float:
-    """Mean milliseconds per call over ``iters`` calls."""
-    start = time.perf_counter_ns()
-    for _ in range(iters):
-        fn()
-    return (time.perf_counter_ns() - start) / iters / 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,13 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         candidates = {"torch_ref_unfolded": torch_ref}
         for name, sess in sessions.items():
             candidates[f"ort_{name}"] = lambda s=sess, x=x: s.run(None, {"images": x})
-        for fn in candidates.values():  # warm-up
-            timed(fn, iters)
-        rounds: dict[str, list[float]] = {k: [] for k in candidates}
-        for _ in range(args.rounds):
-            for key, fn in candidates.items():
-                rounds[key].append(timed(fn, iters))
-        med = {k: statistics.median(v) for k, v in rounds.items()}
+        med = medians(interleaved_rounds(candidates, args.rounds, iters))
         results[str(batch)] = {f"{k}_ms": v for k, v in med.items()}
         results[str(batch)].update({
             "ratio_folded_onnx_vs_torch_ref": med["ort_ibit"] / med["torch_ref_unfolded"],

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ort_bench import kernel_times, ort_session
 
 TARGET_DROP = 0.5
 TARGET_RATIO = 0.8
@@ -52,23 +53,10 @@ def train_checkpoint(out: Path, model_name: str, depth: int | None, steps: int, 
     })
 
 
-def session(path: Path, threads: int, profile_prefix: str | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if profile_prefix:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def latency(models: dict[str, Path], images: np.ndarray, batch: int, threads: int, warmup: int,
             repeats: int) -> dict[str, dict[str, float]]:
     """Median / p90 / mean milliseconds per call at ``batch``, the models interleaved in rotating order."""
-    sessions = {name: session(path, threads) for name, path in models.items()}
+    sessions = {name: ort_session(path, threads) for name, path in models.items()}
     feed = {"images": np.ascontiguousarray(images[:batch])}
     for sess in sessions.values():
         for _ in range(warmup):
@@ -86,24 +74,10 @@ def latency(models: dict[str, Path], images: np.ndarray, batch: int, threads: in
 
 def op_profile(path: Path, images: np.ndarray, batch: int, threads: int, runs: int, work: Path) -> dict[str, Any]:
     """Per-op-type kernel time (ms per run) from ONNX Runtime's profiler, largest first."""
-    sess = session(path, threads, profile_prefix=str(work / f"profile_{path.stem}"))
     feed = {"images": np.ascontiguousarray(images[:batch])}
-    for _ in range(3):
-        sess.run(None, feed)
-    for _ in range(runs):
-        sess.run(None, feed)
-    trace = json.loads(Path(sess.end_profiling()).read_text())
-    per_op: dict[str, float] = {}
-    calls: dict[str, int] = {}
-    for event in trace:
-        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
-            continue
-        op = event.get("args", {}).get("op_name", "?")
-        per_op[op] = per_op.get(op, 0.0) + event["dur"] / 1e3
-        calls[op] = calls.get(op, 0) + 1
-    total_runs = runs + 3  # warm-up runs are profiled too
-    table = {op: {"ms_per_run": ms / total_runs, "nodes": calls[op] // total_runs}
-             for op, ms in sorted(per_op.items(), key=lambda kv: -kv[1])}
+    ms, nodes = kernel_times(path, feed, threads, runs, warmup=3, profile_prefix=str(work / f"profile_{path.stem}"),
+                             keep_trace=True)
+    table = {op: {"ms_per_run": t, "nodes": nodes[op]} for op, t in ms.items()}
     total = sum(v["ms_per_run"] for v in table.values())
     for value in table.values():
         value["share"] = value["ms_per_run"] / total if total else 0.0

@@ -123,10 +123,11 @@ class IBiTAttention(nn.Module):
             # Frobenius norm over the whole map, per sample and head: one ReduceL2 in ONNX (one pass over the map
             # instead of Pow + ReduceSum + Sqrt; benchmarks/attention_core.py). Computed in fp32: the sum of (T^2)
             # squares overflows fp16 as soon as the entries' RMS exceeds sqrt(65504) / T (METHODS.md section 1).
-            norm = torch.linalg.vector_norm(scores.float(), dim=(-2, -1), keepdim=True)
+            scores32 = scores.float()  # one fp32 copy under fp16/AMP; the same tensor in fp32
+            norm = torch.linalg.vector_norm(scores32, dim=(-2, -1), keepdim=True)
             # Divide in fp32 too: a norm above 65504 cast back to fp16 would be inf and zero the whole map, while the
             # normalised entries (all <= 1) are safe to cast. A no-op in fp32 (and in the fp32 export).
-            scores = (scores.float() / (norm + FROBENIUS_EPS)).to(scores.dtype)
+            scores = (scores32 / (norm + FROBENIUS_EPS)).to(scores.dtype)
             scores = self.attn_drop(scores)
             x = scores @ v  # (B, heads, T, d)
         x = x.transpose(1, 2).reshape(batch, tokens, dim)
