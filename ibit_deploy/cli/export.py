@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-batch", type=int, default=1)
     p.add_argument("--opt-batch", type=int, default=8)
     p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--attention", default="dense", metavar="FORM",
+                   help="bias-mode IBiT only: 'dense' (the folded (heads, T, T) bias, default) or "
+                        "'flashbias[:RANK|:energy=E|:error=X]': the bias as rank-R factors inside a plain attention "
+                        "call (default energy=0.995), gated against the dense model (--max-drop); see README")
     p.add_argument("--require-engine", action="store_true",
                    help="with --to tensorrt: fail (exit 3) unless an engine is built here")
     q = p.add_argument_group("quantization (fp16 / int8)")
@@ -61,7 +65,7 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
         quantize["include"] = args.include
     return ExportOptions(to=args.to, precision=args.precision, opset=args.opset, min_batch=args.min_batch,
                          opt_batch=args.opt_batch, max_batch=args.max_batch, require_engine=args.require_engine,
-                         quantize=quantize)
+                         quantize=quantize, attention=args.attention)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         gate = art.get("gate")
         extra = f"  gate: top-1 drop {gate['drop']:.2f} pt (<= {gate['max_drop']}) passed" if gate else ""
         print(f"  {art['kind']:<12} {art.get('precision', ''):<5} {args.out / art['path']}{extra}")
+    if manifest["attention"]["form"] == "flashbias":
+        fb = manifest["attention"]
+        print(f"  flashbias {fb['policy']}: ranks {[layer['rank'] for layer in fb['layers']]}, max |bias error| "
+              f"{fb['max_bias_error']:.3g}, logits vs dense: {fb['gate']['reason']}")
     trt = manifest.get("tensorrt")
     if trt is not None:
         print(trt["message"])

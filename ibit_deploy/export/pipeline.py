@@ -18,6 +18,7 @@ from ..checkpoint import checkpoint_fingerprint, library_versions, load_checkpoi
 from ..fold import fold_masks, max_fold_error
 from ..manifest import FORMAT_VERSION, artifact_entry, set_artifact, utc_now, write_manifest
 from ..models.ibit import ibit_attentions
+from .flashbias import AttentionOption, attention_report, flashbias_stage, quantize_overrides
 from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_onnx
 
 TARGETS = ("onnx", "tensorrt", "torch-tensorrt")
@@ -42,6 +43,7 @@ class ExportOptions:
     max_batch: int = 64
     require_engine: bool = False
     quantize: dict[str, Any] = field(default_factory=dict)
+    attention: str = "dense"  # dense | flashbias[:RANK|:energy=E|:error=X] (export/flashbias.py)
 
     @property
     def precisions(self) -> list[str]:
@@ -62,6 +64,7 @@ class ExportOptions:
         if self.to == "torch-tensorrt" and self.target_precision == "int8":
             raise ValueError("torch-tensorrt export supports fp32 and fp16 here; for INT8 use --to tensorrt "
                              "(explicit Q/DQ ONNX, strongly typed engine)")
+        AttentionOption.parse(self.attention)
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
             raise ValueError(f"batch range must satisfy 1 <= min ({self.min_batch}) <= opt ({self.opt_batch}) <= "
                              f"max ({self.max_batch})")
@@ -110,6 +113,13 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     if fold_error > FOLD_TOLERANCE:
         raise ExportFailed(f"folded model differs from the trained one by {fold_error:.3g} (> {FOLD_TOLERANCE})")
 
+    attention = AttentionOption.parse(options.attention)
+    attention_block: dict[str, Any] = {"form": "dense"}
+    if attention.form == "flashbias":
+        step("flashbias")
+        folded, attention_block = flashbias_stage(folded, config, inp, attention,
+                                                  options.quantize.get("max_drop", 1.0))
+
     classes = list(config.get("classes") or [str(i) for i in range(model.num_classes)])
     attentions = ibit_attentions(model)
     manifest: dict[str, Any] = {
@@ -129,7 +139,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
         "artifacts": [],
         "results": [],
         "tools": library_versions(),
-        "export": {"to": options.to, "precision": options.precision, "opset": options.opset},
+        "export": {"to": options.to, "precision": options.precision, "opset": options.opset,
+                   "attention": str(attention)},
     }
 
     step("export ONNX fp32")
@@ -141,11 +152,14 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
                                           parity=_ort_parity(out / ONNX_FILES["fp32"], folded, probe, probe_kind)))
 
     failures: list[str] = []
+    if not attention_block.get("gate", {"passed": True})["passed"]:
+        failures.append(f"{ONNX_FILES['fp32']} (flashbias vs dense bias): {attention_block['gate']['reason']}")
     for precision in dict.fromkeys(p for p in options.precisions if p != "fp32"):
         step(f"quantize {precision}")
         from ..quantization import quantize_artifact
 
-        for entry in quantize_artifact(out, manifest, precision, options.quantize):
+        for entry in quantize_artifact(out, manifest, precision,
+                                       {**quantize_overrides(attention_block), **options.quantize}):
             set_artifact(manifest, entry)
             gate = entry.get("gate")
             if gate is not None and not gate.get("passed", False):
@@ -169,6 +183,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
         raise ExportFailed(f"{checkpoint} changed while it was being exported (is training still writing it?); "
                            f"export again once it is finished")
 
+    manifest["attention"] = attention_report(out, manifest, attention_block)
     step("write manifest")
     write_manifest(out, manifest)
     if failures:

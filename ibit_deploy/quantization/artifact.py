@@ -41,6 +41,7 @@ class QuantizeOptions:
         eval_count: validation images for the gate (default 1000, or the whole val split when smaller).
         keep_fp32, keep_io_types, fp16_probe: see :class:`.Fp16Config`; fp16_probe is how many images the
             bit-faithful fp16 probe runs (0 disables it).
+        fp16_keep_op_types: :attr:`.Fp16Config.keep_op_types` (``None``: its default); the FlashBias export sets it.
         threads: ONNX Runtime intra-op threads for the gate (0: ORT's default).
     """
 
@@ -63,6 +64,7 @@ class QuantizeOptions:
     keep_fp32: list[str] = field(default_factory=list)
     keep_io_types: bool = True
     fp16_probe: int = 4
+    fp16_keep_op_types: list[str] | None = None
     threads: int = 0
 
     @classmethod
@@ -73,7 +75,7 @@ class QuantizeOptions:
         unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(f"unknown quantization option(s) {unknown}; expected a subset of {sorted(known)}")
-        for key in ("include", "exclude", "keep_fp32", "op_types"):
+        for key in ("include", "exclude", "keep_fp32", "op_types", "fp16_keep_op_types"):
             if isinstance(options.get(key), str):
                 options[key] = [p for p in options[key].split(",") if p]  # CLI convenience: "a,b"
         opts = cls(**options)
@@ -149,7 +151,8 @@ def _fp16_entry(bundle: Path, opts: QuantizeOptions, images: np.ndarray, labels:
                 step) -> dict[str, Any]:
     from .fp16 import convert_fp16
 
-    config = Fp16Config(keep_io_types=opts.keep_io_types, keep_fp32=opts.keep_fp32)
+    config = Fp16Config(keep_io_types=opts.keep_io_types, keep_fp32=opts.keep_fp32,
+                        **({} if opts.fp16_keep_op_types is None else {"keep_op_types": opts.fp16_keep_op_types}))
     step("convert fp16")
     report = convert_fp16(bundle / FILES["reference"], bundle / FILES["fp16"], config)
     logits = run_logits(bundle / FILES["fp16"], images, input_spec, threads=opts.threads)

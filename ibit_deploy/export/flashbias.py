@@ -1,0 +1,203 @@
+"""``ibit-export --attention dense|flashbias[:RANK|:energy=E|:error=X]``: the export's attention-form stage.
+
+``flashbias`` replaces each folded (heads, T, T) bias of a bias-mode IBiT by low-rank factors riding inside a plain
+attention call (:func:`~ibit_deploy.fold.to_flashbias`), measures what the truncation costs end to end (logits of
+the FlashBias model against the dense-bias model on real validation images) and gates it like any other artifact.
+After the ONNX files are written, :func:`attention_report` checks the fp32 graph has no (T, T) constant between its
+MatMuls and records, per file, the attention form, the bytes of attention constants and (INT8) the Q/DQ placement
+against TensorRT's fused-MHA rules (METHODS.md section 3).
+
+Opset 23 and later export each core as one ONNX ``Attention`` op (no ``attn_mask`` in the FlashBias form); only
+TensorRT >= 10.14 parses it. JetPack 6 ships TensorRT 10.3: keep the default opset (18) there, which gives the
+MatMul -> Softmax -> MatMul form TensorRT fuses into its MHA kernels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..fold.flashbias import to_flashbias
+from ..fold.lowrank import RankPolicy
+
+ATTENTION_FORMS = ("dense", "flashbias")
+# FlashBias's own choice for SwinV2's learned biases (METHODS.md section 3)
+DEFAULT_POLICY = "energy=0.995"
+ATTENTION_OP_OPSET = 23
+ATTENTION_OP_NOTE = ("ONNX Attention op (opset >= 23): parsed by TensorRT >= 10.14 only; JetPack 6's TensorRT 10.3 "
+                     "needs opset <= 22 (the MatMul -> Softmax -> MatMul form)")
+# FP16 islands of the FlashBias graph: LayerNormalization only. The dense bias form keeps its Softmax in fp32 as well
+# (fp16.py); here the Softmax input is a plain MatMul output with no bias Add, which TensorRT's fused MHA kernels
+# take in fp16 (softmax accumulated in fp32 inside the kernel), and an fp32 island with Casts around the Softmax
+# would break the MatMul -> Softmax -> MatMul pattern. The fp16 gate and its bit-faithful probe check it.
+FP16_KEEP_OP_TYPES = ["LayerNormalization"]
+# TensorRT's fused INT8 MHA (METHODS.md section 3): these q/k head sizes, at most this many tokens
+INT8_MHA_HEAD_SIZES = (16, 32, 64)
+INT8_MHA_MAX_TOKENS = 512
+FLASHBIAS_EVAL_COUNT = 1000
+
+
+@dataclass(frozen=True)
+class AttentionOption:
+    """The attention form of an export: ``dense`` (the folded (heads, T, T) bias/mask) or ``flashbias`` + policy."""
+
+    form: str = "dense"
+    policy: RankPolicy | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> AttentionOption:
+        """``"dense"``, ``"flashbias"`` (energy 0.995), ``"flashbias:16"``, ``"flashbias:energy=0.99"``,
+        ``"flashbias:error=0.01"``."""
+        form, sep, spec = text.strip().partition(":")
+        if form not in ATTENTION_FORMS or (form == "dense" and sep):
+            raise ValueError(f"--attention must be 'dense' or 'flashbias[:RANK|:energy=E|:error=X]', got {text!r}")
+        if form == "dense":
+            return cls()
+        try:
+            return cls("flashbias", RankPolicy.parse(spec or DEFAULT_POLICY))
+        except ValueError as exc:
+            raise ValueError(f"--attention {text!r}: {exc}") from None
+
+    def __str__(self) -> str:
+        return self.form if self.policy is None else f"{self.form}:{self.policy}"
+
+
+def _eval_images(config: dict[str, Any], inp: dict[str, Any], count: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Validation images and labels of the checkpoint's dataset; random inputs without labels if it is absent."""
+    from ..data import eval_arrays
+
+    data = config.get("data", {})
+    spec = data.get("spec")
+    if spec:
+        try:
+            seed, fraction = int(data.get("seed", 0)), float(data.get("val_fraction", 0.2))
+            images, labels = eval_arrays(spec, "val", tuple(inp["image_size"]), tuple(inp["mean"]),
+                                         tuple(inp["std"]), limit=count, val_fraction=fraction, seed=seed)
+            return images, labels, f"{len(labels)} val images of {spec} (val_fraction {fraction}, seed {seed})"
+        except (OSError, ValueError):
+            pass  # the dataset is not on this machine
+    shape = (min(count, 64), *inp["shape"][1:])
+    images = torch.randn(shape, generator=torch.Generator().manual_seed(0)).numpy()
+    return images, None, f"{shape[0]} random normal inputs (dataset unavailable: labels are the dense model's top-1)"
+
+
+@torch.no_grad()
+def _logits(model: nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    return np.concatenate([model(torch.from_numpy(images[i : i + batch])).numpy()
+                           for i in range(0, len(images), batch)])
+
+
+def flashbias_stage(folded: nn.Module, config: dict[str, Any], inp: dict[str, Any], option: AttentionOption,
+                    max_drop: float, eval_count: int = FLASHBIAS_EVAL_COUNT) -> tuple[nn.Module, dict[str, Any]]:
+    """The FlashBias model for ``folded`` (a folded bias-mode IBiT) and the manifest's ``attention`` block.
+
+    The block records the policy, each layer's decomposition (rank, widths, energy, max |bias error|) and a ``gate``:
+    the FlashBias model's logits against the dense-bias model's on real validation images, failing when top-1 drops
+    by more than ``max_drop`` points or a logit is not finite. Mask-mode and non-IBiT models raise ValueError.
+    """
+    from ..quantization.gate import AccuracyGate, compare_logits  # lazy: quantization imports export
+
+    model, layers = to_flashbias(folded, option.policy)
+    images, labels, described = _eval_images(config, inp, eval_count)
+    dense = _logits(folded.eval(), images)
+    ours = _logits(model, images)
+    metrics = compare_logits(dense, ours, labels if labels is not None else dense.argmax(1))
+    gate = AccuracyGate(max_drop=float(max_drop)).check(metrics)
+    gate.update(images=described, backend="torch-cpu", reference="dense-bias folded model")
+    block = {"form": "flashbias", "policy": str(option.policy), "layers": layers,
+             "max_rank": max(layer["rank"] for layer in layers),
+             "max_bias_error": max(layer["max_abs_error"] for layer in layers),
+             "min_energy": min(layer["energy_min"] for layer in layers), "gate": gate,
+             "fp16_keep_op_types": FP16_KEEP_OP_TYPES}
+    return model, block
+
+
+def quantize_overrides(block: dict[str, Any] | None) -> dict[str, Any]:
+    """Quantization options the attention form sets (the user's own options win)."""
+    return {"fp16_keep_op_types": block["fp16_keep_op_types"]} if block and block["form"] == "flashbias" else {}
+
+
+def attention_report(bundle: str | os.PathLike, manifest: dict[str, Any], block: dict[str, Any]) -> dict[str, Any]:
+    """``block`` plus, per ONNX artifact, its attention cores' form and constant bytes (and INT8 Q/DQ placement).
+
+    For a FlashBias block the fp32 graph must be plain attention (:func:`.attention_graph.check_no_dense_bias`);
+    otherwise the export fails (:class:`~.pipeline.ExportFailed`) saying what is in the way.
+    """
+    import onnx
+
+    from .attention_graph import attention_cores, check_no_dense_bias
+    from .pipeline import ExportFailed
+
+    files: dict[str, Any] = {}
+    for art in manifest.get("artifacts", []):
+        if art.get("kind") != "onnx":
+            continue
+        model = onnx.load(str(Path(bundle) / art["path"]))
+        if block.get("form") == "flashbias" and art.get("precision") == "fp32":
+            try:
+                cores = check_no_dense_bias(model, art["path"])
+            except ValueError as exc:
+                raise ExportFailed(f"FlashBias export: {exc}") from exc
+        else:
+            cores = attention_cores(model)
+        entry: dict[str, Any] = {"cores": len(cores), "forms": sorted({c["form"] for c in cores}),
+                                 "attention_constant_bytes": sum(c["constant_bytes"] for c in cores)}
+        if "attention-op" in entry["forms"]:
+            entry["note"] = ATTENTION_OP_NOTE
+        if art.get("precision") == "int8":
+            entry["int8_mha"] = int8_mha_placement(model, block)
+        files[art["path"]] = entry
+    return {**block, "onnx": files}
+
+
+def int8_mha_placement(model, block: dict[str, Any]) -> dict[str, Any]:
+    """Where the INT8 graph's Q/DQ sit around each attention core, against TensorRT's fused INT8 MHA rules.
+
+    The rules (METHODS.md section 3): Q/DQ on both inputs of the score MatMul, after the Softmax and after the
+    second MatMul; q/k head size in {16, 32, 64}; at most 512 tokens. Returns per-rule counts of cores that meet them
+    and whether every core is eligible.
+    """
+    from ..quantization.graph import GraphIndex
+    from .attention_graph import attention_cores
+
+    idx = GraphIndex(model)
+    nodes = {n.name: n for n in model.graph.node}
+
+    def dequantized(name: str) -> bool:
+        node = idx.producer.get(name)
+        while node is not None and node.op_type in ("Transpose", "Reshape", "Cast"):
+            node = idx.producer.get(node.input[0])
+        return node is not None and node.op_type == "DequantizeLinear"
+
+    def quantized_after(name: str) -> bool:
+        frontier = [name]
+        while frontier:
+            for consumer in idx.consumers.get(frontier.pop(), []):
+                if consumer.op_type == "QuantizeLinear":
+                    return True
+                if consumer.op_type in ("Transpose", "Reshape"):
+                    frontier.append(consumer.output[0])
+        return False
+
+    cores = [c for c in attention_cores(model) if c["form"] == "matmul"]
+    rules = {"qk_dequantized": 0, "softmax_output_quantized": 0, "output_quantized": 0}
+    for core in cores:
+        scores, apply = nodes[core["scores"]], nodes.get(core["apply"] or "")
+        rules["qk_dequantized"] += all(dequantized(i) for i in scores.input)
+        rules["softmax_output_quantized"] += apply is not None and dequantized(apply.input[0])
+        rules["output_quantized"] += apply is not None and quantized_after(apply.output[0])
+    layers = block.get("layers") or []
+    head_sizes = sorted({layer["qk_head_dim"] for layer in layers})
+    tokens = max((layer["tokens"] for layer in layers), default=0)
+    shape_ok = bool(layers) and all(h in INT8_MHA_HEAD_SIZES for h in head_sizes) and tokens <= INT8_MHA_MAX_TOKENS
+    eligible = bool(cores) and all(v == len(cores) for v in rules.values()) and shape_ok
+    return {"cores": len(cores), **rules, "qk_head_sizes": head_sizes, "tokens": tokens,
+            "shape_eligible": shape_ok, "fused_int8_mha_eligible": eligible,
+            "rule": f"Q/DQ before the score MatMul, after Softmax and after the second MatMul; q/k head size in "
+                    f"{INT8_MHA_HEAD_SIZES}; <= {INT8_MHA_MAX_TOKENS} tokens"}
