@@ -37,13 +37,14 @@ def check_flashbias_applicable(model: nn.Module) -> list[IBiTAttention]:
 
 
 @torch.no_grad()
-def to_flashbias(model: nn.Module, policy: RankPolicy | str, *, pad_value: bool = False,
+def to_flashbias(model: nn.Module, policy: RankPolicy | str, *, pad_value: bool = True,
                  inplace: bool = False) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Return the folded FlashBias form of a bias-mode IBiT and, per layer, its decomposition.
 
     Each layer's folded bias is decomposed in token coordinates at the rank ``policy`` chooses (see
     :func:`~ibit_deploy.fold.lowrank.decompose_bias`); the layer report holds the layer name, rank, padded widths,
-    energy kept per head and the max |bias error|. The result is in eval mode.
+    energy kept per head and the max |bias error|. ``pad_value`` pads v to the q/k head dim (fused kernels want one
+    head size; see :func:`~ibit_deploy.models.flashbias.flashbias_sdpa`). The result is in eval mode.
     """
     policy = RankPolicy.parse(policy) if isinstance(policy, str) else policy
     check_flashbias_applicable(model)
@@ -57,5 +58,6 @@ def to_flashbias(model: nn.Module, policy: RankPolicy | str, *, pad_value: bool 
         parent_name, _, child = name.rpartition(".")
         setattr(folded.get_submodule(parent_name) if parent_name else folded, child, replacement)
         layers.append({"layer": name, "tokens": module.num_tokens, "heads": module.num_heads,
-                       "head_dim": module.head_dim, "qk_head_dim": replacement.qk_head_dim, **factors.summary()})
+                       "head_dim": module.head_dim, "qk_head_dim": replacement.qk_head_dim,
+                       "v_head_dim": replacement.qk_head_dim if pad_value else module.head_dim, **factors.summary()})
     return folded.eval(), layers

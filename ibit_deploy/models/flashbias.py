@@ -24,8 +24,10 @@ def flashbias_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_bias: to
         q, k, v: (B, heads, T, d).
         q_bias, k_bias: (heads, T, w), zero-padded so ``d + w`` is the kernels' multiple of 8.
         scale: the score scale (1/sqrt(d)); folded into q, so SDPA runs with scale 1.
-        pad_value: zero-pad v to the q/k head dim (PyTorch's flash backend needs equal head dims) and slice the
-            output back; padding v adds nothing but work where a backend takes a narrower v (efficient, math, ONNX).
+        pad_value: zero-pad v to the q/k head dim and slice the output back. Fused kernels want one head size for
+            q, k and v: PyTorch's flash backends (CPU and CUDA; with a narrower v, CPU SDPA falls back to the math
+            path, measured 1.3-2.6x slower in benchmarks/RESULTS.md) and TensorRT's fused attention ([B, N, S, H]
+            for all three). Only ONNX Runtime's MatMul form and the CUDA memory-efficient backend do without.
     """
     batch = q.shape[0]
     q_aug = torch.cat([q * scale, q_bias.to(q.dtype).expand(batch, -1, -1, -1)], dim=-1)
@@ -42,10 +44,11 @@ class FlashBiasAttention(nn.Module):
 
     Shares ``qkv`` / ``proj`` (and dropouts) with the :class:`IBiTAttention` it is built from, so the weights are the
     trained ones; ``q_bias`` / ``k_bias`` are (heads, T, w) buffers (see :mod:`ibit_deploy.fold.lowrank`).
+    ``pad_value`` (default on): v is zero-padded to the q/k head dim, see :func:`flashbias_sdpa`.
     """
 
     def __init__(self, attention: IBiTAttention, q_bias: torch.Tensor, k_bias: torch.Tensor, rank: int,
-                 pad_value: bool = False) -> None:
+                 pad_value: bool = True) -> None:
         super().__init__()
         if attention.mode != "bias":
             raise ValueError(f"FlashBias needs an additive bias under a softmax (mode 'bias'), got mode "

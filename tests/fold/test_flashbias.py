@@ -84,23 +84,41 @@ def test_not_applicable_models_get_clear_errors():
         to_flashbias(vit, "rank=4")
 
 
+@pytest.mark.filterwarnings("ignore:Flash attention")  # torch explains the rejection it is asked for
+def test_cpu_flash_backend_takes_flashbias_with_padded_v():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    model = bias_model()
+    images = torch.randn(2, 1, 28, 28)
+    fb, layers = to_flashbias(model, "rank=8")
+    assert all(layer["v_head_dim"] == layer["qk_head_dim"] for layer in layers)
+    with torch.no_grad():
+        reference = fb(images)
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):  # only the fused kernel: raises if it rejects the inputs
+            torch.testing.assert_close(fb(images), reference, atol=1e-5, rtol=1e-5)
+        unpadded, _ = to_flashbias(model, "rank=8", pad_value=False)
+        torch.testing.assert_close(unpadded(images), reference, atol=1e-5, rtol=1e-5)
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION), pytest.raises(RuntimeError):
+            unpadded(images)  # a narrower v is not for the flash kernel: SDPA would fall back to math
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU to check SDPA backend eligibility")
 def test_cuda_flash_and_efficient_backends_accept_flashbias():
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     model = bias_model()
-    fb, _ = to_flashbias(model, "rank=8")
+    fb, _ = to_flashbias(model, "rank=8")  # v padded: the flash backend needs equal q/k/v head dims
     images = torch.randn(8, 1, 28, 28, device="cuda", dtype=torch.float16)
     fb = fb.cuda().half()
     with torch.no_grad():
         reference = fb(images).float()
         # restricting SDPA to one backend raises if that backend rejects the inputs: eligibility, asserted
-        with sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION):
-            efficient = fb(images).float()
-        for block in fb.blocks:
-            block.attn.pad_value = True  # the flash backend needs equal q/k/v head dims
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
             flash = fb(images).float()
+        for block in fb.blocks:
+            block.attn.pad_value = False  # the memory-efficient backend takes a narrower v
+        with sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION):
+            efficient = fb(images).float()
     torch.testing.assert_close(efficient, reference, atol=2e-2, rtol=2e-2)
     torch.testing.assert_close(flash, reference, atol=2e-2, rtol=2e-2)
