@@ -94,15 +94,20 @@ def _logits(model: nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarra
 
 
 def flashbias_stage(folded: nn.Module, config: dict[str, Any], inp: dict[str, Any], option: AttentionOption,
-                    max_drop: float, eval_count: int = FLASHBIAS_EVAL_COUNT) -> tuple[nn.Module, dict[str, Any]]:
+                    max_drop: float | None = None,
+                    eval_count: int = FLASHBIAS_EVAL_COUNT) -> tuple[nn.Module, dict[str, Any]]:
     """The FlashBias model for ``folded`` (a folded bias-mode IBiT) and the manifest's ``attention`` block.
 
     The block records the policy, each layer's decomposition (rank, widths, energy, max |bias error|) and a ``gate``:
     the FlashBias model's logits against the dense-bias model's on real validation images, failing when top-1 drops
-    by more than ``max_drop`` points or a logit is not finite. Mask-mode and non-IBiT models raise ValueError.
+    by more than ``max_drop`` points (default: the quantization gates' budget) or a logit is not finite. Mask-mode
+    and non-IBiT models raise ValueError.
     """
-    from ..quantization.gate import AccuracyGate, compare_logits  # lazy: quantization imports export
+    from ..quantization.artifact import QuantizeOptions  # lazy: quantization imports export
+    from ..quantization.gate import AccuracyGate, compare_logits
 
+    if max_drop is None:
+        max_drop = QuantizeOptions.max_drop
     model, layers = to_flashbias(folded, option.policy)
     images, labels, described = _eval_images(config, inp, eval_count)
     dense = _logits(folded.eval(), images)
@@ -181,7 +186,7 @@ def int8_mha_placement(model, block: dict[str, Any]) -> dict[str, Any]:
             for consumer in idx.consumers.get(frontier.pop(), []):
                 if consumer.op_type == "QuantizeLinear":
                     return True
-                if consumer.op_type in ("Transpose", "Reshape"):
+                if consumer.op_type in ("Transpose", "Reshape", "Slice"):  # data movement TensorRT moves Q/DQ across
                     frontier.append(consumer.output[0])
         return False
 

@@ -117,8 +117,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     attention_block: dict[str, Any] = {"form": "dense"}
     if attention.form == "flashbias":
         step("flashbias")
-        folded, attention_block = flashbias_stage(folded, config, inp, attention,
-                                                  options.quantize.get("max_drop", 1.0))
+        folded, attention_block = flashbias_stage(folded, config, inp, attention, options.quantize.get("max_drop"))
 
     classes = list(config.get("classes") or [str(i) for i in range(model.num_classes)])
     attentions = ibit_attentions(model)

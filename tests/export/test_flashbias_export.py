@@ -84,3 +84,18 @@ def test_flashbias_fp16_int8_follow_the_fused_attention_rules(bias_checkpoint, t
     assert int8["cores"] == 2
     assert int8["qk_dequantized"] == int8["softmax_output_quantized"] == int8["output_quantized"] == 2
     assert int8["qk_head_sizes"] == [32] and int8["tokens"] == 50 and int8["fused_int8_mha_eligible"]
+
+
+def test_stage_without_the_dataset_gates_on_agreement_with_random_inputs():
+    import ibit_deploy.models as models
+    from ibit_deploy.export.flashbias import flashbias_stage
+    from ibit_deploy.fold import fold_masks
+
+    folded = fold_masks(models.create_model("ibit_test_patch4_28", attn_mode="bias"))
+    inp = {"shape": ["batch", 1, 28, 28], "image_size": [28, 28], "mean": [0.5], "std": [0.5]}
+    model, block = flashbias_stage(folded, {"data": {}}, inp, AttentionOption.parse("flashbias:50"))
+    gate = block["gate"]
+    assert "random normal inputs" in gate["images"] and gate["count"] == 64
+    # rank 50 = T: exact, so the FlashBias model agrees everywhere and the drop is 0
+    assert gate["passed"] and gate["agreement"] == 100.0 and gate["drop"] == 0.0 and gate["max_abs_diff"] < 1e-4
+    assert block["max_rank"] == 50 and block["max_bias_error"] < 1e-5 and gate["max_drop"] == 1.0
