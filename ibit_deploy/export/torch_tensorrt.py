@@ -24,7 +24,7 @@ from typing import Any
 
 from ..fileio import sha256_file
 from ..runtime.base import BackendUnavailable
-from .templates.build_engine import DEFAULT_WORKSPACE_MIB, check_batch_range
+from ..trt.kit import DEFAULT_WORKSPACE_MIB, check_batch_range
 
 
 def _compilation_settings(torch_tensorrt: Any) -> set[str]:

@@ -3,8 +3,8 @@
 Device memory, copies, the stream and CUDA events come from cuda-python's runtime bindings (``cuda.bindings.runtime``,
 or ``cuda.cudart`` before 12.6), the package NVIDIA's own TensorRT samples use and the ``tensorrt`` extra installs.
 Not torch CUDA tensors: JetPack's TensorRT does not need a CUDA build of torch, which a Jetson often lacks. (The
-few cuda-python helpers at the bottom mirror those of ``export/templates/build_engine.py`` on purpose: the runtime
-does not import the export package.)
+cuda-python helpers are :mod:`ibit_deploy.trt`'s, the ground-floor TensorRT package; the runtime never imports the
+export package.)
 
 Buffers are allocated once, at the engine profile's largest batch, and bound with ``set_tensor_address`` when the
 runner opens; each call sets the input shape, copies in, ``execute_async_v3``, copies out, synchronizes.
@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-# The standalone device script is the one home of these cuda-python helpers; the runner shares them.
-from ..export.templates.build_engine import cuda_check, import_cudart
-from ..export.tensorrt_build import import_tensorrt
-from ..manifest import find_artifact, load_manifest
-from .base import BackendUnavailable, InputSpec, Runner
+from ..bundle import open_bundle
+from ..errors import BackendUnavailable
+from ..trt.build import import_tensorrt
+from ..trt.kit import DEFAULT_ENGINE, cuda_check, import_cudart
+from .base import InputSpec, Runner
 
 
 class TrtRunner(Runner):
@@ -44,10 +44,9 @@ class TrtRunner(Runner):
     @classmethod
     def from_bundle(cls, bundle: str | os.PathLike, engine: str | None = None, *, device: int = 0) -> TrtRunner:
         """The runner for a bundle's engine (its manifest entry of kind "engine", else ``engine.plan``)."""
-        manifest = load_manifest(bundle, verify=False)
-        art = find_artifact(manifest, kind="engine", path=engine) if engine else find_artifact(manifest, kind="engine")
-        return cls(Path(bundle) / (art["path"] if art else engine or "engine.plan"),
-                   InputSpec.from_manifest(manifest), device=device)
+        b = open_bundle(bundle, verify=False)
+        art = b.find("engine", path=engine)
+        return cls(b.file(art.path if art else engine or DEFAULT_ENGINE), b.input, device=device)
 
     # ------------------------------------------------------------------------------------------------- lifecycle
 

@@ -45,7 +45,7 @@ def test_end_to_end_report_files_and_manifest_results(bundle_copy: Path, tmp_pat
     assert runs["tensorrt:fp32"]["reason"]  # no TensorRT here: the reason says why
     assert report["reference"] == {"name": "torch-ref", "fallback": False, "reason": None}
     ort = runs["ort-cpu:fp32"]
-    assert ort["accuracy"]["agreement_top1"] == 1.0 and ort["accuracy"]["max_abs_logit_diff"] < 1e-4
+    assert ort["accuracy"]["agreement"] == 1.0 and ort["accuracy"]["max_abs_diff"] < 1e-4
     assert [e["batch"] for e in ort["latency"]] == [1, 4] and ort["latency"][0]["n"] == 3
     assert ort["latency"][0]["threads"] == 1 and set(ort["speedup_vs_reference"]) == {"1", "4"}
     for name in ("report.md", "latency_vs_batch.png", "accuracy_vs_latency.png"):

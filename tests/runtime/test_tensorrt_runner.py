@@ -89,14 +89,15 @@ def _tiny_onnx(path: Path) -> np.ndarray:
 def test_engine_matches_onnxruntime_on_gpu(tmp_path):
     pytest.importorskip("tensorrt", reason="needs the TensorRT Python package (JetPack or NVIDIA's wheel)")
     pytest.importorskip("cuda", reason="needs cuda-python for device buffers")
-    from ibit_deploy.export.tensorrt_build import build_engine, cuda_device_count
+    from ibit_deploy.trt.build import build_engine
+    from ibit_deploy.trt.kit import EngineProfile, cuda_device_count
 
     if not cuda_device_count():
         pytest.skip("needs a CUDA GPU")
     import onnxruntime as ort
 
     probe = _tiny_onnx(tmp_path / "model.onnx")
-    info = build_engine(tmp_path / "model.onnx", tmp_path / "engine.plan", min_batch=1, opt_batch=4, max_batch=8,
+    info = build_engine(tmp_path / "model.onnx", tmp_path / "engine.plan", EngineProfile("images", (3, 16, 16), 1, 4, 8),
                         timing_cache=tmp_path / "timing.cache")
     assert info["strongly_typed"] and (tmp_path / "timing.cache").is_file()
     reference = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"]).run(
