@@ -19,12 +19,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..bundle import InputSpec
 from ..fileio import atomic_path
 from ..manifest import artifact_entry
 from ..trt import kit as template
 from ..trt.shell_template import TEMPLATE as SHELL_TEMPLATE
+from ..version import __version__
 
 SHELL_SCRIPT = "build_engine.sh"
 PYTHON_SCRIPT = "build_engine.py"
