@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,10 +84,11 @@ class BenchOptions:
 
 
 def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, out_dir: str | Path | None = None,
-                  **overrides: Any) -> dict[str, Any]:
+                  runners: Callable[..., list[RunnerChoice]] = make_runners, **overrides: Any) -> dict[str, Any]:
     """Benchmark ``bundle``; returns the report (also written to ``out_dir``, default ``<bundle>/bench``).
 
     ``overrides`` set :class:`BenchOptions` fields, e.g. ``run_benchmark(b, backends=["ort-cpu"], batches=[1])``.
+    ``runners`` makes the runner list (signature of :func:`~ibit_deploy.runtime.load.make_runners`; tests script it).
     Raises (before measuring or writing anything) FileNotFoundError/ValueError for a missing or altered bundle
     file, bad options, or data that does not fit the bundle's input.
     """
@@ -119,7 +121,7 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
         "files": {"markdown": None, "plots": []}, "manifest_update": {"updated": False, "reason": "not attempted"},
     }
     monitor = _power_monitor(options, jetson)
-    choices = make_runners(bundle, options.backends, manifest, precisions=options.precisions,
+    choices = runners(bundle, options.backends, manifest, precisions=options.precisions,
                            threads=options.threads, torch_device=options.torch_device)
     # The reference runs first, so a run interrupted half-way still has its yardstick.
     choices.sort(key=lambda c: c.backend != "torch-ref")

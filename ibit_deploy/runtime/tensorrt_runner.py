@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,14 @@ class TrtRunner(Runner):
 
     backend = "tensorrt"
 
-    def __init__(self, engine_path: str | os.PathLike, spec: InputSpec, *, device: int = 0) -> None:
+    def __init__(self, engine_path: str | os.PathLike, spec: InputSpec, *, device: int = 0,
+                 import_backend: Callable[[], tuple[Any, Any]] | None = None) -> None:
+        """``import_backend`` returns the (tensorrt, cuda-python runtime) modules to use (default: import them, or
+        BackendUnavailable saying which is missing): the seam tests use to stand in for TensorRT and the driver."""
         super().__init__(spec)
         self.engine_path = Path(engine_path)
         self.device = device
+        self._import_backend = import_backend or import_trt_backend
         self._trt: Any = None
         self._cudart: Any = None
         self._buffers: dict[str, int] = {}
@@ -51,7 +56,7 @@ class TrtRunner(Runner):
     # ------------------------------------------------------------------------------------------------- lifecycle
 
     def _open(self) -> None:
-        trt, cudart = _import_backend()
+        trt, cudart = self._import_backend()
         self._trt, self._cudart = trt, cudart
         err, count = cudart.cudaGetDeviceCount()
         if int(getattr(err, "value", err)) != 0 or not count:
@@ -187,11 +192,11 @@ class TrtRunner(Runner):
         return info
 
 
-def _import_backend() -> tuple[Any, Any]:
+def import_trt_backend(cudart_import: Callable[[], Any] = import_cudart) -> tuple[Any, Any]:
     """(tensorrt, cuda-python runtime) or BackendUnavailable saying which is missing and how to get it."""
     tensorrt = import_tensorrt()
     try:
-        cudart = import_cudart()
+        cudart = cudart_import()
     except ImportError as exc:
         raise BackendUnavailable(f"TensorRT runner: cuda-python is not installed ({exc}); it provides the device "
                                  f"buffers and CUDA events: pip install cuda-python") from exc

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ibit_deploy.bench import harness
 from ibit_deploy.bench.harness import run_benchmark
 from ibit_deploy.bench.report import check_report
 from ibit_deploy.cli.bench import main
@@ -126,18 +125,16 @@ class _Scripted(Runner):
         return np.zeros((len(images), 10), np.float32)
 
 
-def _scripted_choices(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+def _scripted_choices(error: BaseException):
     spec = InputSpec("images", 1, 28, 28)
     choices = [RunnerChoice("ort-cpu:fp32", _Scripted(spec), "ort-cpu", "fp32", "model.onnx"),
                RunnerChoice("ort-cpu:fp16", _Scripted(spec, error), "ort-cpu", "fp16", "model.fp16.onnx")]
-    monkeypatch.setattr(harness, "make_runners", lambda *a, **k: choices)
+    return lambda *a, **k: choices
 
 
-def test_failing_backend_marks_the_run_incomplete(bundle_copy: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch):
-    _scripted_choices(monkeypatch, RuntimeError("kernel exploded"))
+def test_failing_backend_marks_the_run_incomplete(bundle_copy: Path, tmp_path: Path):
     report = run_benchmark(bundle_copy, limit=20, batches=[1], warmup=0, iters=2, out_dir=tmp_path / "out",
-                           progress=False)
+                           progress=False, runners=_scripted_choices(RuntimeError("kernel exploded")))
     assert report["status"] == "incomplete" and report["complete"] is False
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     bad = next(r for r in saved["runs"] if r["name"] == "ort-cpu:fp16")
@@ -146,13 +143,11 @@ def test_failing_backend_marks_the_run_incomplete(bundle_copy: Path, tmp_path: P
     assert load_manifest(bundle_copy)["results"][-1]["complete"] is False
 
 
-def test_interrupted_run_is_marked_and_not_recorded(bundle_copy: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch):
-    _scripted_choices(monkeypatch, KeyboardInterrupt())
+def test_interrupted_run_is_marked_and_not_recorded(bundle_copy: Path, tmp_path: Path):
     before = len(load_manifest(bundle_copy)["results"])
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(bundle_copy, limit=20, batches=[1], warmup=0, iters=2, out_dir=tmp_path / "out",
-                      progress=False)
+                      progress=False, runners=_scripted_choices(KeyboardInterrupt()))
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["status"] == "interrupted" and saved["complete"] is False
     assert len(load_manifest(bundle_copy)["results"]) == before

@@ -25,11 +25,11 @@ def test_without_tensorrt_open_raises_backend_unavailable(tmp_path, monkeypatch)
     assert not runner.is_open
 
 
-def test_without_gpu_open_raises_backend_unavailable(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
+def test_without_gpu_open_raises_backend_unavailable(tmp_path):
     no_driver = types.SimpleNamespace(cudaGetDeviceCount=lambda: (35, None))  # cudaErrorInsufficientDriver
-    monkeypatch.setattr(tensorrt_runner, "import_cudart", lambda: no_driver)
-    with pytest.raises(BackendUnavailable, match="no CUDA GPU is visible"), TrtRunner(tmp_path / "e.plan", SPEC):
+    modules = lambda: (types.ModuleType("tensorrt"), no_driver)  # noqa: E731
+    with pytest.raises(BackendUnavailable, match="no CUDA GPU is visible"), \
+            TrtRunner(tmp_path / "e.plan", SPEC, import_backend=modules):
         pass
 
 
@@ -39,9 +39,8 @@ def test_without_cuda_python_open_raises_backend_unavailable(tmp_path, monkeypat
     def missing():
         raise ImportError("No module named 'cuda'")
 
-    monkeypatch.setattr(tensorrt_runner, "import_cudart", missing)
     with pytest.raises(BackendUnavailable, match="cuda-python is not installed"):
-        TrtRunner(tmp_path / "e.plan", SPEC).open()
+        TrtRunner(tmp_path / "e.plan", SPEC, import_backend=lambda: tensorrt_runner.import_trt_backend(missing)).open()
 
 
 def test_infer_before_open_is_an_error(tmp_path):
