@@ -80,9 +80,7 @@ def torch_tensorrt_target(out: Path, manifest: dict[str, Any], folded: torch.nn.
     profile = InputSpec.from_manifest(manifest).profile()
     name = "model.trt.ep"
     try:
-        info = export_torch_tensorrt(folded, torch.randn(*profile.shape(profile.opt_batch)), out / name,
-                                     options.target_precision, min_batch=profile.min_batch,
-                                     opt_batch=profile.opt_batch, max_batch=profile.max_batch)
+        info = export_torch_tensorrt(folded, profile, out / name, options.target_precision)
     except BackendUnavailable as exc:
         return {"program": None, "status": "unavailable", "reason": str(exc),
                 "message": f"No torch-tensorrt program was written: {exc}. The ONNX in {out} is complete; use "

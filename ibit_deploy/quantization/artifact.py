@@ -189,8 +189,8 @@ def _int8_entries(bundle: Path, manifest: dict[str, Any], opts: QuantizeOptions,
     config = opts.int8_config(recipe)
     step("calibration set")
     calibrate(bundle / FILES["calibration"], recipe, manifest["input"])
-    chw = tuple(int(v) for v in manifest["input"]["shape"][1:])
-    calibration, calib_meta = load_calibration(bundle / FILES["calibration"], chw, config.method)
+    calibration, calib_meta = load_calibration(bundle / FILES["calibration"], InputSpec.from_manifest(manifest).chw,
+                                               config.method)
     calib_entry = artifact_entry(bundle, FILES["calibration"], "calibration", "int8",
                                  **{k: calib_meta[k] for k in ("spec", "split", "seed", "split_seed", "count",
                                                                "method", "images_sha256")})

@@ -265,7 +265,4 @@ def test_torch_tensorrt_export_needs_cuda(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(BackendUnavailable, match="needs a CUDA GPU"):
-        export_torch_tensorrt(torch.nn.Identity(), torch.zeros(1, 3, 8, 8), tmp_path / "m.ep", "fp16")
-    with pytest.raises(ValueError, match="1 <= min <= opt <= max"):
-        export_torch_tensorrt(torch.nn.Identity(), torch.zeros(1, 3, 8, 8), tmp_path / "m.ep", min_batch=2,
-                              opt_batch=1, max_batch=4)
+        export_torch_tensorrt(torch.nn.Identity(), _profile(1, 1, 4, (3, 8, 8)), tmp_path / "m.ep", "fp16")
