@@ -95,11 +95,13 @@ def verify_built_engine(engine_path: str | os.PathLike, onnx_path: str | os.Path
     batches = [c for c in (images[i:i + hi] for i in range(0, len(images), hi)) if len(c) >= lo]
     if not batches:
         raise ValueError(f"no verification batch fits the engine profile [{lo}, {hi}] ({len(images)} images)")
-    trt = trt if trt is not None else import_tensorrt()
+    if trt is None and run is None:  # a caller's own engine runner may not need TensorRT's module
+        trt = import_tensorrt()
     return kit.verify_engine(trt, Path(engine_path).read_bytes(), Path(onnx_path),
                              [np.ascontiguousarray(b, dtype=np.float32) for b in batches],
                              input_name=profile.input_name, precision=precision,
-                             inputs=f"{sum(len(b) for b in batches)} of {inputs}", run=run)
+                             inputs=inputs if sum(map(len, batches)) == len(images) else
+                             f"{sum(map(len, batches))} of {inputs}", run=run)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,3 +53,35 @@ def test_runtime_load_applies_the_table_not_the_recorded_verdict(tmp_path):
     write_manifest(bundle, manifest)
     choices = make_runners(bundle, ["tensorrt"], load_manifest(bundle), precisions=["int8"])
     assert len(choices) == 1 and isinstance(choices[0].runner, str) and "failed its check" in choices[0].runner
+
+
+def _ort_engine(noise: float):
+    """A stand-in engine runner (the ``run`` seam): ONNX Runtime on the same file, plus ``noise`` on the logits."""
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(FIXTURE / "model.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+
+    def run(trt, engine_bytes, batches, input_name):
+        assert engine_bytes == b"engine bytes" and trt is None
+        return [session.run(None, {input_name: b})[0] + noise * rng.standard_normal((len(b), 10)) for b in batches]
+
+    return run
+
+
+@pytest.mark.parametrize("noise, passed", [(0.0, True), (50.0, False)])
+def test_export_verification_runs_the_kit_and_applies_the_table(tmp_path, noise, passed):
+    import numpy as np
+
+    from ibit_deploy.trt.build import verify_built_engine
+
+    engine = tmp_path / "engine.plan"
+    engine.write_bytes(b"engine bytes")
+    images = np.random.default_rng(1).standard_normal((21, 1, 28, 28)).astype(np.float32)
+    profile = EngineProfile("images", (1, 28, 28), 2, 4, 8)
+    check = verify_built_engine(engine, FIXTURE / "model.onnx", "fp32", profile, images, "21 random images",
+                                trt=None, run=_ort_engine(noise))
+    assert check["count"] == 21 and check["inputs"] == "21 random images"  # chunks 8, 8, 5: all within [2, 8]
+    assert check["passed"] is passed and check["acceptance"] == engine_acceptance("fp32")
+    assert (check["agreement"] == 1.0 and check["max_abs_diff"] < 1e-5) if passed else check["agreement"] < 0.99
