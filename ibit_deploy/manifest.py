@@ -29,14 +29,15 @@ bundle's lock (:mod:`ibit_deploy.locking`) from reading the manifest to writing 
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import os
 from pathlib import Path
 from typing import Any
 
 from .fileio import atomic_write_json, read_json, sha256_file
+from .trt.kit import MANIFEST_FILE, engine_acceptance  # the standalone device kit needs these too
 
-MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 # version 1 name -> version 2 name in comparison records (values in percent are converted where marked below)
@@ -151,10 +152,6 @@ def migrate_v1(manifest: dict[str, Any]) -> dict[str, Any]:
     ``top1_agreement`` / ``min_top1_agreement``, and ibit-bench results as ``agreement_top1`` /
     ``max_abs_logit_diff``. Engines get the acceptance rule of today's table beside their check.
     """
-    import copy
-
-    from .trt.kit import engine_acceptance
-
     out = copy.deepcopy(manifest)
     for art in out.get("artifacts", []):
         if isinstance(art.get("gate"), dict) and art.get("kind") == "onnx":

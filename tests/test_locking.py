@@ -58,10 +58,13 @@ def test_a_second_process_fails_at_once_naming_the_holder(tmp_path):
 
 
 def test_a_waiting_writer_gets_the_lock_when_the_holder_exits(tmp_path):
-    proc = _hold(tmp_path / "b", 0.5, tmp_path)
+    proc = _hold(tmp_path / "b", 1.0, tmp_path)
+    start = time.monotonic()
     messages: list[str] = []
     with directory_lock(tmp_path / "b", wait=True, timeout=30, message=messages.append):
-        assert proc.poll() is not None  # only after the holder finished
+        assert time.monotonic() - start >= 0.9  # only once the holder's second was over
+        assert read_holder(tmp_path / "b")["pid"] == os.getpid()
+    proc.wait(timeout=30)
     assert len(messages) == 1 and f"pid {proc.pid}" in messages[0]
 
 

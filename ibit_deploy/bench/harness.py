@@ -29,12 +29,12 @@ from ..errors import BackendUnavailable
 from ..manifest import find_artifact, load_manifest, update_manifest, utc_now
 from ..runtime.base import Runner
 from ..runtime.load import RunnerChoice, canonical_backend, make_runners
+from ..trt.kit import PRECISIONS
 from .accuracy import accuracy_report
 from .latency import check_budget, sweep_batches
 from .report import SCHEMA_VERSION, manifest_summary, remove_stale, write_report_files
 
 DEFAULT_BACKENDS = ("torch-ref", "torch-folded", "ort-cpu", "ort-cuda", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
 SPLITS = ("train", "val", "test")
 
 

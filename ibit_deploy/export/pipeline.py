@@ -23,7 +23,7 @@ from ..manifest import FORMAT_VERSION, MANIFEST_FILE, artifact_entry, set_artifa
 from ..models.ibit import ibit_attentions
 from ..trt.build import EngineTools
 from ..trt.kit import DEFAULT_ONNX as ONNX_FILES
-from ..trt.kit import PRECISIONS
+from ..trt.kit import PRECISIONS, check_batch_range
 from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_onnx
 from .probe import parity_images
 
@@ -68,9 +68,7 @@ class ExportOptions:
         if self.to == "torch-tensorrt" and self.target_precision == "int8":
             raise ValueError("torch-tensorrt export supports fp32 and fp16 here; for INT8 use --to tensorrt "
                              "(explicit Q/DQ ONNX, strongly typed engine)")
-        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ValueError(f"batch range must satisfy 1 <= min ({self.min_batch}) <= opt ({self.opt_batch}) <= "
-                             f"max ({self.max_batch})")
+        check_batch_range(self.min_batch, self.opt_batch, self.max_batch)
 
 
 def input_description(config: dict[str, Any], model: torch.nn.Module, options: ExportOptions) -> dict[str, Any]:

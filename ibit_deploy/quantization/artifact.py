@@ -20,12 +20,12 @@ import numpy as np
 from ..bundle import EvalSet, InputSpec
 from ..calibration import CalibrationRecipe, calibrate, load_calibration, load_recipe
 from ..manifest import artifact_entry
-from ..trt.kit import DEFAULT_ONNX
+from ..trt.kit import DEFAULT_CALIBRATION, DEFAULT_ONNX
 from .config import Fp16Config, Int8Config
 from .emulate import PROBE_MIN_COSINE, emulate_logits
 from .gate import AccuracyGate, compare_logits, run_logits
 
-FILES = {"fp16": DEFAULT_ONNX["fp16"], "int8": DEFAULT_ONNX["int8"], "calibration": "calib.npz",
+FILES = {"fp16": DEFAULT_ONNX["fp16"], "int8": DEFAULT_ONNX["int8"], "calibration": DEFAULT_CALIBRATION,
          "reference": DEFAULT_ONNX["fp32"]}
 
 

@@ -55,6 +55,7 @@ DEFAULT_ONNX = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.
 DEFAULT_ENGINE = "engine.plan"
 DEFAULT_TIMING_CACHE = "timing.cache"
 MANIFEST_FILE = "manifest.json"
+DEFAULT_CALIBRATION = "calib.npz"
 # What a bundle carries to build its engine on the device: bundle file name -> this package's module file it copies.
 SCRIPT_NAME = "build_engine.py"
 KIT_FILES = {SCRIPT_NAME: "trt/kit.py", "compare_metrics.py": "compare_metrics.py", "locking.py": "locking.py"}
@@ -509,7 +510,8 @@ def verification_batches(bundle: Path, manifest: dict[str, Any], profile: Engine
     import numpy as np
 
     lo, hi = profile.min_batch, profile.max_batch
-    calib = next((a["path"] for a in manifest.get("artifacts", []) if a.get("kind") == "calibration"), "calib.npz")
+    calib = next((a["path"] for a in manifest.get("artifacts", []) if a.get("kind") == "calibration"),
+                 DEFAULT_CALIBRATION)
     if (bundle / calib).is_file():
         with np.load(bundle / calib, allow_pickle=False) as data:
             images = np.asarray(data["images"][:samples], dtype=np.float32)
