@@ -67,7 +67,7 @@ def attention_cores(model: onnx.ModelProto) -> list[dict[str, Any]]:
     feeding those ops: a dense (heads, T, T) bias), ``constants`` (every constant of the core, names and shapes),
     ``constant_bytes``, and for the Attention op whether it has an ``attn_mask``.
     """
-    from ..quantization.graph import GraphIndex, ensure_node_names  # lazy: quantization imports export
+    from ..quantization.graph import GraphIndex, ensure_node_names  # lazy, as in pipeline.py: import cost
 
     ensure_node_names(model)
     idx = GraphIndex(model)

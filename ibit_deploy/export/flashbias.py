@@ -23,8 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..compare_metrics import compare_logits
+from ..errors import ExportFailed
 from ..fold.flashbias import to_flashbias
 from ..fold.lowrank import RankPolicy
+from .probe import probe_images
 
 ATTENTION_FORMS = ("dense", "flashbias")
 # FlashBias's own choice for SwinV2's learned biases (METHODS.md section 3)
@@ -40,7 +43,6 @@ FP16_KEEP_OP_TYPES = ["LayerNormalization"]
 # TensorRT's fused INT8 MHA (METHODS.md section 3): these q/k head sizes, at most this many tokens
 INT8_MHA_HEAD_SIZES = (16, 32, 64)
 INT8_MHA_MAX_TOKENS = 512
-FLASHBIAS_EVAL_COUNT = 1000
 
 
 @dataclass(frozen=True)
@@ -68,53 +70,40 @@ class AttentionOption:
         return self.form if self.policy is None else f"{self.form}:{self.policy}"
 
 
-def _eval_images(config: dict[str, Any], inp: dict[str, Any], count: int) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Validation images and labels of the checkpoint's dataset; random inputs without labels if it is absent."""
-    from ..data import eval_arrays
-
-    data = config.get("data", {})
-    spec = data.get("spec")
-    if spec:
-        try:
-            seed, fraction = int(data.get("seed", 0)), float(data.get("val_fraction", 0.2))
-            images, labels = eval_arrays(spec, "val", tuple(inp["image_size"]), tuple(inp["mean"]),
-                                         tuple(inp["std"]), limit=count, val_fraction=fraction, seed=seed)
-            return images, labels, f"{len(labels)} val images of {spec} (val_fraction {fraction}, seed {seed})"
-        except (OSError, ValueError):
-            pass  # the dataset is not on this machine
-    shape = (min(count, 64), *inp["shape"][1:])
-    images = torch.randn(shape, generator=torch.Generator().manual_seed(0)).numpy()
-    return images, None, f"{shape[0]} random normal inputs (dataset unavailable: labels are the dense model's top-1)"
-
-
 @torch.no_grad()
-def _logits(model: nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    return np.concatenate([model(torch.from_numpy(images[i : i + batch])).numpy()
-                           for i in range(0, len(images), batch)])
+def _logits(model: nn.Module, images: torch.Tensor, batch: int = 256) -> np.ndarray:
+    return np.concatenate([model(images[i : i + batch]).numpy() for i in range(0, len(images), batch)])
 
 
-def flashbias_stage(folded: nn.Module, config: dict[str, Any], inp: dict[str, Any], option: AttentionOption,
-                    max_drop: float | None = None,
-                    eval_count: int = FLASHBIAS_EVAL_COUNT) -> tuple[nn.Module, dict[str, Any]]:
+def flashbias_stage(folded: nn.Module, manifest: dict[str, Any], option: AttentionOption,
+                    max_drop: float | None = None, eval_count: int | None = None,
+                    data: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The FlashBias model for ``folded`` (a folded bias-mode IBiT) and the manifest's ``attention`` block.
 
-    The block records the policy, each layer's decomposition (rank, widths, energy, max |bias error|) and a ``gate``:
-    the FlashBias model's logits against the dense-bias model's on real validation images, failing when top-1 drops
-    by more than ``max_drop`` points (default: the quantization gates' budget) or a logit is not finite. Mask-mode
-    and non-IBiT models raise ValueError.
+    ``manifest`` needs the ``input`` and ``data`` blocks (:mod:`ibit_deploy.bundle` reads them); ``data`` is another
+    dataset spec to gate on (``--data``). The block records the policy, each layer's decomposition (rank, widths,
+    energy, max |bias error|) and a ``gate``: the FlashBias model's logits against the dense-bias model's
+    (:func:`~ibit_deploy.compare_metrics.compare_logits`, fractions) on up to ``eval_count`` validation images,
+    failing when top-1 drops by more than ``max_drop`` (a fraction; default and ``eval_count``'s: the quantization
+    gates') or a logit is not finite. Without readable validation images the gate runs on random inputs against the
+    dense model's top-1 (so top1_drop = 1 - agreement) and says so (:func:`.probe.probe_images`). Mask-mode and
+    non-IBiT models raise ValueError.
     """
-    from ..quantization.artifact import QuantizeOptions  # lazy: quantization imports export
-    from ..quantization.gate import AccuracyGate, compare_logits
+    from ..quantization.artifact import QuantizeOptions  # lazy, as in pipeline.py: loads onnxruntime
+    from ..quantization.gate import AccuracyGate
 
-    if max_drop is None:
-        max_drop = QuantizeOptions.max_drop
+    max_drop = QuantizeOptions.max_drop if max_drop is None else max_drop
+    eval_count = QuantizeOptions.eval_count if eval_count is None else eval_count
     model, layers = to_flashbias(folded, option.policy)
-    images, labels, described = _eval_images(config, inp, eval_count)
-    dense = _logits(folded.eval(), images)
-    ours = _logits(model, images)
-    metrics = compare_logits(dense, ours, labels if labels is not None else dense.argmax(1))
-    gate = AccuracyGate(max_drop=float(max_drop)).check(metrics)
-    gate.update(images=described, backend="torch-cpu", reference="dense-bias folded model")
+    probe = probe_images(manifest, eval_count, spec=data)
+    dense = _logits(folded.eval(), probe.images)
+    ours = _logits(model, probe.images)
+    labels = probe.labels if probe.real else dense.argmax(1)
+    gate = AccuracyGate(max_drop=float(max_drop)).check(compare_logits(dense, ours, labels))
+    gate.update(images=probe.description, real_images=probe.real, backend="torch-cpu",
+                reference="dense-bias folded model")
+    if not probe.real:
+        gate["labels"] = "the dense model's top-1 (random inputs have none)"
     block = {"form": "flashbias", "policy": str(option.policy), "layers": layers,
              "max_rank": max(layer["rank"] for layer in layers),
              "max_bias_error": max(layer["max_abs_error"] for layer in layers),
@@ -132,12 +121,11 @@ def attention_report(bundle: str | os.PathLike, manifest: dict[str, Any], block:
     """``block`` plus, per ONNX artifact, its attention cores' form and constant bytes (and INT8 Q/DQ placement).
 
     For a FlashBias block the fp32 graph must be plain attention (:func:`.attention_graph.check_no_dense_bias`);
-    otherwise the export fails (:class:`~.pipeline.ExportFailed`) saying what is in the way.
+    otherwise the export fails (:class:`~ibit_deploy.errors.ExportFailed`) saying what is in the way.
     """
     import onnx
 
     from .attention_graph import attention_cores, check_no_dense_bias
-    from .pipeline import ExportFailed
 
     files: dict[str, Any] = {}
     for art in manifest.get("artifacts", []):

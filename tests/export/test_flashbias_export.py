@@ -43,21 +43,24 @@ def test_flashbias_bundle(bias_checkpoint, tmp_path):
         assert 1 <= layer["rank"] <= layer["tokens"] and layer["energy_min"] >= 0.99
         assert (layer["head_dim"] + layer["width"]) % 8 == 0 and layer["max_abs_error"] >= 0
     gate = block["gate"]
-    assert gate["passed"] and gate["count"] > 0 and "val images of mnist5k" in gate["images"]
-    assert gate["max_abs_diff"] is not None
+    assert gate["passed"] and gate["count"] > 0 and "validation images of mnist5k" in gate["images"]
+    assert gate["real_images"] is True and "labels" not in gate
+    # compare_metrics names, fractions (as every comparison record of manifest v2)
+    assert gate["max_drop"] == 0.01 and 0.0 <= gate["agreement"] <= 1.0 and gate["top1_drop"] <= 0.01
+    assert gate["max_abs_diff"] is not None and {"top1", "top1_ref", "cosine", "mean_abs_diff"} <= set(gate)
     onnx_info = block["onnx"]["model.onnx"]
     assert onnx_info["forms"] == ["matmul"] and onnx_info["cores"] == 2
     check_no_dense_bias(onnx.load(str(out / "model.onnx")))
-    assert manifest["artifacts"][0]["parity"]["max_abs_diff_vs_torch"] <= 1e-4
+    assert manifest["artifacts"][0]["parity"]["max_abs_diff"] <= 1e-4
 
 
 def test_flashbias_gate_failure_fails_the_export(bias_checkpoint, tmp_path):
     out = tmp_path / "fail"
-    # a budget no model meets (top-1 must rise 100 points): the gate fails, the manifest says why
-    with pytest.raises(ExportFailed, match=r"flashbias vs dense bias.*more than the allowed -100"):
-        export_checkpoint(bias_checkpoint, out, ExportOptions(attention="flashbias:2", quantize={"max_drop": -100}))
+    # a budget no model meets (top-1 must rise 100 points; a fraction): the gate fails, the manifest says why
+    with pytest.raises(ExportFailed, match=r"flashbias vs dense bias.*more than the allowed -100.00%"):
+        export_checkpoint(bias_checkpoint, out, ExportOptions(attention="flashbias:2", quantize={"max_drop": -1.0}))
     block = load_manifest(out)["attention"]
-    assert block["gate"]["passed"] is False and block["policy"] == "rank=2"
+    assert block["gate"]["passed"] is False and block["policy"] == "rank=2" and block["gate"]["max_drop"] == -1.0
 
 
 def test_cli_rejects_bad_attention_and_inapplicable_models(tiny_checkpoint, bias_checkpoint, tmp_path, capsys):
@@ -86,16 +89,34 @@ def test_flashbias_fp16_int8_follow_the_fused_attention_rules(bias_checkpoint, t
     assert int8["qk_head_sizes"] == [32] and int8["tokens"] == 50 and int8["fused_int8_mha_eligible"]
 
 
-def test_stage_without_the_dataset_gates_on_agreement_with_random_inputs():
+def test_stage_without_the_dataset_says_it_gated_on_random_inputs(capsys):
     import ibit_deploy.models as models
     from ibit_deploy.export.flashbias import flashbias_stage
+    from ibit_deploy.export.probe import RANDOM_INPUTS
     from ibit_deploy.fold import fold_masks
 
     folded = fold_masks(models.create_model("ibit_test_patch4_28", attn_mode="bias"))
-    inp = {"shape": ["batch", 1, 28, 28], "image_size": [28, 28], "mean": [0.5], "std": [0.5]}
-    model, block = flashbias_stage(folded, {"data": {}}, inp, AttentionOption.parse("flashbias:50"))
+    manifest = {"input": {"shape": ["batch", 1, 28, 28], "mean": [0.5], "std": [0.5]}, "data": {}}
+    with pytest.warns(UserWarning, match=RANDOM_INPUTS):
+        model, block = flashbias_stage(folded, manifest, AttentionOption.parse("flashbias:50"), eval_count=32)
     gate = block["gate"]
-    assert "random normal inputs" in gate["images"] and gate["count"] == 64
-    # rank 50 = T: exact, so the FlashBias model agrees everywhere and the drop is 0
-    assert gate["passed"] and gate["agreement"] == 100.0 and gate["drop"] == 0.0 and gate["max_abs_diff"] < 1e-4
-    assert block["max_rank"] == 50 and block["max_bias_error"] < 1e-5 and gate["max_drop"] == 1.0
+    # never silent: the record says the inputs are random and why, and what stood in for labels
+    assert RANDOM_INPUTS in gate["images"] and "records no dataset" in gate["images"]
+    assert gate["real_images"] is False and "dense model's top-1" in gate["labels"] and gate["count"] == 32
+    # rank 50 = T: exact, so the FlashBias model agrees everywhere and the drop is 0 (fractions)
+    assert gate["passed"] and gate["agreement"] == 1.0 and gate["top1_drop"] == 0.0 and gate["max_abs_diff"] < 1e-4
+    assert block["max_rank"] == 50 and block["max_bias_error"] < 1e-5 and gate["max_drop"] == 0.01
+
+
+def test_cli_warns_when_the_gate_ran_on_random_inputs(tmp_path, checkpoint_factory, capsys):
+    from ibit_deploy.checkpoint import CONFIG_FILE
+    from ibit_deploy.fileio import atomic_write_json, read_json
+
+    ckpt = checkpoint_factory(tmp_path / "nodata", attn_mode="bias")
+    config = read_json(ckpt / CONFIG_FILE)
+    config["data"]["spec"] = f"cifar10:{tmp_path / 'not-here'}"  # a dataset this machine does not have
+    atomic_write_json(ckpt / CONFIG_FILE, config)
+    assert main([str(ckpt), "--attention", "flashbias:50", "--eval-count", "16", "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: the FlashBias gate ran on 16 random normal inputs, NOT real images" in err
+    assert load_manifest(tmp_path / "b")["attention"]["gate"]["real_images"] is False
