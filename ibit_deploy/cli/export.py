@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..export.pipeline import PRECISIONS, TARGETS, ExportFailed, ExportOptions, export_checkpoint
+from ..package.options import TARGETS as PACKAGE_TARGETS
 
 
 class EngineRequired(RuntimeError):
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--require-engine", action="store_true",
                    help="with --to tensorrt: fail (exit 3) unless an engine is built here")
+    p.add_argument("--package", action="append", default=[], choices=PACKAGE_TARGETS, metavar="TARGET",
+                   help=f"after the export, also write OUT/packages/TARGET for {', '.join(PACKAGE_TARGETS)} "
+                        f"(repeatable; same as `ibit-deploy package`)")
     q = p.add_argument_group("quantization (fp16 / int8)")
     q.add_argument("--max-drop", type=float, default=1.0, help="largest top-1 drop in points vs fp32 (default 1.0)")
     q.add_argument("--auto", action="store_true", help="find a small set of layers to keep in float that meets "
@@ -100,6 +104,20 @@ def main(argv: list[str] | None = None) -> int:
     if tt is not None:
         print(tt["message"])
     print(f"wrote {args.out / 'manifest.json'}")
+    return _packages(args)
+
+
+def _packages(args: argparse.Namespace) -> int:
+    """``--package``: the same library call as ``ibit-deploy package``, into OUT/packages/TARGET."""
+    from ..package import PackageOptions
+    from ..package.options import precision_for
+    from .package import run_package
+
+    for target in dict.fromkeys(args.package):
+        options = PackageOptions(precision=precision_for(target, options_from_args(args).precisions), overwrite=True)
+        code = run_package(args.out, target, args.out / "packages" / target, options, prog="ibit-export --package")
+        if code:
+            return code
     return 0
 
 

@@ -34,3 +34,9 @@ class PackageOptions:
     triton_platform: str = "auto"
     max_queue_delay_us: int = 100
     overwrite: bool = False
+
+
+def precision_for(target: str, exported: list[str]) -> str:
+    """The precision to package right after an export of ``exported``: the last one the target takes."""
+    usable = [p for p in exported if p in TARGET_PRECISIONS[target]]
+    return usable[-1] if usable else "fp32"  # fp32 ONNX is always in a bundle
