@@ -112,6 +112,8 @@ def fix_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
     """Give every graph input and output a fixed batch dimension (for runtimes that build without a profile)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     for value in [*model.graph.input, *model.graph.output]:
+        if not value.type.tensor_type.shape.dim:  # unranked or scalar: nothing to fix
+            continue
         dim = value.type.tensor_type.shape.dim[0]
         dim.Clear()
         dim.dim_value = batch

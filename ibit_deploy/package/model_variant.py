@@ -25,11 +25,6 @@ class PackageCheckFailed(RuntimeError):
     """A package was written but its self-check failed (parity with the bundle, or a schema check)."""
 
 
-def needs_fold(view: BundleView, target: PixelTransform) -> bool:
-    """True when ``target``'s tensor is not the bundle's input, so the model must absorb the difference."""
-    return not is_identity(*fold_affine(bundle_transform(view.mean, view.std), target))
-
-
 def write_variant(view: BundleView, precision: str, target: PixelTransform, dest: Path, *,
                   softmax: bool, batch: int | None = None) -> dict[str, Any]:
     """Write the ONNX ``dest`` for a target whose preprocessing is ``target``; returns the manifest record."""
