@@ -6,9 +6,10 @@
     python examples/batching_service.py BUNDLE --load-test 5 --concurrency 16 --images DIR   # bounded local test
 
 Requests wait in one queue; a worker takes the oldest and keeps collecting until the batch holds ``--max-batch``
-images (default: the top of the engine's batch range) or the oldest has waited ``--max-queue-delay-ms``; then it runs
-the batch (padded up to the engine's minimum batch when needed) and answers every request in it. Uses only
-``ibit_deploy.runtime`` (Predictor: the manifest's preprocessing, the best backend available here).
+images (default: the top of the runner's batch range, which the bundle's manifest records) or the oldest has waited
+``--max-queue-delay-ms``; then it runs the batch (the runner pads a batch below the engine's minimum and drops the
+padding's outputs) and answers every request in it. Uses only ``ibit_deploy.runtime`` (Predictor: the manifest's
+preprocessing, the best backend available here).
 """
 
 from __future__ import annotations
@@ -28,21 +29,27 @@ from pathlib import Path
 import numpy as np
 
 from ibit_deploy.runtime import BackendUnavailable, Predictor
+from ibit_deploy.runtime.base import DEFAULT_CHUNK
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024  # one image; larger bodies are refused before they are read
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 class DynamicBatcher:
-    """Collects concurrent requests into batches of up to ``max_batch`` within ``max_delay`` seconds."""
+    """Collects concurrent requests into batches of up to ``max_batch`` within ``max_delay`` seconds.
 
-    def __init__(self, predictor: Predictor, max_batch: int, max_delay: float, top_k: int = 3,
+    ``max_batch`` None: the largest batch the runner takes (its typed input spec, from the manifest), or
+    DEFAULT_CHUNK for a runner without an upper bound.
+    """
+
+    def __init__(self, predictor: Predictor, max_batch: int | None, max_delay: float, top_k: int = 3,
                  max_queue: int = 1024) -> None:
         spec = predictor.runner.spec
-        self.min_batch = spec.min_batch
-        if not self.min_batch <= max_batch <= (spec.max_batch or max_batch):
-            raise ValueError(f"--max-batch {max_batch} must lie in the engine's batch range [{spec.min_batch}, "
-                             f"{spec.max_batch}]")
+        if max_batch is None:
+            max_batch = spec.max_batch or DEFAULT_CHUNK
+        if not 1 <= max_batch <= (spec.max_batch or max_batch):
+            raise ValueError(f"--max-batch {max_batch} must lie in [1, {spec.max_batch}]: the runner's batch range is "
+                             f"[{spec.min_batch}, {spec.max_batch}] (smaller batches are padded to its minimum)")
         self.predictor, self.max_batch, self.max_delay, self.top_k = predictor, max_batch, max_delay, top_k
         self.requests: queue.Queue = queue.Queue(maxsize=max_queue)
         self.batch_sizes: list[int] = []
@@ -82,9 +89,8 @@ class DynamicBatcher:
             if not batch:
                 continue
             images = [image for image, _ in batch]
-            padded = images + [images[-1]] * (self.min_batch - len(images))  # an engine profile may start above 1
             try:
-                tops = self.predictor.predict(padded).top_k(self.top_k)[:len(images)]
+                tops = self.predictor.predict(images).top_k(self.top_k)  # Runner.infer_all pads to the min batch
             except Exception as exc:  # a bad image must fail its own request, not the service
                 for _, future in batch:
                     future.set_exception(exc)
@@ -221,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8080, help="0: any free port")
     p.add_argument("--backend", default="auto")
     p.add_argument("--precision", default="fp32")
-    p.add_argument("--max-batch", type=int, default=None, help="default: the engine's largest batch")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help=f"default: the runner's largest batch (the manifest's batch range; {DEFAULT_CHUNK} if "
+                        f"unbounded)")
     p.add_argument("--max-queue-delay-ms", type=float, default=5.0)
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="backend CPU threads (0: library default)")
@@ -244,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     height, width = predictor.image_size
     predictor.predict(np.zeros((height, width, predictor.channels), np.uint8))  # warm up: imports, kernels
     try:
-        batcher = DynamicBatcher(predictor, args.max_batch or predictor.max_batch, args.max_queue_delay_ms / 1e3,
-                                 args.top_k)
+        batcher = DynamicBatcher(predictor, args.max_batch, args.max_queue_delay_ms / 1e3, args.top_k)
     except ValueError as exc:
         print(f"batching_service: error: {exc}", file=sys.stderr)
         predictor.close()

@@ -21,6 +21,8 @@ from pathlib import Path
 from ibit_deploy.runtime import BackendUnavailable, Predictor
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Images decoded at a time (bounds memory); the runner splits each group into batches its artifact accepts.
+READ_CHUNK = 256
 
 
 def find_images(folder: Path, recursive: bool) -> list[Path]:
@@ -59,9 +61,9 @@ def classify_folder(bundle: Path, folder: Path, out: Path, top_k: int = 3, backe
         warm_up(predictor)
         start = time.perf_counter()
         k = min(top_k, len(predictor.classes) or top_k)
-        for i in range(0, len(paths), predictor.max_batch):
+        for i in range(0, len(paths), READ_CHUNK):
             chunk, images = [], []
-            for path in paths[i:i + predictor.max_batch]:
+            for path in paths[i:i + READ_CHUNK]:
                 try:
                     images.append(read_image(path))
                     chunk.append(path)

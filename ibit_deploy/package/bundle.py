@@ -1,17 +1,19 @@
-"""The one place the packagers read a bundle: :func:`read_bundle` turns its manifest into a :class:`BundleView`.
-
-Every target module works from the view, never from raw manifest keys, so switching to a typed manifest reader
-changes this file only.
+"""The one place the packagers read a bundle: :func:`read_bundle` opens it through :func:`ibit_deploy.bundle.open_bundle`
+(manifest checks, sha256 of every file, v1 migration) and adds what only packaging needs: finite batch profiles
+(:class:`~ibit_deploy.trt.kit.EngineProfile`), the output tensor of the ONNX graph, and PackageError messages that
+say how to produce a missing artifact.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ..manifest import MANIFEST_FILE, load_manifest
+from ..bundle import Artifact, Bundle, InputSpec, open_bundle
+from ..trt.kit import MANIFEST_FILE, EngineProfile
+from .graph_edit import graph_outputs
 
 
 class PackageError(ValueError):
@@ -20,66 +22,78 @@ class PackageError(ValueError):
 
 @dataclass(frozen=True)
 class BundleView:
-    """What a packager needs from a bundle: input geometry and normalisation, classes, batch range, artifacts."""
+    """A verified :class:`Bundle` plus the output tensor name of its ONNX graph (the name every target refers to)."""
 
-    path: Path
-    model_name: str
-    input_name: str
+    bundle: Bundle
     output_name: str
-    channels: int
-    height: int
-    width: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    classes: list[str]
-    batch_range: tuple[int, int]
-    opt_batch: int
-    input_dtype: str = "float32"
-    output_dtype: str = "float32"
-    artifacts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        return self.bundle.path
 
     @property
     def manifest_path(self) -> Path:
-        return self.path / MANIFEST_FILE
+        return self.bundle.path / MANIFEST_FILE
 
-    def artifact(self, kind: str, precision: str) -> dict[str, Any] | None:
+    @property
+    def input(self) -> InputSpec:
+        return self.bundle.input
+
+    @property
+    def input_name(self) -> str:
+        return self.bundle.input.name
+
+    @property
+    def model_name(self) -> str:
+        return self.bundle.model_name or "model"
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.bundle.classes)
+
+    def artifact(self, kind: str, precision: str) -> Artifact | None:
         """The first artifact of ``kind`` ("onnx", "engine") and ``precision``, or None."""
-        return next((a for a in self.artifacts if a.get("kind") == kind and a.get("precision", "fp32") == precision),
-                    None)
+        return self.bundle.find(kind, precision)
 
     def require_onnx(self, precision: str) -> Path:
         """The ONNX file of ``precision``, or a PackageError saying how to produce it."""
         art = self.artifact("onnx", precision)
         if art is None:
-            have = sorted({a.get("precision", "fp32") for a in self.artifacts if a.get("kind") == "onnx"})
+            have = sorted({a.precision for a in self.bundle.artifacts if a.kind == "onnx"})
             raise PackageError(f"{self.manifest_path} lists no {precision} ONNX (it has: {', '.join(have) or 'none'});"
                                f" re-export with `ibit-export CHECKPOINT --precision {precision} --out {self.path}`")
-        return self.path / art["path"]
+        return self.bundle.file(art)
+
+    def profile(self, engine: Artifact | None = None) -> EngineProfile:
+        """The batch profile of ``engine`` (the one it was built with) or, without one, of the bundle's input."""
+        try:
+            base = self.input.profile()
+            if engine is None or "batch_range" not in engine.entry:
+                return base
+            lo, hi = engine.entry["batch_range"]
+            return dataclasses.replace(base, min_batch=int(lo), max_batch=int(hi),
+                                       opt_batch=int(engine.entry.get("opt_batch", lo)))
+        except (TypeError, ValueError) as exc:
+            where = f"{engine.path}'s entry" if engine is not None else "input.batch_range"
+            raise PackageError(f"{self.manifest_path} {where}: {exc}; re-export with --min-batch/--opt-batch/"
+                               f"--max-batch") from exc
 
 
 def read_bundle(bundle: str | os.PathLike) -> BundleView:
-    """Load and verify (sha256 of every artifact) the bundle's manifest, as a :class:`BundleView`."""
-    bundle = Path(bundle)
+    """Open and verify the bundle (sha256 of every artifact), checking what every package needs: per-channel
+    mean and std of the input, and an fp32 ONNX with one output."""
     try:
-        manifest = load_manifest(bundle, verify=True)
+        opened = open_bundle(bundle, verify=True)
     except (FileNotFoundError, ValueError) as exc:
         raise PackageError(str(exc)) from exc
-    inp, out = manifest["input"], manifest.get("output", {})
-    try:
-        _, channels, height, width = inp["shape"]
-        mean, std = tuple(float(v) for v in inp["mean"]), tuple(float(v) for v in inp["std"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PackageError(f"{bundle / MANIFEST_FILE}: 'input' needs shape [batch, C, H, W], mean and std: {exc}") \
-            from exc
-    if len(mean) != int(channels) or len(std) != int(channels) or min(std) <= 0:
-        raise PackageError(f"{bundle / MANIFEST_FILE}: input mean {mean} / std {std} must have {channels} entries "
-                           f"and positive std")
-    num_classes = int(out.get("shape", [None, 0])[-1] or 0)
-    classes = [str(c) for c in manifest.get("classes") or range(num_classes)]
-    batch = inp.get("batch_range") or [1, 1]
-    return BundleView(path=bundle, model_name=str(manifest.get("model", {}).get("name", "model")),
-                      input_name=str(inp.get("name", "images")), output_name=str(out.get("name", "logits")),
-                      channels=int(channels), height=int(height), width=int(width), mean=mean, std=std,
-                      classes=classes, batch_range=(int(batch[0]), int(batch[1])),
-                      opt_batch=int(inp.get("opt_batch", batch[1])), input_dtype=str(inp.get("dtype", "float32")),
-                      output_dtype=str(out.get("dtype", "float32")), artifacts=list(manifest["artifacts"]))
+    spec = opened.input
+    manifest_path = opened.path / MANIFEST_FILE
+    if len(spec.mean) != spec.channels or len(spec.std) != spec.channels or min(spec.std, default=0.0) <= 0:
+        raise PackageError(f"{manifest_path}: input mean {list(spec.mean)} / std {list(spec.std)} must have "
+                           f"{spec.channels} entries and positive std")
+    view = BundleView(opened, "")
+    onnx_path = view.require_onnx("fp32")
+    outputs = graph_outputs(onnx_path)
+    if len(outputs) != 1:
+        raise PackageError(f"{onnx_path}: a classifier package needs exactly one output tensor, found {outputs}")
+    return dataclasses.replace(view, output_name=outputs[0])

@@ -71,7 +71,7 @@ def package_bundle(bundle: str | os.PathLike, target: str, out: str | os.PathLik
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         record = _writer(target)(view, staging, options)
-        record["checks"] = _check(target, staging, record, view.channels)
+        record["checks"] = _check(target, staging, record, view.input.channels)
         manifest = {
             "format_version": PACKAGE_FORMAT_VERSION, "created": utc_now(), "target": target,
             "bundle": {"path": str(view.path.resolve()), "manifest_sha256": sha256_file(view.manifest_path),

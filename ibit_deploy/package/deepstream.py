@@ -35,14 +35,16 @@ def engine_file_name(batch: int, precision: str) -> str:
 
 def write_deepstream(view: BundleView, out: Path, options: PackageOptions) -> dict[str, Any]:
     """Write the nvinfer package into ``out``; returns the package record (files, preprocessing, commands)."""
-    lo, hi = view.batch_range
+    profile = view.profile()
+    lo, hi = profile.min_batch, profile.max_batch
     if not lo <= options.batch_size <= hi:
         raise PackageError(f"--batch-size {options.batch_size} is outside the bundle's batch range [{lo}, {hi}] "
                            f"({view.manifest_path} input.batch_range); re-export with --max-batch >= "
                            f"{options.batch_size}")
-    order = "L" if view.channels == 1 else "RGB"
-    keys = nvinfer_keys_for(view.mean, view.std)
-    scale, offsets = keys if keys is not None else (RAW_SCALE, tuple(0.0 for _ in view.mean))
+    spec = view.input
+    order = "L" if spec.channels == 1 else "RGB"
+    keys = nvinfer_keys_for(spec.mean, spec.std)
+    scale, offsets = keys if keys is not None else (RAW_SCALE, tuple(0.0 for _ in spec.mean))
     target = nvinfer_transform(scale, offsets, order)
     variant = write_variant(view, options.precision, target, out / ONNX_FILE, softmax=True)
     write_labels(out / LABELS_FILE, view.classes, ";", "nvinfer", view.manifest_path)
@@ -55,7 +57,7 @@ def write_deepstream(view: BundleView, out: Path, options: PackageOptions) -> di
         "network-type": 1,
         "process-mode": 1,
         "gie-unique-id": 1,
-        "infer-dims": f"{view.channels};{view.height};{view.width}",
+        "infer-dims": ";".join(map(str, spec.chw)),
         "output-blob-names": PROB_OUTPUT,
         "model-color-format": COLOR_FORMAT[order],
         "net-scale-factor": repr(float(scale)),
@@ -65,7 +67,7 @@ def write_deepstream(view: BundleView, out: Path, options: PackageOptions) -> di
     }
     lines = ["# Gst-nvinfer config written by ibit-deploy package: primary classifier on full frames.",
              f"# Preprocessing: y = net-scale-factor * (x - offsets[c]) on {order} frames resized to "
-             f"{view.width}x{view.height}" + ("; the bundle's mean/std are folded into the model." if
+             f"{spec.width}x{spec.height}" + ("; the bundle's mean/std are folded into the model." if
                                              variant["fold"] else " = (x / 255 - mean) / std of the bundle."),
              "[property]", *(f"{k}={v}" for k, v in props.items())]
     atomic_write_text(out / CONFIG_FILE, "\n".join(lines) + "\n")

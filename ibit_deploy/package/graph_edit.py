@@ -138,3 +138,8 @@ def io_types(path: str | os.PathLike) -> dict[str, tuple[int, list[int | str]]]:
         tt = value.type.tensor_type
         out[value.name] = (tt.elem_type, [d.dim_param or d.dim_value for d in tt.shape.dim])
     return out
+
+
+def graph_outputs(path: str | os.PathLike) -> list[str]:
+    """Names of the graph's outputs, in order."""
+    return [value.name for value in onnx.load(str(path), load_external_data=False).graph.output]

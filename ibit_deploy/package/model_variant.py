@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ..compare_metrics import compare_logits
 from ..fileio import sha256_file
 from .bundle import BundleView, PackageError
 from .graph_edit import append_softmax, fix_batch, fold_input_affine, save_checked
@@ -28,11 +29,12 @@ class PackageCheckFailed(RuntimeError):
 def write_variant(view: BundleView, precision: str, target: PixelTransform, dest: Path, *,
                   softmax: bool, batch: int | None = None) -> dict[str, Any]:
     """Write the ONNX ``dest`` for a target whose preprocessing is ``target``; returns the manifest record."""
-    a, beta = fold_affine(bundle_transform(view.mean, view.std), target)
+    spec = view.input
+    a, beta = fold_affine(bundle_transform(spec.mean, spec.std), target)
     fold = not is_identity(a, beta)
     if fold and precision == "int8":
         raise PackageError(f"{view.manifest_path}: this target's preprocessing cannot express the bundle's "
-                           f"(mean {list(view.mean)}, std {list(view.std)}), so it must be folded into the first "
+                           f"(mean {list(spec.mean)}, std {list(spec.std)}), so it must be folded into the first "
                            f"layer, and an INT8 (Q/DQ) model cannot take the fold without recalibration; package "
                            f"--precision fp16 (or fp32) instead")
     source = view.require_onnx("fp32" if fold else precision)
@@ -64,8 +66,9 @@ def _fold_then_fp16(view: BundleView, model: onnx.ModelProto, dest: Path) -> dic
     from ..quantization.config import Fp16Config
     from ..quantization.fp16 import convert_fp16
 
-    art = view.artifact("onnx", "fp16") or {}
-    config = Fp16Config.from_dict(art["quantization"]) if art.get("quantization") else Fp16Config()
+    art = view.artifact("onnx", "fp16")
+    recorded = art.entry.get("quantization") if art is not None else None
+    config = Fp16Config.from_dict(recorded) if recorded else Fp16Config()
     with tempfile.TemporaryDirectory() as tmp:
         folded = save_checked(model, Path(tmp) / "folded_fp32.onnx")
         report = convert_fp16(folded, dest, config)
@@ -83,10 +86,11 @@ def check_parity(view: BundleView, packaged: Path, precision: str, target: Pixel
 
     if pixels is None:
         rng = np.random.default_rng(seed)
-        pixels = rng.integers(0, 256, (count, view.height, view.width, len(target.order)), dtype=np.uint8)
-    model_pixels = np.einsum("nhwc,kc->nhwk", pixels.astype(np.float64), colour_map(
-        bundle_transform(view.mean, view.std).order, target.order))
-    ref_in = apply_transform(model_pixels, bundle_transform(view.mean, view.std))
+        pixels = rng.integers(0, 256, (count, *view.input.image_size, len(target.order)), dtype=np.uint8)
+    model_transform = bundle_transform(view.input.mean, view.input.std)
+    model_pixels = np.einsum("nhwc,kc->nhwk", pixels.astype(np.float64), colour_map(model_transform.order,
+                                                                                    target.order))
+    ref_in = apply_transform(model_pixels, model_transform)
     ref_path = view.require_onnx(precision)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -101,14 +105,13 @@ def check_parity(view: BundleView, packaged: Path, precision: str, target: Pixel
     if softmax:
         ref = np.exp(ref - ref.max(1, keepdims=True))
         ref /= ref.sum(1, keepdims=True)
-    diff = float(np.abs(got - ref).max())
     result = {"reference": ref_path.name, "inputs": f"{len(pixels)} seeded random uint8 images", "compared":
-              "probabilities" if softmax else "logits", "max_abs_diff": diff,
-              "top1_agreement": float((got.argmax(1) == ref.argmax(1)).mean())}
+              "probabilities" if softmax else "logits", **compare_logits(ref, got)}
     if precision == "fp32":
+        diff = result["max_abs_diff"]  # None when the package produced a non-finite value
         result["tolerance"] = FP32_PARITY_ATOL
-        result["passed"] = diff <= FP32_PARITY_ATOL
+        result["passed"] = diff is not None and diff <= FP32_PARITY_ATOL
         if not result["passed"]:
-            raise PackageCheckFailed(f"{packaged}: differs from {ref_path} by {diff:.3g} (> {FP32_PARITY_ATOL}) on "
-                                     f"the same pixels through the target's preprocessing")
+            raise PackageCheckFailed(f"{packaged}: differs from {ref_path} by {diff if diff is None else f'{diff:.3g}'}"
+                                     f" (> {FP32_PARITY_ATOL}) on the same pixels through the target's preprocessing")
     return result

@@ -14,6 +14,7 @@ from typing import Any
 
 from onnx import TensorProto
 
+from ..bundle import Artifact
 from ..export.device_bundle import SHELL_SCRIPT as BUILD_SCRIPT
 from ..fileio import atomic_write_text
 from .bundle import BundleView, PackageError
@@ -27,7 +28,6 @@ LABELS_FILE = "labels.txt"
 VERSION = "1"
 MODEL_FILES = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx"}
 ONNX_TYPES = {TensorProto.FLOAT: "TYPE_FP32", TensorProto.FLOAT16: "TYPE_FP16"}
-MANIFEST_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}
 # ORT TensorRT execution provider precision per packaged precision (Triton onnxruntime backend "precision_mode")
 TRT_EP_PRECISION = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}
 
@@ -40,7 +40,7 @@ def model_name(view: BundleView, options: PackageOptions) -> str:
     return name
 
 
-def choose_platform(view: BundleView, options: PackageOptions) -> tuple[str, dict[str, Any] | None, str | None]:
+def choose_platform(view: BundleView, options: PackageOptions) -> tuple[str, Artifact | None, str | None]:
     """(platform, engine artifact or None, note) for the requested platform and what the bundle holds."""
     engine = view.artifact("engine", options.precision)
     if options.triton_platform == "tensorrt_plan" and engine is None:
@@ -63,32 +63,31 @@ def choose_platform(view: BundleView, options: PackageOptions) -> tuple[str, dic
     return "tensorrt_plan", engine, None
 
 
+def _built_from(view: BundleView, engine: Artifact) -> Path:
+    """The ONNX ``engine`` was built from (its manifest entry's ``built_from``, else the ONNX of its precision)."""
+    built_from = engine.entry.get("built_from")
+    art = view.bundle.find("onnx", path=built_from) if built_from else None
+    return view.bundle.file(art) if art is not None else view.require_onnx(engine.precision)
+
+
 def write_triton(view: BundleView, out: Path, options: PackageOptions) -> dict[str, Any]:
     """Write a one-model Triton repository into ``out``; returns the package record."""
     name = model_name(view, options)
     platform, engine, note = choose_platform(view, options)
     model_rel = f"{name}/{VERSION}/{MODEL_FILES[platform]}"
     (out / name / VERSION).mkdir(parents=True, exist_ok=True)
-    if engine is not None:
-        lo, hi = (engine.get("batch_range") or view.batch_range)
-        opt = int(engine.get("opt_batch", view.opt_batch))
-        source = view.path / engine["path"]
-        try:
-            in_type, out_type = MANIFEST_TYPES[view.input_dtype], MANIFEST_TYPES[view.output_dtype]
-        except KeyError as exc:
-            raise PackageError(f"{view.manifest_path}: input/output dtype {exc} is not one Triton's config is "
-                               f"written for here ({', '.join(MANIFEST_TYPES)})") from exc
-    else:
-        lo, hi = view.batch_range
-        opt = view.opt_batch
-        source = view.require_onnx(options.precision)
-        types = io_types(source)
-        try:
-            in_type = ONNX_TYPES[types[view.input_name][0]]
-            out_type = ONNX_TYPES[types[view.output_name][0]]
-        except KeyError as exc:
-            raise PackageError(f"{source}: input/output {view.input_name!r}/{view.output_name!r} must be float32 or "
-                               f"float16 tensors for Triton; found {types}") from exc
+    profile = view.profile(engine)
+    # The tensor types are the ONNX graph's: an engine keeps the I/O types of the ONNX it was built from.
+    onnx_source = _built_from(view, engine) if engine is not None else view.require_onnx(options.precision)
+    source = view.bundle.file(engine) if engine is not None else onnx_source
+    types = io_types(onnx_source)
+    try:
+        in_type = ONNX_TYPES[types[view.input_name][0]]
+        out_type = ONNX_TYPES[types[view.output_name][0]]
+    except KeyError as exc:
+        raise PackageError(f"{onnx_source}: input/output {view.input_name!r}/{view.output_name!r} must be float32 or "
+                           f"float16 tensors for Triton; found {types}") from exc
+    lo, hi, opt = profile.min_batch, profile.max_batch, profile.opt_batch
     if lo != 1:
         raise PackageError(f"{source}: its batch profile starts at {lo}, but Triton sends any batch from 1 to "
                            f"max_batch_size; rebuild with --min-batch 1")
@@ -103,7 +102,8 @@ def write_triton(view: BundleView, out: Path, options: PackageOptions) -> dict[s
         "references": {f"{name}/{CONFIG_FILE}": [f"{name}/{LABELS_FILE}", model_rel]},
         "triton": {"model_name": name, "platform": platform, "max_batch_size": int(hi),
                    "preferred_batch_size": preferred, "source": source.name},
-        "preprocessing": {"target": "triton (client side)", **bundle_transform(view.mean, view.std).to_dict(),
+        "preprocessing": {"target": "triton (client side)", **bundle_transform(view.input.mean,
+                                                                              view.input.std).to_dict(),
                           "note": "Triton passes tensors through; the client sends (pixels / 255 - mean) / std"},
         "model": {"source": source.name, "precision": options.precision, "fold": None, "softmax": False},
         "commands": ["docker run --gpus all --rm -p8000:8000 -p8001:8001 -p8002:8002 -v \"$PWD\":/models "
@@ -116,7 +116,7 @@ def write_triton(view: BundleView, out: Path, options: PackageOptions) -> dict[s
 def config_text(name: str, platform: str, max_batch: int, view: BundleView, in_type: str, out_type: str,
                 preferred: list[int], options: PackageOptions) -> str:
     """config.pbtxt in protobuf text format (inference.ModelConfig)."""
-    chw = f"{view.channels}, {view.height}, {view.width}"
+    chw = ", ".join(map(str, view.input.chw))
     text = f"""name: "{name}"
 platform: "{platform}"
 max_batch_size: {max_batch}
