@@ -10,8 +10,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from ibit_deploy.bundle import InputSpec
 from ibit_deploy.package import package_bundle
-from ibit_deploy.runtime.base import InputSpec
 
 from .test_package_exactness import jetson_tensor, nvinfer_tensor
 
@@ -24,8 +24,9 @@ pytest.importorskip("cuda", reason="needs cuda-python for device buffers")
 @pytest.mark.tensorrt
 @pytest.mark.parametrize("target", ["deepstream", "jetson-inference"])
 def test_packaged_onnx_builds_and_matches_ort(trained_bundle, digits, tmp_path, target):
-    from ibit_deploy.export.tensorrt_build import build_engine, cuda_device_count
     from ibit_deploy.runtime.tensorrt_runner import TrtRunner
+    from ibit_deploy.trt.build import build_engine
+    from ibit_deploy.trt.kit import EngineProfile, cuda_device_count
 
     if not cuda_device_count():
         pytest.skip("needs a CUDA GPU")
@@ -35,8 +36,8 @@ def test_packaged_onnx_builds_and_matches_ort(trained_bundle, digits, tmp_path, 
         tensor, batch = nvinfer_tensor(out / "config_infer_primary_classifier.txt", digits[:8]), 8
     else:
         tensor, batch = jetson_tensor(np.repeat(digits[:1], 3, axis=-1)), 1
-    build_engine(out / "model.onnx", out / "engine.plan", min_batch=1, opt_batch=batch, max_batch=batch,
-                 input_chw=tuple(tensor.shape[1:]))
+    build_engine(out / "model.onnx", out / "engine.plan",
+                 EngineProfile("images", tuple(int(d) for d in tensor.shape[1:]), 1, batch, batch))
     reference = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"]).run(
         None, {"images": tensor})[0]
     spec = InputSpec("images", *tensor.shape[1:], min_batch=1, max_batch=batch)
