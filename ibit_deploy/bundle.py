@@ -165,6 +165,12 @@ class Bundle:
     def file(self, artifact: Artifact | str) -> Path:
         return self.path / (artifact.path if isinstance(artifact, Artifact) else artifact)
 
+    @property
+    def model_name(self) -> str | None:
+        """The model the bundle was exported from (manifest ``model.name``), or None when not recorded."""
+        name = (self.manifest.get("model") or {}).get("name")
+        return None if name is None else str(name)
+
 
 def open_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     """Read ``path``'s manifest (checking every file's sha256 with ``verify``; v1 migrated) into a :class:`Bundle`."""

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runtime", ("ibit_deploy.runtime", "ibit_deploy.calibration")),
     ("stages", ("ibit_deploy.quantization", "ibit_deploy.train")),
     ("export", ("ibit_deploy.export",)),
+    ("package", ("ibit_deploy.package",)),  # DeepStream / Triton / jetson-inference packages of a bundle
     ("bench", ("ibit_deploy.bench", "ibit_deploy.quickstart")),
     ("cli", ("ibit_deploy.cli",)),
     ("package root", ("ibit_deploy",)),  # __init__: registers the models with timm; nothing imports it back

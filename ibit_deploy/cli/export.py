@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..export.pipeline import PRECISIONS, TARGETS, ExportFailed, ExportOptions, export_checkpoint
 from ..locking import LockBusy
+from ..package.options import TARGETS as PACKAGE_TARGETS
 
 
 class EngineRequired(RuntimeError):
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "call (default energy=0.995), gated against the dense model (--max-drop); see README")
     p.add_argument("--require-engine", action="store_true",
                    help="with --to tensorrt: fail (exit 3) unless an engine is built here")
+    p.add_argument("--package", action="append", default=[], choices=PACKAGE_TARGETS, metavar="TARGET",
+                   help=f"after the export, also write OUT/packages/TARGET for {', '.join(PACKAGE_TARGETS)} "
+                        f"(repeatable; same as `ibit-deploy package`)")
     p.add_argument("--wait", action="store_true",
                    help="if another process is writing the bundle, wait for it (default: fail at once, exit 1)")
     q = p.add_argument_group("quantization (fp16 / int8)")
@@ -117,6 +121,20 @@ def main(argv: list[str] | None = None) -> int:
     if tt is not None:
         print(tt["message"])
     print(f"wrote {args.out / 'manifest.json'}")
+    return _packages(args)
+
+
+def _packages(args: argparse.Namespace) -> int:
+    """``--package``: the same library call as ``ibit-deploy package``, into OUT/packages/TARGET."""
+    from ..package import PackageOptions
+    from ..package.options import precision_for
+    from .package import run_package
+
+    for target in dict.fromkeys(args.package):
+        options = PackageOptions(precision=precision_for(target, options_from_args(args).precisions), overwrite=True)
+        code = run_package(args.out, target, args.out / "packages" / target, options, prog="ibit-export --package")
+        if code:
+            return code
     return 0
 
 

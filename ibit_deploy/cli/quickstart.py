@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (default: all cores)")
     args = parser.parse_args(argv)
+    from ..errors import ExportFailed
     from ..quickstart import quickstart
 
     config = QuickstartConfig(out=args.out, data=args.data, epochs=args.epochs, precisions=args.precisions,
@@ -33,13 +34,24 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"ibit-deploy quickstart: error: {exc}", file=sys.stderr)
         return 2
+    except ExportFailed as exc:  # the export could not write a bundle (a failed gate does not get here)
+        print(f"ibit-deploy quickstart: FAILED: {exc}", file=sys.stderr)
+        return 1
     print(Path(summary["report_markdown"]).read_text())
     print(summary["tensorrt"])
     verdict = "meets" if summary["top1_target_met"] else "DOES NOT meet"
     print(f"validation top-1 {summary['val_top1']:.2%} ({verdict} the {TOP1_TARGET:.0%} target); "
           f"checkpoint {summary['checkpoint']}, bundle {summary['bundle']}, report {summary['report']}")
+    if not summary["gates_passed"]:
+        print(f"ibit-deploy quickstart: FAILED: {summary['gate_failed']}", file=sys.stderr)
     Path(args.out, "quickstart.json").write_text(json.dumps(summary, indent=2, default=str))
-    return 0 if summary["top1_target_met"] and summary["bench_status"] == "complete" else 1
+    return exit_code(summary)
+
+
+def exit_code(summary: dict) -> int:
+    """0 when the accuracy target is met, every gate passed and the benchmark completed; else 1."""
+    done = summary["top1_target_met"] and summary["gates_passed"] and summary["bench_status"] == "complete"
+    return 0 if done else 1
 
 
 if __name__ == "__main__":

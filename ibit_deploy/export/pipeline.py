@@ -1,7 +1,8 @@
 """``export_checkpoint``: checkpoint directory -> bundle directory (fold, ONNX, precision variants, target files).
 
 The bundle's manifest is written last; an export whose accuracy gate fails still gets a manifest (so the user can
-see why) but the failing artifact is marked ``"gate": {"passed": false}`` and the call raises :class:`ExportFailed`.
+see why) but the failing artifact is marked ``"gate": {"passed": false}`` and the call raises :class:`GateFailed`
+(an ExportFailed carrying the written manifest).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 from ..checkpoint import checkpoint_fingerprint, library_versions, load_checkpoint
 from ..compare_metrics import compare_logits
-from ..errors import ExportFailed
+from ..errors import ExportFailed, GateFailed
 from ..fold import fold_masks, max_fold_error
 from ..locking import directory_lock
 from ..manifest import FORMAT_VERSION, MANIFEST_FILE, artifact_entry, set_artifact, utc_now, write_manifest
@@ -200,7 +201,7 @@ def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOpti
     step("write manifest")
     write_manifest(out, manifest)
     if failures:
-        raise ExportFailed("accuracy gate failed (the manifest marks it): " + "; ".join(failures))
+        raise GateFailed("accuracy gate failed (the manifest marks it): " + "; ".join(failures), manifest)
     return manifest
 
 

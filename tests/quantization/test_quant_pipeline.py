@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ibit_deploy.calibration import load_calibration
+from ibit_deploy.errors import GateFailed
 from ibit_deploy.export.pipeline import ExportFailed, ExportOptions, export_checkpoint
 from ibit_deploy.fileio import sha256_file
 from ibit_deploy.manifest import find_artifact, load_manifest
@@ -30,9 +31,11 @@ def test_int8_export_writes_model_and_calibration_with_hashes(int8_export):
 def test_failed_gate_is_marked_and_fails_the_export(trained_checkpoint, tmp_path):
     options = ExportOptions(precision="fp16", quantize={"max_drop": -1.0, "eval_count": 100, "threads": 1,
                                                         "fp16_probe": 2})
-    with pytest.raises(ExportFailed, match="accuracy gate failed"):
+    with pytest.raises(ExportFailed, match="accuracy gate failed") as failed:
         export_checkpoint(trained_checkpoint, tmp_path / "b", options)
     manifest = load_manifest(tmp_path / "b")
+    # a GateFailed carries the manifest it wrote (quickstart benchmarks the marked bundle from it)
+    assert isinstance(failed.value, GateFailed) and failed.value.manifest["artifacts"] == manifest["artifacts"]
     fp16 = find_artifact(manifest, precision="fp16")
     assert fp16["gate"]["passed"] is False and "more than the allowed -1" in fp16["gate"]["reason"]
     assert fp16["gate"]["fp16_probe"]["passed"]  # the model itself is fine: only the budget was impossible

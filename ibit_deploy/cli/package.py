@@ -1,0 +1,76 @@
+"""``ibit-deploy package``: bundle -> a directory DeepStream, Triton or jetson-inference consumes as it is.
+
+    ibit-deploy package BUNDLE --for deepstream       --out ds/      [--precision fp16] [--batch-size 1]
+    ibit-deploy package BUNDLE --for triton           --out models/  [--triton-platform auto|tensorrt_plan|onnxruntime_onnx]
+    ibit-deploy package BUNDLE --for jetson-inference --out jetson/
+
+Exit codes: 0 written; 1 a written file failed its check (parity with the bundle, config schema); 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..package import PACKAGE_MANIFEST, TARGETS, PackageCheckFailed, PackageError, PackageOptions, package_bundle
+from ..package.options import TRITON_PLATFORMS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ibit-deploy package", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", type=Path, help="bundle directory written by ibit-export")
+    p.add_argument("--for", dest="target", choices=TARGETS, required=True, help="application to package for")
+    p.add_argument("--out", type=Path, required=True, help="package directory to write")
+    p.add_argument("--precision", default="fp32", help="fp32, fp16 or int8 (jetson-inference: fp32/fp16)")
+    p.add_argument("--name", default=None, help="model name (Triton model directory); default: the bundle's model")
+    p.add_argument("--batch-size", type=int, default=1, help="nvinfer batch-size (frames per batch; default 1)")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="nvinfer classifier-threshold on the top class probability (default 0: always label)")
+    p.add_argument("--triton-platform", choices=TRITON_PLATFORMS, default="auto",
+                   help="auto: the bundle's TensorRT engine if it has one of this precision, else ONNX")
+    p.add_argument("--max-queue-delay-us", type=int, default=100, help="Triton dynamic batching queue delay")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> PackageOptions:
+    return PackageOptions(precision=args.precision, name=args.name, batch_size=args.batch_size,
+                          classifier_threshold=args.threshold, triton_platform=args.triton_platform,
+                          max_queue_delay_us=args.max_queue_delay_us, overwrite=args.overwrite)
+
+
+def run_package(bundle: Path, target: str, out: Path, options: PackageOptions, prog: str = "ibit-deploy package") -> int:
+    """Package and print what was written; returns the exit code (shared with ``ibit-export --package``)."""
+    try:
+        manifest = package_bundle(bundle, target, out, options)
+    except PackageCheckFailed as exc:
+        print(f"{prog}: FAILED: {exc}", file=sys.stderr)
+        return 1
+    except (PackageError, OSError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    for entry in manifest["files"]:
+        print(f"  {entry['role']:<22} {out / entry['path']}")
+    fold = manifest.get("model", {}).get("fold")
+    print(f"  preprocessing: {manifest['preprocessing']['target']}"
+          + (" (bundle normalisation folded into the first layer)" if fold else ""))
+    parity = manifest.get("parity")
+    if parity:
+        print(f"  parity with the bundle: max |diff| {parity['max_abs_diff']:.3g} ({parity['compared']})")
+    for note in manifest.get("notes", []):
+        print(f"  note: {note}")
+    for command in manifest.get("commands", []):
+        print(f"  run: {command}")
+    print(f"wrote {out / PACKAGE_MANIFEST}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_package(args.bundle, args.target, args.out, options_from_args(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""The two example applications, run on the session's small trained bundle and real MNIST digits."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+
+import numpy as np
+from PIL import Image
+
+from ibit_deploy.runtime import Predictor
+
+from .conftest import load_example
+
+
+def test_classify_folder_writes_topk_csv(trained_bundle, digit_folder, tmp_path, capsys):
+    folder, labels = digit_folder
+    out = tmp_path / "predictions.csv"
+    code = load_example("classify_folder").main([str(trained_bundle[0]), str(folder), "--out", str(out),
+                                                 "--top-k", "3"])
+    captured = capsys.readouterr()
+    assert code == 0 and "skipped" in captured.err and "zz_broken.png" in captured.err
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["path", "label_1", "prob_1", "label_2", "prob_2", "label_3", "prob_3"]
+    body = rows[1:]
+    assert [r[0] for r in body] == [f"{i:04d}.png" for i in range(0, 5000, 125)]
+    with Predictor(trained_bundle[0], backend="ort-cpu", threads=1) as predictor:
+        images = [Image.open(folder / r[0]) for r in body]
+        expected = predictor.predict(images).top_k(3)
+    for row, top in zip(body, expected, strict=True):
+        assert row[1::2] == [label for label, _ in top]
+        probs = [float(p) for p in row[2::2]]
+        assert probs == sorted(probs, reverse=True) and np.allclose(probs, [p for _, p in top], atol=1e-6)
+    accuracy = np.mean([int(r[1]) == y for r, y in zip(body, labels, strict=True)])
+    assert accuracy >= 0.4  # the tiny model is trained for seconds (~65% top-1); 10% would mean a broken pipeline
+
+
+def test_classify_folder_bad_input(trained_bundle, tmp_path):
+    example = load_example("classify_folder")
+    assert example.main([str(trained_bundle[0]), str(tmp_path / "missing")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert example.main([str(trained_bundle[0]), str(tmp_path / "empty")]) == 2
+
+
+def test_batcher_routes_each_result_to_its_request(trained_bundle, digit_folder):
+    folder, _ = digit_folder
+    service = load_example("batching_service")
+    images = [Image.open(p).copy() for p in sorted(folder.glob("[0-9]*.png"))[:16]]
+    with Predictor(trained_bundle[0], backend="ort-cpu", threads=1) as predictor:
+        expected = [predictor.predict([im]).top_k(3)[0] for im in images]
+        batcher = service.DynamicBatcher(predictor, max_batch=8, max_delay=0.05)
+        try:
+            futures: list = [None] * len(images)
+            barrier = threading.Barrier(len(images))
+
+            def submit(i: int) -> None:
+                barrier.wait()  # all requests arrive together, so they share batches
+                futures[i] = batcher.submit(images[i])
+
+            threads = [threading.Thread(target=submit, args=(i,)) for i in range(len(images))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            results = [f.result(timeout=30) for f in futures]
+        finally:
+            batcher.close()
+    for got, want in zip(results, expected, strict=True):
+        assert [label for label, _ in got] == [label for label, _ in want]
+        assert np.allclose([p for _, p in got], [p for _, p in want], atol=1e-5)
+    assert max(batcher.batch_sizes) > 1 and max(batcher.batch_sizes) <= 8 and sum(batcher.batch_sizes) == 16
+
+
+def test_service_load_test_reports_throughput_and_percentiles(trained_bundle, digit_folder, tmp_path, capsys):
+    folder, _ = digit_folder
+    report_path = tmp_path / "report.json"
+    code = load_example("batching_service").main([
+        str(trained_bundle[0]), "--load-test", "2", "--concurrency", "6", "--images", str(folder),
+        "--max-batch", "4", "--max-queue-delay-ms", "20", "--threads", "1", "--report", str(report_path)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(report_path.read_text())
+    assert report["requests"] > 0 and report["errors"] == 0 and report["throughput_rps"] > 0
+    lat = report["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert 1 < report["largest_batch"] <= 4 and report["seconds"] < 30  # batched, bounded
+    assert report["backend"] == "ort-cpu"  # the best backend on a CPU-only machine
+
+
+def test_service_refuses_a_batch_outside_the_engine_range(trained_bundle, digit_folder):
+    folder, _ = digit_folder
+    code = load_example("batching_service").main([str(trained_bundle[0]), "--load-test", "1", "--images",
+                                                  str(folder), "--max-batch", "65"])
+    assert code == 2
