@@ -5,6 +5,7 @@
     ibit-deploy export ...            = ibit-export      ibit-deploy bench ...     = ibit-bench
     ibit-deploy masks ...             = ibit-masks       ibit-deploy calibrate ... (calibration .npz from a recipe)
     ibit-deploy distill-logits ...    (store LIB-KD teacher logits)
+    ibit-deploy compare ...           = ibit-compare (which model to ship: accuracy by data fraction vs latency)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ COMMANDS = {
     "masks": "ibit_deploy.cli.masks",
     "calibrate": "ibit_deploy.cli.calibrate",
     "distill-logits": "ibit_deploy.cli.distill",
+    "compare": "ibit_deploy.cli.compare",
 }
 
 

@@ -1,0 +1,2 @@
+"""placeholder replaced below"""
+DEFAULT_MARGIN = 0.5
