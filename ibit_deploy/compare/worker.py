@@ -84,7 +84,7 @@ def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
         "model_kwargs": config.model_kwargs, "budget": spec["run"]["budget"],
         "val_acc1": final["val_acc1"], "val_acc5": final.get("val_acc5"), "val_loss": final["val_loss"],
         "train_loss": final["train_loss"], "steps": final["step"], "epochs": final["epoch"],
-        "best_val_acc1": final["best_val_acc1"],
+        "best_val_acc1": final["best_val_acc1"], "weights_sha256": final["weights_sha256"],
         # the sum of epoch times spans every resume; wall is this process's share only
         "train_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in history), 2),
         "resumed": resumed, "wall_seconds_this_attempt": round(wall, 2),
