@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 
 PROG = "ibit-deploy compare"
+# printed by the quickstart: the same question asked of the user's own images
+OWN_DATA_EXAMPLE = (f"{PROG} --data imagefolder:/path/to/images --candidates ibit,vit,convit,resnet "
+                    f"--seeds 0,1,2 --fractions 0.25,1.0 --out runs/compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

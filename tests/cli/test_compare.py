@@ -27,3 +27,23 @@ def test_bad_input_exits_2_before_training(tmp_path, capsys, extra, message):
 def test_report_of_an_empty_folder_is_a_clear_error(tmp_path, capsys):
     assert main(["compare", "--out", str(tmp_path), "--report-only"]) == 2
     assert "study file not found" in capsys.readouterr().err
+
+
+def test_quickstart_prints_the_compare_command_and_it_is_a_valid_command_line(tmp_path, monkeypatch, capsys):
+    import shlex
+
+    import ibit_deploy.quickstart as qs
+    from ibit_deploy.cli.compare import OWN_DATA_EXAMPLE
+
+    report = tmp_path / "report.md"
+    report.write_text("| table |\n")
+    summary = {"report_markdown": str(report), "tensorrt": "", "top1_target_met": True, "val_top1": 0.97,
+               "checkpoint": "c", "bundle": "b", "report": "r", "bench_status": "complete"}
+    monkeypatch.setattr(qs, "quickstart", lambda config: summary)  # our own pipeline, already tested end to end
+    assert main(["quickstart", "--out", str(tmp_path)]) == 0
+    assert OWN_DATA_EXAMPLE in capsys.readouterr().out
+    argv = shlex.split(OWN_DATA_EXAMPLE)[1:]  # "ibit-deploy compare ..." -> ["compare", ...]
+    argv = [a.replace("/path/to/images", str(tmp_path / "missing")).replace("runs/compare", str(tmp_path / "c"))
+            for a in argv]
+    assert main(argv) == 2
+    assert "ImageFolder root not found" in capsys.readouterr().err
