@@ -68,3 +68,19 @@ def test_too_few_images_per_class():
         validate(StudyConfig(**{**TINY, "data": "synthetic:4", "batch_size": 1, "steps": 1}))
     with pytest.raises(ValueError, match="fraction 0.1 leaves 20 training images, fewer than one batch of 64"):
         validate(StudyConfig(**{**TINY, "batch_size": 64}, fractions=[0.1]))
+
+
+def test_every_planned_model_builds_and_runs_at_the_study_dims():
+    import torch
+
+    from ibit_deploy.data import data_info
+    from ibit_deploy.train.build import build_model, model_kwargs_for
+
+    runs = build_plan(StudyConfig(**TINY, candidates=list(CANDIDATES), seeds=[0], fractions=[1.0]))
+    info = data_info("synthetic:256")
+    assert {r.name for r in runs} == {*CANDIDATES, "rednet"}
+    for r in runs:
+        kwargs = model_kwargs_for(r.train["model"], dict(r.train["model_kwargs"]), info, r.train["distill"] is not None)
+        model = build_model(r.train["model"], kwargs).eval()
+        with torch.no_grad():
+            assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 4), r.id

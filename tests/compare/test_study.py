@@ -75,3 +75,24 @@ def test_another_recipe_is_refused_and_a_locked_study_is_busy(tmp_path):
     with layout.exclusive(tmp_path / layout.STUDY_LOCK, "study"), pytest.raises(layout.Busy, match="in use by process"):
         run_study(config, tmp_path, log=lambda line: None)
     assert not (layout.run_dir(tmp_path, "s0/f100/vit") / layout.CHECKPOINT_DIR).exists()  # nothing trained
+
+
+def test_a_run_held_by_another_process_is_not_touched(tmp_path):
+    from ibit_deploy.compare import worker
+
+    prepare(StudyConfig(**TINY, candidates=["vit"]), tmp_path)
+    directory = layout.run_dir(tmp_path, "s0/f100/vit")
+    with layout.exclusive(directory / layout.LOCK_FILE, "run"):  # as an orphaned worker of a killed study would
+        assert worker.main([str(tmp_path), "s0/f100/vit"]) == worker.EXIT_BUSY
+    assert not (directory / layout.CHECKPOINT_DIR).exists()
+
+
+def test_a_run_planned_under_another_spec_is_refused(tmp_path):
+    config = StudyConfig(**TINY, candidates=["vit"])
+    prepare(config, tmp_path)
+    spec_file = layout.run_dir(tmp_path, "s0/f100/vit") / layout.RUN_FILE
+    spec = json.loads(spec_file.read_text())
+    spec["digest"] = "0" * 64
+    spec_file.write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="was planned with another spec.*cannot be mixed"):
+        prepare(config, tmp_path)
