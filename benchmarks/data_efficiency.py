@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fractions", default="0.1,0.25,0.5,1.0")
     p.add_argument("--steps", type=int, default=StudyConfig.steps)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--latency-rounds", type=int, default=5, help="interleaved latency rounds for the report")
     p.add_argument("--report-only", action="store_true", help="only copy a report of the runs finished so far")
     p.add_argument("--out", type=Path, default=RESULTS, help="where the report is copied")
     args = p.parse_args(argv)
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         config = StudyConfig(data="mnist5k", candidates=args.candidates, seeds=args.seeds, fractions=args.fractions,
                              steps=args.steps, latency_batches=[1, 32])
         run_study(config, args.study, workers=args.workers)
-    paths = write_report(args.study)
+    paths = write_report(args.study, latency_rounds=args.latency_rounds)
     args.out.mkdir(parents=True, exist_ok=True)
     for path in paths.values():
         shutil.copy2(path, args.out / path.name)

@@ -90,6 +90,10 @@ def _cell(stats: dict[str, Any] | None, seeds: int) -> str:
     return text if stats["n"] == seeds else f"{text} (n={stats['n']})"
 
 
+def _per_seed(stats: dict[str, Any]) -> str:
+    return "[" + ", ".join(f"{v:.1f}" for v in stats["values"]) + "]"
+
+
 def targets(table: dict[str, Any], fractions: list[float]) -> list[dict[str, Any]]:
     """The issue's targets, each with the numbers it rests on; ``met`` None when the runs are not there yet."""
     out = []
@@ -170,7 +174,10 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
              f"{recipe['random_erasing']}; transformer dims embed {recipe['embed_dim']}, depth {recipe['depth']}, heads "
              f"{recipe['num_heads']}, patch 4. Held-out split: {recipe['val_fraction']:.0%} of the data, stratified, "
              f"fixed by the seed (the same for every candidate and fraction of a seed). Latency: p50 of the fp32 ONNX "
-             f"export on {recipe['backend']}, {recipe['threads']} thread(s), median over the candidate's runs.", "",
+             f"export on {recipe['backend']}, {recipe['threads']} thread(s), " + (
+                 f"one bundle per candidate timed side by side in {study['latency_interleaved']['rounds']} "
+                 f"interleaved rounds (median of the rounds' p50)" if study.get("latency_interleaved") else
+                 "median over the candidate's runs (each timed by its worker)") + ".", "",
              "## Top-1 (%) on the held-out split, mean ± std over seeds", "",
              "| candidate | " + " | ".join(
                  f"{f:.0%}" + (f" ({budgets[f]['n_train']} img, {budgets[f]['steps']} steps)" if f in budgets else "")
@@ -211,13 +218,15 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
         if "per_fraction" in goal:
             other = "convit" if "ConViT" in goal["target"] else "resnet"
             cells = [f"{r['fraction']:.0%}: {_cell(r['ibit'], seeds)} vs {_cell(r[other], seeds)}"
-                     + (f" ({r['difference']:+.2f})" if r["difference"] is not None else "")
+                     + (f" ({r['difference']:+.2f}; per seed {_per_seed(r['ibit'])} vs {_per_seed(r[other])})"
+                        if r["difference"] is not None else "")
                      for r in goal["per_fraction"]]
             lines.append(f"- {goal['target']}" + (f": **{verdict}**" if goal["met"] is not None or other == "convit"
                                                    else "") + " — " + "; ".join(cells))
         else:
             detail = (f"IBiT {_cell(goal['ibit'], seeds)} vs ViT {_cell(goal['other'], seeds)} "
-                      f"({goal['difference']:+.2f})" if goal["difference"] is not None else "runs missing")
+                      f"({goal['difference']:+.2f}); per seed {_per_seed(goal['ibit'])} vs {_per_seed(goal['other'])}"
+                      if goal["difference"] is not None else "runs missing")
             lines.append(f"- {goal['target']}: **{verdict}** — {detail}")
     lines += ["", "## Recommendation", "", rec["line"], "",
               "Plots: top1_vs_fraction.png, top1_vs_latency.png (Pareto front marked), curves.png (held-out top-1 "
@@ -225,9 +234,36 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
     return "\n".join(lines) + "\n"
 
 
-def write_report(out: str | os.PathLike, margin: float = DEFAULT_MARGIN,
-                 report_dir: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Write compare.json, compare.md and the plots for the study in ``out``; returns their paths."""
+def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """Time one bundle per candidate in interleaved rounds (:mod:`.latency`) and make it the table's latency.
+
+    The bundle is that of the candidate's run at the largest fraction and smallest seed finished (every run of a
+    candidate has the same architecture, so the same graph).
+    """
+    from .latency import interleaved_latency
+
+    recipe = study["recipe"]
+    bundles = {}
+    for r in sorted(study["results"], key=lambda r: (-r["fraction"], r["seed"])):
+        if table[r["name"]]["role"] == "candidate" and r["name"] not in bundles:
+            bundles[r["name"]] = r["export"]["bundle"]
+    measured = interleaved_latency(bundles, recipe["backend"], sorted(recipe["latency_batches"]), rounds=rounds,
+                                   threads=recipe["threads"])
+    for name, lat in measured["candidates"].items():
+        row = table[name]
+        row["latency_per_run_p50_ms"] = row["latency_p50_ms"]
+        row["latency_p50_ms"] = {b: v["p50_ms"] for b, v in lat.items() if isinstance(v, dict)}
+        row["latency_source"] = "interleaved"
+    return {**measured, "bundles": bundles}
+
+
+def write_report(out: str | os.PathLike, margin: float = DEFAULT_MARGIN, report_dir: str | os.PathLike | None = None,
+                 latency_rounds: int = 0) -> dict[str, Path]:
+    """Write compare.json, compare.md and the plots for the study in ``out``; returns their paths.
+
+    ``latency_rounds`` > 0 re-times one bundle per candidate side by side in that many interleaved rounds and uses
+    those figures (else: the median of the per-run measurements).
+    """
     from .plots import plot_curves, plot_fraction, plot_pareto
 
     study = load_study(out)
@@ -235,6 +271,7 @@ def write_report(out: str | os.PathLike, margin: float = DEFAULT_MARGIN,
         raise ValueError(f"{out}: no run of the study has finished yet; nothing to report")
     fractions = sorted(study["fractions"])
     table = aggregate(study)
+    study["latency_interleaved"] = side_by_side_latency(study, table, latency_rounds) if latency_rounds else None
     goals = targets(table, fractions)
     rec = recommend(table, fractions, margin)
     directory = Path(report_dir) if report_dir else Path(out) / layout.REPORT_DIR
@@ -247,7 +284,8 @@ def write_report(out: str | os.PathLike, margin: float = DEFAULT_MARGIN,
                                       "runs_planned": len(study["runs"]), "runs_finished": len(study["results"]),
                                       "summary": {n: {**r, "top1": {str(f): s for f, s in r["top1"].items()}}
                                                   for n, r in table.items()},
-                                      "targets": _jsonable(goals), "recommendation": rec, "runs": study["results"]})
+                                      "targets": _jsonable(goals), "recommendation": rec,
+                                      "latency_interleaved": study["latency_interleaved"], "runs": study["results"]})
     atomic_write_text(paths["markdown"], markdown(study, table, goals, rec))
     plot_fraction(table, fractions, len(study["seeds"]), paths["fraction_plot"])
     full = max(fractions)

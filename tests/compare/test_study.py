@@ -58,11 +58,13 @@ def test_killed_run_resumes_and_finished_runs_are_kept(tmp_path):
     assert (run_dir / layout.RESULT_FILE).stat().st_mtime_ns == stamp and summary["done"] == ["s0/f100/ibit"]
     assert "1 runs planned, 1 already finished, 0 to run" in lines[0]
 
-    paths = write_report(killed)
+    paths = write_report(killed, latency_rounds=2)
     report = json.loads(paths["json"].read_text())
     assert report["runs_finished"] == report["runs_planned"] == 1
     assert "1 of 1 planned runs finished" in paths["markdown"].read_text()
     assert all(paths[k].stat().st_size > 1000 for k in ("fraction_plot", "pareto_plot", "curves_plot"))
+    side_by_side = report["latency_interleaved"]["candidates"]["ibit"]["1"]
+    assert len(side_by_side["rounds_p50_ms"]) == 2 and report["summary"]["ibit"]["latency_p50_ms"]["1"] > 0
     latency = report["runs"][0]["latency"]
     assert latency["backend"] == "ort-cpu" and latency["batches"]["1"]["n"] >= 3
 
