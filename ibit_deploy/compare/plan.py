@@ -158,7 +158,7 @@ def budget(n_train: int, batch_size: int, steps: int) -> dict[str, int]:
 
 def check_data(config: StudyConfig) -> dict[float, int]:
     """Training-set size per fraction (seed 0's split); ValueError if the data cannot support the study."""
-    from ..data import load_source, stratified_split
+    from ..data import load_source, stratified_split, stratified_subset
 
     raw = load_source(config.data)
     classes, counts = np.unique(raw.labels, return_counts=True)
@@ -170,11 +170,8 @@ def check_data(config: StudyConfig) -> dict[float, int]:
     if len(classes) < 2:
         raise ValueError(f"dataset {config.data!r}: found {len(classes)} class; a classifier needs at least 2")
     train_idx, _ = stratified_split(raw.labels, config.val_fraction, 0)
-    sizes = {}
-    for f in config.fractions:
-        # stratified_subset keeps at least one image per class
-        per_class = [max(1, int(round(np.sum(raw.labels[train_idx] == k) * f))) for k in classes]
-        sizes[f] = int(sum(per_class))
+    # per-class counts do not depend on the seed, so seed 0's sizes hold for every seed
+    sizes = {f: len(stratified_subset(train_idx, raw.labels, f, 0)) for f in config.fractions}
     smallest = min(config.fractions)
     if sizes[smallest] < config.batch_size:
         raise ValueError(f"dataset {config.data!r}: fraction {smallest} leaves {sizes[smallest]} training images, "
