@@ -113,7 +113,7 @@ def targets(table: dict[str, Any], fractions: list[float]) -> list[dict[str, Any
         rows.append({"fraction": f, "ibit": a, "convit": b,
                      "difference": None if not (a and b) else a["mean"] - b["mean"]})
     known = [r for r in rows if r["difference"] is not None]
-    out.append({"target": "IBiT >= ConViT at every fraction", "per_fraction": rows,
+    out.append({"target": "IBiT >= ConViT at every fraction", "per_fraction": rows, "other": CONVIT,
                 "met": None if len(known) < len(rows) and all(r["difference"] >= 0 for r in known)
                 else bool(known) and all(r["difference"] >= 0 for r in known)})
     cnn = []
@@ -122,12 +122,17 @@ def targets(table: dict[str, Any], fractions: list[float]) -> list[dict[str, Any
         cnn.append({"fraction": f, "ibit": a, "resnet": b,
                     "difference": None if not (a and b) else a["mean"] - b["mean"]})
     out.append({"target": "IBiT vs the CNN reference (ResNet-style), for information", "per_fraction": cnn,
-                "met": None})
+                "other": CNN, "met": None, "informational": True})
     return out
 
 
-def recommend(table: dict[str, Any], fractions: list[float], margin: float = DEFAULT_MARGIN) -> dict[str, Any]:
-    """The fastest candidate (batch-1 p50) whose mean top-1 at the largest fraction is within ``margin`` of the best."""
+def recommend(table: dict[str, Any], fractions: list[float], margin: float = DEFAULT_MARGIN,
+              planned: list[str] | None = None, seeds: int | None = None) -> dict[str, Any]:
+    """The fastest candidate (batch-1 p50) whose mean top-1 at the largest fraction is within ``margin`` of the best.
+
+    With ``planned`` (candidate names) and ``seeds``, a recommendation made before every candidate has every seed at
+    that fraction says it is provisional.
+    """
     full = max(fractions)
     scored = {n: r for n, r in table.items() if r["role"] == "candidate" and full in r["top1"]}
     if not scored:
@@ -144,6 +149,10 @@ def recommend(table: dict[str, Any], fractions: list[float], margin: float = DEF
             + (f", and the fastest of those at batch 1 ({lat:.3f} ms p50)" if lat is not None else
                " (no latency measured)")
             + f"; candidates within the margin: {', '.join(sorted(close))}.")
+    missing = [n for n in (planned or []) if n not in scored or (seeds and scored[n]["top1"][full]["n"] < seeds)]
+    if missing:
+        line += (f" PROVISIONAL: {', '.join(missing)} still lack{'s' if len(missing) == 1 else ''} runs at "
+                 f"{full:.0%} of the data.")
     return {"line": line, "choice": choice, "best": best, "margin": margin, "within_margin": sorted(close),
             "fraction": full}
 
@@ -213,21 +222,20 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
                   + (f"; and {len(unconverged) - 20} more" if len(unconverged) > 20 else "")]
     lines += ["", "## Targets", ""]
     for goal in goals:
-        verdict = {True: "MET", False: "NOT MET", None: "not yet measurable" if "per_fraction" not in goal or
-                   goal["met"] is None else ""}[goal["met"]]
+        verdict = {True: "MET", False: "NOT MET", None: "not yet measurable"}[goal["met"]]
+        head = f"- {goal['target']}" + ("" if goal.get("informational") else f": **{verdict}**")
         if "per_fraction" in goal:
-            other = "convit" if "ConViT" in goal["target"] else "resnet"
+            other = goal["other"]
             cells = [f"{r['fraction']:.0%}: {_cell(r['ibit'], seeds)} vs {_cell(r[other], seeds)}"
                      + (f" ({r['difference']:+.2f}; per seed {_per_seed(r['ibit'])} vs {_per_seed(r[other])})"
                         if r["difference"] is not None else "")
                      for r in goal["per_fraction"]]
-            lines.append(f"- {goal['target']}" + (f": **{verdict}**" if goal["met"] is not None or other == "convit"
-                                                   else "") + " — " + "; ".join(cells))
+            lines.append(head + " — " + "; ".join(cells))
         else:
             detail = (f"IBiT {_cell(goal['ibit'], seeds)} vs ViT {_cell(goal['other'], seeds)} "
                       f"({goal['difference']:+.2f}); per seed {_per_seed(goal['ibit'])} vs {_per_seed(goal['other'])}"
                       if goal["difference"] is not None else "runs missing")
-            lines.append(f"- {goal['target']}: **{verdict}** — {detail}")
+            lines.append(f"{head} — {detail}")
     lines += ["", "## Recommendation", "", rec["line"], "",
               "Plots: top1_vs_fraction.png, top1_vs_latency.png (Pareto front marked), curves.png (held-out top-1 "
               "per step, seed 0)."]
@@ -273,7 +281,7 @@ def write_report(out: str | os.PathLike, margin: float = DEFAULT_MARGIN, report_
     table = aggregate(study)
     study["latency_interleaved"] = side_by_side_latency(study, table, latency_rounds) if latency_rounds else None
     goals = targets(table, fractions)
-    rec = recommend(table, fractions, margin)
+    rec = recommend(table, fractions, margin, planned=study["candidates"], seeds=len(study["seeds"]))
     directory = Path(report_dir) if report_dir else Path(out) / layout.REPORT_DIR
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / "compare.json", "markdown": directory / "compare.md",

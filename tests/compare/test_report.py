@@ -37,6 +37,9 @@ def test_targets_and_recommendation():
     rec = recommend(table, [0.25, 1.0], margin=0.5)
     assert rec["best"] == "ibit" and rec["choice"] == "resnet"  # within 0.5 of 97.0 and faster than ibit
     assert recommend(table, [0.25, 1.0], margin=0.1)["choice"] == "ibit"
+    assert "PROVISIONAL" not in rec["line"]
+    partial = recommend(table, [0.25, 1.0], planned=["ibit", "vit", "ibit_kd"], seeds=3)["line"]
+    assert "PROVISIONAL: ibit, vit, ibit_kd still lack runs at 100%" in partial
 
 
 def test_pareto_front():
