@@ -84,7 +84,7 @@ def plot_curves(results: list[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         lo = min((c["val_acc1"] for r in runs if r["fraction"] == f for c in r["curve"]
                   if c.get("val_acc1") is not None), default=0)
-        ax.set_ylim(max(lo, 50) if lo < 100 else 0, 100)
+        ax.set_ylim(max(0.0, lo - 2), 100)
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     _save(fig, path)
