@@ -151,8 +151,8 @@ def recommend(table: dict[str, Any], fractions: list[float], margin: float = DEF
             + f"; candidates within the margin: {', '.join(sorted(close))}.")
     missing = [n for n in (planned or []) if n not in scored or (seeds and scored[n]["top1"][full]["n"] < seeds)]
     if missing:
-        line += (f" PROVISIONAL: {', '.join(missing)} still lack{'s' if len(missing) == 1 else ''} runs at "
-                 f"{full:.0%} of the data.")
+        line += (f" PROVISIONAL: {', '.join(missing)} {'has' if len(missing) == 1 else 'have'} not yet finished "
+                 f"every seed at {full:.0%} of the data.")
     return {"line": line, "choice": choice, "best": best, "margin": margin, "within_margin": sorted(close),
             "fraction": full}
 

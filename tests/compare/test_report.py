@@ -39,7 +39,7 @@ def test_targets_and_recommendation():
     assert recommend(table, [0.25, 1.0], margin=0.1)["choice"] == "ibit"
     assert "PROVISIONAL" not in rec["line"]
     partial = recommend(table, [0.25, 1.0], planned=["ibit", "vit", "ibit_kd"], seeds=3)["line"]
-    assert "PROVISIONAL: ibit, vit, ibit_kd still lack runs at 100%" in partial
+    assert "PROVISIONAL: ibit, vit, ibit_kd have not yet finished every seed at 100%" in partial
 
 
 def test_pareto_front():
