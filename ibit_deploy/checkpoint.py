@@ -116,12 +116,14 @@ def load_state_dict_checked(path: str | os.PathLike, model: nn.Module) -> None:
 def load_checkpoint(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model described by a checkpoint directory and load its weights. Returns (model in eval, config)."""
     from .models import create_model
+    from .models.teachers import create_teacher, is_teacher
 
     directory = Path(directory)
     config = read_checkpoint_config(directory)
     spec = config["model"]
+    build = create_teacher if is_teacher(spec["name"]) else create_model  # teachers export like any classifier
     try:
-        model = create_model(spec["name"], **spec.get("kwargs", {}))
+        model = build(spec["name"], **spec.get("kwargs", {}))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{directory / CONFIG_FILE}: cannot build model {spec}: {exc}") from exc
     load_state_dict_checked(directory / WEIGHTS_FILE, model)

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("export", ("ibit_deploy.export",)),
     ("package", ("ibit_deploy.package",)),  # DeepStream / Triton / jetson-inference packages of a bundle
     ("bench", ("ibit_deploy.bench", "ibit_deploy.quickstart")),
+    ("studies", ("ibit_deploy.compare",)),  # ibit-deploy compare: trains, exports and times many runs
     ("cli", ("ibit_deploy.cli",)),
     ("package root", ("ibit_deploy",)),  # __init__: registers the models with timm; nothing imports it back
 ]

@@ -6,6 +6,7 @@
     ibit-deploy masks ...             = ibit-masks       ibit-deploy calibrate ... (calibration .npz from a recipe)
     ibit-deploy distill-logits ...    (store LIB-KD teacher logits)
     ibit-deploy package BUNDLE --for deepstream|triton|jetson-inference --out DIR
+    ibit-deploy compare ...           = ibit-compare (which model to ship: accuracy by data fraction vs latency)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ COMMANDS = {
     "calibrate": "ibit_deploy.cli.calibrate",
     "distill-logits": "ibit_deploy.cli.distill",
     "package": "ibit_deploy.cli.package",
+    "compare": "ibit_deploy.cli.compare",
 }
 
 

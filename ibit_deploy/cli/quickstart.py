@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "meets" if summary["top1_target_met"] else "DOES NOT meet"
     print(f"validation top-1 {summary['val_top1']:.2%} ({verdict} the {TOP1_TARGET:.0%} target); "
           f"checkpoint {summary['checkpoint']}, bundle {summary['bundle']}, report {summary['report']}")
+    from .compare import OWN_DATA_EXAMPLE
+
+    print(f"which model to ship for your own data (IBiT vs ViT/DeiT, ConViT, a CNN; accuracy by data fraction vs "
+          f"latency): {OWN_DATA_EXAMPLE}")
     if not summary["gates_passed"]:
         print(f"ibit-deploy quickstart: FAILED: {summary['gate_failed']}", file=sys.stderr)
     Path(args.out, "quickstart.json").write_text(json.dumps(summary, indent=2, default=str))

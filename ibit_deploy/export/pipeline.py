@@ -79,7 +79,8 @@ def input_description(config: dict[str, Any], model: torch.nn.Module, options: E
     """The manifest's ``input`` block, from what the checkpoint recorded (never guessed from the model alone)."""
     inp = config.get("input", {})
     data = config.get("data", {})
-    chans = int(inp.get("in_chans", data.get("channels", model.patch_embed.proj.in_channels)))
+    # the model is asked only when the checkpoint recorded nothing (CNN teachers have no patch_embed)
+    chans = int(inp.get("in_chans") or data.get("channels") or model.patch_embed.proj.in_channels)
     size = inp.get("image_size") or data.get("image_size") or list(model.patch_embed.img_size)
     height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     mean = list(inp.get("mean") or data.get("mean") or model.pretrained_cfg["mean"])

@@ -1,0 +1,314 @@
+"""The study's report: every finished run, top-1 mean +- std over seeds, the targets, and a recommendation.
+
+Written to ``OUT/report/``: ``compare.json`` (every run), ``compare.md`` (tables, targets, recommendation),
+``top1_vs_fraction.png``, ``top1_vs_latency.png`` (Pareto front marked) and ``curves.png`` (convergence). A report
+of an unfinished study says how many of the planned runs it covers; cells with fewer seeds than planned say so.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..fileio import atomic_write_json, atomic_write_text, read_json
+from . import layout
+from .plan import SAMPLE_EFFICIENCY_FRACTION
+from .worker import finished_result
+
+DEFAULT_MARGIN = 0.5  # top-1 points: "as good as the best" for the recommendation
+LATENCY_BATCH = "1"  # the Pareto plot and the recommendation use batch-1 latency
+IBIT, VIT, CONVIT, CNN = "ibit", "vit", "convit", "resnet"
+
+
+def load_study(out: str | os.PathLike) -> dict[str, Any]:
+    """The study's recipe, planned run ids and the results of the runs finished under the current plan."""
+    out = Path(out)
+    study = read_json(out / layout.STUDY_FILE, "study file")
+    results = []
+    for run_id in study["runs"]:
+        directory = layout.run_dir(out, run_id)
+        spec_path = directory / layout.RUN_FILE
+        if not spec_path.is_file():
+            continue
+        result = finished_result(directory, read_json(spec_path, "run spec")["digest"])
+        if result is not None:
+            results.append(result)
+    return {**study, "results": results}
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": int(len(arr)),
+            "values": [float(v) for v in arr]}
+
+
+def latency_ms(result: dict[str, Any], batch: str = LATENCY_BATCH) -> float | None:
+    """Median (p50) latency of one run at ``batch``, or None when it was not measured."""
+    stats = (result.get("latency", {}).get("batches") or {}).get(batch)
+    return float(stats["p50_ms"]) if stats else None
+
+
+def aggregate(study: dict[str, Any]) -> dict[str, Any]:
+    """Per candidate: top-1 stats per fraction, latency (median of its runs' p50s), params, cost, convergence."""
+    seeds = len(study["seeds"])
+    table: dict[str, Any] = {}
+    for role in ("candidate", "teacher"):
+        for r in (x for x in study["results"] if x["role"] == role):
+            row = table.setdefault(r["name"], {"role": role, "runs": [], "top1": {}})
+            row["runs"].append(r)
+    for row in table.values():
+        runs = row.pop("runs")
+        by_fraction: dict[float, list[float]] = {}
+        for r in runs:
+            by_fraction.setdefault(float(r["fraction"]), []).append(float(r["val_acc1"]))
+        row["top1"] = {f: _stats(v) for f, v in sorted(by_fraction.items())}
+        lat = {b: [v for v in (latency_ms(r, b) for r in runs) if v is not None]
+               for b in {b for r in runs for b in (r.get("latency", {}).get("batches") or {})}}
+        row["latency_p50_ms"] = {b: float(np.median(v)) for b, v in sorted(lat.items(), key=lambda kv: int(kv[0]))
+                                 if v}
+        row["latency_unavailable"] = sorted({r["latency"]["unavailable"] for r in runs
+                                             if r.get("latency", {}).get("unavailable")})
+        row["num_params"] = runs[0]["export"]["num_params"]
+        row["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in runs]))
+        row["runs_finished"] = len(runs)
+        row["runs_planned"] = seeds * len(study["fractions"])
+        verdicts = [r["convergence"].get("converged") for r in runs]
+        row["converged"] = {"yes": verdicts.count(True), "no": verdicts.count(False), "unknown": verdicts.count(None)}
+        row["not_converged"] = [f"{r['id']} ({r['convergence'].get('reason')})" for r in runs
+                                if r["convergence"].get("converged") is not True]
+    return table
+
+
+def _cell(stats: dict[str, Any] | None, seeds: int) -> str:
+    if not stats:
+        return "-"
+    text = f"{stats['mean']:.2f} ± {stats['std']:.2f}"
+    return text if stats["n"] == seeds else f"{text} (n={stats['n']})"
+
+
+def _per_seed(stats: dict[str, Any]) -> str:
+    return "[" + ", ".join(f"{v:.1f}" for v in stats["values"]) + "]"
+
+
+def targets(table: dict[str, Any], fractions: list[float]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the numbers it rests on; ``met`` None when the runs are not there yet."""
+    out = []
+
+    def top1(name: str, f: float) -> dict[str, Any] | None:
+        return table.get(name, {}).get("top1", {}).get(f)
+
+    full = max(fractions)
+    a, b = top1(IBIT, SAMPLE_EFFICIENCY_FRACTION), top1(VIT, full)
+    out.append({"target": f"IBiT on {SAMPLE_EFFICIENCY_FRACTION:.0%} of the data >= ViT on {full:.0%} "
+                          f"({full / SAMPLE_EFFICIENCY_FRACTION:g}x sample efficiency)",
+                "ibit": a, "other": b, "met": None if not (a and b) else a["mean"] >= b["mean"],
+                "difference": None if not (a and b) else a["mean"] - b["mean"]})
+    rows = []
+    for f in fractions:
+        a, b = top1(IBIT, f), top1(CONVIT, f)
+        rows.append({"fraction": f, "ibit": a, "convit": b,
+                     "difference": None if not (a and b) else a["mean"] - b["mean"]})
+    known = [r for r in rows if r["difference"] is not None]
+    out.append({"target": "IBiT >= ConViT at every fraction", "per_fraction": rows, "other": CONVIT,
+                "met": None if len(known) < len(rows) and all(r["difference"] >= 0 for r in known)
+                else bool(known) and all(r["difference"] >= 0 for r in known)})
+    cnn = []
+    for f in fractions:
+        a, b = top1(IBIT, f), top1(CNN, f)
+        cnn.append({"fraction": f, "ibit": a, "resnet": b,
+                    "difference": None if not (a and b) else a["mean"] - b["mean"]})
+    out.append({"target": "IBiT vs the CNN reference (ResNet-style), for information", "per_fraction": cnn,
+                "other": CNN, "met": None, "informational": True})
+    return out
+
+
+def recommend(table: dict[str, Any], fractions: list[float], margin: float = DEFAULT_MARGIN,
+              planned: list[str] | None = None, seeds: int | None = None) -> dict[str, Any]:
+    """The fastest candidate (batch-1 p50) whose mean top-1 at the largest fraction is within ``margin`` of the best.
+
+    With ``planned`` (candidate names) and ``seeds``, a recommendation made before every candidate has every seed at
+    that fraction says it is provisional.
+    """
+    full = max(fractions)
+    scored = {n: r for n, r in table.items() if r["role"] == "candidate" and full in r["top1"]}
+    if not scored:
+        return {"line": f"no recommendation yet: no candidate has finished a run at fraction {full}", "choice": None}
+    best = max(scored, key=lambda n: scored[n]["top1"][full]["mean"])
+    best_acc = scored[best]["top1"][full]["mean"]
+    close = [n for n, r in scored.items() if r["top1"][full]["mean"] >= best_acc - margin]
+    timed = [n for n in close if LATENCY_BATCH in scored[n]["latency_p50_ms"]]
+    choice = min(timed, key=lambda n: scored[n]["latency_p50_ms"][LATENCY_BATCH]) if timed else best
+    acc = scored[choice]["top1"][full]
+    lat = scored[choice]["latency_p50_ms"].get(LATENCY_BATCH)
+    line = (f"Ship **{choice}**: top-1 {acc['mean']:.2f} ± {acc['std']:.2f}% at {full:.0%} of the data (n={acc['n']}), "
+            f"within {margin} points of the best ({best}, {best_acc:.2f}%)"
+            + (f", and the fastest of those at batch 1 ({lat:.3f} ms p50)" if lat is not None else
+               " (no latency measured)")
+            + f"; candidates within the margin: {', '.join(sorted(close))}.")
+    missing = [n for n in (planned or []) if n not in scored or (seeds and scored[n]["top1"][full]["n"] < seeds)]
+    if missing:
+        line += (f" PROVISIONAL: {', '.join(missing)} {'has' if len(missing) == 1 else 'have'} not yet finished "
+                 f"every seed at {full:.0%} of the data.")
+    return {"line": line, "choice": choice, "best": best, "margin": margin, "within_margin": sorted(close),
+            "fraction": full}
+
+
+def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
+    """Names not dominated in (lower latency, higher top-1), ordered by latency."""
+    front = []
+    for name, (lat, acc) in points.items():
+        dominated = any(ol <= lat and oa >= acc and (ol < lat or oa > acc)
+                        for other, (ol, oa) in points.items() if other != name)
+        if not dominated:
+            front.append(name)
+    return sorted(front, key=lambda n: points[n][0])
+
+
+def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str, Any]], rec: dict[str, Any]) -> str:
+    recipe, fractions, seeds = study["recipe"], sorted(study["fractions"]), len(study["seeds"])
+    planned, finished = len(study["runs"]), len(study["results"])
+    budgets = {float(r["fraction"]): r["budget"] for r in study["results"]}
+    lines = [f"# ibit-deploy compare: {recipe['data']}", "",
+             f"**{finished} of {planned} planned runs finished** "
+             f"({'complete' if finished == planned else 'PARTIAL: cells show n when fewer than ' + str(seeds) + ' seeds'})."
+             f" Seeds {study['seeds']}, fractions {fractions}.", "",
+             f"Recipe (every candidate): {recipe['steps']} optimizer steps per run (exact count per fraction below), "
+             f"batch {recipe['batch_size']}, AdamW lr {recipe['lr']} (weight decay {recipe['weight_decay']}), "
+             f"linear warm-up over {recipe['warmup']:.1%} of the steps then cosine to {recipe['min_lr']}, label "
+             f"smoothing {recipe['label_smoothing']}, RandAugment {recipe['randaugment']}, random erasing "
+             f"{recipe['random_erasing']}; transformer dims embed {recipe['embed_dim']}, depth {recipe['depth']}, heads "
+             f"{recipe['num_heads']}, patch 4. Held-out split: {recipe['val_fraction']:.0%} of the data, stratified, "
+             f"fixed by the seed (the same for every candidate and fraction of a seed). Latency: p50 of the fp32 ONNX "
+             f"export on {recipe['backend']}, {recipe['threads']} thread(s), " + (
+                 f"one bundle per candidate timed side by side in {study['latency_interleaved']['rounds']} "
+                 f"interleaved rounds (median of the rounds' p50)" if study.get("latency_interleaved") else
+                 "median over the candidate's runs (each timed by its worker)") + ".", "",
+             "## Top-1 (%) on the held-out split, mean ± std over seeds", "",
+             "| candidate | " + " | ".join(
+                 f"{f:.0%}" + (f" ({budgets[f]['n_train']} img, {budgets[f]['steps']} steps)" if f in budgets else "")
+                 for f in fractions) + " |",
+             "|---" * (len(fractions) + 1) + "|"]
+    order = [n for n in table if table[n]["role"] == "candidate"] + [n for n in table if table[n]["role"] == "teacher"]
+    for name in order:
+        row = table[name]
+        label = name if row["role"] == "candidate" else f"{name} (teacher only)"
+        lines.append(f"| {label} | " + " | ".join(_cell(row["top1"].get(f), seeds) for f in fractions) + " |")
+    lines += ["", "## Deployment and cost", "",
+              "| candidate | params | latency b1 p50 (ms) | latency b32 p50 (ms) | train s/run (mean) | converged |",
+              "|---|---|---|---|---|---|"]
+    for name in order:
+        row = table[name]
+        lat = row["latency_p50_ms"]
+        c = row["converged"]
+        lines.append(f"| {name}{'' if row['role'] == 'candidate' else ' (teacher only)'} | {row['num_params']:,} | "
+                     f"{lat.get('1', float('nan')):.3f} | {lat.get('32', float('nan')):.3f} | "
+                     f"{row['train_seconds_mean']:.0f} | {c['yes']}/{row['runs_finished']}"
+                     + (f" ({c['unknown']} unknown)" if c["unknown"] else "") + " |")
+    kd_logits = [r["teacher_logits_seconds"] for r in study["results"] if r.get("teacher_logits_seconds")]
+    lines += ["", "LIB-KD teacher cost (apart from the candidates): the resnet teacher is the resnet candidate's own "
+              "run; the rednet teacher is trained only for LIB-KD"
+              + (f" ({table['rednet']['train_seconds_mean']:.0f} s per fraction and seed)" if "rednet" in table else "")
+              + (f"; storing the teachers' logits took {np.mean(kd_logits):.1f} s per student" if kd_logits else "")
+              + ".", "",
+              "Converged = over the last 10% of a run's steps the smoothed held-out top-1 moves by at most 0.5 points "
+              "and the smoothed training loss by at most 2% (ibit_deploy/compare/convergence.py)."]
+    unconverged = [x for n in order for x in table[n]["not_converged"]]
+    if unconverged:
+        lines += ["", f"Runs not (known to be) converged: {'; '.join(unconverged[:20])}"
+                  + (f"; and {len(unconverged) - 20} more" if len(unconverged) > 20 else "")]
+    lines += ["", "## Targets", ""]
+    for goal in goals:
+        verdict = {True: "MET", False: "NOT MET", None: "not yet measurable"}[goal["met"]]
+        head = f"- {goal['target']}" + ("" if goal.get("informational") else f": **{verdict}**")
+        if "per_fraction" in goal:
+            other = goal["other"]
+            cells = [f"{r['fraction']:.0%}: {_cell(r['ibit'], seeds)} vs {_cell(r[other], seeds)}"
+                     + (f" ({r['difference']:+.2f}; per seed {_per_seed(r['ibit'])} vs {_per_seed(r[other])})"
+                        if r["difference"] is not None else "")
+                     for r in goal["per_fraction"]]
+            lines.append(head + " — " + "; ".join(cells))
+        else:
+            detail = (f"IBiT {_cell(goal['ibit'], seeds)} vs ViT {_cell(goal['other'], seeds)} "
+                      f"({goal['difference']:+.2f}); per seed {_per_seed(goal['ibit'])} vs {_per_seed(goal['other'])}"
+                      if goal["difference"] is not None else "runs missing")
+            lines.append(f"{head} — {detail}")
+    lines += ["", "## Recommendation", "", rec["line"], "",
+              "Plots: top1_vs_fraction.png, top1_vs_latency.png (Pareto front marked), curves.png (held-out top-1 "
+              "per step, seed 0)."]
+    return "\n".join(lines) + "\n"
+
+
+def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """Time one bundle per candidate in interleaved rounds (:mod:`.latency`) and make it the table's latency.
+
+    The bundle is that of the candidate's run at the largest fraction and smallest seed finished (every run of a
+    candidate has the same architecture, so the same graph).
+    """
+    from .latency import interleaved_latency
+
+    recipe = study["recipe"]
+    bundles = {}
+    for r in sorted(study["results"], key=lambda r: (-r["fraction"], r["seed"])):
+        if table[r["name"]]["role"] == "candidate" and r["name"] not in bundles:
+            bundles[r["name"]] = r["export"]["bundle"]
+    measured = interleaved_latency(bundles, recipe["backend"], sorted(recipe["latency_batches"]), rounds=rounds,
+                                   threads=recipe["threads"])
+    for name, lat in measured["candidates"].items():
+        row = table[name]
+        row["latency_per_run_p50_ms"] = row["latency_p50_ms"]
+        row["latency_p50_ms"] = {b: v["p50_ms"] for b, v in lat.items() if isinstance(v, dict)}
+        row["latency_source"] = "interleaved"
+    return {**measured, "bundles": bundles}
+
+
+def write_report(out: str | os.PathLike, margin: float = DEFAULT_MARGIN, report_dir: str | os.PathLike | None = None,
+                 latency_rounds: int = 0) -> dict[str, Path]:
+    """Write compare.json, compare.md and the plots for the study in ``out``; returns their paths.
+
+    ``latency_rounds`` > 0 re-times one bundle per candidate side by side in that many interleaved rounds and uses
+    those figures (else: the median of the per-run measurements).
+    """
+    from .plots import plot_curves, plot_fraction, plot_pareto
+
+    study = load_study(out)
+    if not study["results"]:
+        raise ValueError(f"{out}: no run of the study has finished yet; nothing to report")
+    fractions = sorted(study["fractions"])
+    table = aggregate(study)
+    study["latency_interleaved"] = side_by_side_latency(study, table, latency_rounds) if latency_rounds else None
+    goals = targets(table, fractions)
+    rec = recommend(table, fractions, margin, planned=study["candidates"], seeds=len(study["seeds"]))
+    directory = Path(report_dir) if report_dir else Path(out) / layout.REPORT_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"json": directory / "compare.json", "markdown": directory / "compare.md",
+             "fraction_plot": directory / "top1_vs_fraction.png", "pareto_plot": directory / "top1_vs_latency.png",
+             "curves_plot": directory / "curves.png"}
+    atomic_write_json(paths["json"], {"recipe": study["recipe"], "candidates": study["candidates"],
+                                      "seeds": study["seeds"], "fractions": fractions,
+                                      "runs_planned": len(study["runs"]), "runs_finished": len(study["results"]),
+                                      "summary": {n: {**r, "top1": {str(f): s for f, s in r["top1"].items()}}
+                                                  for n, r in table.items()},
+                                      "targets": _jsonable(goals), "recommendation": rec,
+                                      "latency_interleaved": study["latency_interleaved"], "runs": study["results"]})
+    atomic_write_text(paths["markdown"], markdown(study, table, goals, rec))
+    plot_fraction(table, fractions, len(study["seeds"]), paths["fraction_plot"])
+    full = max(fractions)
+    points = {n: (r["latency_p50_ms"][LATENCY_BATCH], r["top1"][full]["mean"]) for n, r in table.items()
+              if r["role"] == "candidate" and full in r["top1"] and LATENCY_BATCH in r["latency_p50_ms"]}
+    plot_pareto(table, points, pareto_front(points), full, study["recipe"]["backend"], paths["pareto_plot"])
+    plot_curves(study["results"], paths["curves_plot"])
+    return paths
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -1,0 +1,205 @@
+"""Run a study: one worker process per run (``workers`` at a time, one thread each), resumable after a kill.
+
+A study folder is bound to its recipe (``study.json``): re-running with the same recipe resumes (finished runs are
+kept, killed ones resume from their last epoch); another recipe is refused, so results of different recipes never
+mix. Candidates, seeds and fractions may be added to a study; ``--workers`` may change between sessions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ..fileio import atomic_write_json, read_json
+from . import layout
+from .candidates import KD_WEIGHTS
+from .plan import RunSpec, StudyConfig, build_plan, validate
+from .worker import EXIT_BUSY, finished_result
+
+BUSY_RETRY_S = 30.0  # a run held by another process (an orphaned worker) is retried this often
+POLL_S = 1.0
+
+
+def prepare(config: StudyConfig, out: str | os.PathLike) -> list[RunSpec]:
+    """Check the inputs, bind ``out`` to the recipe (or check it matches) and write every run's spec file."""
+    sizes = validate(config)
+    runs = build_plan(config, sizes)
+    out = Path(out)
+    study_file = out / layout.STUDY_FILE
+    if study_file.is_file():
+        saved = read_json(study_file, "study file")
+        recipe = config.recipe()
+        changed = sorted(k for k in set(recipe) | set(saved.get("recipe", {}))
+                         if recipe.get(k) != saved.get("recipe", {}).get(k))
+        if changed:
+            detail = ", ".join(f"{k}: saved {saved['recipe'].get(k)!r} vs now {recipe.get(k)!r}" for k in changed)
+            raise ValueError(f"{out} holds a study with another recipe ({detail}); use another --out, or the same "
+                             f"options to resume it")
+    study_runs = {r.id: r for r in runs}
+    for spec in runs:
+        directory = layout.run_dir(out, spec.id)
+        path = directory / layout.RUN_FILE
+        record = {"run": spec.to_dict(), "digest": spec.digest(), "kd_weights": list(KD_WEIGHTS),
+                  "study": {k: config.recipe()[k] for k in ("backend", "latency_batches", "latency_seconds",
+                                                              "threads")}}
+        if path.is_file():
+            old = read_json(path, "run spec")
+            if old.get("digest") != record["digest"]:
+                raise ValueError(f"{path} was planned with another spec (digest {str(old.get('digest'))[:12]}... vs "
+                                 f"{record['digest'][:12]}...); its results cannot be mixed into this study. Remove "
+                                 f"{directory} or use another --out")
+            continue
+        atomic_write_json(path, record)
+    atomic_write_json(study_file, {"recipe": config.recipe(), "candidates": config.candidates, "seeds": config.seeds,
+                                   "fractions": config.fractions, "runs": list(study_runs)})
+    return runs
+
+
+class _Eta:
+    """Time left: remaining runs x the mean duration of finished runs of the same name (else of all), / workers."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.durations: dict[str, list[float]] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        self.durations.setdefault(name, []).append(seconds)
+
+    def left(self, names: list[str]) -> float | None:
+        every = [s for v in self.durations.values() for s in v]
+        if not every:
+            return None
+        overall = sum(every) / len(every)
+        total = sum(sum(self.durations[n]) / len(self.durations[n]) if n in self.durations else overall for n in names)
+        return total / self.workers
+
+
+def _fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def run_study(config: StudyConfig, out: str | os.PathLike, workers: int = 1,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every unfinished run of the study in ``out``; returns {planned, done, failed, blocked} (run ids)."""
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    out = Path(out)
+    runs = prepare(config, out)
+    with layout.exclusive(out / layout.STUDY_LOCK, f"study {out}"):
+        return _Scheduler(config, out, runs, workers, log).run()
+
+
+class _Scheduler:
+    def __init__(self, config: StudyConfig, out: Path, runs: list[RunSpec], workers: int,
+                 log: Callable[[str], None]) -> None:
+        self.config, self.out, self.runs, self.workers, self.log = config, out, runs, workers, log
+        self.done = {r.id for r in runs if finished_result(layout.run_dir(out, r.id), r.digest()) is not None}
+        self.failed: dict[str, str] = {}
+        self.pending = [r for r in runs if r.id not in self.done]
+        self.running: dict[str, tuple[subprocess.Popen, float, RunSpec]] = {}
+        self.not_before: dict[str, float] = {}
+        self.eta = _Eta(workers)
+        for r in runs:  # durations of runs finished in earlier sessions seed the estimate
+            if r.id in self.done:
+                res = read_json(layout.run_dir(out, r.id) / layout.RESULT_FILE, "run result")
+                self.eta.add(r.name, float(res.get("train_seconds", 0.0)) + res.get("export", {}).get("seconds", 0.0))
+
+    def run(self) -> dict[str, Any]:
+        total = len(self.runs)
+        self.log(f"study {self.out}: {total} runs planned, {len(self.done)} already finished, {len(self.pending)} to "
+                 f"run with {self.workers} worker(s) of {self.config.threads} thread(s)")
+        bar = tqdm(total=total, initial=len(self.done), unit="run", desc="compare", disable=not sys.stderr.isatty())
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def stop(signum, frame):  # noqa: ARG001 - signal handler signature
+            raise KeyboardInterrupt
+
+        for s in previous:
+            signal.signal(s, stop)
+        try:
+            while self.pending or self.running:
+                self._launch()
+                if self._reap(bar) == 0:
+                    time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            self.log(f"interrupted: stopping {len(self.running)} worker(s); re-run the same command to resume")
+            self._terminate()
+            raise
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            bar.close()
+        blocked = [r.id for r in self.runs if r.id not in self.done and r.id not in self.failed]
+        return {"planned": [r.id for r in self.runs], "done": sorted(self.done), "failed": self.failed,
+                "blocked": blocked}
+
+    def _launch(self) -> None:
+        now = time.monotonic()
+        for spec in list(self.pending):
+            if len(self.running) >= self.workers:
+                return
+            bad = [d for d in spec.after if d in self.failed]
+            if bad:
+                self.pending.remove(spec)
+                self.failed[spec.id] = f"needs {bad[0]}, which failed"
+                continue
+            if any(d not in self.done for d in spec.after) or self.not_before.get(spec.id, 0.0) > now:
+                continue
+            self.pending.remove(spec)
+            directory = layout.run_dir(self.out, spec.id)
+            env = {**os.environ, "OMP_NUM_THREADS": str(self.config.threads),
+                   "MKL_NUM_THREADS": str(self.config.threads)}
+            with open(directory / layout.LOG_FILE, "ab") as log_file:
+                proc = subprocess.Popen([sys.executable, "-m", "ibit_deploy.compare.worker", str(self.out), spec.id],
+                                        stdout=log_file, stderr=subprocess.STDOUT, env=env)
+            self.running[spec.id] = (proc, time.monotonic(), spec)
+
+    def _reap(self, bar: tqdm) -> int:
+        finished = 0
+        for run_id, (proc, start, spec) in list(self.running.items()):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            finished += 1
+            del self.running[run_id]
+            seconds = time.monotonic() - start
+            directory = layout.run_dir(self.out, run_id)
+            if rc == EXIT_BUSY:  # an orphaned worker of an earlier session still holds it: wait, never share it
+                self.not_before[run_id] = time.monotonic() + BUSY_RETRY_S
+                self.pending.insert(0, spec)
+                continue
+            result = finished_result(directory, spec.digest()) if rc == 0 else None
+            if result is None:
+                self.failed[run_id] = f"worker exited with {rc}; see {directory / layout.LOG_FILE}"
+                self.log(f"[{len(self.done)}/{len(self.runs)}] FAILED {run_id}: {self.failed[run_id]}")
+                continue
+            self.done.add(run_id)
+            self.eta.add(spec.name, seconds)
+            bar.update(1)
+            remaining = [r.name for r in self.pending] + [r.name for _, _, r in self.running.values()]
+            left = _fmt(self.eta.left(remaining))
+            conv = result["convergence"].get("converged")
+            self.log(f"[{len(self.done)}/{len(self.runs)}] {run_id}: top-1 {result['val_acc1']:.2f}% after "
+                     f"{result['steps']} steps, {seconds:.0f} s, converged={conv}; ~{left} left")
+            bar.set_postfix_str(f"~{left} left")
+        return finished
+
+    def _terminate(self) -> None:
+        for proc, _, _ in self.running.values():
+            proc.terminate()
+        for proc, _, _ in self.running.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()

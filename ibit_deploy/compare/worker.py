@@ -1,0 +1,157 @@
+"""One run of a study, in its own process: train (resuming a killed run) -> export -> latency -> ``result.json``.
+
+    python -m ibit_deploy.compare.worker OUT RUN_ID
+
+Exit codes: 0 finished (or already finished), 1 failed (the traceback is in the run's worker.log), 75 another
+process holds the run. ``result.json`` is written last and atomically, carrying the run spec's digest, so a run is
+finished exactly when it exists and matches the plan: a finished run is never redone, and a killed one resumes from
+its last finished epoch (bit-identical to an uninterrupted run, see ibit_deploy.train.trainer); its export and
+latency are redone from scratch.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..fileio import atomic_write_json, read_json
+from . import layout
+from .convergence import convergence
+
+EXIT_BUSY = 75
+
+
+def read_run(out: Path, run_id: str) -> dict[str, Any]:
+    """The run's spec file (written by the study before launching it)."""
+    return read_json(layout.run_dir(out, run_id) / layout.RUN_FILE, "run spec")
+
+
+def finished_result(directory: Path, digest: str) -> dict[str, Any] | None:
+    """The run's result if it finished under the spec with ``digest``; None otherwise."""
+    path = directory / layout.RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        result = read_json(path, "run result")
+    except ValueError:
+        return None
+    return result if result.get("digest") == digest else None
+
+
+def run(out: str | Path, run_id: str) -> dict[str, Any]:
+    """Carry out run ``run_id`` of the study in ``out``; returns its result (also in result.json)."""
+    out = Path(out)
+    directory = layout.run_dir(out, run_id)
+    with layout.exclusive(directory / layout.LOCK_FILE, f"run {run_id}"):
+        spec = read_run(out, run_id)
+        done = finished_result(directory, spec["digest"])
+        if done is not None:
+            return done
+        return _run(out, directory, spec)
+
+
+def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from ..train import TrainConfig, compute_teacher_logits, train
+    from ..train.records import read_metrics
+    from ..train.state import STATE_FILE
+
+    study = spec["study"]
+    torch.set_num_threads(study["threads"])
+    config = TrainConfig.from_dict(spec["run"]["train"], f"{directory / layout.RUN_FILE} (train)")
+    config.out = str(directory / layout.CHECKPOINT_DIR)
+    teacher_seconds = None
+    if config.distill is not None:
+        logits = directory / layout.LOGITS_FILE
+        config.distill.logits = str(logits)
+        if not logits.is_file():
+            start = time.perf_counter()
+            dirs = [layout.run_dir(out, t) / layout.CHECKPOINT_DIR for t in spec["run"]["after"]]
+            compute_teacher_logits(dirs, logits, spec["kd_weights"], device="cpu")
+            teacher_seconds = round(time.perf_counter() - start, 2)
+    resumed = (Path(config.out) / STATE_FILE).exists()
+    start = time.perf_counter()
+    final = train(config, resume=resumed)
+    wall = time.perf_counter() - start
+    history = read_metrics(config.out)
+    result: dict[str, Any] = {
+        "id": spec["run"]["id"], "digest": spec["digest"], "role": spec["run"]["role"], "name": spec["run"]["name"],
+        "fraction": spec["run"]["fraction"], "seed": spec["run"]["seed"], "model": config.model,
+        "model_kwargs": config.model_kwargs, "budget": spec["run"]["budget"],
+        "val_acc1": final["val_acc1"], "val_acc5": final.get("val_acc5"), "val_loss": final["val_loss"],
+        "train_loss": final["train_loss"], "steps": final["step"], "epochs": final["epoch"],
+        "best_val_acc1": final["best_val_acc1"], "weights_sha256": final["weights_sha256"],
+        # the sum of epoch times spans every resume; wall is this process's share only
+        "train_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in history), 2),
+        "resumed": resumed, "wall_seconds_this_attempt": round(wall, 2),
+        "teacher_logits_seconds": teacher_seconds,
+        "convergence": convergence(history),
+        "curve": [{k: r.get(k) for k in ("epoch", "step", "train_loss", "val_acc1")} for r in history],
+    }
+    result.update(_export_and_time(directory, config, study))
+    atomic_write_json(directory / layout.RESULT_FILE, result)
+    return result
+
+
+def _export_and_time(directory: Path, config, study: dict[str, Any]) -> dict[str, Any]:
+    """Export as ``ibit-export --to onnx --precision fp32`` does, then time it with ibit-bench's runner."""
+    from ..bench.latency import measure_latency
+    from ..data import eval_arrays
+    from ..export.pipeline import ExportOptions, export_checkpoint
+    from ..runtime.load import make_runners
+
+    bundle = directory / layout.BUNDLE_DIR
+    shutil.rmtree(bundle, ignore_errors=True)  # an export killed half-way is redone, never reused
+    batches = sorted(study["latency_batches"])
+    start = time.perf_counter()
+    # the TensorRT backend times an engine, which the export builds where TensorRT is installed (untested here: no
+    # GPU); every other backend runs the ONNX file
+    to = "tensorrt" if study["backend"] == "tensorrt" else "onnx"
+    manifest = export_checkpoint(config.out, bundle, ExportOptions(to=to, precision="fp32", opt_batch=batches[0],
+                                                                   max_batch=batches[-1]))
+    export_seconds = time.perf_counter() - start
+    inp = manifest["input"]
+    images, _ = eval_arrays(config.data, "val", tuple(inp["image_size"]), tuple(inp["mean"]), tuple(inp["std"]),
+                            limit=batches[-1], val_fraction=config.val_fraction, seed=config.seed)
+    choice = make_runners(bundle, [study["backend"]], manifest, precisions=["fp32"], threads=study["threads"])[0]
+    latency: dict[str, Any] = {"backend": choice.backend, "artifact": choice.artifact}
+    if isinstance(choice.runner, str):
+        latency["unavailable"] = choice.runner
+    else:
+        from ..bench.latency import make_batch
+        from ..runtime.base import BackendUnavailable
+
+        try:
+            with choice.runner as runner:
+                latency["runner"] = runner.describe()
+                latency["batches"] = {str(b): measure_latency(runner, make_batch(images, b),
+                                                              seconds=study["latency_seconds"]).to_dict()
+                                      for b in batches}
+        except BackendUnavailable as exc:
+            latency["unavailable"] = str(exc)
+    return {"export": {"bundle": str(bundle), "seconds": round(export_seconds, 2),
+                       "num_params": manifest["model"]["num_params"], "attn_mode": manifest["model"]["attn_mode"],
+                       "onnx_parity": manifest["artifacts"][0].get("parity")},
+            "latency": latency}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 2:
+        print("usage: python -m ibit_deploy.compare.worker OUT RUN_ID", file=sys.stderr)
+        return 2
+    try:
+        result = run(argv[0], argv[1])
+    except layout.Busy as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    print(f"worker: {result['id']} top-1 {result['val_acc1']:.2f}% after {result['steps']} steps", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

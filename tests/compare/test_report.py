@@ -1,0 +1,47 @@
+"""Aggregation, targets, recommendation and the Pareto front, on result records shaped like the worker's."""
+
+from __future__ import annotations
+
+import pytest
+
+from ibit_deploy.compare.report import aggregate, pareto_front, recommend, targets
+
+
+def _result(name, fraction, seed, acc, ms, role="candidate"):
+    return {"id": f"s{seed}/{fraction}/{name}", "name": name, "role": role, "fraction": fraction, "seed": seed,
+            "val_acc1": acc, "train_seconds": 10.0, "export": {"num_params": 100},
+            "convergence": {"converged": True}, "latency": {"batches": {"1": {"p50_ms": ms}}}}
+
+
+def _study(results):
+    return {"seeds": [0, 1], "fractions": [0.25, 1.0], "results": results}
+
+
+def test_mean_std_over_seeds_and_median_latency():
+    table = aggregate(_study([_result("ibit", 1.0, 0, 90.0, 1.0), _result("ibit", 1.0, 1, 92.0, 3.0)]))
+    cell = table["ibit"]["top1"][1.0]
+    assert cell["mean"] == pytest.approx(91.0) and cell["std"] == pytest.approx(1.4142, abs=1e-4) and cell["n"] == 2
+    assert table["ibit"]["latency_p50_ms"]["1"] == pytest.approx(2.0)
+
+
+def test_targets_and_recommendation():
+    results = [_result("ibit", 0.25, s, 95.0 + s, 2.0) for s in (0, 1)] + \
+              [_result("ibit", 1.0, s, 97.0, 2.0) for s in (0, 1)] + \
+              [_result("vit", 1.0, s, 94.0, 1.0) for s in (0, 1)] + \
+              [_result("convit", f, s, 96.0, 3.0) for f in (0.25, 1.0) for s in (0, 1)] + \
+              [_result("resnet", 1.0, s, 96.8, 1.5) for s in (0, 1)]
+    table = aggregate(_study(results))
+    goals = targets(table, [0.25, 1.0])
+    assert goals[0]["met"] is True and goals[0]["difference"] == pytest.approx(1.5)
+    assert goals[1]["met"] is False  # IBiT 95.5 < ConViT 96.0 at 25%
+    rec = recommend(table, [0.25, 1.0], margin=0.5)
+    assert rec["best"] == "ibit" and rec["choice"] == "resnet"  # within 0.5 of 97.0 and faster than ibit
+    assert recommend(table, [0.25, 1.0], margin=0.1)["choice"] == "ibit"
+    assert "PROVISIONAL" not in rec["line"]
+    partial = recommend(table, [0.25, 1.0], planned=["ibit", "vit", "ibit_kd"], seeds=3)["line"]
+    assert "PROVISIONAL: ibit, vit, ibit_kd have not yet finished every seed at 100%" in partial
+
+
+def test_pareto_front():
+    points = {"a": (1.0, 90.0), "b": (2.0, 95.0), "c": (3.0, 94.0), "d": (0.5, 80.0)}
+    assert pareto_front(points) == ["d", "a", "b"]

@@ -1,0 +1,100 @@
+"""The whole flow on a tiny budget: plan -> worker processes -> result.json -> report, with kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ibit_deploy.compare import layout
+from ibit_deploy.compare.plan import StudyConfig
+from ibit_deploy.compare.report import write_report
+from ibit_deploy.compare.study import prepare, run_study
+
+# synthetic:256 -> 204 training images = 12 batches of 16; 120 steps = 10 epochs of ~0.1 s each
+TINY = dict(data="synthetic:256", steps=120, seeds=[0], fractions=[1.0], embed_dim=32, depth=2, num_heads=2,
+            batch_size=16, latency_seconds=0.1)
+
+
+def _metrics_lines(directory: Path) -> int:
+    path = directory / layout.CHECKPOINT_DIR / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_and_finished_runs_are_kept(tmp_path):
+    config = StudyConfig(**TINY, candidates=["ibit"])
+    killed = tmp_path / "killed"
+    prepare(config, killed)
+    run_dir = layout.run_dir(killed, "s0/f100/ibit")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ibit_deploy.compare.worker", str(killed), "s0/f100/ibit"], env=env)
+    deadline = time.monotonic() + 120
+    while _metrics_lines(run_dir) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epochs_before = _metrics_lines(run_dir)
+    assert 2 <= epochs_before < 10 and not (run_dir / layout.RESULT_FILE).exists(), "the kill came too late to test"
+
+    summary = run_study(config, killed, log=lambda line: None)
+    assert summary["done"] == ["s0/f100/ibit"] and not summary["failed"]
+    resumed = json.loads((run_dir / layout.RESULT_FILE).read_text())
+    # resumed from the last saved epoch: every epoch recorded exactly once (the trainer's resume is bit-exact,
+    # tests/train/test_resume.py)
+    assert resumed["resumed"] is True and [c["epoch"] for c in resumed["curve"]] == list(range(1, 11))
+    assert resumed["steps"] == resumed["budget"]["steps"] == 120
+
+    # a finished run is never redone: a second session launches no worker and leaves result.json alone
+    stamp = (run_dir / layout.RESULT_FILE).stat().st_mtime_ns
+    lines = []
+    summary = run_study(config, killed, log=lines.append)
+    assert (run_dir / layout.RESULT_FILE).stat().st_mtime_ns == stamp and summary["done"] == ["s0/f100/ibit"]
+    assert "1 runs planned, 1 already finished, 0 to run" in lines[0]
+
+    paths = write_report(killed, latency_rounds=2)
+    report = json.loads(paths["json"].read_text())
+    assert report["runs_finished"] == report["runs_planned"] == 1
+    assert "1 of 1 planned runs finished" in paths["markdown"].read_text()
+    assert all(paths[k].stat().st_size > 1000 for k in ("fraction_plot", "pareto_plot", "curves_plot"))
+    side_by_side = report["latency_interleaved"]["candidates"]["ibit"]["1"]
+    assert len(side_by_side["rounds_p50_ms"]) == 2 and report["summary"]["ibit"]["latency_p50_ms"]["1"] > 0
+    latency = report["runs"][0]["latency"]
+    assert latency["backend"] == "ort-cpu" and latency["batches"]["1"]["n"] >= 3
+
+
+def test_another_recipe_is_refused_and_a_locked_study_is_busy(tmp_path):
+    config = StudyConfig(**TINY, candidates=["vit"])
+    prepare(config, tmp_path)
+    with pytest.raises(ValueError, match=r"another recipe \(lr: saved 0.002 vs now 0.001\)"):
+        prepare(StudyConfig(**{**TINY, "candidates": ["vit"]}, lr=1e-3), tmp_path)
+    with layout.exclusive(tmp_path / layout.STUDY_LOCK, "study"), pytest.raises(layout.Busy, match="in use by process"):
+        run_study(config, tmp_path, log=lambda line: None)
+    assert not (layout.run_dir(tmp_path, "s0/f100/vit") / layout.CHECKPOINT_DIR).exists()  # nothing trained
+
+
+def test_a_run_held_by_another_process_is_not_touched(tmp_path):
+    from ibit_deploy.compare import worker
+
+    prepare(StudyConfig(**TINY, candidates=["vit"]), tmp_path)
+    directory = layout.run_dir(tmp_path, "s0/f100/vit")
+    with layout.exclusive(directory / layout.LOCK_FILE, "run"):  # as an orphaned worker of a killed study would
+        assert worker.main([str(tmp_path), "s0/f100/vit"]) == worker.EXIT_BUSY
+    assert not (directory / layout.CHECKPOINT_DIR).exists()
+
+
+def test_a_run_planned_under_another_spec_is_refused(tmp_path):
+    config = StudyConfig(**TINY, candidates=["vit"])
+    prepare(config, tmp_path)
+    spec_file = layout.run_dir(tmp_path, "s0/f100/vit") / layout.RUN_FILE
+    spec = json.loads(spec_file.read_text())
+    spec["digest"] = "0" * 64
+    spec_file.write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="was planned with another spec.*cannot be mixed"):
+        prepare(config, tmp_path)
