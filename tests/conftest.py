@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+import time
 import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +251,35 @@ def fake_trt() -> types.ModuleType:
 def fake_trt_factory() -> Any:
     """``make_fake_trt`` itself, for tests that need a particular TensorRT version."""
     return make_fake_trt
+
+
+HOLD_LOCK = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from ibit_deploy.locking import directory_lock
+    with directory_lock(sys.argv[1], "test-holder"):
+        Path(sys.argv[2]).write_text("locked")
+        time.sleep(float(sys.argv[3]))
+""")
+
+
+@pytest.fixture
+def lock_holder(tmp_path: Path) -> Iterator[Callable[[Path, float], subprocess.Popen]]:
+    """``hold(directory, seconds)``: another process takes ``directory``'s lock and keeps it; killed at teardown."""
+    procs: list[subprocess.Popen] = []
+
+    def hold(directory: Path, seconds: float) -> subprocess.Popen:
+        flag = tmp_path / f"held-{time.monotonic_ns()}"
+        proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(directory), str(flag), str(seconds)])
+        procs.append(proc)
+        deadline = time.monotonic() + 60
+        while not flag.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the holder process did not take the lock"
+            time.sleep(0.02)
+        return proc
+
+    yield hold
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -14,25 +14,6 @@ import pytest
 
 from ibit_deploy.locking import LockBusy, directory_lock, lock_path, read_holder
 
-HOLD = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    from ibit_deploy.locking import directory_lock
-    with directory_lock(sys.argv[1], "test-holder"):
-        Path(sys.argv[2]).write_text("locked")
-        time.sleep(float(sys.argv[3]))
-""")
-
-
-def _hold(directory: Path, seconds: float, tmp_path: Path) -> subprocess.Popen:
-    flag = tmp_path / f"held-{time.monotonic_ns()}"
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(directory), str(flag), str(seconds)])
-    deadline = time.monotonic() + 30
-    while not flag.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "the holder process did not take the lock"
-        time.sleep(0.02)
-    return proc
-
 
 def test_lock_file_lives_beside_the_directory(tmp_path):
     assert lock_path(tmp_path / "bundle") == tmp_path / ".bundle.lock"
@@ -43,8 +24,8 @@ def test_lock_file_lives_beside_the_directory(tmp_path):
     assert read_holder(tmp_path / "bundle") is None
 
 
-def test_a_second_process_fails_at_once_naming_the_holder(tmp_path):
-    proc = _hold(tmp_path / "b", 30, tmp_path)
+def test_a_second_process_fails_at_once_naming_the_holder(tmp_path, lock_holder):
+    proc = lock_holder(tmp_path / "b", 30)
     try:
         with pytest.raises(LockBusy, match=rf"being written by pid {proc.pid} on .* since"), directory_lock(tmp_path / "b", wait=False):
             pass
@@ -57,8 +38,8 @@ def test_a_second_process_fails_at_once_naming_the_holder(tmp_path):
         proc.wait()
 
 
-def test_a_waiting_writer_gets_the_lock_when_the_holder_exits(tmp_path):
-    proc = _hold(tmp_path / "b", 1.0, tmp_path)
+def test_a_waiting_writer_gets_the_lock_when_the_holder_exits(tmp_path, lock_holder):
+    proc = lock_holder(tmp_path / "b", 1.0)
     start = time.monotonic()
     messages: list[str] = []
     with directory_lock(tmp_path / "b", wait=True, timeout=30, message=messages.append):
@@ -68,8 +49,8 @@ def test_a_waiting_writer_gets_the_lock_when_the_holder_exits(tmp_path):
     assert len(messages) == 1 and f"pid {proc.pid}" in messages[0]
 
 
-def test_a_dead_holders_lock_is_taken_over(tmp_path):
-    proc = _hold(tmp_path / "b", 30, tmp_path)
+def test_a_dead_holders_lock_is_taken_over(tmp_path, lock_holder):
+    proc = lock_holder(tmp_path / "b", 30)
     proc.kill()  # no clean release: the record stays, the kernel drops the flock
     proc.wait()
     assert read_holder(tmp_path / "b")["pid"] == proc.pid
@@ -85,10 +66,10 @@ def test_reentrant_within_a_process(tmp_path):
     assert read_holder(tmp_path / "b") is None
 
 
-def test_the_lock_survives_the_directory_being_replaced(tmp_path):
+def test_the_lock_survives_the_directory_being_replaced(tmp_path, lock_holder):
     target = tmp_path / "b"
     target.mkdir()
-    proc = _hold(target, 30, tmp_path)
+    proc = lock_holder(target, 30)
     try:
         staging = tmp_path / ".b.staging"
         staging.mkdir()

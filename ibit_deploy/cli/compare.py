@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..compare import layout
     from ..compare.plan import StudyConfig
+    from ..locking import LockBusy
 
     try:
         if args.report_only:
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         from ..compare.study import run_study
 
         summary = run_study(config, args.out, workers=args.workers)
-    except layout.Busy as exc:
+    except LockBusy as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except (FileNotFoundError, ValueError) as exc:

@@ -8,15 +8,13 @@
                        .../worker.log     the worker's stdout and stderr
                        .../result.json    written last, atomically: the run is finished iff it exists
     OUT/report/                     compare.json, compare.md, plots
+
+The study folder and each run folder are locked with ``ibit_deploy.locking.directory_lock`` (lock files beside them).
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 STUDY_FILE = "study.json"
@@ -27,37 +25,8 @@ CHECKPOINT_DIR = "checkpoint"
 BUNDLE_DIR = "bundle"
 LOGITS_FILE = "teachers.npz"
 LOG_FILE = "worker.log"
-LOCK_FILE = ".lock"
-STUDY_LOCK = ".study.lock"
 REPORT_DIR = "report"
 
 
 def run_dir(out: str | os.PathLike, run_id: str) -> Path:
     return Path(out) / RUNS_DIR / run_id
-
-
-class Busy(RuntimeError):
-    """Another process holds the lock (a study on the same folder, or a worker still training this run)."""
-
-
-@contextlib.contextmanager
-def exclusive(path: Path, what: str) -> Iterator[None]:
-    """Hold an advisory exclusive lock on ``path`` (created if missing) or raise :class:`Busy` at once.
-
-    The kernel drops the lock when the holder dies, so a killed study or worker never leaves a stale lock.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                raise Busy(f"{what} is in use by process {holder} ({path})") from exc
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock

@@ -19,6 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..fileio import atomic_write_json, read_json
+from ..locking import directory_lock
 from . import layout
 from .candidates import KD_WEIGHTS
 from .plan import RunSpec, StudyConfig, build_plan, validate
@@ -96,7 +97,7 @@ def run_study(config: StudyConfig, out: str | os.PathLike, workers: int = 1,
         raise ValueError(f"--workers must be >= 1, got {workers}")
     out = Path(out)
     runs = prepare(config, out)
-    with layout.exclusive(out / layout.STUDY_LOCK, f"study {out}"):
+    with directory_lock(out, "ibit-deploy compare", wait=False):
         return _Scheduler(config, out, runs, workers, log).run()
 
 

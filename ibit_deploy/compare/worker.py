@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_write_json, read_json
+from ..locking import LockBusy, directory_lock
 from . import layout
 from .convergence import convergence
 
@@ -45,7 +46,7 @@ def run(out: str | Path, run_id: str) -> dict[str, Any]:
     """Carry out run ``run_id`` of the study in ``out``; returns its result (also in result.json)."""
     out = Path(out)
     directory = layout.run_dir(out, run_id)
-    with layout.exclusive(directory / layout.LOCK_FILE, f"run {run_id}"):
+    with directory_lock(directory, f"compare worker {run_id}", wait=False):
         spec = read_run(out, run_id)
         done = finished_result(directory, spec["digest"])
         if done is not None:
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = run(argv[0], argv[1])
-    except layout.Busy as exc:
+    except LockBusy as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return EXIT_BUSY
     print(f"worker: {result['id']} top-1 {result['val_acc1']:.2f}% after {result['steps']} steps", flush=True)

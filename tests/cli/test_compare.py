@@ -38,7 +38,8 @@ def test_quickstart_prints_the_compare_command_and_it_is_a_valid_command_line(tm
     report = tmp_path / "report.md"
     report.write_text("| table |\n")
     summary = {"report_markdown": str(report), "tensorrt": "", "top1_target_met": True, "val_top1": 0.97,
-               "checkpoint": "c", "bundle": "b", "report": "r", "bench_status": "complete"}
+               "checkpoint": "c", "bundle": "b", "report": "r", "bench_status": "complete", "gates_passed": True,
+               "gate_failed": None}
     monkeypatch.setattr(qs, "quickstart", lambda config: summary)  # our own pipeline, already tested end to end
     assert main(["quickstart", "--out", str(tmp_path)]) == 0
     assert OWN_DATA_EXAMPLE in capsys.readouterr().out

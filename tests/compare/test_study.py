@@ -16,6 +16,7 @@ from ibit_deploy.compare import layout
 from ibit_deploy.compare.plan import StudyConfig
 from ibit_deploy.compare.report import write_report
 from ibit_deploy.compare.study import prepare, run_study
+from ibit_deploy.locking import LockBusy
 
 # synthetic:256 -> 204 training images = 12 batches of 16; 120 steps = 10 epochs of ~0.1 s each
 TINY = dict(data="synthetic:256", steps=120, seeds=[0], fractions=[1.0], embed_dim=32, depth=2, num_heads=2,
@@ -69,23 +70,24 @@ def test_killed_run_resumes_and_finished_runs_are_kept(tmp_path):
     assert latency["backend"] == "ort-cpu" and latency["batches"]["1"]["n"] >= 3
 
 
-def test_another_recipe_is_refused_and_a_locked_study_is_busy(tmp_path):
+def test_another_recipe_is_refused_and_a_locked_study_is_busy(tmp_path, lock_holder):
     config = StudyConfig(**TINY, candidates=["vit"])
     prepare(config, tmp_path)
     with pytest.raises(ValueError, match=r"another recipe \(lr: saved 0.002 vs now 0.001\)"):
         prepare(StudyConfig(**{**TINY, "candidates": ["vit"]}, lr=1e-3), tmp_path)
-    with layout.exclusive(tmp_path / layout.STUDY_LOCK, "study"), pytest.raises(layout.Busy, match="in use by process"):
+    lock_holder(tmp_path, 60)  # a study already running on this folder
+    with pytest.raises(LockBusy, match=r"pid \d+"):
         run_study(config, tmp_path, log=lambda line: None)
     assert not (layout.run_dir(tmp_path, "s0/f100/vit") / layout.CHECKPOINT_DIR).exists()  # nothing trained
 
 
-def test_a_run_held_by_another_process_is_not_touched(tmp_path):
+def test_a_run_held_by_another_process_is_not_touched(tmp_path, lock_holder):
     from ibit_deploy.compare import worker
 
     prepare(StudyConfig(**TINY, candidates=["vit"]), tmp_path)
     directory = layout.run_dir(tmp_path, "s0/f100/vit")
-    with layout.exclusive(directory / layout.LOCK_FILE, "run"):  # as an orphaned worker of a killed study would
-        assert worker.main([str(tmp_path), "s0/f100/vit"]) == worker.EXIT_BUSY
+    lock_holder(directory, 60)  # as an orphaned worker of a killed study would
+    assert worker.main([str(tmp_path), "s0/f100/vit"]) == worker.EXIT_BUSY
     assert not (directory / layout.CHECKPOINT_DIR).exists()
 
 
