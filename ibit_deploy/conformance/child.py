@@ -42,6 +42,7 @@ def run_target(target: Target, module: StandInTensorRT, recorder: Recorder, majo
                root: Path) -> dict[str, Any]:
     """Run one code path; its status is ok, expected (the exception ``expect`` names), raised or harness_error."""
     before = len(recorder.findings)
+    module.set_scenario({})  # each code path starts from the documented-type defaults
     result: dict[str, Any] = {"target": target.name, "entry": target.entry, "covers": target.covers}
     try:
         value = DRIVERS[target.driver](resolve_entry(target.entry), module, work)

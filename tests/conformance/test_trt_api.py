@@ -92,3 +92,25 @@ def test_planted_misuses_are_reported_with_file_and_line(trt_version, tmp_path):
             continue
         assert [(f["kind"], f["name"], f["site"]) for f in result["findings"]] == \
             [(*expected, f"planted.py:{lines[fn]}")], (fn, result)
+
+
+def test_scenario_values_must_follow_the_real_return_types(trt_version, tmp_path):
+    planted = tmp_path / "scenario.py"
+    planted.write_text(textwrap.dedent("""\
+        def wrong_type(trt, work):
+            trt.set_scenario({"ICudaEngine.num_io_tensors": "two"})
+            engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(b"plan")
+            return engine.num_io_tensors
+
+
+        def default_values(trt, work):
+            engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(b"plan")
+            shape = engine.get_tensor_profile_shape("images", 0)
+            assert isinstance(engine.num_io_tensors, int) and len(shape) == 1 and len(tuple(shape[0])) == 1
+            assert type(engine.get_tensor_dtype("images")).__name__ == "DataType"
+    """))
+    report = run_conformance(trt_version, planted=[f"{planted}:wrong_type", f"{planted}:default_values"],
+                             root=tmp_path)
+    wrong, default = report["targets"]
+    assert wrong["status"] == "harness_error" and "real return type int" in wrong["error"]
+    assert default["status"] == "ok", default
