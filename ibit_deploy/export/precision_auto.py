@@ -151,12 +151,13 @@ def choose(candidates: Sequence[Candidate], opt_batch: int) -> tuple[Candidate |
 
 def run_auto(build: Callable[[str], str], verify: Callable[[str, str], dict[str, Any]],
              benchmark: Callable[[str, str, int], str], budget: AccuracyBudget, *, opt_batch: int,
-             precisions: Iterable[str] = CANDIDATES, progress: Callable[[str], None] = lambda msg: None
-             ) -> dict[str, Any]:
+             precisions: Iterable[str] = CANDIDATES, recipe: str | None = None,
+             progress: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
     """Build, verify and time every precision; return the record for the manifest (``chosen`` None: all failed).
 
     Every candidate is measured with the same recipe at batch 1 and ``opt_batch``; a failure at any step is
-    recorded on that candidate and the others still run.
+    recorded on that candidate and the others still run. ``recipe`` (the trtexec command template every
+    candidate is timed with) is stored in the record.
     """
     batches = sorted({1, int(opt_batch)})
     candidates: list[Candidate] = []
@@ -186,7 +187,7 @@ def run_auto(build: Callable[[str], str], verify: Callable[[str, str], dict[str,
                 break
     chosen, reason = choose(candidates, int(opt_batch))
     return {"mode": "auto", "chosen": chosen.precision if chosen else None, "engine": chosen.engine if chosen else None,
-            "reason": reason, "opt_batch": int(opt_batch), "batches": batches,
+            "reason": reason, "opt_batch": int(opt_batch), "batches": batches, "recipe": recipe,
             "budget": {"min_top1_agreement": dict(budget.min_top1_agreement), "max_top1_drop": budget.max_top1_drop},
             "candidates": [_record(c, batches) for c in candidates]}
 
