@@ -242,10 +242,11 @@ def acceptance(out: Path, *, epochs: int, quick: bool, timeout: float) -> Accept
         if not env["cmake"]:
             return "skip", "cmake not installed"
         # The onnxruntime wheel has no C++ headers: export/cpp/fetch_ort_headers.sh unpacks Debian's (cached).
-        code, headers = acc.run("cpp-ort-headers", ["bash", REPO / "export" / "cpp" / "fetch_ort_headers.sh"])
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ibit-deploy" / "onnxruntime"
+        code, headers = acc.run("cpp-ort-headers", ["bash", REPO / "export" / "cpp" / "fetch_ort_headers.sh", cache])
         configure = ["cmake", "-S", REPO / "export" / "cpp", "-B", cpp_build, f"-DORT_PYTHON={sys.executable}"]
-        if code == 0 and headers.strip():
-            configure.append(f"-DORT_INCLUDE_DIR={headers.strip().splitlines()[-1]}")
+        if code == 0 and (cache / "include" / "onnxruntime_cxx_api.h").is_file():
+            configure.append(f"-DORT_INCLUDE_DIR={cache / 'include'}")
         code, tail = acc.run("cpp-configure", configure)
         if code != 0:
             missing = "nothing to build" in tail or "onnxruntime_cxx_api.h" in tail
