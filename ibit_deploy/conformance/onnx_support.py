@@ -19,8 +19,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-# Sources. The 10.3-GA branch of onnx-tensorrt is not in reach of these machines; 10.1-GA (June 2024) is the newest
-# 10.x operator matrix read here, and its rows are those the 10.3 parser documents for these ops as well.
+# Sources. TensorRT's release/10.3 pins onnx-tensorrt 62bdde2, which is not in reach of these machines; 10.1-GA
+# (June 2024) is the newest 10.x operator matrix read here. Its rows for the ops below are ASSUMED unchanged in
+# 10.3 (not verified here); a 10.3 engine build on the device is the final word.
 SRC_OPS = "onnx/onnx-tensorrt docs/operators.md @ branch 10.1-GA (96e7811): support matrix and Restrictions column"
 SRC_OPSET = "onnx/onnx-tensorrt docs/operators.md @ 10.1-GA: 'operators in the inclusive range of opset 9 to opset 20'"
 SRC_TYPES = ("onnx/onnx-tensorrt docs/operators.md @ 10.1-GA: data types DOUBLE (cast down), FLOAT32, FLOAT16, "
