@@ -10,6 +10,7 @@ Stages (none aborts the run; each is pass, fail or skip with the reason):
   train-cuda       ibit-train on CUDA with AMP for --epochs epochs
   train-cpu        (only without CUDA) a tiny CPU checkpoint, so the CPU stages below still run
   export           ibit-export --to tensorrt --precision fp32,int8,fp16 (engine here where TensorRT and a GPU are)
+  onnx table       every ONNX of the bundle against TensorRT 10.3's ONNX parser table (CPU)
   engine           the engine ibit-export built and checked against ONNX Runtime (from the manifest)
   device-script    the bundle's build_engine.sh --benchmark (trtexec) or build_engine.py
   bench <backend>  ibit-bench: torch on CUDA, ONNX Runtime CUDA, TensorRT (and ONNX Runtime CPU), one row each
@@ -186,6 +187,18 @@ def acceptance(out: Path, *, epochs: int, quick: bool, timeout: float) -> Accept
                 " (smoke checkpoint: accuracy gates relaxed with --max-drop 100)" if smoke else "")
         return "fail", (f"exit {code} (1: an accuracy gate or check failed, see the manifest; 3: no engine) " + tail)
     acc.stage("export", export)
+
+    def onnx_table() -> tuple[str, str]:
+        if _manifest(bundle) is None:
+            return "skip", "no bundle"
+        sys.path.insert(0, str(REPO))
+        from ibit_deploy.conformance.onnx_support import check_bundle
+
+        results = check_bundle(bundle)
+        bad = {p: r["problems"][:3] for p, r in results.items() if not r["passed"]}
+        return ("fail", json.dumps(bad)[:400]) if bad else (
+            "pass", f"{', '.join(results)} pass TensorRT 10.3's ONNX parser table")
+    acc.stage("onnx vs TensorRT 10.3 parser table", onnx_table)
 
     def engine() -> tuple[str, str]:
         manifest = _manifest(bundle)

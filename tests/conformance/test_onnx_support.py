@@ -3,6 +3,8 @@ passes the TensorRT 10.3 ONNX parser table; planted unsupported forms fail it, n
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -121,3 +123,17 @@ def test_onnxruntime_dynamic_quantization_is_rejected(tmp_path):
 
 def test_every_row_cites_a_source():
     assert all(row.source for row in TRT10_ONNX_OPS.values())
+
+
+def test_check_bundle_reads_the_manifest(tmp_path):
+    from ibit_deploy.conformance.onnx_support import check_bundle
+
+    onnx.save(_model([helper.make_node("Relu", ["x"], ["y"])], {}), tmp_path / "model.onnx")
+    onnx.save(_model([helper.make_node("NonZero", ["x"], ["y"])], {}), tmp_path / "model.bad.onnx")
+    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": [
+        {"path": "model.onnx", "kind": "onnx"}, {"path": "model.bad.onnx", "kind": "onnx"},
+        {"path": "build_engine.sh", "kind": "script"}]}))
+    results = check_bundle(tmp_path)
+    assert results["model.onnx"]["passed"] and not results["model.bad.onnx"]["passed"]
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        check_bundle(tmp_path / "nowhere")
