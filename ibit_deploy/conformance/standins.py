@@ -278,8 +278,7 @@ class _StandInMeta(type):
     def __getattr__(cls, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        real = cls.__dict__.get("_real") or next(c.__dict__["_real"] for c in cls.__mro__ if "_real" in c.__dict__)
-        module: StandInTensorRT = cls._module
+        real, module = cls._real, cls._module  # found on the class or the generated base of a Python subclass
         qual = f"{real.__name__}.{name}"
         value = getattr(real, name, _MISSING)
         if value is _MISSING:
