@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args(argv)
-    from ..train.distill import compute_teacher_logits
+    from ..train.teachers import compute_teacher_logits
 
     try:
         path = compute_teacher_logits(args.teachers, args.out, args.weights, args.batch_size, args.device)
