@@ -2,7 +2,9 @@
 
 Each :class:`Target` names the project entry point (``module:attribute``) and a driver here that calls it the way
 the project does, with a scenario (what the stand-in TensorRT objects return: a tiny 3x8x8 -> 10 network, batches
-1..4). When the TensorRT code moves (issue 10: ``ibit_deploy/trt/``), only the ``entry`` strings below change.
+1..4). Each driver hands the stand-in module to the code through the project's own seams (``build_engine(trt=...)``,
+``EngineTools``, ``TrtRunner(import_backend=...)``); the on-device kit imports ``tensorrt`` itself, which the
+subprocess has pointed at the stand-in (``sys.modules``).
 
 ``expect`` maps a TensorRT major version to the exception the code path is *meant* to raise there (e.g. legacy
 precision flags on 11.x); any other exception is a finding.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -30,24 +33,30 @@ class Target:
 
 
 CONFORMANCE_TARGETS: tuple[Target, ...] = (
-    Target("export.build_engine", "ibit_deploy.export.tensorrt_build:build_engine", "build_typed",
-           "ibit-export's Python build: Builder, STRONGLY_TYPED network, OnnxParser, config, profile, timing cache, "
-           "build_serialized_network"),
-    Target("export.build_engine.legacy_fp16", "ibit_deploy.export.tensorrt_build:build_engine", "build_legacy_fp16",
+    Target("trt.build_engine", "ibit_deploy.trt.build:build_engine", "build_typed",
+           "ibit-export's Python build (trt.build -> kit.build_serialized_engine): Builder, STRONGLY_TYPED network, "
+           "OnnxParser, config, profile, timing cache, build_serialized_network"),
+    Target("trt.build_engine.legacy_fp16", "ibit_deploy.trt.build:build_engine", "build_legacy_fp16",
            "the 10.x-only weakly typed build with BuilderFlag.FP16 (refused on 11.x before TensorRT is touched)",
            expect={11: "ValueError"}),
-    Target("export.build_engine.cache_mismatch", "ibit_deploy.export.tensorrt_build:build_engine",
+    Target("trt.build_engine.cache_mismatch", "ibit_deploy.trt.build:build_engine",
            "build_cache_mismatch", "timing cache refused by set_timing_cache and replaced"),
-    Target("export.build_engine.parser_errors", "ibit_deploy.export.tensorrt_build:build_engine",
+    Target("trt.build_engine.parser_errors", "ibit_deploy.trt.build:build_engine",
            "build_parser_errors", "OnnxParser failure: num_errors, get_error, ParserError accessors",
            expect={10: "EngineBuildError", 11: "EngineBuildError"}),
+    Target("trt.verify_built_engine", "ibit_deploy.trt.build:verify_built_engine", "verify_built",
+           "ibit-export's engine check: kit.run_engine (Runtime, deserialize, tensor names/modes/dtypes, "
+           "set_input_shape, addresses, execute_async_v3) against ONNX Runtime"),
     Target("export.tensorrt_target", "ibit_deploy.export.targets:tensorrt_target", "export_target",
-           "ibit-export --to tensorrt: device scripts, build_engine, then verify_engine (TrtRunner vs ONNX Runtime)"),
-    Target("device_script.main", "ibit_deploy.export.templates.build_engine:main", "device_script",
+           "ibit-export --to tensorrt: device scripts, build_engine, then verify_built_engine, manifest entry"),
+    Target("kit.main", "ibit_deploy.trt.kit:main", "device_script",
            "the bundle's build_engine.py: build, run_engine + verify_engine against ONNX Runtime, manifest record"),
-    Target("device_script.main.legacy_int8", "ibit_deploy.export.templates.build_engine:main",
+    Target("kit.main.legacy_int8", "ibit_deploy.trt.kit:main",
            "device_script_legacy_int8", "build_engine.py --legacy --precision int8 (BuilderFlag.INT8 + FP16; 10.x)",
            expect={11: "SystemExit"}),
+    Target("kit.main.precision_auto", "ibit_deploy.trt.kit:main", "device_script_auto",
+           "build_engine.py --precision auto: three builds, three checks against ONNX Runtime (trtexec timing is "
+           "a subprocess, outside TensorRT's Python API)"),
     Target("runtime.trt_runner", "ibit_deploy.runtime.tensorrt_runner:TrtRunner", "runner_lifecycle",
            "TrtRunner: open (Runtime, deserialize, context, tensor names/modes/dtypes, profile, addresses), infer, "
            "time_stages, describe, close"),
@@ -138,8 +147,11 @@ def engine_scenario(trt: Any) -> dict[str, Any]:
     }
 
 
-def _build_kwargs() -> dict[str, Any]:
-    return {"min_batch": BATCHES[0], "opt_batch": BATCHES[1], "max_batch": BATCHES[2]}
+def profile() -> Any:
+    """The tiny network's engine profile (the project's EngineProfile)."""
+    from ..trt.kit import EngineProfile
+
+    return EngineProfile("images", CHW, *BATCHES)
 
 
 # --------------------------------------------------------------------------------------------------- drivers
@@ -148,12 +160,12 @@ def build_typed(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
     trt.set_scenario(engine_scenario(trt))
     onnx = tiny_onnx(work / "model.onnx")
     (work / "timing.cache").write_bytes(b"old cache")
-    return entry(onnx, work / "engine.plan", timing_cache=work / "timing.cache", **_build_kwargs())
+    return entry(onnx, work / "engine.plan", profile(), timing_cache=work / "timing.cache", trt=trt)
 
 
 def build_legacy_fp16(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
     trt.set_scenario(engine_scenario(trt))
-    return entry(tiny_onnx(work / "model.onnx"), work / "engine.plan", legacy_precision="fp16", **_build_kwargs())
+    return entry(tiny_onnx(work / "model.onnx"), work / "engine.plan", profile(), legacy_precision="fp16", trt=trt)
 
 
 def build_cache_mismatch(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
@@ -162,23 +174,38 @@ def build_cache_mismatch(entry: Callable[..., Any], trt: Any, work: Path) -> Any
     scenario["IBuilderConfig.set_timing_cache"] = lambda cache, ignore_mismatch: next(calls)
     trt.set_scenario(scenario)
     (work / "timing.cache").write_bytes(b"cache from another GPU")
-    return entry(tiny_onnx(work / "model.onnx"), work / "engine.plan", timing_cache=work / "timing.cache",
-                 **_build_kwargs())
+    return entry(tiny_onnx(work / "model.onnx"), work / "engine.plan", profile(), timing_cache=work / "timing.cache",
+                 trt=trt)
 
 
 def build_parser_errors(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
     scenario = engine_scenario(trt)
     scenario.update({"OnnxParser.parse_from_file": False, "OnnxParser.num_errors": 2})
     trt.set_scenario(scenario)
-    return entry(tiny_onnx(work / "model.onnx"), work / "engine.plan", **_build_kwargs())
+    return entry(tiny_onnx(work / "model.onnx"), work / "engine.plan", profile(), trt=trt)
+
+
+def verify_built(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    import numpy as np
+
+    trt.set_scenario(engine_scenario(trt))
+    engine = work / "engine.plan"
+    engine.write_bytes(b"\0" * 64)
+    images = np.random.default_rng(0).standard_normal((6, *CHW)).astype(np.float32)
+    return entry(engine, tiny_onnx(work / "model.onnx"), "fp32", profile(), images, "6 random images", trt=trt)
 
 
 def export_target(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    from functools import partial
+
+    from ..trt.build import EngineTools, build_engine, verify_built_engine
+
     trt.set_scenario(engine_scenario(trt))
     out = work / "bundle"
     manifest = tiny_bundle(out)
-    options = types.SimpleNamespace(target_precision="fp32", **_build_kwargs())
-    return entry(out, manifest, options)
+    options = types.SimpleNamespace(target_precision="fp32")
+    tools = EngineTools(build=partial(build_engine, trt=trt), verify=partial(verify_built_engine, trt=trt))
+    return entry(out, manifest, options, tools)
 
 
 def device_script(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
@@ -193,15 +220,32 @@ def device_script_legacy_int8(entry: Callable[..., Any], trt: Any, work: Path) -
     return entry(["--bundle", str(work / "bundle"), "--precision", "int8", "--legacy", "--no-verify"])
 
 
+TRTEXEC_SUMMARY = """\
+[I] === Performance summary ===
+[I] Throughput: 1000 qps
+[I] Latency: min = 1.0 ms, max = 1.2 ms, mean = 1.05 ms, median = 1.0 ms, percentile(90%) = 1.1 ms, percentile(99%) = 1.2 ms
+[I] GPU Compute Time: min = 0.9 ms, max = 1.1 ms, mean = 0.95 ms, median = 0.9 ms, percentile(90%) = 1.0 ms, percentile(99%) = 1.1 ms
+"""
+
+
+def device_script_auto(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    """``--precision auto``; trtexec (a separate program, not TensorRT's Python API) answers with a fixed summary."""
+    trt.set_scenario(engine_scenario(trt))
+    tiny_bundle(work / "bundle")
+    return entry(["--bundle", str(work / "bundle"), "--precision", "auto", "--verify-samples", "4"],
+                 trtexec_run=lambda argv: TRTEXEC_SUMMARY)
+
+
 def runner_lifecycle(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
     import numpy as np
 
-    from ..runtime.base import InputSpec
+    from ..bundle import InputSpec
 
     trt.set_scenario(engine_scenario(trt))
     engine = work / "engine.plan"
     engine.write_bytes(b"\0" * 64)
-    runner = entry(engine, InputSpec("images", *CHW, min_batch=1, max_batch=8))
+    cudart = sys.modules["cuda.bindings.runtime"]  # cudart_double, installed by the child
+    runner = entry(engine, InputSpec("images", *CHW, min_batch=1, max_batch=8), import_backend=lambda: (trt, cudart))
     with runner:
         runner.infer(np.zeros((2, *CHW), dtype=np.float32))
         runner.time_stages(np.zeros((1, *CHW), dtype=np.float32), iterations=2, warmup=1)
@@ -214,5 +258,6 @@ def planted(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
 
 
 DRIVERS: dict[str, Callable[..., Any]] = {
-    fn.__name__: fn for fn in (build_typed, build_legacy_fp16, build_cache_mismatch, build_parser_errors,
-                               export_target, device_script, device_script_legacy_int8, runner_lifecycle, planted)}
+    fn.__name__: fn for fn in (build_typed, build_legacy_fp16, build_cache_mismatch, build_parser_errors, verify_built,
+                               export_target, device_script, device_script_legacy_int8, device_script_auto,
+                               runner_lifecycle, planted)}

@@ -91,23 +91,28 @@ def script_commands(script: str) -> dict[str, list[str]]:
 def project_commands() -> Iterator[tuple[str, int, list[str]]]:
     """(label, TensorRT major, argv) for every trtexec command line ibit-deploy generates today.
 
-    After the TensorRT code moves (issue 10), only the two imports below change.
+    All of them come from :mod:`ibit_deploy.trt.kit` (``trtexec_command`` for builds, ``trtexec_benchmark_command``
+    for the one timing recipe ibit-bench, ``--precision auto`` and ``build_engine.sh`` use) and the rendered
+    ``build_engine.sh`` (:func:`ibit_deploy.export.device_bundle.render_build_script`).
     """
     from ..export.device_bundle import render_build_script
-    from ..export.templates.build_engine import PRECISIONS, trtexec_benchmark_command, trtexec_command
+    from ..trt.kit import PRECISIONS, SUPPORTED_TRT_MAJORS, EngineProfile, trtexec_benchmark_command, trtexec_command
 
-    shape = {"min_batch": 1, "opt_batch": 8, "max_batch": 32, "input_chw": (3, 224, 224)}
-    for major in (10, 11):
+    profile = EngineProfile("images", (3, 224, 224), 1, 8, 32)
+    for major in SUPPORTED_TRT_MAJORS:
         for precision in PRECISIONS:
             for legacy in (False, True) if major == 10 else (False,):
                 for benchmark in (False, True):
-                    argv = trtexec_command(major, "model.onnx", "engine.plan", precision, legacy=legacy,
+                    argv = trtexec_command(major, "model.onnx", "engine.plan", precision, profile, legacy=legacy,
                                            timing_cache="timing.cache", benchmark=benchmark,
-                                           export_prefix="out/bench" if benchmark else None, **shape)
+                                           export_prefix="out/bench" if benchmark else None)
                     yield (f"trtexec_command({major}, {precision}, legacy={legacy}, benchmark={benchmark})", major,
                            argv)
         yield f"trtexec_benchmark_command({major})", major, trtexec_benchmark_command(
-            major, "engine.plan", batch=8, input_chw=(3, 224, 224), export_prefix="out/bench")
+            major, "engine.plan", profile, export_prefix="out/bench")
+        for batch in sorted({1, profile.opt_batch}):  # --precision auto's recipe: batch 1 and the opt batch
+            yield f"precision auto recipe ({major}, batch {batch})", major, trtexec_benchmark_command(
+                major, "engine.fp16.plan", profile, batch=batch)
     manifest = {"model": {"name": "ibit"}, "input": {"name": "images", "shape": [1, 3, 224, 224],
                                                      "batch_range": [1, 32], "opt_batch": 8}}
     for precision in PRECISIONS:

@@ -62,8 +62,7 @@ def render_build_script(manifest: dict[str, Any], precision: str, *,
     profile = profile_from_manifest(manifest)
     build = {"onnx": "${SOURCE}", "engine": "${ENGINE}", "precision": precision, "profile": profile,
              "timing_cache": "${TIMING_CACHE}", "workspace_mib": workspace_mib, "trtexec": "${TRTEXEC}"}
-    bench = {"batch": profile.opt_batch, "input_chw": profile.chw, "input_name": profile.input_name,
-             "export_prefix": "${BENCH_DIR}/${PRECISION}", "trtexec": "${TRTEXEC}"}
+    bench = {"profile": profile, "export_prefix": "${BENCH_DIR}/${PRECISION}", "trtexec": "${TRTEXEC}"}
     fields = {
         "VERSION": __version__,
         "MODEL": " ".join(str(manifest.get("model", {}).get("name", "a model")).split()),

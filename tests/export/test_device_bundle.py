@@ -57,12 +57,16 @@ def test_scripts_are_written_executable_and_listed(scripts):
     import ibit_deploy.compare_metrics
     import ibit_deploy.locking
     import ibit_deploy.trt.kit
+    import ibit_deploy.trt.precision_auto
+    import ibit_deploy.trt.trtexec_tool
 
     for name, module in (("build_engine.py", ibit_deploy.trt.kit), ("compare_metrics.py", ibit_deploy.compare_metrics),
-                         ("locking.py", ibit_deploy.locking)):
+                         ("locking.py", ibit_deploy.locking), ("precision_auto.py", ibit_deploy.trt.precision_auto),
+                         ("trtexec_tool.py", ibit_deploy.trt.trtexec_tool)):
         assert (root / name).read_bytes() == Path(module.__file__).read_bytes(), name
         assert any(a["path"] == name for a in manifest["artifacts"])
-    assert set(device_bundle.kit_sources()) == {"build_engine.py", "compare_metrics.py", "locking.py"}
+    assert set(device_bundle.kit_sources()) == {"build_engine.py", "compare_metrics.py", "locking.py",
+                                                "precision_auto.py", "trtexec_tool.py"}
     assert not list(root.glob(".*.tmp"))
 
 
