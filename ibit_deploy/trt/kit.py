@@ -158,9 +158,13 @@ def parse_trt_version(version: str) -> tuple[int, int]:
 def check_trt_major(trt_major: int) -> int:
     """``trt_major`` if this kit knows its rules, else ValueError naming the supported versions."""
     if isinstance(trt_major, bool) or not isinstance(trt_major, int) or trt_major not in SUPPORTED_TRT_MAJORS:
-        raise ValueError(f"TensorRT {trt_major}.x is not supported: this kit knows TensorRT "
-                         f"{' and '.join(f'{m}.x' for m in SUPPORTED_TRT_MAJORS)} (JetPack 6 ships 10.3)")
+        raise ValueError(f"TensorRT {trt_major}.x is not supported: this kit knows TensorRT {supported_versions()}")
     return trt_major
+
+
+def supported_versions() -> str:
+    """``"10.x and 11.x (JetPack 6 ships 10.3)"``: what messages (here and in build_engine.sh) say is supported."""
+    return " and ".join(f"{m}.x" for m in SUPPORTED_TRT_MAJORS) + " (JetPack 6 ships 10.3)"
 
 
 def check_batch_range(min_batch: int, opt_batch: int, max_batch: int) -> None:
@@ -841,7 +845,7 @@ def _supported_version(trt: Any) -> str | None:
 
 
 def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error: str,
-               trtexec_run: Callable[[list[str]], str] | None) -> int:
+               trtexec_run: Callable[[list[str]], str] | None, engine_runner: Callable[..., list[Any]] | None) -> int:
     """``--precision auto``: exit 0 an engine was chosen, 1 every candidate failed (nothing recorded as passed),
     3 TensorRT, trtexec or a GPU is missing."""
     if trt is None:
@@ -865,7 +869,7 @@ def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
                             trt_major=parse_trt_version(trt.__version__)[0], trtexec_run=trtexec_run, trtexec=trtexec,
                             workspace_mib=args.workspace_mib, timing_cache=r["timing_cache"],
                             verify_samples=args.verify_samples,
-                            max_drop=None if args.max_drop is None else args.max_drop / 100)
+                            max_drop=None if args.max_drop is None else args.max_drop / 100, run=engine_runner)
     except CudaUnavailable as exc:
         print(f"build_engine.py: {exc}", file=sys.stderr)
         return 3
@@ -889,9 +893,11 @@ def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
     return precision_auto.exit_status(record)
 
 
-def main(argv: Sequence[str] | None = None, *, trtexec_run: Callable[[list[str]], str] | None = None) -> int:
-    """The CLI. ``trtexec_run`` runs one trtexec argv and returns its stdout (default: the trtexec found here); the
-    seam through which tests answer ``--precision auto``'s timing runs."""
+def main(argv: Sequence[str] | None = None, *, trtexec_run: Callable[[list[str]], str] | None = None,
+         engine_runner: Callable[..., list[Any]] | None = None) -> int:
+    """The CLI. Seams for ``--precision auto`` (tests answer through them): ``trtexec_run`` runs one trtexec argv
+    and returns its stdout (default: the trtexec found here), ``engine_runner`` runs an engine for its check
+    (default :func:`run_engine`)."""
     p = _parser()
     args = p.parse_args(argv)
     r = _resolve(args, p)
@@ -916,7 +922,7 @@ def main(argv: Sequence[str] | None = None, *, trtexec_run: Callable[[list[str]]
         return 0
 
     if r["precision"] == AUTO:
-        return _main_auto(args, r, trt, trt_error, trtexec_run)
+        return _main_auto(args, r, trt, trt_error, trtexec_run, engine_runner)
     if trt is not None and not args.skip_build and (message := _supported_version(trt)) is not None:
         print(message, file=sys.stderr)
         return 3
