@@ -13,6 +13,8 @@ Stages (none aborts the run; each is pass, fail or skip with the reason):
   onnx table       every ONNX of the bundle against TensorRT 10.3's ONNX parser table (CPU)
   engine           the engine ibit-export built and checked against ONNX Runtime (from the manifest)
   device-script    the bundle's build_engine.sh --benchmark (trtexec) or build_engine.py
+  precision-auto   the bundle's build_engine.py --precision auto: fp32/fp16/int8 engines checked against ONNX
+                   Runtime, timed with trtexec, the fastest that passes kept (needs tensorrt, trtexec and CUDA)
   bench <backend>  ibit-bench: torch on CUDA, ONNX Runtime CUDA, TensorRT (and ONNX Runtime CPU), one row each
   cpp-build        CMake build of export/cpp (ort_runner; trt_runner where TensorRT and CUDA are found)
   cpp-ort / cpp-trt  the C++ runners on the bundle's model / engine
@@ -222,6 +224,24 @@ def acceptance(out: Path, *, epochs: int, quick: bool, timeout: float) -> Accept
                                                "--engine", bundle / "engine.device.plan"])
         return ("pass", "built, checked and recorded on this device") if code == 0 else ("fail", tail)
     acc.stage("device-script (build_engine.sh)", device_script)
+
+    def precision_auto() -> tuple[str, str]:
+        if not (bundle / "build_engine.py").is_file():
+            return "skip", "no bundle"
+        missing = [what for what, ok in (("the tensorrt Python package", env["tensorrt"]), ("trtexec", env["trtexec"]),
+                                         ("CUDA", env["cuda"])) if not ok]
+        if missing:
+            return "skip", f"--precision auto needs {', '.join(missing)}"
+        argv = [sys.executable, bundle / "build_engine.py", "--bundle", bundle, "--precision", "auto",
+                "--engine", bundle / "engine.auto.plan"]
+        if quick or not env["cuda"]:
+            argv += ["--max-drop", "100"]  # a smoke checkpoint: the top-1 budget would judge an untrained model
+        code, tail = acc.run("precision-auto", argv)
+        selection = (_manifest(bundle) or {}).get("engine_selection") or {}
+        if code == 0:
+            return "pass", f"chose {selection.get('chosen')}: {selection.get('reason')}"
+        return "fail", f"exit {code} (1: every candidate failed; 3: TensorRT/trtexec/GPU missing) {tail}"
+    acc.stage("precision-auto (build_engine.py --precision auto)", precision_auto)
 
     def bench() -> None:
         if _manifest(bundle) is None:

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runtime", ("ibit_deploy.runtime", "ibit_deploy.calibration")),
     ("stages", ("ibit_deploy.quantization", "ibit_deploy.train")),
     ("export", ("ibit_deploy.export",)),
+    ("conformance", ("ibit_deploy.conformance",)),  # runs the TensorRT code paths of trt, export and runtime
     ("bench", ("ibit_deploy.bench", "ibit_deploy.quickstart")),
     ("cli", ("ibit_deploy.cli",)),
     ("package root", ("ibit_deploy",)),  # __init__: registers the models with timm; nothing imports it back
@@ -152,7 +153,9 @@ def test_no_module_imports_a_higher_layer():
 def test_the_standalone_modules_import_nothing_of_the_package():
     graph = import_graph(ROOT, PACKAGE)
     assert graph["ibit_deploy.compare_metrics"] == set() and graph["ibit_deploy.locking"] == set()
-    assert graph["ibit_deploy.trt.kit"] == {"ibit_deploy.compare_metrics", "ibit_deploy.locking"}
+    assert graph["ibit_deploy.trt.precision_auto"] == set() and graph["ibit_deploy.trt.trtexec_tool"] == set()
+    assert graph["ibit_deploy.trt.kit"] == {"ibit_deploy.compare_metrics", "ibit_deploy.locking",
+                                            "ibit_deploy.trt.precision_auto", "ibit_deploy.trt.trtexec_tool"}
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
