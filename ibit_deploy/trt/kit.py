@@ -19,6 +19,9 @@ TensorRT 10 vs 11, as encoded below:
   became a deprecated no-op, so it is passed on 10.x only).
 - ``--legacy`` (10.x only): a weakly typed network with ``BuilderFlag.FP16`` / ``BuilderFlag.INT8`` (trtexec
   ``--fp16`` / ``--int8``). TensorRT 11 removed these flags, INT8 calibrators and precision constraints.
+- ``--precision auto``: builds fp32, fp16 and int8 engines, checks each against ONNX Runtime (acceptance table and the
+  bundle's accuracy budget), times each with trtexec (one recipe, batch 1 and the opt batch) and keeps the fastest
+  that passes; every candidate is recorded in manifest.json (``engine_selection``). Exit 1 when none passes.
 - trtexec benchmarking on 10.x needs ``--useCudaGraph --noDataTransfers --useSpinWait --separateProfileRun``; 11.x
   made that behaviour the default and deprecated the flags, so they are passed on 10.x only.
 
@@ -816,6 +819,9 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
                                        ("--no-verify", args.no_verify), ("--no-manifest", args.no_manifest)) if on]
         if clash:
             p.error(f"--precision auto builds, checks and records every candidate itself; drop {', '.join(clash)}")
+    if args.max_drop is not None and precision != AUTO:
+        p.error("--max-drop applies to --precision auto only (a single-precision build is judged by the acceptance "
+                "table)")
     if args.max_drop is not None and not 0 <= args.max_drop <= 100:
         p.error(f"--max-drop is in top-1 points, 0..100; got {args.max_drop}")
     cache = None if args.no_timing_cache else (args.timing_cache or bundle / DEFAULT_TIMING_CACHE)

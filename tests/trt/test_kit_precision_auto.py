@@ -167,6 +167,22 @@ def test_without_trtexec_auto_exits_3(auto_bundle, monkeypatch, capsys, tmp_path
     assert "trtexec, which was not found" in capsys.readouterr().err
 
 
+def test_budget_comes_from_the_tightest_gate_else_acceptance_only():
+    gates = {"artifacts": [{"path": "model.int8.onnx", "gate": {"max_drop": 0.02}},
+                           {"path": "model.fp16.onnx", "gate": {"max_drop": 0.005}}, {"path": "model.onnx"}]}
+    assert kit.accuracy_budget(gates, 0.9).to_dict() == {"max_top1_drop": 0.005, "reference_top1": 0.9,
+                                                         "source": "quantization gate of model.fp16.onnx"}
+    none = kit.accuracy_budget({"artifacts": []}, None)
+    assert none.max_top1_drop is None and none.check({"top1": 0.0}) == [] and "acceptance table only" in none.source
+    assert kit.accuracy_budget(gates, 0.9, max_drop=0.0).check({"top1": 0.89})  # --max-drop 0 points
+
+
+def test_max_drop_without_auto_is_refused(auto_bundle):
+    with pytest.raises(SystemExit) as exc:
+        kit.main(["--bundle", str(auto_bundle), "--precision", "fp16", "--max-drop", "1"])
+    assert exc.value.code == 2
+
+
 @pytest.mark.parametrize("extra", [["--legacy"], ["--skip-build"], ["--print-trtexec"], ["--max-drop", "-1"]])
 def test_auto_refuses_conflicting_arguments(auto_bundle, extra):
     with pytest.raises(SystemExit) as exc:
