@@ -860,6 +860,20 @@ def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
     if (message := _supported_version(trt)) is not None:
         print(message, file=sys.stderr)
         return 3
+    missing = []
+    if engine_runner is None:
+        try:
+            import_cudart()
+        except ImportError:
+            missing.append("cuda-python (pip install cuda-python) to run the engines")
+    try:
+        import numpy  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        missing.append("numpy and onnxruntime to check them")
+    if missing:  # every candidate would go unchecked: a requirement, not a failed selection
+        print(f"build_engine.py: --precision auto needs {'; '.join(missing)}", file=sys.stderr)
+        return 3
     trtexec = "trtexec"
     if trtexec_run is None:
         exe = find_trtexec()

@@ -157,13 +157,25 @@ def test_unknown_tensorrt_versions_exit_3_naming_the_supported(auto_bundle, monk
     assert code == kit.main(["--bundle", str(auto_bundle), "--precision", "fp16", "--no-verify"])  # the plain build too
 
 
+def test_without_cuda_python_auto_exits_3(auto_bundle, monkeypatch, capsys):
+    try:
+        kit.import_cudart()
+        pytest.skip("cuda-python is installed here")
+    except ImportError:
+        pass
+    fake_tensorrt(monkeypatch)
+    assert kit.main(["--bundle", str(auto_bundle), "--precision", "auto"], trtexec_run=lambda argv: "") == 3
+    assert "needs cuda-python" in capsys.readouterr().err
+    assert not (auto_bundle / "engine.plan").exists()
+
+
 def test_without_trtexec_auto_exits_3(auto_bundle, monkeypatch, capsys, tmp_path):
     fake_tensorrt(monkeypatch)
     monkeypatch.delenv("TRTEXEC", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     if Path("/usr/src/tensorrt/bin/trtexec").exists():
         pytest.skip("this machine has JetPack's trtexec")
-    assert kit.main(["--bundle", str(auto_bundle), "--precision", "auto"]) == 3
+    assert kit.main(["--bundle", str(auto_bundle), "--precision", "auto"], engine_runner=lambda *a: []) == 3
     assert "trtexec, which was not found" in capsys.readouterr().err
 
 
