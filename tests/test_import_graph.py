@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stages", ("ibit_deploy.quantization", "ibit_deploy.train")),
     ("export", ("ibit_deploy.export",)),
     ("package", ("ibit_deploy.package",)),  # DeepStream / Triton / jetson-inference packages of a bundle
+    ("conformance", ("ibit_deploy.conformance",)),  # runs the TensorRT code paths of trt, export and runtime
     ("bench", ("ibit_deploy.bench", "ibit_deploy.quickstart")),
     ("studies", ("ibit_deploy.compare",)),  # ibit-deploy compare: trains, exports and times many runs
     ("cli", ("ibit_deploy.cli",)),
@@ -154,7 +155,9 @@ def test_no_module_imports_a_higher_layer():
 def test_the_standalone_modules_import_nothing_of_the_package():
     graph = import_graph(ROOT, PACKAGE)
     assert graph["ibit_deploy.compare_metrics"] == set() and graph["ibit_deploy.locking"] == set()
-    assert graph["ibit_deploy.trt.kit"] == {"ibit_deploy.compare_metrics", "ibit_deploy.locking"}
+    assert graph["ibit_deploy.trt.precision_auto"] == set() and graph["ibit_deploy.trt.trtexec_tool"] == set()
+    assert graph["ibit_deploy.trt.kit"] == {"ibit_deploy.compare_metrics", "ibit_deploy.locking",
+                                            "ibit_deploy.trt.precision_auto", "ibit_deploy.trt.trtexec_tool"}
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:

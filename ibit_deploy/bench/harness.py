@@ -216,7 +216,7 @@ def _trtexec_runs(choice: RunnerChoice, runner: Runner, options: BenchOptions, o
             continue
         try:
             results.append({"batch": batch, "status": "ok", **run_trtexec(
-                engine, batch=batch, input_chw=(spec.channels, spec.height, spec.width), input_name=spec.name, out_dir=out_dir, trt_major=trt_major)})
+                engine, spec.profile(), batch=batch, out_dir=out_dir, trt_major=trt_major)})
         except BackendUnavailable as exc:
             return [{"batch": None, "status": "skipped", "reason": str(exc)}]
         except (RuntimeError, ValueError, OSError) as exc:

@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", choices=TARGETS, default="onnx", help="target format (default: onnx)")
     p.add_argument("--precision", default="fp32", metavar="P[,P...]",
                    help=f"precision(s) of the artifacts, from {', '.join(PRECISIONS)}; comma-separated for several "
-                        f"(the last one is the TensorRT engine's). fp32 model.onnx is always written as the reference")
+                        f"(the last one is the TensorRT engine's); with --to tensorrt, 'auto': all three, and the engine "
+                        f"of the fastest that passes its checks (built here with TensorRT, else on the device). fp32 "
+                        f"model.onnx is always written as the reference")
     p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17)")
     p.add_argument("--min-batch", type=int, default=1)

@@ -57,17 +57,24 @@ def _bash_command(argv: list[str]) -> str:
 
 def render_build_script(manifest: dict[str, Any], precision: str, *,
                         workspace_mib: int = template.DEFAULT_WORKSPACE_MIB) -> str:
-    """The text of ``build_engine.sh`` for ``precision``, with shapes and trtexec lines for TensorRT 10 and 11."""
+    """The text of ``build_engine.sh`` for ``precision``, with shapes and trtexec lines for TensorRT 10 and 11.
+
+    ``precision`` ``"auto"``: the script hands over to ``build_engine.py --precision auto`` (the fp32 trtexec lines
+    are rendered but unused)."""
+    shown = precision
+    if precision == template.AUTO:
+        precision = "fp32"
     template.check_precision(precision)
     profile = profile_from_manifest(manifest)
     build = {"onnx": "${SOURCE}", "engine": "${ENGINE}", "precision": precision, "profile": profile,
              "timing_cache": "${TIMING_CACHE}", "workspace_mib": workspace_mib, "trtexec": "${TRTEXEC}"}
-    bench = {"batch": profile.opt_batch, "input_chw": profile.chw, "input_name": profile.input_name,
-             "export_prefix": "${BENCH_DIR}/${PRECISION}", "trtexec": "${TRTEXEC}"}
+    bench = {"profile": profile, "export_prefix": "${BENCH_DIR}/${PRECISION}", "trtexec": "${TRTEXEC}"}
     fields = {
         "VERSION": __version__,
         "MODEL": " ".join(str(manifest.get("model", {}).get("name", "a model")).split()),
-        "PRECISION": precision,
+        "PRECISION": shown,
+        "SUPPORTED_MAJORS": "|".join(str(m) for m in template.SUPPORTED_TRT_MAJORS),
+        "SUPPORTED_TEXT": template.supported_versions(),
         "ONNX": template.bundle_onnx(manifest, template.onnx_precision_for(precision)),
         "LEGACY_ONNX": template.bundle_onnx(manifest, template.onnx_precision_for(precision, legacy=True)),
         "BUILD_10": _bash_command(template.trtexec_command(10, **build)),
@@ -102,9 +109,12 @@ def write_device_scripts(bundle_dir: str | os.PathLike, manifest: dict[str, Any]
     entries with ``set_artifact`` (``build_engine.py`` reads its default precision from its own entry).
     """
     bundle = Path(bundle_dir)
-    template.check_precision(precision)
-    for legacy in (False, True):
-        onnx = template.bundle_onnx(manifest, template.onnx_precision_for(precision, legacy))
+    if precision == template.AUTO:  # every candidate precision is built on the device
+        needed = set(template.PRECISIONS)
+    else:
+        template.check_precision(precision)
+        needed = {template.onnx_precision_for(precision, legacy) for legacy in (False, True)}
+    for onnx in sorted({template.bundle_onnx(manifest, p) for p in needed}):
         if not (bundle / onnx).is_file():
             raise FileNotFoundError(f"{bundle / onnx} is missing: the {precision} device scripts build from it "
                                     f"(write the bundle's ONNX files before the device scripts)")

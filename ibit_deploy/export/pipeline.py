@@ -23,8 +23,8 @@ from ..locking import directory_lock
 from ..manifest import FORMAT_VERSION, MANIFEST_FILE, artifact_entry, set_artifact, utc_now, write_manifest
 from ..models.ibit import ibit_attentions
 from ..trt.build import EngineTools
+from ..trt.kit import AUTO, PRECISIONS, check_batch_range
 from ..trt.kit import DEFAULT_ONNX as ONNX_FILES
-from ..trt.kit import PRECISIONS, check_batch_range
 from .flashbias import AttentionOption, attention_report, flashbias_stage, quantize_overrides
 from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_onnx
 from .probe import parity_images
@@ -53,21 +53,30 @@ class ExportOptions:
     attention: str = "dense"  # dense | flashbias[:RANK|:energy=E|:error=X] (export/flashbias.py)
 
     @property
-    def precisions(self) -> list[str]:
-        """Every precision asked for (``"fp16,int8"`` is allowed); fp32 is always exported as the reference."""
+    def asked(self) -> list[str]:
+        """The --precision list as given (``"fp16,int8"``, or ``"auto"``)."""
         return [p.strip() for p in self.precision.split(",") if p.strip()]
 
     @property
+    def precisions(self) -> list[str]:
+        """Every ONNX precision to export; fp32 is always exported as the reference, ``auto`` exports all three."""
+        return list(PRECISIONS) if AUTO in self.asked else self.asked
+
+    @property
     def target_precision(self) -> str:
-        """The precision of the TensorRT engine / torch-tensorrt program: the last one listed."""
-        return self.precisions[-1]
+        """The precision of the TensorRT engine / torch-tensorrt program: the last one listed (or ``auto``)."""
+        return AUTO if AUTO in self.asked else self.precisions[-1]
 
     def validate(self) -> None:
         if self.to not in TARGETS:
             raise ValueError(f"--to must be one of {TARGETS}, got {self.to!r}")
-        bad = [p for p in self.precisions if p not in PRECISIONS] or ([] if self.precisions else [self.precision])
+        bad = [p for p in self.asked if p not in (*PRECISIONS, AUTO)] or ([] if self.asked else [self.precision])
         if bad:
-            raise ValueError(f"--precision must be one or more of {PRECISIONS} (comma-separated), got {bad[0]!r}")
+            raise ValueError(f"--precision must be one or more of {PRECISIONS} (comma-separated) or {AUTO}, got "
+                             f"{bad[0]!r}")
+        if AUTO in self.asked and (self.to != "tensorrt" or len(self.asked) > 1):
+            raise ValueError(f"--precision {AUTO} stands alone and needs --to tensorrt (it picks the TensorRT engine's "
+                             f"precision by measurement), got --to {self.to} --precision {self.precision}")
         if self.to == "torch-tensorrt" and self.target_precision == "int8":
             raise ValueError("torch-tensorrt export supports fp32 and fp16 here; for INT8 use --to tensorrt "
                              "(explicit Q/DQ ONNX, strongly typed engine)")
@@ -185,6 +194,8 @@ def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOpti
         from .targets import tensorrt_target
 
         manifest["tensorrt"] = tensorrt_target(out, manifest, options, engine_tools)
+        if manifest["tensorrt"]["status"] == "no-engine-passed":  # --precision auto: every candidate failed
+            failures.append(manifest["tensorrt"]["reason"])
     elif options.to == "torch-tensorrt":
         step("torch-tensorrt")
         from .targets import torch_tensorrt_target

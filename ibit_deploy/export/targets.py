@@ -16,7 +16,7 @@ from ..bundle import InputSpec
 from ..errors import BackendUnavailable, ExportFailed
 from ..manifest import artifact_entry, find_artifact, set_artifact
 from ..trt.build import EngineTools
-from ..trt.kit import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE, EngineBuildError, engine_entry
+from ..trt.kit import AUTO, DEFAULT_ENGINE, DEFAULT_TIMING_CACHE, EngineBuildError, engine_entry
 from .probe import parity_images
 
 ENGINE_FILE = DEFAULT_ENGINE
@@ -43,6 +43,8 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
 
     tools = tools or EngineTools()
     precision = options.target_precision
+    if precision == AUTO:
+        return _auto_target(out, manifest, tools)
     onnx_name = _onnx_for(manifest, precision)
     for entry in write_device_scripts(out, manifest, precision):
         set_artifact(manifest, entry)
@@ -70,6 +72,39 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
     return {"engine": ENGINE_FILE, "status": status, "build": {k: v for k, v in info.items() if k != "engine"},
             "verification": check,
             "message": f"Built {out / ENGINE_FILE} ({status}); it runs only on this GPU model and TensorRT version. {how}"}
+
+
+def _auto_target(out: Path, manifest: dict[str, Any], tools: EngineTools) -> dict[str, Any]:
+    """``--precision auto``: the kit (its build_engine.py defaults to auto); where TensorRT, a GPU and trtexec are
+    here, the selection now (status ``no-engine-passed`` when every candidate failed: the export fails)."""
+    from .device_bundle import write_device_scripts
+
+    for entry in write_device_scripts(out, manifest, AUTO):
+        set_artifact(manifest, entry)
+    how = (f"On the target (Jetson: JetPack 6 / TensorRT 10.3; desktop: TensorRT 10.x or 11.x, with trtexec), copy "
+           f"{out} and run `python3 build_engine.py --precision auto` (or `bash build_engine.sh`): it builds fp32, "
+           f"fp16 and int8 engines, checks each against ONNX Runtime, times each with trtexec and keeps the fastest "
+           f"that passes as {ENGINE_FILE}.")
+    profile = InputSpec.from_manifest(manifest).profile()
+    try:
+        record = tools.auto(out, manifest, profile, out / ENGINE_FILE, timing_cache=out / TIMING_CACHE_FILE)
+    except BackendUnavailable as exc:
+        return {"engine": None, "status": "build-on-device", "precision": AUTO, "reason": str(exc),
+                "message": f"No TensorRT engine was selected here: {exc}\n{how}"}
+    manifest["engine_selection"] = record
+    if not record["chosen"]:
+        return {"engine": None, "status": "no-engine-passed", "precision": AUTO,
+                "reason": f"--precision auto: {record['reason']}", "message": record["reason"]}
+    chosen = next(c for c in record["candidates"] if c["precision"] == record["chosen"])
+    entry = engine_entry(ENGINE_FILE, record["chosen"], profile, sha256="", built_from=_onnx_for(manifest,
+                                                                                                record["chosen"]),
+                         tensorrt=record.get("tensorrt_version"), verification=chosen["accuracy"],
+                         selected_by="--precision auto")
+    entry.update(artifact_entry(out, ENGINE_FILE, "engine", record["chosen"]))  # the sha256 of the file on disk
+    set_artifact(manifest, entry)
+    return {"engine": ENGINE_FILE, "status": "built", "precision": AUTO, "chosen": record["chosen"],
+            "message": f"Built {out / ENGINE_FILE} ({record['reason']}); it runs only on this GPU model and TensorRT "
+                       f"version. {how}"}
 
 
 def torch_tensorrt_target(out: Path, manifest: dict[str, Any], folded: torch.nn.Module,

@@ -104,9 +104,46 @@ def verify_built_engine(engine_path: str | os.PathLike, onnx_path: str | os.Path
                              f"{sum(map(len, batches))} of {inputs}", run=run)
 
 
+def build_engine_auto(bundle: str | os.PathLike, manifest: dict[str, Any], profile: EngineProfile,
+                      engine_path: str | os.PathLike, *, timing_cache: str | os.PathLike | None = None,
+                      trt: Any = None, device_count: Callable[[], int | None] = kit.cuda_device_count,
+                      trtexec_run: Callable[[list[str]], str] | None = None,
+                      run: Callable[..., list[Any]] | None = None) -> dict[str, Any]:
+    """``--precision auto`` here (:func:`kit.build_auto`): build fp32/fp16/int8 engines from the bundle's ONNX, check
+    each against ONNX Runtime, time each with trtexec, move the fastest that passes to ``engine_path``; return the
+    selection record (``chosen`` None: every candidate failed) with ``tensorrt_version``.
+
+    Raises BackendUnavailable without TensorRT, a CUDA GPU, trtexec (unless ``trtexec_run`` is given) or with a
+    TensorRT version the kit does not know. ``trt``, ``device_count``, ``trtexec_run``, ``run``: the seams.
+    """
+    trt = trt if trt is not None else import_tensorrt()
+    try:
+        major = kit.check_trt_major(kit.parse_trt_version(trt.__version__)[0])
+    except ValueError as exc:
+        raise BackendUnavailable(f"the installed TensorRT ({trt.__version__}) cannot be used: {exc}") from exc
+    require_cuda_device(device_count)
+    trtexec = "trtexec"
+    if trtexec_run is None:
+        exe = kit.find_trtexec()
+        if exe is None:
+            raise BackendUnavailable("--precision auto times every candidate with trtexec, which was not found here "
+                                     "($TRTEXEC, /usr/src/tensorrt/bin/trtexec, PATH)")
+        trtexec, trtexec_run = str(exe), kit.run_trtexec_stdout
+    try:
+        record = kit.build_auto(trt, Path(bundle), manifest, profile, Path(engine_path), trt_major=major,
+                                trtexec_run=trtexec_run, trtexec=trtexec,
+                                timing_cache=Path(timing_cache) if timing_cache else None, run=run)
+    except CudaUnavailable as exc:
+        raise BackendUnavailable(str(exc)) from exc
+    record["tensorrt_version"] = str(trt.__version__)
+    return record
+
+
 @dataclasses.dataclass(frozen=True)
 class EngineTools:
-    """How an export builds and verifies an engine: the seam tests use to stand in for TensorRT and a GPU."""
+    """How an export builds and verifies an engine (``auto``: ``--precision auto``): the seam tests use to stand in
+    for TensorRT and a GPU."""
 
     build: Callable[..., dict[str, Any]] = build_engine
     verify: Callable[..., dict[str, Any]] = verify_built_engine
+    auto: Callable[..., dict[str, Any]] = build_engine_auto

@@ -19,6 +19,9 @@ TensorRT 10 vs 11, as encoded below:
   became a deprecated no-op, so it is passed on 10.x only).
 - ``--legacy`` (10.x only): a weakly typed network with ``BuilderFlag.FP16`` / ``BuilderFlag.INT8`` (trtexec
   ``--fp16`` / ``--int8``). TensorRT 11 removed these flags, INT8 calibrators and precision constraints.
+- ``--precision auto``: builds fp32, fp16 and int8 engines, checks each against ONNX Runtime (acceptance table and the
+  bundle's accuracy budget), times each with trtexec (one recipe, batch 1 and the opt batch) and keeps the fastest
+  that passes; every candidate is recorded in manifest.json (``engine_selection``). Exit 1 when none passes.
 - trtexec benchmarking on 10.x needs ``--useCudaGraph --noDataTransfers --useSpinWait --separateProfileRun``; 11.x
   made that behaviour the default and deprecated the flags, so they are passed on 10.x only.
 
@@ -45,10 +48,14 @@ from typing import Any
 try:  # the package module ibit_deploy.trt.kit
     from ..compare_metrics import compare_logits
     from ..locking import directory_lock
-except ImportError:  # build_engine.py in a bundle: the two modules were copied beside it
+    from . import precision_auto
+    from .trtexec_tool import find_trtexec, parse_trtexec_output
+except ImportError:  # build_engine.py in a bundle: the modules were copied beside it
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import precision_auto
     from compare_metrics import compare_logits
     from locking import directory_lock
+    from trtexec_tool import find_trtexec, parse_trtexec_output
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_ONNX = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
@@ -58,7 +65,10 @@ MANIFEST_FILE = "manifest.json"
 DEFAULT_CALIBRATION = "calib.npz"
 # What a bundle carries to build its engine on the device: bundle file name -> this package's module file it copies.
 SCRIPT_NAME = "build_engine.py"
-KIT_FILES = {SCRIPT_NAME: "trt/kit.py", "compare_metrics.py": "compare_metrics.py", "locking.py": "locking.py"}
+KIT_FILES = {SCRIPT_NAME: "trt/kit.py", "compare_metrics.py": "compare_metrics.py", "locking.py": "locking.py",
+             "precision_auto.py": "trt/precision_auto.py", "trtexec_tool.py": "trt/trtexec_tool.py"}
+# The TensorRT majors this kit knows the rules of: 10.x (JetPack 6 ships 10.3; desktop) and 11.x (desktop).
+SUPPORTED_TRT_MAJORS = (10, 11)
 DEFAULT_WORKSPACE_MIB = 1024
 # trtexec 10.x defaults measure enqueue overhead, copies and blocking sync along with the GPU; 11.x defaults to these.
 TRT10_BENCHMARK_FLAGS = ("--useCudaGraph", "--noDataTransfers", "--useSpinWait", "--separateProfileRun")
@@ -148,6 +158,18 @@ def parse_trt_version(version: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def check_trt_major(trt_major: int) -> int:
+    """``trt_major`` if this kit knows its rules, else ValueError naming the supported versions."""
+    if isinstance(trt_major, bool) or not isinstance(trt_major, int) or trt_major not in SUPPORTED_TRT_MAJORS:
+        raise ValueError(f"TensorRT {trt_major}.x is not supported: this kit knows TensorRT {supported_versions()}")
+    return trt_major
+
+
+def supported_versions() -> str:
+    """``"10.x and 11.x (JetPack 6 ships 10.3)"``: what messages (here and in build_engine.sh) say is supported."""
+    return " and ".join(f"{m}.x" for m in SUPPORTED_TRT_MAJORS) + " (JetPack 6 ships 10.3)"
+
+
 def check_batch_range(min_batch: int, opt_batch: int, max_batch: int) -> None:
     """Raise ValueError unless 1 <= min <= opt <= max (the optimization profile TensorRT accepts)."""
     values = {"min": min_batch, "opt": opt_batch, "max": max_batch}
@@ -184,8 +206,7 @@ def trt_build_settings(trt_major: int, precision: str, *, legacy: bool = False) 
     ``benchmark_flags`` (trtexec timing flags).
     """
     check_precision(precision)
-    if trt_major < 10:
-        raise ValueError(f"TensorRT {trt_major}.x is not supported: need TensorRT 10 (JetPack 6) or newer")
+    check_trt_major(trt_major)
     if legacy and trt_major >= 11:
         raise ValueError(f"legacy precision flags were removed in TensorRT 11 (found {trt_major}.x): BuilderFlag.FP16/"
                          f"INT8 and trtexec --fp16/--int8/--best no longer exist and every network is strongly typed. "
@@ -247,11 +268,16 @@ def trtexec_command(trt_major: int, onnx: str, engine: str, precision: str, prof
     return argv
 
 
-def trtexec_benchmark_command(trt_major: int, engine: str, *, batch: int, input_chw: Sequence[int],
-                              input_name: str = "images", export_prefix: str | None = None,
-                              trtexec: str = "trtexec") -> list[str]:
-    """The trtexec argv that times an existing ``engine`` at ``batch`` (GPU compute apart from copies)."""
-    return [trtexec, f"--loadEngine={engine}", f"--shapes={_shape_spec(input_name, batch, input_chw)}",
+def trtexec_benchmark_command(trt_major: int, engine: str, profile: EngineProfile, *, batch: int | None = None,
+                              export_prefix: str | None = None, trtexec: str = "trtexec") -> list[str]:
+    """The trtexec argv that times an existing ``engine`` (input and shapes: ``profile``) at ``batch`` (default the
+    profile's opt batch), GPU compute apart from copies. The one timing recipe: ibit-bench, ``build_engine.sh`` and
+    ``--precision auto`` all time engines with it."""
+    batch = profile.opt_batch if batch is None else batch
+    if not profile.min_batch <= batch <= profile.max_batch:
+        raise ValueError(f"trtexec benchmark batch {batch} is outside the engine profile "
+                         f"[{profile.min_batch}, {profile.max_batch}]")
+    return [trtexec, f"--loadEngine={engine}", f"--shapes={_shape_spec(profile.input_name, batch, profile.chw)}",
             *_benchmark_args(trt_major, export_prefix)]
 
 
@@ -391,6 +417,7 @@ def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: Eng
     """
     onnx_path, input_name = Path(onnx_path), profile.input_name
     major, minor = parse_trt_version(trt.__version__)
+    check_trt_major(major)
     typed, flag_names = _network_settings(major, strongly_typed, legacy_precision)
     logger = make_logger(trt)
     builder = None
@@ -507,6 +534,14 @@ def run_engine(trt: Any, engine_bytes: bytes, batches: Sequence[Any], input_name
 def verification_batches(bundle: Path, manifest: dict[str, Any], profile: EngineProfile,
                          samples: int) -> tuple[list[Any], str]:
     """Calibration images from ``calib.npz`` in chunks the profile accepts, else random inputs at min/opt/max."""
+    batches, _, inputs = verification_set(bundle, manifest, profile, samples)
+    return batches, inputs
+
+
+def verification_set(bundle: Path, manifest: dict[str, Any], profile: EngineProfile,
+                     samples: int) -> tuple[list[Any], Any, str]:
+    """(batches, labels or None, description): ``calib.npz`` images (and its labels, when it has them) in chunks the
+    profile accepts, else random inputs at min/opt/max without labels."""
     import numpy as np
 
     lo, hi = profile.min_batch, profile.max_batch
@@ -515,23 +550,26 @@ def verification_batches(bundle: Path, manifest: dict[str, Any], profile: Engine
     if (bundle / calib).is_file():
         with np.load(bundle / calib, allow_pickle=False) as data:
             images = np.asarray(data["images"][:samples], dtype=np.float32)
+            labels = np.asarray(data["labels"][:samples]) if "labels" in data.files else None
         chunks = [images[i:i + hi] for i in range(0, len(images), hi)]
         chunks = [c for c in chunks if len(c) >= lo]
         if chunks:
-            return chunks, f"{sum(len(c) for c in chunks)} images of {calib}"
+            count = sum(len(c) for c in chunks)
+            return chunks, None if labels is None else labels[:count], f"{count} images of {calib}"
     rng = np.random.default_rng(0)
     sizes = sorted({lo, profile.opt_batch, hi})
-    return ([rng.standard_normal(profile.shape(n), dtype=np.float32) for n in sizes],
+    return ([rng.standard_normal(profile.shape(n), dtype=np.float32) for n in sizes], None,
             f"random normal inputs, batches {sizes}")
 
 
 def verify_engine(trt: Any, engine_bytes: bytes, onnx_path: Path, batches: Sequence[Any], *, input_name: str,
-                  precision: str, inputs: str,
-                  run: Callable[..., list[Any]] | None = None) -> dict[str, Any]:
+                  precision: str, inputs: str, run: Callable[..., list[Any]] | None = None,
+                  labels: Any = None) -> dict[str, Any]:
     """Compare engine outputs with ONNX Runtime (CPU) on the same ONNX file, judged by the acceptance table.
 
     ``batches``: float32 NCHW arrays within the engine's profile (``inputs`` describes them for the record).
-    ``run`` (default :func:`run_engine`) runs the engine; tests pass their own. Returns the compare_metrics record
+    ``run`` (default :func:`run_engine`) runs the engine; tests pass their own. ``labels`` (one per image) adds
+    top-1 accuracies. Returns the compare_metrics record
     plus ``inputs``, ``reference``, ``acceptance`` (the rule) and ``passed``; ``{"skipped": why}`` without
     onnxruntime or numpy.
     """
@@ -543,7 +581,7 @@ def verify_engine(trt: Any, engine_bytes: bytes, onnx_path: Path, batches: Seque
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     reference = np.concatenate([session.run(None, {input_name: b})[0] for b in batches])
     engine_out = np.concatenate((run or run_engine)(trt, engine_bytes, batches, input_name))
-    result = compare_logits(reference, engine_out)
+    result = compare_logits(reference, engine_out, labels)  # with labels: top1 of both, top1_drop
     result.update(inputs=inputs, reference=f"onnxruntime {ort.__version__} CPU on {onnx_path.name}",
                   acceptance=engine_acceptance(precision))
     result["passed"] = bool(engine_accepted(precision, result))
@@ -560,6 +598,120 @@ def verification_summary(check: dict[str, Any], precision: str) -> str:
     verdict = "passed" if engine_accepted(precision, check) else "FAILED"
     return (f"top-1 agreement {check.get('agreement', float('nan')):.4f} (needs >= {ENGINE_ACCEPTANCE[precision]}), "
             f"max |diff| {diff if diff is None else format(diff, '.3g')} on {check.get('inputs')} ({verdict})")
+
+
+# --------------------------------------------------------------------------------------------- --precision auto
+
+AUTO = "auto"
+TRTEXEC_TIMEOUT_S = 900.0
+
+
+def accuracy_budget(manifest: dict[str, Any], reference_top1: float | None,
+                    max_drop: float | None = None) -> precision_auto.AccuracyBudget:
+    """The bundle's accuracy budget for ``--precision auto``: ``max_drop`` (a fraction) when given, else the tightest
+    ``max_drop`` of the quantization gates manifest.json records; none recorded: no top-1 budget (the acceptance
+    table still applies)."""
+    if max_drop is not None:
+        return precision_auto.AccuracyBudget(float(max_drop), reference_top1, "--max-drop")
+    drops = sorted((float(a["gate"]["max_drop"]), str(a.get("path"))) for a in manifest.get("artifacts", [])
+                   if isinstance(a.get("gate"), dict) and isinstance(a["gate"].get("max_drop"), (int, float)))
+    if not drops:
+        return precision_auto.AccuracyBudget(None, reference_top1, "none in manifest.json: acceptance table only")
+    return precision_auto.AccuracyBudget(drops[0][0], reference_top1, f"quantization gate of {drops[0][1]}")
+
+
+def run_trtexec_stdout(argv: Sequence[str], timeout: float = TRTEXEC_TIMEOUT_S) -> str:
+    """Run one trtexec command; its stdout, or RuntimeError with the end of its log when it fails."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"trtexec did not finish within {timeout:.0f} s: {shlex.join(argv)}") from exc
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-10:])
+        raise RuntimeError(f"trtexec exited with {proc.returncode}: {shlex.join(argv)}\n{tail}")
+    return proc.stdout
+
+
+def onnx_top1(onnx_path: Path, batches: Sequence[Any], labels: Any, input_name: str) -> float:
+    """Top-1 accuracy of ONNX Runtime (CPU) on ``onnx_path`` over ``batches`` against ``labels``."""
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    logits = np.concatenate([session.run(None, {input_name: b})[0] for b in batches])
+    return float(compare_logits(logits, logits, labels)["top1"])
+
+
+def build_auto(trt: Any, bundle: Path, manifest: dict[str, Any], profile: EngineProfile, engine: Path, *,
+               trt_major: int, trtexec_run: Callable[[list[str]], str], trtexec: str = "trtexec",
+               workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: Path | None = None, verify_samples: int = 64,
+               max_drop: float | None = None, run: Callable[..., list[Any]] | None = None,
+               progress: Callable[[str], None] = lambda msg: print(f"auto: {msg}", file=sys.stderr),
+               ) -> dict[str, Any]:
+    """``--precision auto``: build an engine of every precision the bundle has ONNX for, check each against ONNX
+    Runtime on the bundle's images (acceptance table + :func:`accuracy_budget`), time each with the one trtexec
+    recipe (:func:`trtexec_benchmark_command` at batch 1 and the profile's opt batch, run by ``trtexec_run``), and
+    move the fastest that passes to ``engine``. Returns the selection record (precision_auto.run_auto); the other
+    candidates' engines are deleted. ``run`` runs an engine for the check (default :func:`run_engine`)."""
+    import shutil
+
+    batches, labels, inputs = verification_set(bundle, manifest, profile, verify_samples)
+    onnx = {p: bundle / bundle_onnx(manifest, p) for p in precision_auto.CANDIDATES}
+    reference_top1 = None
+    if labels is not None and onnx["fp32"].is_file():
+        reference_top1 = onnx_top1(onnx["fp32"], batches, labels, profile.input_name)
+    budget = accuracy_budget(manifest, reference_top1, max_drop)
+    work = Path(tempfile.mkdtemp(prefix=".auto-", dir=engine.parent))
+
+    def build(precision: str) -> str:
+        if not onnx[precision].is_file():
+            raise FileNotFoundError(f"the bundle has no {precision} ONNX ({onnx[precision].name})")
+        data, _ = build_serialized_engine(trt, onnx[precision], profile, workspace_mib=workspace_mib,
+                                          timing_cache=timing_cache)
+        path = work / f"engine.{precision}.plan"
+        atomic_write_bytes(path, data)
+        return str(path)
+
+    def verify(precision: str, path: str) -> dict[str, Any]:
+        try:
+            return verify_engine(trt, Path(path).read_bytes(), onnx[precision], batches, input_name=profile.input_name,
+                                 precision=precision, inputs=inputs, run=run, labels=labels)
+        except EngineBuildError as exc:  # TensorRT could not load or run the engine: a failed check
+            return {"passed": False, "error": str(exc)}
+
+    def benchmark(precision: str, path: str, batch: int) -> str:
+        return trtexec_run(trtexec_benchmark_command(trt_major, path, profile, batch=batch, trtexec=trtexec))
+
+    try:
+        record = precision_auto.run_auto(
+            build, verify, engine_accepted, benchmark, parse_trtexec_output, budget, opt_batch=profile.opt_batch,
+            recipe=trtexec_benchmark_command(trt_major, "{engine}", profile, batch=profile.opt_batch,
+                                             trtexec=trtexec),
+            progress=progress)
+        if record["chosen"]:
+            os.replace(record["engine"], engine)  # the same directory: an atomic rename
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for cand in record["candidates"]:  # only the shipped engine is kept
+        cand["engine"] = engine.name if cand["precision"] == record["chosen"] else None
+    record["engine"] = engine.name if record["chosen"] else None
+    record["verification_inputs"] = inputs
+    return record
+
+
+def register_selection(bundle: Path, record: dict[str, Any], entry: dict[str, Any] | None) -> dict[str, Any]:
+    """Write the ``--precision auto`` record into manifest.json (``engine_selection``) and, when an engine was
+    chosen, its artifact ``entry``, under the bundle lock."""
+    with directory_lock(bundle, "build_engine.py"):
+        manifest = load_bundle_manifest(bundle)
+        manifest["engine_selection"] = record
+        if entry is not None:
+            manifest["artifacts"] = [*(a for a in manifest.get("artifacts", []) if a.get("path") != entry["path"]),
+                                     entry]
+        atomic_write_bytes(bundle / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    return manifest
 
 
 # --------------------------------------------------------------------------------------------- bundle and CLI
@@ -601,7 +753,12 @@ def _parser() -> argparse.ArgumentParser:
                "2 bad arguments, 3 TensorRT or GPU unavailable.")
     p.add_argument("--bundle", type=Path, default=Path(__file__).resolve().parent,
                    help="bundle directory (default: the directory of this script)")
-    p.add_argument("--precision", choices=PRECISIONS, help="engine precision (default: the one ibit-export chose)")
+    p.add_argument("--precision", choices=(*PRECISIONS, AUTO),
+                   help="engine precision (default: the one ibit-export chose); auto: build fp32, fp16 and int8, "
+                        "check each against ONNX Runtime, time each with trtexec, keep the fastest that passes")
+    p.add_argument("--max-drop", type=float, metavar="POINTS",
+                   help="with --precision auto: top-1 points an engine may lose against the FP32 ONNX on calib.npz's "
+                        "labels (default: the tightest quantization gate in manifest.json)")
     p.add_argument("--onnx", type=Path, help="ONNX file to build (default: the bundle's file for the precision)")
     p.add_argument("--engine", type=Path, help=f"engine file to write (default: BUNDLE/{DEFAULT_ENGINE})")
     p.add_argument("--min-batch", type=int)
@@ -644,7 +801,10 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
         profile = EngineProfile.from_input_block(inp)
     except (ValueError, TypeError) as exc:
         p.error(str(exc))
-    onnx = args.onnx or bundle / bundle_onnx(manifest, onnx_precision_for(precision, args.legacy))
+    if precision != AUTO and precision not in PRECISIONS:
+        p.error(f"manifest.json gives {SCRIPT_NAME} the precision {precision!r}; expected one of {PRECISIONS}")
+    onnx_for = "fp32" if precision == AUTO else onnx_precision_for(precision, args.legacy)
+    onnx = args.onnx or bundle / bundle_onnx(manifest, onnx_for)
     engine = (args.engine or bundle / DEFAULT_ENGINE).resolve()
     if not args.skip_build and not onnx.is_file():
         p.error(f"ONNX file not found: {onnx} (needed for the {precision} engine"
@@ -653,6 +813,17 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
         p.error(f"--skip-build given but the engine file does not exist: {engine}")
     if args.verify_samples < 1:
         p.error(f"--verify-samples must be >= 1, got {args.verify_samples}")
+    if precision == AUTO:
+        clash = [flag for flag, on in (("--legacy", args.legacy), ("--skip-build", args.skip_build),
+                                       ("--onnx", args.onnx), ("--print-trtexec", args.print_trtexec),
+                                       ("--no-verify", args.no_verify), ("--no-manifest", args.no_manifest)) if on]
+        if clash:
+            p.error(f"--precision auto builds, checks and records every candidate itself; drop {', '.join(clash)}")
+    if args.max_drop is not None and precision != AUTO:
+        p.error("--max-drop applies to --precision auto only (a single-precision build is judged by the acceptance "
+                "table)")
+    if args.max_drop is not None and not 0 <= args.max_drop <= 100:
+        p.error(f"--max-drop is in top-1 points, 0..100; got {args.max_drop}")
     cache = None if args.no_timing_cache else (args.timing_cache or bundle / DEFAULT_TIMING_CACHE)
     return {"bundle": bundle, "manifest": manifest, "precision": precision, "onnx": Path(onnx), "engine": engine,
             "profile": profile, "timing_cache": cache, "report": args.report or engine.with_suffix(".json")}
@@ -670,7 +841,83 @@ def engine_entry(rel: str, precision: str, profile: EngineProfile, *, sha256: st
             "acceptance": engine_acceptance(precision), "verification": verification, "gate": gate, **extra}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _supported_version(trt: Any) -> str | None:
+    """None when the installed TensorRT is one this kit knows; else the message saying which it supports."""
+    try:
+        check_trt_major(parse_trt_version(trt.__version__)[0])
+    except ValueError as exc:
+        return f"build_engine.py: the installed TensorRT ({trt.__version__}) cannot be used: {exc}"
+    return None
+
+
+def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error: str,
+               trtexec_run: Callable[[list[str]], str] | None, engine_runner: Callable[..., list[Any]] | None) -> int:
+    """``--precision auto``: exit 0 an engine was chosen, 1 every candidate failed (nothing recorded as passed),
+    3 TensorRT, trtexec or a GPU is missing."""
+    if trt is None:
+        print(f"build_engine.py: {trt_error}; --precision auto builds with TensorRT's Python API.", file=sys.stderr)
+        return 3
+    if (message := _supported_version(trt)) is not None:
+        print(message, file=sys.stderr)
+        return 3
+    missing = []
+    if engine_runner is None:
+        try:
+            import_cudart()
+        except ImportError:
+            missing.append("cuda-python (pip install cuda-python) to run the engines")
+    try:
+        import numpy  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        missing.append("numpy and onnxruntime to check them")
+    if missing:  # every candidate would go unchecked: a requirement, not a failed selection
+        print(f"build_engine.py: --precision auto needs {'; '.join(missing)}", file=sys.stderr)
+        return 3
+    trtexec = "trtexec"
+    if trtexec_run is None:
+        exe = find_trtexec()
+        if exe is None:
+            print("build_engine.py: --precision auto times every candidate with trtexec, which was not found "
+                  "($TRTEXEC, /usr/src/tensorrt/bin/trtexec, PATH); it ships with TensorRT (JetPack, NVIDIA's "
+                  "tar/deb packages), not with the Python wheel.", file=sys.stderr)
+            return 3
+        trtexec, trtexec_run = str(exe), run_trtexec_stdout
+    profile: EngineProfile = r["profile"]
+    try:
+        record = build_auto(trt, r["bundle"], r["manifest"], profile, r["engine"],
+                            trt_major=parse_trt_version(trt.__version__)[0], trtexec_run=trtexec_run, trtexec=trtexec,
+                            workspace_mib=args.workspace_mib, timing_cache=r["timing_cache"],
+                            verify_samples=args.verify_samples,
+                            max_drop=None if args.max_drop is None else args.max_drop / 100, run=engine_runner)
+    except CudaUnavailable as exc:
+        print(f"build_engine.py: {exc}", file=sys.stderr)
+        return 3
+    record["tensorrt_version"], record["device"] = str(trt.__version__), cuda_device_name()
+    entry = None
+    if record["chosen"]:
+        chosen = next(c for c in record["candidates"] if c["precision"] == record["chosen"])
+        try:
+            rel = r["engine"].relative_to(r["bundle"]).as_posix()
+        except ValueError:
+            rel = None
+        if rel:
+            entry = engine_entry(rel, record["chosen"], profile, sha256=sha256_file(r["engine"]),
+                                 built_from=bundle_onnx(r["manifest"], record["chosen"]),
+                                 tensorrt=record["tensorrt_version"], verification=chosen["accuracy"],
+                                 device=record["device"], selected_by="--precision auto")
+    register_selection(r["bundle"], record, entry)
+    atomic_write_bytes(r["report"], (precision_auto.dumps(record) + "\n").encode("utf-8"))
+    print(precision_auto.format_table(record))
+    print(f"engine: {r['engine'] if record['chosen'] else 'none shipped'}; report: {r['report']}")
+    return precision_auto.exit_status(record)
+
+
+def main(argv: Sequence[str] | None = None, *, trtexec_run: Callable[[list[str]], str] | None = None,
+         engine_runner: Callable[..., list[Any]] | None = None) -> int:
+    """The CLI. Seams for ``--precision auto`` (tests answer through them): ``trtexec_run`` runs one trtexec argv
+    and returns its stdout (default: the trtexec found here), ``engine_runner`` runs an engine for its check
+    (default :func:`run_engine`)."""
     p = _parser()
     args = p.parse_args(argv)
     r = _resolve(args, p)
@@ -693,6 +940,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.error(str(exc))
         print(shlex.join(cmd))
         return 0
+
+    if r["precision"] == AUTO:
+        return _main_auto(args, r, trt, trt_error, trtexec_run, engine_runner)
+    if trt is not None and not args.skip_build and (message := _supported_version(trt)) is not None:
+        print(message, file=sys.stderr)
+        return 3
 
     report: dict[str, Any] = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                               "precision": r["precision"], "engine": str(r["engine"])}

@@ -106,6 +106,15 @@ benchmark_11() {
 }
 # -----------------------------------------------------------------------------------------------------------------
 
+if [[ "$PRECISION" == auto ]]; then
+    # --precision auto builds fp32/fp16/int8 with the TensorRT Python API, checks each against ONNX Runtime, times
+    # each with trtexec (found the same way) and keeps the fastest that passes: build_engine.py does all of it.
+    [[ $LEGACY -eq 0 ]] || die "--legacy does not apply to precision auto (strongly typed engines only)"
+    [[ $VERIFY -eq 1 ]] || die "--no-verify does not apply to precision auto (every candidate is checked)"
+    exec "$PYTHON" "$BUNDLE_DIR/build_engine.py" --bundle "$BUNDLE_DIR" --precision auto --engine "$ENGINE" \
+        --timing-cache "$TIMING_CACHE"
+fi
+
 TRTEXEC="$(find_trtexec)"
 if [[ -z "$TRTEXEC" ]]; then
     command -v "$PYTHON" >/dev/null 2>&1 || die "neither trtexec (\$TRTEXEC, /usr/src/tensorrt/bin/trtexec, PATH) nor $PYTHON found"
@@ -119,7 +128,11 @@ if [[ -z "$TRT_MAJOR" ]]; then
     TRT_MAJOR="${TRT_VERSION%%.*}"
 fi
 [[ "$TRT_MAJOR" =~ ^[0-9]+$ ]] || die "--trt-major must be a number, got '$TRT_MAJOR'"
-(( TRT_MAJOR >= 10 )) || die "TensorRT $TRT_MAJOR.x is not supported: need TensorRT 10 (JetPack 6) or newer"
+case "$TRT_MAJOR" in
+    @SUPPORTED_MAJORS@) ;;
+    *) echo "build_engine.sh: TensorRT $TRT_MAJOR.x is not supported: this kit knows TensorRT @SUPPORTED_TEXT@" >&2
+       exit 3 ;;
+esac
 if [[ $LEGACY -eq 1 && $TRT_MAJOR -ge 11 ]]; then
     die "--legacy needs TensorRT 10.x: TensorRT $TRT_MAJOR removed --fp16/--int8/--best (every network is strongly typed)"
 fi

@@ -17,6 +17,9 @@ import pytest
 
 from ibit_deploy.bench.trtexec import find_trtexec, parse_exported_times, parse_trtexec_output, run_trtexec
 from ibit_deploy.runtime.base import BackendUnavailable
+from ibit_deploy.trt.kit import EngineProfile
+
+PROFILE = EngineProfile("images", (1, 28, 28), 1, 8, 32)
 
 # SAMPLE (hand-written in the documented format, not real measurements).
 SAMPLE_LOG = """\
@@ -93,7 +96,7 @@ def test_run_trtexec_with_a_stand_in_executable(tmp_path: Path, monkeypatch: pyt
     exe = _fake_trtexec(tmp_path)
     monkeypatch.setenv("TRTEXEC", str(exe))
     assert find_trtexec() == exe
-    out = run_trtexec(tmp_path / "engine.plan", batch=8, input_chw=(1, 28, 28), out_dir=tmp_path / "out")
+    out = run_trtexec(tmp_path / "engine.plan", PROFILE, batch=8, out_dir=tmp_path / "out")
     assert "--loadEngine=" + str(tmp_path / "engine.plan") in out["command"]
     assert "--shapes=images:8x1x28x28" in out["command"]
     assert out["summary"]["metrics"]["gpu_compute"]["p99_ms"] == 0.83
@@ -107,4 +110,4 @@ def test_missing_trtexec_is_unavailable(tmp_path: Path, monkeypatch: pytest.Monk
         pytest.skip("this machine has JetPack's trtexec")
     assert find_trtexec() is None
     with pytest.raises(BackendUnavailable, match="trtexec not found"):
-        run_trtexec(tmp_path / "engine.plan", batch=1, input_chw=(1, 28, 28), out_dir=tmp_path)
+        run_trtexec(tmp_path / "engine.plan", PROFILE, batch=1, out_dir=tmp_path)

@@ -57,12 +57,16 @@ def test_scripts_are_written_executable_and_listed(scripts):
     import ibit_deploy.compare_metrics
     import ibit_deploy.locking
     import ibit_deploy.trt.kit
+    import ibit_deploy.trt.precision_auto
+    import ibit_deploy.trt.trtexec_tool
 
     for name, module in (("build_engine.py", ibit_deploy.trt.kit), ("compare_metrics.py", ibit_deploy.compare_metrics),
-                         ("locking.py", ibit_deploy.locking)):
+                         ("locking.py", ibit_deploy.locking), ("precision_auto.py", ibit_deploy.trt.precision_auto),
+                         ("trtexec_tool.py", ibit_deploy.trt.trtexec_tool)):
         assert (root / name).read_bytes() == Path(module.__file__).read_bytes(), name
         assert any(a["path"] == name for a in manifest["artifacts"])
-    assert set(device_bundle.kit_sources()) == {"build_engine.py", "compare_metrics.py", "locking.py"}
+    assert set(device_bundle.kit_sources()) == {"build_engine.py", "compare_metrics.py", "locking.py",
+                                                "precision_auto.py", "trtexec_tool.py"}
     assert not list(root.glob(".*.tmp"))
 
 
@@ -189,6 +193,30 @@ def test_shell_benchmark_uses_version_flags(scripts, tmp_path):
     bench = (tmp_path / "log").read_text().splitlines()[-1]
     assert bench.startswith(f"--loadEngine={root / 'engine.plan'}") and "--useCudaGraph" in bench
     assert f"--exportTimes={root / 'trtexec' / 'fp16'}.times.json" in bench
+
+
+@needs_bash
+@pytest.mark.parametrize("major, args", [(12, ("--no-verify",)), (9, ("--trt-major", "9"))])
+def test_shell_refuses_unknown_tensorrt_majors_naming_the_supported(scripts, tmp_path, major, args):
+    root, _ = scripts
+    result = _run_shell(root, tmp_path, "120000", *args)  # trtexec's banner says 12.0.0
+    assert result.returncode == 3
+    assert f"TensorRT {major}.x is not supported: this kit knows TensorRT 10.x and 11.x" in result.stderr
+    assert not (root / "engine.plan").exists()
+
+
+@needs_bash
+def test_shell_hands_precision_auto_to_the_python_kit(bundle, tmp_path):
+    root, manifest = bundle
+    for entry in write_device_scripts(root, manifest, "auto"):
+        set_artifact(manifest, entry)
+    write_manifest(root, manifest)
+    assert next(a for a in manifest["artifacts"] if a["path"] == "build_engine.py")["precision"] == "auto"
+    result = _run_shell(root, tmp_path, "100300")  # no tensorrt Python package here: the kit's exit 3
+    assert result.returncode == 3 and "--precision auto builds with TensorRT's Python API" in result.stderr
+    assert not (tmp_path / "log").exists()  # trtexec is run by build_engine.py's timing, never by the shell here
+    result = _run_shell(root, tmp_path, "100300", "--legacy")
+    assert result.returncode == 1 and "--legacy does not apply to precision auto" in result.stderr
 
 
 @needs_bash

@@ -46,7 +46,8 @@ def test_tensorrt_without_gpu_writes_device_kit(tiny_checkpoint, tmp_path, capsy
     manifest = load_manifest(out)
     kinds = {a["path"]: a["kind"] for a in manifest["artifacts"]}
     assert kinds == {"model.onnx": "onnx", "build_engine.sh": "script", "build_engine.py": "script",
-                     "compare_metrics.py": "module", "locking.py": "module"}
+                     "compare_metrics.py": "module", "locking.py": "module", "precision_auto.py": "module",
+                     "trtexec_tool.py": "module"}
     assert manifest["tensorrt"]["status"] == "build-on-device"
     assert main([str(tiny_checkpoint), "--to", "tensorrt", "--out", str(tmp_path / "t2"), "--require-engine"]) == 3
 
@@ -134,3 +135,71 @@ def test_engine_that_fails_its_check_fails_the_export(tiny_checkpoint, tmp_path)
     assert engine["gate"]["passed"] is False and engine["acceptance"]["min"] == 0.99
     choice = next(c for c in make_runners(out, ["tensorrt"], manifest) if c.backend == "tensorrt")
     assert isinstance(choice.runner, str) and "failed its check" in choice.runner
+
+
+@pytest.mark.slow
+def test_precision_auto_kit_here_and_selection_where_tensorrt_is(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """--to tensorrt --precision auto: without TensorRT the bundle carries all three ONNX and a kit that defaults to
+    auto; with TensorRT (a stand-in module through build_engine_auto's seams, engines run as ONNX Runtime, trtexec
+    answering in its documented summary format: SAMPLE numbers) the fastest passing engine is shipped."""
+    import re
+    import types
+    from functools import partial
+    from pathlib import Path
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from ibit_deploy.export.targets import tensorrt_target
+    from ibit_deploy.trt.build import EngineTools, build_engine_auto
+
+    from ..conftest import make_fake_trt
+
+    out = tmp_path / "auto"
+    assert main([str(tiny_checkpoint), "--to", "tensorrt", "--precision", "auto", "--out", str(out)]) == 0
+    assert "build_engine.py --precision auto" in capsys.readouterr().out
+    manifest = load_manifest(out)
+    assert {a["precision"] for a in manifest["artifacts"] if a["kind"] == "onnx"} == {"fp32", "fp16", "int8"}
+    assert next(a for a in manifest["artifacts"] if a["path"] == "build_engine.py")["precision"] == "auto"
+    assert manifest["tensorrt"]["status"] == "build-on-device"
+    assert 'PRECISION="auto"' in (out / "build_engine.sh").read_text()
+
+    chw = tuple(manifest["input"]["shape"][1:])
+    fake = make_fake_trt("11.4.0.106")
+    fake.state["inputs"] = [types.SimpleNamespace(name="images", shape=(-1, *chw))]
+
+    def run(trt, engine_bytes, batches, input_name):  # the engine just built = ONNX Runtime on the ONNX it parsed
+        session = ort.InferenceSession(fake.calls["parsed"], providers=["CPUExecutionProvider"])
+        return [session.run(None, {input_name: np.asarray(b)})[0] for b in batches]
+
+    medians = {"fp32": 3.0, "fp16": 1.0, "int8": 1.4}
+
+    def trtexec_run(argv):
+        precision = re.search(r"engine\.(\w+)\.plan", " ".join(argv)).group(1)
+        m = medians[precision]
+        stats = f"min = {m} ms, max = {m} ms, mean = {m} ms, median = {m} ms, percentile(99%) = {m} ms"
+        return f"[I] === Performance summary ===\n[I] Throughput: 10 qps\n[I] GPU Compute Time: {stats}\n"
+
+    tools = EngineTools(auto=partial(build_engine_auto, trt=fake, device_count=lambda: 1, trtexec_run=trtexec_run,
+                                     run=run))
+    result = tensorrt_target(out, manifest, ExportOptions(to="tensorrt", precision="auto"), tools)
+    assert result["status"] == "built" and result["chosen"] == "fp16", result
+    engine = next(a for a in manifest["artifacts"] if a["kind"] == "engine")
+    assert engine["precision"] == "fp16" and engine["gate"]["passed"] and engine["tensorrt"] == "11.4.0.106"
+    assert engine["sha256"] == sha256_file(out / "engine.plan")
+    assert [c["passed"] for c in manifest["engine_selection"]["candidates"]] == [True, True, True]
+    assert not list(Path(out).glob(".auto-*"))
+
+    def noisy(trt, engine_bytes, batches, input_name):
+        return [o + 100 * np.random.default_rng(0).standard_normal(o.shape) for o in run(trt, engine_bytes, batches,
+                                                                                          input_name)]
+
+    tools = EngineTools(auto=partial(build_engine_auto, trt=fake, device_count=lambda: 1, trtexec_run=trtexec_run,
+                                     run=noisy))
+    result = tensorrt_target(out, manifest, ExportOptions(to="tensorrt", precision="auto"), tools)
+    assert result["status"] == "no-engine-passed" and "nothing shipped" in result["reason"]
+    assert manifest["engine_selection"]["chosen"] is None
+    with pytest.raises(ValueError):
+        ExportOptions(to="onnx", precision="auto").validate()
+    with pytest.raises(ValueError, match="stands alone"):
+        ExportOptions(to="tensorrt", precision="fp16,auto").validate()

@@ -67,9 +67,13 @@ def test_legacy_settings_refused_on_11():
         trt_build_settings(11, "fp16", legacy=True)
 
 
-def test_unsupported_inputs_are_named():
-    with pytest.raises(ValueError, match="TensorRT 8.x is not supported"):
-        trt_build_settings(8, "fp16")
+@pytest.mark.parametrize("major", [8, 9, 12])
+def test_unknown_tensorrt_majors_name_the_supported(major):
+    with pytest.raises(ValueError, match=rf"TensorRT {major}\.x is not supported: this kit knows TensorRT 10\.x and 11\.x"):
+        trt_build_settings(major, "fp16")
+
+
+def test_unsupported_precision_is_named():
     with pytest.raises(ValueError, match="'bf16'"):
         trt_build_settings(10, "bf16")
 
@@ -105,10 +109,16 @@ def test_trtexec_benchmark_flags_only_on_10():
 
 
 def test_trtexec_benchmark_command_loads_the_engine():
-    cmd = trtexec_benchmark_command(10, "e.plan", batch=8, input_chw=(1, 28, 28))
+    profile = EngineProfile("images", (1, 28, 28), 1, 8, 16)
+    cmd = trtexec_benchmark_command(10, "e.plan", profile)  # the profile's opt batch by default
     assert cmd[:3] == ["trtexec", "--loadEngine=e.plan", "--shapes=images:8x1x28x28"]
     assert all(flag in cmd for flag in BENCH_FLAGS_10)
-    assert not set(BENCH_FLAGS_10) & set(trtexec_benchmark_command(11, "e.plan", batch=8, input_chw=(1, 28, 28)))
+    assert not set(BENCH_FLAGS_10) & set(trtexec_benchmark_command(11, "e.plan", profile, batch=1))
+    assert "--shapes=images:1x1x28x28" in trtexec_benchmark_command(11, "e.plan", profile, batch=1)
+    with pytest.raises(ValueError, match=r"batch 32 is outside the engine profile \[1, 16\]"):
+        trtexec_benchmark_command(10, "e.plan", profile, batch=32)
+    with pytest.raises(ValueError, match="TensorRT 12.x is not supported"):
+        trtexec_benchmark_command(12, "e.plan", profile)
 
 
 @pytest.mark.parametrize("batches", [(0, 1, 4), (4, 2, 8), (1, 8, 4)])

@@ -1,0 +1,263 @@
+"""The project's TensorRT code paths that the conformance suite runs against each TensorRT version: ONE list.
+
+Each :class:`Target` names the project entry point (``module:attribute``) and a driver here that calls it the way
+the project does, with a scenario (what the stand-in TensorRT objects return: a tiny 3x8x8 -> 10 network, batches
+1..4). Each driver hands the stand-in module to the code through the project's own seams (``build_engine(trt=...)``,
+``EngineTools``, ``TrtRunner(import_backend=...)``); the on-device kit imports ``tensorrt`` itself, which the
+subprocess has pointed at the stand-in (``sys.modules``).
+
+``expect`` maps a TensorRT major version to the exception the code path is *meant* to raise there (e.g. legacy
+precision flags on 11.x); any other exception is a finding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One code path: ``name``, the project ``entry`` (``module:attribute``), its ``driver`` and what it covers."""
+
+    name: str
+    entry: str
+    driver: str
+    covers: str
+    expect: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
+CONFORMANCE_TARGETS: tuple[Target, ...] = (
+    Target("trt.build_engine", "ibit_deploy.trt.build:build_engine", "build_typed",
+           "ibit-export's Python build (trt.build -> kit.build_serialized_engine): Builder, STRONGLY_TYPED network, "
+           "OnnxParser, config, profile, timing cache, build_serialized_network"),
+    Target("trt.build_engine.legacy_fp16", "ibit_deploy.trt.build:build_engine", "build_legacy_fp16",
+           "the 10.x-only weakly typed build with BuilderFlag.FP16 (refused on 11.x before TensorRT is touched)",
+           expect={11: "ValueError"}),
+    Target("trt.build_engine.cache_mismatch", "ibit_deploy.trt.build:build_engine",
+           "build_cache_mismatch", "timing cache refused by set_timing_cache and replaced"),
+    Target("trt.build_engine.parser_errors", "ibit_deploy.trt.build:build_engine",
+           "build_parser_errors", "OnnxParser failure: num_errors, get_error, ParserError accessors",
+           expect={10: "EngineBuildError", 11: "EngineBuildError"}),
+    Target("trt.verify_built_engine", "ibit_deploy.trt.build:verify_built_engine", "verify_built",
+           "ibit-export's engine check: kit.run_engine (Runtime, deserialize, tensor names/modes/dtypes, "
+           "set_input_shape, addresses, execute_async_v3) against ONNX Runtime"),
+    Target("export.tensorrt_target", "ibit_deploy.export.targets:tensorrt_target", "export_target",
+           "ibit-export --to tensorrt: device scripts, build_engine, then verify_built_engine, manifest entry"),
+    Target("kit.main", "ibit_deploy.trt.kit:main", "device_script",
+           "the bundle's build_engine.py: build, run_engine + verify_engine against ONNX Runtime, manifest record"),
+    Target("kit.main.legacy_int8", "ibit_deploy.trt.kit:main",
+           "device_script_legacy_int8", "build_engine.py --legacy --precision int8 (BuilderFlag.INT8 + FP16; 10.x)",
+           expect={11: "SystemExit"}),
+    Target("kit.main.precision_auto", "ibit_deploy.trt.kit:main", "device_script_auto",
+           "build_engine.py --precision auto: three builds, three checks against ONNX Runtime (trtexec timing is "
+           "a subprocess, outside TensorRT's Python API)"),
+    Target("runtime.trt_runner", "ibit_deploy.runtime.tensorrt_runner:TrtRunner", "runner_lifecycle",
+           "TrtRunner: open (Runtime, deserialize, context, tensor names/modes/dtypes, profile, addresses), infer, "
+           "time_stages, describe, close"),
+)
+
+CHW = (3, 8, 8)
+CLASSES = 10
+BATCHES = (1, 2, 4)  # min, opt, max
+
+
+def target_by_name(name: str) -> Target:
+    for target in CONFORMANCE_TARGETS:
+        if target.name == name:
+            return target
+    raise KeyError(f"unknown conformance target {name!r}; known: {[t.name for t in CONFORMANCE_TARGETS]}")
+
+
+def resolve_entry(entry: str) -> Any:
+    """``module:attr`` -> the object; ``/path/file.py:function`` loads that file (planted-misuse tests)."""
+    module_name, _, attr = entry.rpartition(":")
+    if module_name.endswith(".py"):
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        import importlib
+
+        module = importlib.import_module(module_name)
+    return getattr(module, attr)
+
+
+# ------------------------------------------------------------------------------------------------- scenarios
+
+def tiny_onnx(path: Path) -> Path:
+    """A real ONNX file: images (N, 3, 8, 8) -> Flatten -> MatMul -> logits (N, 10), for ONNX Runtime."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(0).standard_normal((int(np.prod(CHW)), CLASSES)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["images"], ["flat"], axis=1), helper.make_node("MatMul", ["flat", "w"],
+                                                                                     ["logits"])],
+        "tiny", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", *CHW])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])],
+        [numpy_helper.from_array(weight, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def tiny_bundle(directory: Path, precision: str = "fp32") -> dict[str, Any]:
+    """A bundle directory with manifest.json and the ONNX files build_engine.py reads; returns the manifest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    artifacts = []
+    for prec, name in (("fp32", "model.onnx"), ("int8", "model.int8.onnx")):
+        tiny_onnx(directory / name)
+        artifacts.append({"path": name, "kind": "onnx", "precision": prec})
+    artifacts.append({"path": "build_engine.py", "kind": "script", "precision": precision})
+    manifest = {"input": {"name": "images", "shape": [1, *CHW], "batch_range": [BATCHES[0], BATCHES[2]],
+                          "opt_batch": BATCHES[1]}, "artifacts": artifacts, "data": {}}
+    (directory / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return manifest
+
+
+def engine_scenario(trt: Any) -> dict[str, Any]:
+    """What the stand-ins return for the tiny network; every value is checked against the real return type."""
+    real = trt._impl  # real enum members, read past the recorder so the scenario does not count as a project use
+    state = {"batch": BATCHES[2]}
+    names = ["images", "logits"]
+
+    def set_input_shape(name: str, shape: Any) -> bool:
+        state["batch"] = int(tuple(shape)[0])
+        return True
+
+    return {
+        "INetworkDefinition.num_inputs": 1, "INetworkDefinition.num_outputs": 1,
+        "ITensor.name": "images", "ITensor.shape": (-1, *CHW),
+        "ICudaEngine.num_io_tensors": 2,
+        "ICudaEngine.get_tensor_name": lambda i: names[i],
+        "ICudaEngine.get_tensor_mode": lambda n: real.TensorIOMode.INPUT if n == "images" else real.TensorIOMode.OUTPUT,
+        "ICudaEngine.get_tensor_dtype": lambda n: real.DataType.FLOAT,
+        "ICudaEngine.get_tensor_profile_shape": lambda n, i: [(b, *CHW) for b in BATCHES],
+        "IExecutionContext.set_input_shape": set_input_shape,
+        "IExecutionContext.get_tensor_shape": lambda n: (state["batch"], *CHW) if n == "images"
+        else (state["batch"], CLASSES),
+    }
+
+
+def profile() -> Any:
+    """The tiny network's engine profile (the project's EngineProfile)."""
+    from ..trt.kit import EngineProfile
+
+    return EngineProfile("images", CHW, *BATCHES)
+
+
+# --------------------------------------------------------------------------------------------------- drivers
+
+def build_typed(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    trt.set_scenario(engine_scenario(trt))
+    onnx = tiny_onnx(work / "model.onnx")
+    (work / "timing.cache").write_bytes(b"old cache")
+    return entry(onnx, work / "engine.plan", profile(), timing_cache=work / "timing.cache", trt=trt)
+
+
+def build_legacy_fp16(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    trt.set_scenario(engine_scenario(trt))
+    return entry(tiny_onnx(work / "model.onnx"), work / "engine.plan", profile(), legacy_precision="fp16", trt=trt)
+
+
+def build_cache_mismatch(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    scenario = engine_scenario(trt)
+    calls = iter([False, True])
+    scenario["IBuilderConfig.set_timing_cache"] = lambda cache, ignore_mismatch: next(calls)
+    trt.set_scenario(scenario)
+    (work / "timing.cache").write_bytes(b"cache from another GPU")
+    return entry(tiny_onnx(work / "model.onnx"), work / "engine.plan", profile(), timing_cache=work / "timing.cache",
+                 trt=trt)
+
+
+def build_parser_errors(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    scenario = engine_scenario(trt)
+    scenario.update({"OnnxParser.parse_from_file": False, "OnnxParser.num_errors": 2})
+    trt.set_scenario(scenario)
+    return entry(tiny_onnx(work / "model.onnx"), work / "engine.plan", profile(), trt=trt)
+
+
+def verify_built(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    import numpy as np
+
+    trt.set_scenario(engine_scenario(trt))
+    engine = work / "engine.plan"
+    engine.write_bytes(b"\0" * 64)
+    images = np.random.default_rng(0).standard_normal((6, *CHW)).astype(np.float32)
+    return entry(engine, tiny_onnx(work / "model.onnx"), "fp32", profile(), images, "6 random images", trt=trt)
+
+
+def export_target(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    from functools import partial
+
+    from ..trt.build import EngineTools, build_engine, verify_built_engine
+
+    trt.set_scenario(engine_scenario(trt))
+    out = work / "bundle"
+    manifest = tiny_bundle(out)
+    options = types.SimpleNamespace(target_precision="fp32")
+    tools = EngineTools(build=partial(build_engine, trt=trt), verify=partial(verify_built_engine, trt=trt))
+    return entry(out, manifest, options, tools)
+
+
+def device_script(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    trt.set_scenario(engine_scenario(trt))
+    tiny_bundle(work / "bundle")
+    return entry(["--bundle", str(work / "bundle"), "--verify-samples", "4"])
+
+
+def device_script_legacy_int8(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    trt.set_scenario(engine_scenario(trt))
+    tiny_bundle(work / "bundle", precision="int8")
+    return entry(["--bundle", str(work / "bundle"), "--precision", "int8", "--legacy", "--no-verify"])
+
+
+TRTEXEC_SUMMARY = """\
+[I] === Performance summary ===
+[I] Throughput: 1000 qps
+[I] Latency: min = 1.0 ms, max = 1.2 ms, mean = 1.05 ms, median = 1.0 ms, percentile(90%) = 1.1 ms, percentile(99%) = 1.2 ms
+[I] GPU Compute Time: min = 0.9 ms, max = 1.1 ms, mean = 0.95 ms, median = 0.9 ms, percentile(90%) = 1.0 ms, percentile(99%) = 1.1 ms
+"""
+
+
+def device_script_auto(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    """``--precision auto``; trtexec (a separate program, not TensorRT's Python API) answers with a fixed summary."""
+    trt.set_scenario(engine_scenario(trt))
+    tiny_bundle(work / "bundle")
+    return entry(["--bundle", str(work / "bundle"), "--precision", "auto", "--verify-samples", "4"],
+                 trtexec_run=lambda argv: TRTEXEC_SUMMARY)
+
+
+def runner_lifecycle(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    import numpy as np
+
+    from ..bundle import InputSpec
+
+    trt.set_scenario(engine_scenario(trt))
+    engine = work / "engine.plan"
+    engine.write_bytes(b"\0" * 64)
+    cudart = sys.modules["cuda.bindings.runtime"]  # cudart_double, installed by the child
+    runner = entry(engine, InputSpec("images", *CHW, min_batch=1, max_batch=8), import_backend=lambda: (trt, cudart))
+    with runner:
+        runner.infer(np.zeros((2, *CHW), dtype=np.float32))
+        runner.time_stages(np.zeros((1, *CHW), dtype=np.float32), iterations=2, warmup=1)
+        return runner.describe()
+
+
+def planted(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    """Driver for a test's own function ``fn(trt, work)`` (planted misuses)."""
+    return entry(trt, work)
+
+
+DRIVERS: dict[str, Callable[..., Any]] = {
+    fn.__name__: fn for fn in (build_typed, build_legacy_fp16, build_cache_mismatch, build_parser_errors, verify_built,
+                               export_target, device_script, device_script_legacy_int8, device_script_auto,
+                               runner_lifecycle, planted)}
