@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from ..bench.harness import DEFAULT_BACKENDS, PRECISIONS, SPLITS, BenchOptions, run_benchmark
 from ..bench.report import markdown_table
+from .entry import cli_main
 
 
 def _names(text: str) -> list[str]:
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main("ibit-bench")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = BenchOptions(

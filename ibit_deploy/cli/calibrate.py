@@ -14,6 +14,7 @@ import json
 import sys
 
 from ..calibration import CalibrationRecipe, calibrate, load_recipe
+from .entry import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli_main("ibit-calibrate")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     recipe = load_recipe(args.recipe).to_dict() if args.recipe else {}

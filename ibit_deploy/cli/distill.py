@@ -15,7 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from .entry import cli_main
 
+
+@cli_main("ibit-distill-logits")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ibit-distill-logits", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,7 +1,8 @@
 """``ibit-export``: checkpoint -> bundle (folded ONNX, FP16/INT8 variants, TensorRT engine or on-device build kit).
 
-Exit codes: 0 exported (for --to tensorrt without a GPU here: the on-device bundle is the product); 1 an accuracy
-gate, a parity check or an engine check failed, or TensorRT rejected the network (the manifest marks it); 2 bad input; 3 --require-engine and no engine.
+Exit codes (ibit_deploy/errors.py): 0 exported (for --to tensorrt without a GPU here: the on-device bundle is the
+product); 1 an accuracy gate, a parity check or an engine check failed, or TensorRT rejected the network (the manifest
+marks it); 2 bad input; 3 --require-engine (tensorrt or torch-tensorrt) and no engine; 70 unexpected error.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..export.pipeline import PRECISIONS, TARGETS, ExportFailed, ExportOptions, export_checkpoint
+from .entry import cli_main
 
 
 class EngineRequired(RuntimeError):
@@ -64,6 +66,7 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
                          quantize=quantize)
 
 
+@cli_main("ibit-export")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tqdm import tqdm
@@ -99,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     tt = manifest.get("torch_tensorrt")
     if tt is not None:
         print(tt["message"])
+        if args.require_engine and not tt.get("program"):
+            print("ibit-export: --require-engine: no torch-tensorrt program was built on this machine", file=sys.stderr)
+            return 3
     print(f"wrote {args.out / 'manifest.json'}")
     return 0
 

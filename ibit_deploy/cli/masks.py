@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .entry import cli_main
+
 
 def parse_query(text: str) -> tuple[int, int]:
     try:
@@ -15,6 +17,7 @@ def parse_query(text: str) -> tuple[int, int]:
     return row, col
 
 
+@cli_main("ibit-masks")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ibit-masks", description=__doc__)
     parser.add_argument("source", help="a checkpoint directory (from ibit-train) or an IBiT model name (initial masks)")

@@ -8,7 +8,10 @@ import json
 import sys
 from pathlib import Path
 
+from .entry import cli_main
 
+
+@cli_main("ibit-deploy quickstart")
 def main(argv: list[str] | None = None) -> int:
     from ..quickstart import TOP1_TARGET, QuickstartConfig, default_out
 

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .entry import cli_main
+
 # flag -> TrainConfig field, for every flag that maps one to one
 _FIELDS = {
     "model": "model", "data": "data", "image_size": "image_size", "val_fraction": "val_fraction", "subset": "subset",
@@ -112,6 +114,7 @@ def config_from_args(args: argparse.Namespace):
     return config.validate()
 
 
+@cli_main("ibit-train")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..train import NonFiniteLossError, train

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ from typing import Any
 import torch
 
 from ..checkpoint import checkpoint_fingerprint, library_versions, load_checkpoint
+from ..checkpoint_contract import check_checkpoint_contract
+from ..errors import CheckFailed
 from ..fold import fold_masks, max_fold_error
 from ..manifest import FORMAT_VERSION, artifact_entry, set_artifact, utc_now, write_manifest
 from ..models.ibit import ibit_attentions
-from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_onnx
+from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx, max_opset
 
 TARGETS = ("onnx", "tensorrt", "torch-tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -26,7 +29,7 @@ FOLD_TOLERANCE = 1e-5
 ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 
 
-class ExportFailed(RuntimeError):
+class ExportFailed(CheckFailed):
     """The export finished but an artifact failed its check; the manifest records which and why."""
 
 
@@ -62,6 +65,11 @@ class ExportOptions:
         if self.to == "torch-tensorrt" and self.target_precision == "int8":
             raise ValueError("torch-tensorrt export supports fp32 and fp16 here; for INT8 use --to tensorrt "
                              "(explicit Q/DQ ONNX, strongly typed engine)")
+        if not MIN_OPSET <= self.opset <= max_opset():
+            raise ValueError(f"--opset must be in [{MIN_OPSET}, {max_opset()}] (what the ONNX exporter here supports), "
+                             f"got {self.opset}")
+        if self.require_engine and self.to == "onnx":
+            raise ValueError("--require-engine needs --to tensorrt or --to torch-tensorrt (--to onnx builds no engine)")
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
             raise ValueError(f"batch range must satisfy 1 <= min ({self.min_batch}) <= opt ({self.opt_batch}) <= "
                              f"max ({self.max_batch})")
@@ -97,6 +105,14 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     step("load checkpoint")
     fingerprint = checkpoint_fingerprint(checkpoint) if Path(checkpoint).is_dir() else None
     model, config = load_checkpoint(checkpoint)
+    check_checkpoint_contract(model, config, checkpoint)
+    from ..quantization.artifact import check_quantize_options  # lazy: quantization imports export
+
+    check_quantize_options(options.quantize, options.precisions, config.get("data", {}))
+    if options.require_engine:
+        from .requirements import require_engine_here
+
+        require_engine_here(options.to)
     if out.exists() and (out / "manifest.json").exists():
         (out / "manifest.json").unlink()  # the bundle is being rewritten: it is incomplete until the new manifest
     out.mkdir(parents=True, exist_ok=True)
@@ -177,20 +193,27 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
 
 
 def parity_images(config: dict[str, Any], inp: dict[str, Any], count: int = 16) -> tuple[torch.Tensor, str]:
-    """Real validation images of the checkpoint's dataset, preprocessed as the manifest says; random if unavailable."""
+    """Real validation images of the checkpoint's dataset, preprocessed as the manifest says.
+
+    Without them (no dataset recorded, or not readable here) the inputs are random and the returned description, which
+    the manifest records as the parity check's ``inputs``, says so and why; a warning says it too.
+    """
     from ..data import eval_arrays
 
     data = config.get("data", {})
     spec = data.get("spec")
+    why = "the checkpoint records no dataset"
     if spec:
         try:
             images, _ = eval_arrays(spec, "val", tuple(inp["image_size"]), tuple(inp["mean"]), tuple(inp["std"]),
                                     limit=count, val_fraction=data.get("val_fraction", 0.2), seed=data.get("seed", 0))
             return torch.from_numpy(images), f"{len(images)} validation images of {spec}"
-        except (OSError, ValueError):
-            pass  # the training data is not on this machine: random inputs still check the graph
+        except (OSError, ValueError) as exc:  # the data is not on this machine: random inputs still check the graph
+            why = f"validation images of {spec} could not be read: {exc}"
+    kind = f"{count} random normal inputs, NOT real images ({why})"
+    warnings.warn(f"parity checks use {kind}", stacklevel=2)
     shape = (count, *inp["shape"][1:])
-    return torch.randn(shape, generator=torch.Generator().manual_seed(0)), f"{count} random normal inputs"
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0)), kind
 
 
 def _ort_parity(onnx_path: Path, folded: torch.nn.Module, probe: torch.Tensor, probe_kind: str) -> dict[str, Any]:

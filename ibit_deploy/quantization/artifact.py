@@ -104,6 +104,27 @@ class QuantizeOptions:
         return Int8Config(**kwargs)
 
 
+def check_quantize_options(options: dict[str, Any] | None, precisions: list[str], data: dict[str, Any]) -> None:
+    """Raise ValueError/FileNotFoundError for quantization options that would fail later, before anything is written.
+
+    Builds what :func:`quantize_artifact` builds from the options (the recipe, the int8 config) and loads the dataset
+    it would read (``options['data']`` or the checkpoint's ``data.spec``), so a bad count, method or data spec fails
+    while the previous bundle is untouched.
+    """
+    wanted = [p for p in precisions if p in ("fp16", "int8")]
+    if not wanted:
+        return
+    from ..data.datasets import load_source
+
+    opts = QuantizeOptions.from_dict(options)
+    spec = opts.data or data.get("spec")
+    if not spec:
+        raise ValueError("quantization needs real images: the checkpoint records no data spec; pass --data SPEC")
+    load_source(spec)
+    if "int8" in wanted:
+        opts.int8_config(opts.recipe_for(spec, data))
+
+
 def _eval_set(spec: str, manifest: dict[str, Any], count: int) -> tuple[np.ndarray, np.ndarray, str]:
     from ..data import eval_arrays
 
