@@ -26,9 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from ..checkpoint import load_checkpoint
     from ..models import create_model
+    from ..outputs import check_output_file, is_png
     from ..viz import plot_masks
 
     try:
+        check_output_file(args.out, "mask plot (PNG)", is_png)
         if Path(args.source).is_dir():
             model, config = load_checkpoint(args.source)
             title = f"{config['model']['name']} ({args.source})"

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ..checkpoint import checkpoint_config, library_versions, save_checkpoint
 from ..data import AugmentConfig, build_dataset
-from ..fileio import sha256_file
+from ..fileio import is_atomic_temp, sha256_file
 from . import records
 from .build import build_model, model_kwargs_for, unwrap
 from .config import RESUMABLE_CHANGES, TrainConfig
@@ -129,9 +129,20 @@ class _Run:
 
     # setup ------------------------------------------------------------------------------------------------------
     def _check_out_dir(self, resume: bool) -> None:
-        if not resume and (self.out / STATE_FILE).exists():
+        if resume:
+            return  # _resume refuses a directory without a resumable run
+        if (self.out / STATE_FILE).exists():
             raise FileExistsError(f"{self.out} already holds a training run ({STATE_FILE}); pass resume=True "
                                   f"(--resume) to continue it, or choose another output directory")
+        if self.out.exists() and not self.out.is_dir():
+            raise FileExistsError(f"--out {self.out} is a file, not a directory")
+        # A new run starts only in a new or empty directory: it would replace another run's checkpoint (which an
+        # export may need) and delete its metrics. Temps of killed atomic writes do not count (they are removed).
+        held = sorted(p.name for p in self.out.iterdir() if not is_atomic_temp(p.name)) if self.out.is_dir() else []
+        if held:
+            raise FileExistsError(f"{self.out} is not empty ({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}) "
+                                  f"and holds no resumable run ({STATE_FILE}); a new training run needs a new or "
+                                  f"empty --out directory")
 
     def _build_data(self) -> None:
         c = self.config
