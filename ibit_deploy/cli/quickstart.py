@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (default: all cores)")
     args = parser.parse_args(argv)
+    from ..fileio import atomic_write_text
     from ..quickstart import quickstart
 
     config = QuickstartConfig(out=args.out, data=args.data, epochs=args.epochs, precisions=args.precisions,
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "meets" if summary["top1_target_met"] else "DOES NOT meet"
     print(f"validation top-1 {summary['val_top1']:.2%} ({verdict} the {TOP1_TARGET:.0%} target); "
           f"checkpoint {summary['checkpoint']}, bundle {summary['bundle']}, report {summary['report']}")
-    Path(args.out, "quickstart.json").write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write_text(Path(args.out, "quickstart.json"), json.dumps(summary, indent=2, default=str))
     return 0 if summary["top1_target_met"] and summary["bench_status"] == "complete" else 1
 
 
