@@ -16,12 +16,12 @@ from typing import Any
 import torch
 
 from ..checkpoint import checkpoint_fingerprint, library_versions, load_checkpoint
-from ..checkpoint_contract import check_checkpoint_contract
 from ..errors import CheckFailed
 from ..fold import fold_masks, max_fold_error
 from ..manifest import FORMAT_VERSION, artifact_entry, set_artifact, utc_now, write_manifest
 from ..models.ibit import ibit_attentions
 from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx, max_opset
+from .preflight import preflight
 
 TARGETS = ("onnx", "tensorrt", "torch-tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -105,14 +105,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     step("load checkpoint")
     fingerprint = checkpoint_fingerprint(checkpoint) if Path(checkpoint).is_dir() else None
     model, config = load_checkpoint(checkpoint)
-    check_checkpoint_contract(model, config, checkpoint)
-    from ..quantization.artifact import check_quantize_options  # lazy: quantization imports export
-
-    check_quantize_options(options.quantize, options.precisions, config.get("data", {}))
-    if options.require_engine:
-        from .requirements import require_engine_here
-
-        require_engine_here(options.to)
+    preflight(model, config, checkpoint, options)  # every input check that can fail, before the bundle is touched
     if out.exists() and (out / "manifest.json").exists():
         (out / "manifest.json").unlink()  # the bundle is being rewritten: it is incomplete until the new manifest
     out.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,18 @@
-"""``--require-engine``: refuse, before anything is written, an export whose engine cannot be built on this machine."""
+"""Every check of an export's inputs that can fail, run before the bundle directory is touched.
+
+The checkpoint's config against its model, the quantization options and their dataset, and ``--require-engine``: an
+export that would stop on one of these stops before it writes (or deletes) anything.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+from typing import Any
 
+from torch import nn
+
+from ..checkpoint_contract import check_checkpoint_contract
 from ..errors import RequirementUnmet
 
 # the Python package each engine-building target needs, besides a CUDA GPU
@@ -30,3 +39,16 @@ def require_engine_here(to: str) -> None:
     if reason is not None:
         raise RequirementUnmet(f"--require-engine: no {to} engine can be built on this machine ({reason}); "
                                f"nothing was written")
+
+
+def preflight(model: nn.Module, config: dict[str, Any], checkpoint: str | os.PathLike, options: Any) -> None:
+    """Raise ValueError/FileNotFoundError (bad input) or RequirementUnmet before ``export_checkpoint`` writes anything.
+
+    ``options`` is the (validated) :class:`~ibit_deploy.export.pipeline.ExportOptions`.
+    """
+    from ..quantization.artifact import check_quantize_options  # lazy: quantization imports export
+
+    check_checkpoint_contract(model, config, checkpoint)
+    check_quantize_options(options.quantize, options.precisions, config.get("data", {}))
+    if options.require_engine:
+        require_engine_here(options.to)
