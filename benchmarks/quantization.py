@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from ort_bench import kernel_times, ort_session
 
-TARGET_DROP = 0.5
+TARGET_DROP = 0.005  # a fraction of top-1, as every gate record (0.5 point)
 TARGET_RATIO = 0.8
 QUANTIZE_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")  # pure conversion overhead
 INT8_GEMM_OPS = ("MatMulIntegerToFloat", "QLinearMatMul", "MatMulInteger", "QGemm")  # ORT's fused int8 GEMMs
@@ -107,7 +107,7 @@ def markdown(result: dict[str, Any]) -> str:
         for b in result["batches"]:
             lat = result["latency"][str(b)][name]
             cells.append(f"{lat['median_ms']:.2f} ({lat['median_ms'] / result['latency'][str(b)]['fp32']['median_ms']:.2f}x)")
-        lines.append(f"| {name} | {acc['top1']:.1f} | {acc['drop']:.1f} | {acc['agreement']:.1f} | "
+        lines.append(f"| {name} | {100 * acc['top1']:.1f} | {100 * acc['top1_drop']:.1f} | {100 * acc['agreement']:.1f} | "
                      + " | ".join(cells) + " |")
     if "profile" in result:
         lines += ["", "| op type | fp32 ms/run | int8 ms/run | int8 share |", "| --- | --- | --- | --- |"]
@@ -167,9 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     write_manifest(bundle, manifest)  # the bundle stays a complete, inspectable export
     int8, fp16 = entries[1], entries[2]
     gates = {"int8": int8["gate"], "fp16": fp16["gate"]}
-    accuracy = {"fp32": {"top1": gates["int8"]["top1_ref"], "drop": 0.0, "agreement": 100.0}}
+    accuracy = {"fp32": {"top1": gates["int8"]["top1_ref"], "top1_drop": 0.0, "agreement": 1.0}}
     for name, gate in gates.items():
-        accuracy[name] = {k: gate[k] for k in ("top1", "drop", "agreement", "max_abs_diff", "count", "passed")}
+        accuracy[name] = {k: gate[k] for k in ("top1", "top1_drop", "agreement", "max_abs_diff", "count", "passed")}
 
     inp = manifest["input"]
     images, _ = eval_arrays("mnist5k", "val", tuple(inp["image_size"]), tuple(inp["mean"]), tuple(inp["std"]),
@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "model": manifest["model"], "checkpoint": str(checkpoint), "bundle": str(bundle), "batches": args.batches,
         "accuracy": accuracy, "gates": gates, "latency": lat,
-        "targets": {"int8_drop_max": TARGET_DROP, "int8_drop": gates["int8"]["drop"],
-                    "int8_drop_met": gates["int8"]["drop"] <= TARGET_DROP,
+        "targets": {"int8_drop_max": TARGET_DROP, "int8_drop": gates["int8"]["top1_drop"],
+                    "int8_drop_met": gates["int8"]["top1_drop"] <= TARGET_DROP,
                     f"int8_ratio_b{big}_max": TARGET_RATIO, f"int8_ratio_b{big}": ratio,
                     "int8_latency_met": ratio <= TARGET_RATIO},
         "int8": {"float_nodes": int8["float_nodes"], "quantized": len(int8["quantized_nodes"]),

@@ -1,7 +1,8 @@
 """ibit-deploy: train data-efficient Vision Transformers (IBiT) and ship them to NVIDIA edge and desktop GPUs.
 
-Heavy or optional dependencies (tensorrt, cuda, onnxruntime, torch) are imported where they are used; ``import
-ibit_deploy`` only exposes the names below, each loaded on first use.
+``import ibit_deploy`` registers the IBiT variants with timm, as a timm plugin should: afterwards
+``timm.create_model("ibit_tiny_patch16_224")`` and ``timm.list_models("ibit_*")`` work. Optional dependencies
+(tensorrt, cuda, onnxruntime) are imported where they are used; the names below load on first use.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from .models import registry as _registry  # noqa: F401  (registers the ibit_* entry points with timm)
+from .version import __version__
 
 _LAZY = {
     "create_model": "ibit_deploy.models",

@@ -29,7 +29,7 @@ def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape a checkpoint or an artifact."""
     import timm
 
-    from . import __version__
+    from .version import __version__
 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
                 "ibit_deploy": __version__}

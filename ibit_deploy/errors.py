@@ -1,11 +1,14 @@
-"""The exit codes of every command and the exceptions that carry them out of the library.
+"""The exit codes of every command and the exceptions every layer raises; the ground floor, so any module may
+import them.
 
 One meaning per code, everywhere (``ibit_deploy.cli.entry`` maps exceptions to them):
 
     0  done
-    1  a gate or check failed (accuracy gate, parity, engine check, training diverged)
+    1  a gate or check failed (accuracy gate, parity, engine check, training diverged), or the output directory is
+       being written by another process (``ibit_deploy.locking.LockBusy``; ``--wait`` waits instead)
     2  bad input (arguments, files, data, configs; nothing was written)
-    3  a requirement is unmet on this machine (e.g. ``--require-engine`` and no engine could be built)
+    3  a requirement is unmet on this machine (e.g. ``--require-engine`` and no engine could be built, a backend
+       that cannot run here)
     70 unexpected error (a bug): one line on stderr, the traceback in a log file it names
     130 interrupted (Ctrl-C)
 """
@@ -26,6 +29,14 @@ class CheckFailed(RuntimeError):
 
 class RequirementUnmet(RuntimeError):
     """Something the user required is not available on this machine (exit 3)."""
+
+
+class BackendUnavailable(RequirementUnmet):
+    """This backend cannot run on this machine (missing package, no GPU, ...); the message says why."""
+
+
+class ExportFailed(CheckFailed):
+    """The export finished but an artifact failed its check; the manifest records which and why."""
 
 
 # Exceptions that mean the user's input (arguments, files, data) is unusable: exit 2.

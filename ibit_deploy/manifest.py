@@ -1,9 +1,9 @@
 """``manifest.json``: the one description of an exported bundle that every stage reads and extends.
 
-Schema (format_version 1)::
+Schema (format_version 2)::
 
     {
-      "format_version": 1,
+      "format_version": 2,
       "created": "2026-11-21T21:00:00Z",
       "source": {"path", "weights_sha256", "config_sha256"},          # the checkpoint it came from
       "model": {"name", "kwargs", "num_params", "attn_mode", "folded"},
@@ -12,25 +12,39 @@ Schema (format_version 1)::
       "output": {"name": "logits", "shape": ["batch", num_classes], "dtype": "float32"},
       "classes": [...],
       "artifacts": [{"path", "sha256", "kind": "onnx"|"engine"|"calibration"|"script"|...,
-                     "precision": "fp32"|"fp16"|"int8", "opset", "quantization": {...}, "gate": {...}, ...}],
+                     "precision": "fp32"|"fp16"|"int8", "opset", "quantization": {...}, "gate": {...},
+                     "parity": {...}, engines: "acceptance": {"metric", "min"}, "verification": {...}, ...}],
       "results": [{"artifact", "backend", "accuracy": {...}, "latency": {...}, "machine": {...}}],
       "tools": {library versions}
     }
 
-The manifest is written last (atomically): a bundle without one is incomplete by definition.
+Every comparison record (a quantized file's ``gate``, an ONNX file's ``parity``, an engine's ``verification``, a
+result's ``accuracy``) uses the names and units of :mod:`ibit_deploy.compare_metrics` (fractions). Version 1 wrote
+some in percent and under other names; :func:`load_manifest` migrates a version-1 manifest in memory
+(:func:`migrate_v1`), so old bundles still load. Typed access: :mod:`ibit_deploy.bundle`.
+
+The manifest is written last (atomically): a bundle without one is incomplete by definition. Writers hold the
+bundle's lock (:mod:`ibit_deploy.locking`) from reading the manifest to writing it, so no update is lost.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import os
 from pathlib import Path
 from typing import Any
 
 from .fileio import atomic_write_json, read_json, sha256_file
+from .trt.kit import MANIFEST_FILE, engine_acceptance  # the standalone device kit needs these too
 
-MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# version 1 name -> version 2 name in comparison records (values in percent are converted where marked below)
+_V1_RENAMES = {"drop": "top1_drop", "samples": "count", "top1_agreement": "agreement",
+               "agreement_top1": "agreement", "max_abs_logit_diff": "max_abs_diff",
+               "mean_abs_logit_diff": "mean_abs_diff", "cosine_mean": "cosine"}
+_V1_PERCENT = ("top1", "top1_ref", "top1_drop", "agreement", "max_drop", "min_agreement")
 
 
 def utc_now() -> str:
@@ -84,9 +98,12 @@ def load_manifest(bundle: str | os.PathLike, verify: bool = True) -> dict[str, A
         raise FileNotFoundError(f"{bundle} has no {MANIFEST_FILE}: the bundle is incomplete (an export that did not "
                                 f"finish) or not a bundle written by ibit-export")
     manifest = read_json(path, "bundle manifest")
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+    if not isinstance(manifest, dict) or manifest.get("format_version") not in READABLE_VERSIONS:
         found = manifest.get("format_version") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ValueError(f"{path}: expected format_version {FORMAT_VERSION}, found {found!r}")
+        raise ValueError(f"{path}: expected format_version {' or '.join(map(str, READABLE_VERSIONS))}, "
+                         f"found {found!r}")
+    if manifest["format_version"] == 1:
+        manifest = migrate_v1(manifest)
     for key in ("input", "artifacts"):
         if key not in manifest:
             raise ValueError(f"{path}: missing required field {key!r}")
@@ -109,13 +126,63 @@ def load_manifest(bundle: str | os.PathLike, verify: bool = True) -> dict[str, A
     return manifest
 
 
-def update_manifest(bundle: str | os.PathLike, **fields: Any) -> dict[str, Any]:
-    """Read, update top-level ``fields`` (lists in ``results`` are appended), and rewrite the manifest atomically."""
-    manifest = load_manifest(bundle, verify=False)
-    for key, value in fields.items():
-        if key == "results":
-            manifest.setdefault("results", []).extend(value)
-        else:
-            manifest[key] = value
-    write_manifest(bundle, manifest)
+def update_manifest(bundle: str | os.PathLike, *, wait: bool = True, **fields: Any) -> dict[str, Any]:
+    """Under the bundle lock: read, update top-level ``fields`` (``results`` are appended), rewrite atomically.
+
+    ``wait``: wait for another writer (saying so on stderr) rather than fail with LockBusy.
+    """
+    from .locking import directory_lock
+
+    with directory_lock(bundle, "update manifest", wait=wait):
+        manifest = load_manifest(bundle, verify=False)
+        for key, value in fields.items():
+            if key == "results":
+                manifest.setdefault("results", []).extend(value)
+            else:
+                manifest[key] = value
+        write_manifest(bundle, manifest)
     return manifest
+
+
+def migrate_v1(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A version-2 manifest from a version-1 one (a new dict): comparison records renamed and in fractions.
+
+    v1 wrote the quantization gate's ``top1``/``top1_ref``/``drop``/``agreement``/``max_drop``/``min_agreement`` in
+    percent, the export parity check as ``max_abs_diff_vs_torch``, the on-device kit's check as ``samples`` /
+    ``top1_agreement`` / ``min_top1_agreement``, and ibit-bench results as ``agreement_top1`` /
+    ``max_abs_logit_diff``. Engines get the acceptance rule of today's table beside their check.
+    """
+    out = copy.deepcopy(manifest)
+    for art in out.get("artifacts", []):
+        if isinstance(art.get("gate"), dict) and art.get("kind") == "onnx":
+            art["gate"] = _v1_record(art["gate"], percent=True)
+            if isinstance(art["gate"].get("fp16_probe"), dict):
+                art["gate"]["fp16_probe"] = _v1_record(art["gate"]["fp16_probe"], percent=True)
+        if isinstance(art.get("parity"), dict) and "max_abs_diff_vs_torch" in art["parity"]:
+            parity = dict(art["parity"])
+            parity["max_abs_diff"] = parity.pop("max_abs_diff_vs_torch")
+            parity.setdefault("reference", "torch")
+            art["parity"] = parity
+        if art.get("kind") == "engine":
+            check = art.get("verification")
+            if isinstance(check, dict):
+                check = _v1_record(check, percent=False)
+                check.pop("min_top1_agreement", None)
+                art["verification"] = check
+            if art.get("precision") in ("fp32", "fp16", "int8"):
+                art.setdefault("acceptance", engine_acceptance(art["precision"]))
+    for result in out.get("results", []):
+        if isinstance(result, dict) and isinstance(result.get("accuracy"), dict):
+            result["accuracy"] = _v1_record(result["accuracy"], percent=False)
+    out["format_version"] = FORMAT_VERSION
+    out["migrated_from"] = 1
+    return out
+
+
+def _v1_record(record: dict[str, Any], percent: bool) -> dict[str, Any]:
+    renamed = {_V1_RENAMES.get(key, key): value for key, value in record.items()}
+    if percent:
+        for key in _V1_PERCENT:
+            if isinstance(renamed.get(key), (int, float)) and not isinstance(renamed.get(key), bool):
+                renamed[key] = renamed[key] / 100.0
+    return renamed

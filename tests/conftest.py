@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+
+from ibit_deploy.manifest import artifact_entry, set_artifact, write_manifest
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -31,3 +35,170 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def checkpoint_factory():
     """The function that writes checkpoints, for tests that need another model than the tiny one."""
     return make_checkpoint
+
+
+# --------------------------------------------------------------------------- TensorRT build and device-kit fixtures
+# A small bundle on disk and a fake ``tensorrt`` module that records what the build code asks of TensorRT's Python
+# API (network flags, builder flags, pool limits, profile shapes, timing cache), so the build logic runs on a CPU-only
+# machine where TensorRT cannot be installed. Its method names follow the TensorRT 10.3/11.x Python bindings.
+# Shared by tests/trt (the kit and build) and tests/export (the device scripts, the tensorrt target).
+
+CHW = (3, 32, 32)
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A bundle directory with placeholder ONNX files of every precision and a manifest describing them."""
+    root = tmp_path / "bundle"
+    root.mkdir()
+    manifest: dict[str, Any] = {
+        "model": {"name": "ibit_test_tiny"},
+        "input": {"name": "images", "shape": ["batch", *CHW], "dtype": "float32", "layout": "NCHW",
+                  "batch_range": [1, 16], "opt_batch": 4},
+        "output": {"name": "logits", "shape": ["batch", 10], "dtype": "float32"},
+        "artifacts": [],
+    }
+    for name, precision in [("model.onnx", "fp32"), ("model.fp16.onnx", "fp16"), ("model.int8.onnx", "int8")]:
+        (root / name).write_bytes(f"placeholder {precision} onnx".encode())
+        set_artifact(manifest, artifact_entry(root, name, "onnx", precision))
+    write_manifest(root, manifest)
+    return root, manifest
+
+
+class _Tensor:
+    def __init__(self, name: str, shape: tuple[int, ...]) -> None:
+        self.name, self.shape = name, shape
+
+
+class _Network:
+    def __init__(self, flags: int, inputs: list[_Tensor]) -> None:
+        self.flags = flags
+        self._inputs = inputs
+        self._outputs = [_Tensor("logits", (-1, 10))]
+        self.num_inputs, self.num_outputs = len(inputs), 1
+
+    def get_input(self, i: int) -> _Tensor:
+        return self._inputs[i]
+
+    def get_output(self, i: int) -> _Tensor:
+        return self._outputs[i]
+
+
+class _ParserError:
+    def __init__(self, desc: str) -> None:
+        self._desc = desc
+
+    def code(self) -> str:
+        return "UNSUPPORTED_NODE"
+
+    def desc(self) -> str:
+        return self._desc
+
+    def node(self) -> int:
+        return 7
+
+    def node_name(self) -> str:
+        return "/blocks.0/attn/Softmax"
+
+    def node_operator(self) -> str:
+        return "Softmax"
+
+
+class _TimingCache:
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def serialize(self) -> bytes:
+        return b"CACHE:" + self.blob
+
+
+def make_fake_trt(version: str = "10.3.0.30") -> types.ModuleType:
+    """A stand-in ``tensorrt`` module; ``fake.calls`` records the build, ``fake.state`` steers failures."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    calls: dict[str, Any] = {"flags": [], "pools": {}}
+    state: dict[str, Any] = {"parser_errors": [], "engine": b"SERIALIZED-ENGINE", "builder_raises": None,
+                             "inputs": [_Tensor("images", (-1, *CHW))], "cache_accepts": True}
+    trt.calls, trt.state = calls, state
+
+    class ILogger:
+        def __init__(self) -> None:
+            pass
+
+    class Builder:
+        def __init__(self, logger: Any) -> None:
+            if state["builder_raises"]:
+                raise state["builder_raises"]
+            calls["logger"] = logger
+
+        def create_network(self, flags: int = 0) -> _Network:
+            calls["network_flags"] = flags
+            return _Network(flags, state["inputs"])
+
+        def create_builder_config(self) -> Config:
+            return Config()
+
+        def create_optimization_profile(self) -> Profile:
+            return Profile()
+
+        def build_serialized_network(self, network: _Network, config: Config) -> bytes | None:
+            calls["built"] = True
+            return state["engine"]
+
+    class OnnxParser:
+        def __init__(self, network: _Network, logger: Any) -> None:
+            self.errors = [_ParserError(d) for d in state["parser_errors"]]
+            self.num_errors = len(self.errors)
+
+        def parse_from_file(self, path: str) -> bool:
+            calls["parsed"] = path
+            return not self.errors
+
+        def get_error(self, i: int) -> _ParserError:
+            return self.errors[i]
+
+    class Profile:
+        def set_shape(self, name: str, min: tuple, opt: tuple, max: tuple) -> None:  # TensorRT's keyword names
+            calls["profile"] = (name, min, opt, max)
+
+    class Config:
+        profiling_verbosity = None
+
+        def set_memory_pool_limit(self, pool: str, size: int) -> None:
+            calls["pools"][pool] = size
+
+        def set_flag(self, flag: str) -> None:
+            calls["flags"].append(flag)
+
+        def add_optimization_profile(self, profile: Profile) -> int:
+            calls["profiles_added"] = calls.get("profiles_added", 0) + 1
+            return 0
+
+        def create_timing_cache(self, blob: bytes) -> _TimingCache:
+            calls.setdefault("cache_blobs", []).append(blob)
+            return _TimingCache(blob)
+
+        def set_timing_cache(self, cache: _TimingCache, ignore_mismatch: bool) -> bool:
+            self.cache = cache
+            return state["cache_accepts"] or not cache.blob
+
+        def get_timing_cache(self) -> _TimingCache:
+            return self.cache
+
+    trt.ILogger, trt.Builder, trt.OnnxParser = ILogger, Builder, OnnxParser
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+    trt.ProfilingVerbosity = types.SimpleNamespace(DETAILED="DETAILED")
+    trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8")
+    return trt
+
+
+@pytest.fixture
+def fake_trt() -> types.ModuleType:
+    return make_fake_trt()
+
+
+@pytest.fixture
+def fake_trt_factory() -> Any:
+    """``make_fake_trt`` itself, for tests that need a particular TensorRT version."""
+    return make_fake_trt

@@ -3,7 +3,7 @@
 Comparisons are small factories in the Polygraphy manner: ``topk_agreement(k)``, ``logit_error(atol, rtol)`` and
 ``cosine_similarity(min_mean)`` each return a function ``compare(logits, ref_logits) -> ComparisonResult``; a
 result is truthy when it passed and ``to_dict()`` gives its JSON form. :func:`accuracy_report` gathers what the
-harness records for one backend.
+harness records for one backend; its metrics are :mod:`ibit_deploy.compare_metrics`' (same names, fractions).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ..compare_metrics import accuracy, compare_logits, cosine_rows, in_topk
 
 Comparison = Callable[[np.ndarray, np.ndarray], "ComparisonResult"]
 
@@ -40,7 +42,7 @@ def topk_agreement(k: int = 1, min_agreement: float = 0.99) -> Comparison:
 
     def compare(logits: np.ndarray, ref_logits: np.ndarray) -> ComparisonResult:
         logits, ref_logits = _pair(logits, ref_logits)
-        hits = _in_topk(logits, ref_logits.argmax(axis=1), k)
+        hits = in_topk(logits, ref_logits.argmax(axis=1), k)
         value = float(hits.mean())
         return ComparisonResult(f"top{k}_agreement", value >= min_agreement, value,
                                 {"k": k, "min_agreement": min_agreement, "disagreements": int((~hits).sum())})
@@ -67,11 +69,7 @@ def cosine_similarity(min_mean: float = 0.999) -> Comparison:
 
     def compare(logits: np.ndarray, ref_logits: np.ndarray) -> ComparisonResult:
         logits, ref_logits = _pair(logits, ref_logits)
-        a, b = logits.astype(np.float64), ref_logits.astype(np.float64)
-        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-        # Two all-zero vectors are identical; one zero vector against a non-zero one shares no direction.
-        cos = np.where(norms > 0, (a * b).sum(axis=1) / np.where(norms > 0, norms, 1.0),
-                       np.where(np.abs(a).sum(axis=1) + np.abs(b).sum(axis=1) == 0, 1.0, 0.0))
+        cos = cosine_rows(logits.astype(np.float64), ref_logits.astype(np.float64))
         value = float(cos.mean())
         return ComparisonResult("cosine_similarity", value >= min_mean, value,
                                 {"min": float(cos.min()), "min_mean": min_mean})
@@ -98,26 +96,16 @@ def accuracy_report(logits: np.ndarray, labels: np.ndarray, ref_logits: np.ndarr
     if labels.min() < 0 or labels.max() >= len(classes):
         raise ValueError(f"accuracy_report: labels must lie in [0, {len(classes) - 1}], found "
                          f"[{labels.min()}, {labels.max()}]")
-    k5 = min(5, len(classes))
+    report: dict[str, Any] = {**accuracy(logits, labels), "agreement": None, "max_abs_diff": None,
+                               "mean_abs_diff": None, "cosine": None, "per_class": {}}
     top1 = logits.argmax(axis=1) == labels
-    report: dict[str, Any] = {
-        "count": int(len(labels)),
-        "top1": float(top1.mean()),
-        "top5": float(_in_topk(logits, labels, k5).mean()),
-        "top5_k": k5,
-        "agreement_top1": None, "max_abs_logit_diff": None, "mean_abs_logit_diff": None, "cosine_mean": None,
-        "per_class": {},
-    }
     for k, name in enumerate(classes):
         mask = labels == k
         report["per_class"][str(name)] = {"count": int(mask.sum()),
                                           "top1": float(top1[mask].mean()) if mask.any() else None}
     if ref_logits is not None:
-        agreement = topk_agreement(1)(logits, ref_logits)
-        error = logit_error()(logits, ref_logits)
-        cosine = cosine_similarity()(logits, ref_logits)
-        report.update(agreement_top1=agreement.value, max_abs_logit_diff=error.details["max_abs"],
-                      mean_abs_logit_diff=error.details["mean_abs"], cosine_mean=cosine.value)
+        metrics = compare_logits(ref_logits, logits)  # the one comparison (compare_metrics), reference first
+        report.update({key: metrics[key] for key in ("agreement", "max_abs_diff", "mean_abs_diff", "cosine")})
     return report
 
 
@@ -129,9 +117,3 @@ def _pair(logits: np.ndarray, ref_logits: np.ndarray) -> tuple[np.ndarray, np.nd
     if len(logits) == 0:
         raise ValueError("comparison: the evaluation set is empty (0 samples)")
     return logits, ref_logits
-
-
-def _in_topk(logits: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
-    """Whether each target class is among the ``k`` largest logits of its row."""
-    topk = np.argpartition(-logits, min(k, logits.shape[1]) - 1, axis=1)[:, :k]
-    return (topk == targets[:, None]).any(axis=1)

@@ -17,21 +17,24 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..bundle import EvalSet, InputSpec
+from ..errors import BackendUnavailable
 from ..manifest import find_artifact, load_manifest, update_manifest, utc_now
-from ..runtime.base import BackendUnavailable, Runner
+from ..runtime.base import Runner
 from ..runtime.load import RunnerChoice, canonical_backend, make_runners
+from ..trt.kit import PRECISIONS
 from .accuracy import accuracy_report
 from .latency import check_budget, sweep_batches
 from .report import SCHEMA_VERSION, manifest_summary, remove_stale, write_report_files
 
 DEFAULT_BACKENDS = ("torch-ref", "torch-folded", "ort-cpu", "ort-cuda", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
 SPLITS = ("train", "val", "test")
 
 
@@ -81,10 +84,11 @@ class BenchOptions:
 
 
 def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, out_dir: str | Path | None = None,
-                  **overrides: Any) -> dict[str, Any]:
+                  runners: Callable[..., list[RunnerChoice]] = make_runners, **overrides: Any) -> dict[str, Any]:
     """Benchmark ``bundle``; returns the report (also written to ``out_dir``, default ``<bundle>/bench``).
 
     ``overrides`` set :class:`BenchOptions` fields, e.g. ``run_benchmark(b, backends=["ort-cpu"], batches=[1])``.
+    ``runners`` makes the runner list (signature of :func:`~ibit_deploy.runtime.load.make_runners`; tests script it).
     Raises (before measuring or writing anything) FileNotFoundError/ValueError for a missing or altered bundle
     file, bad options, or data that does not fit the bundle's input.
     """
@@ -118,7 +122,7 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
         "files": {"markdown": None, "plots": []}, "manifest_update": {"updated": False, "reason": "not attempted"},
     }
     monitor = _power_monitor(options, jetson)
-    choices = make_runners(bundle, options.backends, manifest, precisions=options.precisions,
+    choices = runners(bundle, options.backends, manifest, precisions=options.precisions,
                            threads=options.threads, torch_device=options.torch_device)
     # The reference runs first, so a run interrupted half-way still has its yardstick.
     choices.sort(key=lambda c: c.backend != "torch-ref")
@@ -152,14 +156,15 @@ def measured_anything(report: dict[str, Any]) -> bool:
 
 def evaluation_set(manifest: dict[str, Any], options: BenchOptions) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Preprocessed images, labels and their description, as the manifest's ``data`` and ``input`` say."""
-    from ..data import eval_arrays, load_source
+    from ..data import load_source
 
-    recorded = manifest.get("data") or {}
-    spec = options.data or recorded.get("spec")
+    eval_set = EvalSet.from_manifest(manifest, options.data)  # another dataset than the recorded one: default split
+    spec = eval_set.spec
     if not spec:
         raise ValueError("the manifest records no dataset (manifest['data']['spec']); give one with --data SPEC")
     inp = manifest["input"]
-    size, mean, std = tuple(inp["image_size"]), tuple(inp["mean"]), tuple(inp["std"])
+    input_spec = InputSpec.from_manifest(manifest)
+    mean = input_spec.mean
     classes = list(manifest.get("classes") or [])
     raw = load_source(spec)
     chans = int(raw.images.shape[-1])
@@ -169,12 +174,8 @@ def evaluation_set(manifest: dict[str, Any], options: BenchOptions) -> tuple[np.
                          f"data it was trained for")
     if classes and len(raw.classes) != len(classes):
         raise ValueError(f"dataset {spec!r} has {len(raw.classes)} classes, the bundle's model has {len(classes)}")
-    # The split parameters belong to the recorded dataset; another dataset uses the defaults.
-    same = spec == recorded.get("spec")
-    val_fraction = float(recorded.get("val_fraction", 0.2)) if same else 0.2
-    seed = int(recorded.get("seed", 0)) if same else 0
-    images, labels = eval_arrays(spec, options.split, size, mean, std, limit=options.limit,
-                                 val_fraction=val_fraction, seed=seed)
+    images, labels = eval_set.arrays(options.split, input_spec, limit=options.limit)
+    val_fraction, seed = eval_set.val_fraction, eval_set.seed
     if len(labels) == 0:
         raise ValueError(f"the evaluation set is empty: {spec!r} split {options.split!r}, limit {options.limit}")
     return images, labels, {"spec": spec, "split": options.split, "count": int(len(labels)),
@@ -182,17 +183,8 @@ def evaluation_set(manifest: dict[str, Any], options: BenchOptions) -> tuple[np.
 
 
 def infer_all(runner: Runner, images: np.ndarray, batch: int) -> np.ndarray:
-    """Logits for every image, in chunks the runner's batch range allows (a short last chunk is padded)."""
-    spec = runner.spec
-    size = max(spec.min_batch, min(batch, spec.max_batch or batch))
-    out = []
-    for i in range(0, len(images), size):
-        chunk = images[i:i + size]
-        short = max(0, spec.min_batch - len(chunk))
-        if short:  # below the artifact's minimum batch: pad with the last image and drop its outputs
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], short, axis=0)])
-        out.append(runner.infer(chunk)[:len(chunk) - short])
-    return np.concatenate(out)
+    """Logits for every image, in chunks the runner's batch range allows (:meth:`Runner.infer_all`)."""
+    return runner.infer_all(images, batch)
 
 
 def _run_one(choice: RunnerChoice, images: np.ndarray, options: BenchOptions, logits: dict[str, np.ndarray],
@@ -223,7 +215,7 @@ def _run_one(choice: RunnerChoice, images: np.ndarray, options: BenchOptions, lo
 def _trtexec_runs(choice: RunnerChoice, runner: Runner, options: BenchOptions, out_dir: Path, bundle: Path,
                   manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """trtexec timings of the engine behind ``choice`` at every batch size (its own flags per TensorRT major)."""
-    from ..export.tensorrt_build import parse_trt_version
+    from ..trt.kit import parse_trt_version
     from .trtexec import run_trtexec
 
     engine = bundle / choice.artifact

@@ -52,7 +52,7 @@ def machine_description(threads: int = 0) -> dict[str, Any]:
         info["versions"]["tensorrt"] = tensorrt.__version__
     except Exception:  # ImportError, or the PyPI stub failing at import: either way there is no TensorRT
         info["versions"]["tensorrt"] = None
-    from .. import __version__
+    from ..version import __version__
 
     info["versions"]["ibit_deploy"] = __version__
     return info

@@ -1,9 +1,9 @@
 """The benchmark report: ``report.json`` (schema below), ``report.md`` (one table), two PNG plots, a manifest summary.
 
-``report.json``, schema_version 1 (every key is always present; null where it does not apply)::
+``report.json``, schema_version 2 (every key is always present; null where it does not apply)::
 
     {
-      "schema_version": 1,
+      "schema_version": 2,
       "tool": "ibit-bench",
       "status": "complete" | "incomplete" | "interrupted",   # incomplete: a run ended in "error", or nothing was timed
       "complete": bool,                                      # status == "complete"
@@ -18,8 +18,8 @@
           "name": "ort-cpu:fp32", "backend", "precision", "artifact",
           "status": "ok" | "skipped" | "error", "reason": str | null,
           "runner": {runner.describe()} | null,
-          "accuracy": {"count", "top1", "top5", "top5_k", "agreement_top1", "max_abs_logit_diff",
-                       "mean_abs_logit_diff", "cosine_mean", "per_class": {class: {"count", "top1"}}} | null,
+          "accuracy": {"count", "top1", "top5", "top5_k", "agreement", "max_abs_diff",
+                       "mean_abs_diff", "cosine", "per_class": {class: {"count", "top1"}}} | null,
           "latency": [{"batch", "status": "ok", "n", "mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms",
                        "p99_ms", "images_per_s", "threads", "device": {"compute_ms"|"h2d_ms"|"d2h_ms": stats} | null,
                        "power": {tegrastats summary} | null}
@@ -47,7 +47,7 @@ from typing import Any
 
 from ..fileio import atomic_path, atomic_write_json, atomic_write_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: accuracy keys named as in compare_metrics (agreement, max_abs_diff, ...)
 REPORT_FILE = "report.json"
 MARKDOWN_FILE = "report.md"
 LATENCY_PLOT = "latency_vs_batch.png"
@@ -63,8 +63,8 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "jetson": ("available", "reason", "model", "l4t", "nvpmodel", "power_mode", "jetson_clocks", "clocks_locked"),
     "run": ("name", "backend", "precision", "artifact", "status", "reason", "runner", "accuracy", "latency",
             "speedup_vs_reference", "trtexec"),
-    "accuracy": ("count", "top1", "top5", "top5_k", "agreement_top1", "max_abs_logit_diff", "mean_abs_logit_diff",
-                 "cosine_mean", "per_class"),
+    "accuracy": ("count", "top1", "top5", "top5_k", "agreement", "max_abs_diff", "mean_abs_diff",
+                 "cosine", "per_class"),
     "latency_ok": ("batch", "status", "n", "mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p99_ms",
                    "images_per_s", "threads", "device", "power"),
     "latency_skipped": ("batch", "status", "reason"),
@@ -130,7 +130,7 @@ def markdown_table(report: dict[str, Any]) -> str:
             notes.append(f"- **{run['name']}** {run['status']}: {_cell(run['reason'])}")
             lines.append("| " + " | ".join(cells + [run["status"]] + [""] * (len(head) - 4)) + " |")
             continue
-        cells += [_pct(acc.get("top1")), _pct(acc.get("agreement_top1")), _sci(acc.get("max_abs_logit_diff"))]
+        cells += [_pct(acc.get("top1")), _pct(acc.get("agreement")), _sci(acc.get("max_abs_diff"))]
         for b in batches:
             entry = latency_at(run, b)
             cell = "—" if entry is None else f"{entry['p50_ms']:.3g}"
@@ -238,8 +238,8 @@ def manifest_summary(report: dict[str, Any], report_path: Path) -> list[dict[str
             "kind": "bench", "created": report["created"], "report": str(report_path), "complete": report["complete"],
             "artifact": run["artifact"], "backend": run["backend"], "precision": run["precision"],
             "accuracy": {"data": f"{report['data']['spec']}/{report['data']['split']}", "count": acc.get("count"),
-                         "top1": acc.get("top1"), "agreement_top1": acc.get("agreement_top1"),
-                         "max_abs_logit_diff": acc.get("max_abs_logit_diff"),
+                         "top1": acc.get("top1"), "agreement": acc.get("agreement"),
+                         "max_abs_diff": acc.get("max_abs_diff"),
                          "reference": report["reference"]["name"]},
             "latency": {str(e["batch"]): {"p50_ms": e["p50_ms"], "p99_ms": e["p99_ms"],
                                           "images_per_s": e["images_per_s"]}

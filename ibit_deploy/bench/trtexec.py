@@ -1,7 +1,7 @@
 """Optional: time a TensorRT engine with NVIDIA's ``trtexec`` and parse what it prints and exports.
 
 trtexec is looked for at ``$TRTEXEC``, ``/usr/src/tensorrt/bin/trtexec`` (JetPack) and on ``PATH``. The command is
-the one ``ibit_deploy.export.tensorrt_build.trtexec_benchmark_command`` builds (``--loadEngine --shapes
+the one ``ibit_deploy.trt.kit.trtexec_benchmark_command`` builds (``--loadEngine --shapes
 --percentile=50,90,99 --exportTimes/--exportProfile/--exportLayerInfo``, plus on TensorRT 10 ``--useCudaGraph
 --noDataTransfers --useSpinWait --separateProfileRun``, the defaults of 11), so the engine's GPU compute time is
 measured apart from copies and enqueue overhead.
@@ -113,7 +113,7 @@ def run_trtexec(engine: str | os.PathLike, *, batch: int, input_chw: Sequence[in
     Returns {"command", "batch", "summary" (parse_trtexec_output), "times" (parse_exported_times or None), "log"}.
     Raises BackendUnavailable when trtexec is not found, RuntimeError when it fails (with the end of its log).
     """
-    from ..export.tensorrt_build import trtexec_benchmark_command
+    from ..trt.kit import trtexec_benchmark_command
 
     exe = Path(trtexec) if trtexec else find_trtexec()
     if exe is None:

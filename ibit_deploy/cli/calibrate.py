@@ -42,13 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     recipe = load_recipe(args.recipe).to_dict() if args.recipe else {}
     input_block = None
     if args.bundle:
-        from ..manifest import load_manifest
+        from ..bundle import open_bundle
 
-        manifest = load_manifest(args.bundle, verify=False)
-        input_block = manifest["input"]
-        data = manifest.get("data", {})
-        recipe.update({k: v for k, v in (("spec", data.get("spec")), ("val_fraction", data.get("val_fraction")),
-                                         ("split_seed", data.get("seed"))) if v is not None})
+        bundle = open_bundle(args.bundle, verify=False)
+        input_block = bundle.manifest["input"]
+        if bundle.eval_set.spec:  # the held-out split calibration must stay out of
+            recipe.update(spec=bundle.eval_set.spec, val_fraction=bundle.eval_set.val_fraction,
+                          split_seed=bundle.eval_set.seed)
     flags = {"spec": args.spec, "split": args.split, "count": args.count, "seed": args.seed, "method": args.method,
              "percentile": args.percentile}
     recipe.update({k: v for k, v in flags.items() if v is not None})

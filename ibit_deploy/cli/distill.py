@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args(argv)
     from ..outputs import check_output_file, is_npz
-    from ..train.distill import compute_teacher_logits
+    from ..train.teachers import compute_teacher_logits
 
     try:
         check_output_file(args.out, "teacher-logits .npz", is_npz)

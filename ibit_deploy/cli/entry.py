@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import errors
+from ..locking import LockBusy
 
 LOG_DIR_ENV = "IBIT_DEPLOY_LOG_DIR"
 
@@ -54,7 +55,7 @@ def cli_main(prog: str) -> Callable[[Main], Callable[[Sequence[str] | None], int
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 return errors.INTERRUPTED
-            except errors.CheckFailed as exc:
+            except (errors.CheckFailed, LockBusy) as exc:  # a busy output directory: the check that it is free failed
                 print(f"{prog}: FAILED: {exc}", file=sys.stderr)
                 return errors.CHECK_FAILED
             except errors.RequirementUnmet as exc:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..export.pipeline import PRECISIONS, TARGETS, ExportFailed, ExportOptions, export_checkpoint
+from ..locking import LockBusy
 from .entry import cli_main
 
 
@@ -34,8 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--require-engine", action="store_true",
                    help="with --to tensorrt: fail (exit 3) unless an engine is built here")
+    p.add_argument("--wait", action="store_true",
+                   help="if another process is writing the bundle, wait for it (default: fail at once, exit 1)")
     q = p.add_argument_group("quantization (fp16 / int8)")
-    q.add_argument("--max-drop", type=float, default=1.0, help="largest top-1 drop in points vs fp32 (default 1.0)")
+    q.add_argument("--max-drop", type=float, default=1.0,
+                   help="largest top-1 drop in percentage points vs fp32 (default 1.0; the manifest records it as a "
+                        "fraction, 0.01)")
     q.add_argument("--auto", action="store_true", help="find a small set of layers to keep in float that meets "
                                                         "--max-drop (per-layer sensitivity)")
     q.add_argument("--data", default=None, help="dataset spec for calibration and the gate (default: the checkpoint's)")
@@ -52,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def options_from_args(args: argparse.Namespace) -> ExportOptions:
     if args.max_drop < 0:
         raise ValueError(f"--max-drop is a budget in top-1 points and must be >= 0, got {args.max_drop}")
-    quantize = {"max_drop": args.max_drop, "auto": args.auto}
+    quantize = {"max_drop": args.max_drop / 100.0, "auto": args.auto}  # points on the command line, a fraction inside
     for key, value in (("data", args.data), ("method", args.calib_method), ("calib_count", args.calib_count),
                        ("eval_count", args.eval_count)):
         if value is not None:
@@ -63,7 +68,7 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
         quantize["include"] = args.include
     return ExportOptions(to=args.to, precision=args.precision, opset=args.opset, min_batch=args.min_batch,
                          opt_batch=args.opt_batch, max_batch=args.max_batch, require_engine=args.require_engine,
-                         quantize=quantize)
+                         quantize=quantize, wait=args.wait)
 
 
 @cli_main("ibit-export")
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         manifest = export_checkpoint(args.checkpoint, args.out, options_from_args(args), progress=progress)
-    except ExportFailed as exc:
+    except (ExportFailed, LockBusy) as exc:
         stages.close()
         print(f"ibit-export: FAILED: {exc}", file=sys.stderr)
         return 1
@@ -90,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stages.close()
     for art in manifest["artifacts"]:
-        gate = art.get("gate")
-        extra = f"  gate: top-1 drop {gate['drop']:.2f} pt (<= {gate['max_drop']}) passed" if gate else ""
+        gate = art.get("gate") or {}
+        extra = (f"  gate: top-1 drop {gate['top1_drop']:.2%} (<= {gate['max_drop']:.2%}) passed"
+                 if "top1_drop" in gate else "")
         print(f"  {art['kind']:<12} {art.get('precision', ''):<5} {args.out / art['path']}{extra}")
     trt = manifest.get("tensorrt")
     if trt is not None:

@@ -1,14 +1,15 @@
 """``write_device_scripts``: the files a bundle carries to build its TensorRT engine on the device.
 
 Engines are tied to the GPU and TensorRT version that build them, so a Jetson engine is built on the Jetson. The
-bundle gets two scripts:
+bundle gets:
 
 - ``build_engine.sh`` (bash): finds trtexec (``$TRTEXEC``, ``/usr/src/tensorrt/bin/trtexec``, ``PATH``), reads the
   TensorRT major version from its banner (or ``python3 -c 'import tensorrt'``), runs the trtexec command for that
   version (rendered here by ``trtexec_command``, with the shapes baked in), falls back to ``build_engine.py``
   without trtexec, then lets ``build_engine.py --skip-build`` check the engine and record it in manifest.json.
-- ``build_engine.py``: a verbatim copy of ``templates/build_engine.py`` (no ibit_deploy import needed on the
-  device), the same code :func:`ibit_deploy.export.tensorrt_build.build_engine` runs; it reads manifest.json.
+- ``build_engine.py``, ``compare_metrics.py``, ``locking.py``: verbatim copies of the package modules
+  ``trt/kit.py``, ``compare_metrics.py`` and ``locking.py`` (``kit.KIT_FILES``), so the device runs the very code
+  :mod:`ibit_deploy.trt.build` runs, with no ibit_deploy installed.
 """
 
 from __future__ import annotations
@@ -18,33 +19,28 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ..bundle import InputSpec
 from ..fileio import atomic_path
 from ..manifest import artifact_entry
-from .templates import build_engine as template
-from .templates.build_engine_sh import TEMPLATE as SHELL_TEMPLATE
+from ..trt import kit as template
+from ..trt.shell_template import TEMPLATE as SHELL_TEMPLATE
+from ..version import __version__
 
 SHELL_SCRIPT = "build_engine.sh"
 PYTHON_SCRIPT = "build_engine.py"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # Shell variables the rendered trtexec lines may reference; everything else in them is baked-in text.
 _SHELL_REF = re.compile(r"\$\{[A-Z_]+\}")
 
 
-def profile_from_manifest(manifest: dict[str, Any]) -> tuple[str, tuple[int, int, int], tuple[int, int, int]]:
-    """(input name, (C, H, W), (min, opt, max) batch) from the manifest's ``input`` block, validated."""
-    inp = manifest.get("input") or {}
-    shape = inp.get("shape") or []
-    if len(shape) != 4:
-        raise ValueError(f"manifest input.shape should be [batch, C, H, W], got {shape!r}")
-    c, h, w = (int(d) for d in shape[1:])
-    batch_range = inp.get("batch_range") or [1, None]
-    if len(batch_range) != 2 or batch_range[1] is None:
-        raise ValueError(f"manifest input.batch_range should be [min, max] with a finite max for a TensorRT "
-                         f"optimization profile, got {batch_range!r}")
-    lo, hi = int(batch_range[0]), int(batch_range[1])
-    opt = int(inp.get("opt_batch", lo))
-    template.check_batch_range(lo, opt, hi)
-    return str(inp.get("name", "images")), (c, h, w), (lo, opt, hi)
+def kit_sources() -> dict[str, Path]:
+    """Bundle file name -> the package module file it is a verbatim copy of."""
+    return {name: PACKAGE_ROOT / module for name, module in template.KIT_FILES.items()}
+
+
+def profile_from_manifest(manifest: dict[str, Any]) -> template.EngineProfile:
+    """The engine profile of the manifest's ``input`` block (finite max batch required), validated."""
+    return InputSpec.from_manifest(manifest).profile()
 
 
 def _bash_word(arg: str) -> str:
@@ -63,12 +59,11 @@ def render_build_script(manifest: dict[str, Any], precision: str, *,
                         workspace_mib: int = template.DEFAULT_WORKSPACE_MIB) -> str:
     """The text of ``build_engine.sh`` for ``precision``, with shapes and trtexec lines for TensorRT 10 and 11."""
     template.check_precision(precision)
-    name, chw, (lo, opt, hi) = profile_from_manifest(manifest)
-    build = {"onnx": "${SOURCE}", "engine": "${ENGINE}", "precision": precision, "min_batch": lo, "opt_batch": opt,
-             "max_batch": hi, "input_chw": chw, "input_name": name, "timing_cache": "${TIMING_CACHE}",
-             "workspace_mib": workspace_mib, "trtexec": "${TRTEXEC}"}
-    bench = {"batch": opt, "input_chw": chw, "input_name": name, "export_prefix": "${BENCH_DIR}/${PRECISION}",
-             "trtexec": "${TRTEXEC}"}
+    profile = profile_from_manifest(manifest)
+    build = {"onnx": "${SOURCE}", "engine": "${ENGINE}", "precision": precision, "profile": profile,
+             "timing_cache": "${TIMING_CACHE}", "workspace_mib": workspace_mib, "trtexec": "${TRTEXEC}"}
+    bench = {"batch": profile.opt_batch, "input_chw": profile.chw, "input_name": profile.input_name,
+             "export_prefix": "${BENCH_DIR}/${PRECISION}", "trtexec": "${TRTEXEC}"}
     fields = {
         "VERSION": __version__,
         "MODEL": " ".join(str(manifest.get("model", {}).get("name", "a model")).split()),
@@ -100,7 +95,8 @@ def _write_executable(path: Path, data: bytes) -> None:
 
 def write_device_scripts(bundle_dir: str | os.PathLike, manifest: dict[str, Any], precision: str, *,
                          workspace_mib: int = template.DEFAULT_WORKSPACE_MIB) -> list[dict[str, Any]]:
-    """Write ``build_engine.sh`` and ``build_engine.py`` into the bundle; return their manifest artifact entries.
+    """Write ``build_engine.sh`` and the kit (``build_engine.py`` and its two modules) into the bundle; return their
+    manifest artifact entries.
 
     Call it after the bundle's ONNX files are in place and before the manifest is written; add the returned
     entries with ``set_artifact`` (``build_engine.py`` reads its default precision from its own entry).
@@ -114,11 +110,14 @@ def write_device_scripts(bundle_dir: str | os.PathLike, manifest: dict[str, Any]
                                     f"(write the bundle's ONNX files before the device scripts)")
     _write_executable(bundle / SHELL_SCRIPT, render_build_script(manifest, precision, workspace_mib=workspace_mib)
                       .encode("utf-8"))
-    _write_executable(bundle / PYTHON_SCRIPT, Path(template.__file__).read_bytes())
+    for name, source in kit_sources().items():
+        _write_executable(bundle / name, source.read_bytes())
     common = {"runs_on": "device", "produces": template.DEFAULT_ENGINE}
     return [
         artifact_entry(bundle, SHELL_SCRIPT, "script", precision,
                        requires="bash; trtexec (TensorRT >= 10) or python3 with tensorrt", **common),
         artifact_entry(bundle, PYTHON_SCRIPT, "script", precision,
                        requires="python3 with tensorrt; numpy, cuda-python, onnxruntime to check outputs", **common),
+        *(artifact_entry(bundle, name, "module", requires="python3", imported_by=PYTHON_SCRIPT)
+          for name in kit_sources() if name != PYTHON_SCRIPT),
     ]

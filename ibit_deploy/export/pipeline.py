@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,25 @@ from typing import Any
 import torch
 
 from ..checkpoint import checkpoint_fingerprint, library_versions, load_checkpoint
-from ..errors import CheckFailed
+from ..compare_metrics import compare_logits
+from ..errors import ExportFailed
 from ..fold import fold_masks, max_fold_error
-from ..manifest import FORMAT_VERSION, artifact_entry, set_artifact, utc_now, write_manifest
+from ..locking import directory_lock
+from ..manifest import FORMAT_VERSION, MANIFEST_FILE, artifact_entry, set_artifact, utc_now, write_manifest
 from ..models.ibit import ibit_attentions
+from ..trt.build import EngineTools
+from ..trt.kit import DEFAULT_ONNX as ONNX_FILES
+from ..trt.kit import PRECISIONS, check_batch_range
 from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx, max_opset
 from .preflight import preflight
+from .probe import parity_images
+
+__all__ = ["ExportFailed", "ExportOptions", "ONNX_FILES", "PRECISIONS", "TARGETS", "export_checkpoint",
+           "parity_images"]
 
 TARGETS = ("onnx", "tensorrt", "torch-tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
 FOLD_TOLERANCE = 1e-5
-ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
-
-
-class ExportFailed(CheckFailed):
-    """The export finished but an artifact failed its check; the manifest records which and why."""
+PARITY_TOLERANCE = 1e-3  # max |ONNX Runtime - PyTorch| logit difference an fp32 export may show
 
 
 @dataclass
@@ -44,6 +47,7 @@ class ExportOptions:
     opt_batch: int = 8
     max_batch: int = 64
     require_engine: bool = False
+    wait: bool = False  # another writer holds the bundle: wait for it (True) or fail at once with LockBusy
     quantize: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -70,9 +74,7 @@ class ExportOptions:
                              f"got {self.opset}")
         if self.require_engine and self.to == "onnx":
             raise ValueError("--require-engine needs --to tensorrt or --to torch-tensorrt (--to onnx builds no engine)")
-        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ValueError(f"batch range must satisfy 1 <= min ({self.min_batch}) <= opt ({self.opt_batch}) <= "
-                             f"max ({self.max_batch})")
+        check_batch_range(self.min_batch, self.opt_batch, self.max_batch)
 
 
 def input_description(config: dict[str, Any], model: torch.nn.Module, options: ExportOptions) -> dict[str, Any]:
@@ -93,28 +95,36 @@ def input_description(config: dict[str, Any], model: torch.nn.Module, options: E
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
-                      options: ExportOptions | None = None, progress=None) -> dict[str, Any]:
+                      options: ExportOptions | None = None, progress=None,
+                      engine_tools: EngineTools | None = None) -> dict[str, Any]:
     """Export a checkpoint directory into bundle ``out``; returns the manifest (also written to out/manifest.json).
 
-    ``progress`` is an optional callable taking a stage name, for progress bars.
+    The bundle is locked for the whole export (:mod:`ibit_deploy.locking`): another writer makes this call fail at
+    once with LockBusy naming it, or, with ``options.wait``, wait for it. ``progress`` is an optional callable
+    taking a stage name, for progress bars; ``engine_tools`` builds and verifies a TensorRT engine (tests pass fakes).
     """
     options = options or ExportOptions()
     options.validate()
+    with directory_lock(out, "ibit-export", wait=options.wait):
+        return _export_locked(checkpoint, Path(out), options, progress, engine_tools)
+
+
+def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOptions, progress,
+                   engine_tools: EngineTools | None) -> dict[str, Any]:
     step = progress or (lambda stage: None)
-    out = Path(out)
     step("load checkpoint")
     fingerprint = checkpoint_fingerprint(checkpoint) if Path(checkpoint).is_dir() else None
     model, config = load_checkpoint(checkpoint)
     preflight(model, config, checkpoint, options)  # every input check that can fail, before the bundle is touched
-    if out.exists() and (out / "manifest.json").exists():
-        (out / "manifest.json").unlink()  # the bundle is being rewritten: it is incomplete until the new manifest
+    if out.exists() and (out / MANIFEST_FILE).exists():
+        (out / MANIFEST_FILE).unlink()  # the bundle is being rewritten: it is incomplete until the new manifest
     out.mkdir(parents=True, exist_ok=True)
     inp = input_description(config, model, options)
     chw = tuple(inp["shape"][1:])
 
     step("fold masks")
     folded = fold_masks(model)
-    probe, probe_kind = parity_images(config, inp)
+    probe, probe_kind = parity_images({"input": inp, "data": config.get("data", {})})
     fold_error = max_fold_error(model, folded, probe)
     if fold_error > FOLD_TOLERANCE:
         raise ExportFailed(f"folded model differs from the trained one by {fold_error:.3g} (> {FOLD_TOLERANCE})")
@@ -164,7 +174,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
         step("tensorrt")
         from .targets import tensorrt_target
 
-        manifest["tensorrt"] = tensorrt_target(out, manifest, options)
+        manifest["tensorrt"] = tensorrt_target(out, manifest, options, engine_tools)
     elif options.to == "torch-tensorrt":
         step("torch-tensorrt")
         from .targets import torch_tensorrt_target
@@ -185,42 +195,20 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     return manifest
 
 
-def parity_images(config: dict[str, Any], inp: dict[str, Any], count: int = 16) -> tuple[torch.Tensor, str]:
-    """Real validation images of the checkpoint's dataset, preprocessed as the manifest says.
-
-    Without them (no dataset recorded, or not readable here) the inputs are random and the returned description, which
-    the manifest records as the parity check's ``inputs``, says so and why; a warning says it too.
-    """
-    from ..data import eval_arrays
-
-    data = config.get("data", {})
-    spec = data.get("spec")
-    why = "the checkpoint records no dataset"
-    if spec:
-        try:
-            images, _ = eval_arrays(spec, "val", tuple(inp["image_size"]), tuple(inp["mean"]), tuple(inp["std"]),
-                                    limit=count, val_fraction=data.get("val_fraction", 0.2), seed=data.get("seed", 0))
-            return torch.from_numpy(images), f"{len(images)} validation images of {spec}"
-        except (OSError, ValueError) as exc:  # the data is not on this machine: random inputs still check the graph
-            why = f"validation images of {spec} could not be read: {exc}"
-    kind = f"{count} random normal inputs, NOT real images ({why})"
-    warnings.warn(f"parity checks use {kind}", stacklevel=2)
-    shape = (count, *inp["shape"][1:])
-    return torch.randn(shape, generator=torch.Generator().manual_seed(0)), kind
-
-
 def _ort_parity(onnx_path: Path, folded: torch.nn.Module, probe: torch.Tensor, probe_kind: str) -> dict[str, Any]:
-    """Max abs difference between ONNX Runtime and PyTorch on ``probe`` (a cheap self-check of every export)."""
+    """ONNX Runtime against PyTorch on ``probe`` (compare_metrics names; a cheap self-check of every export)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     ours = session.run(None, {INPUT_NAME: probe.numpy()})[0]
     with torch.no_grad():
         ref = folded(probe).numpy()
-    diff = float(abs(ours - ref).max())
-    if diff > 1e-3:
-        raise ExportFailed(f"{onnx_path}: ONNX Runtime output differs from PyTorch by {diff:.3g}")
-    return {"backend": "ort-cpu", "max_abs_diff_vs_torch": diff, "inputs": probe_kind}
+    metrics = compare_logits(ref, ours)
+    diff = metrics["max_abs_diff"]
+    if diff is None or diff > PARITY_TOLERANCE:
+        raise ExportFailed(f"{onnx_path}: ONNX Runtime output differs from PyTorch by {diff if diff is None else f'{diff:.3g}'}"
+                           f" (> {PARITY_TOLERANCE})")
+    return {"backend": "ort-cpu", "reference": "torch", **metrics, "inputs": probe_kind}
 
 
 def clean_bundle(out: str | os.PathLike) -> None:

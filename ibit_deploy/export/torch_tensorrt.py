@@ -24,7 +24,7 @@ from typing import Any
 
 from ..fileio import sha256_file
 from ..runtime.base import BackendUnavailable
-from .templates.build_engine import DEFAULT_WORKSPACE_MIB, check_batch_range
+from ..trt.kit import DEFAULT_WORKSPACE_MIB, EngineProfile
 
 
 def _compilation_settings(torch_tensorrt: Any) -> set[str]:
@@ -55,22 +55,18 @@ def precision_kwargs(precision: str, settings: set[str], trt_major: int | None) 
                      f"model.int8.onnx (explicit Q/DQ) with build_engine")
 
 
-def export_torch_tensorrt(model: Any, example_input: Any, out_path: str | os.PathLike, precision: str = "fp16", *,
-                          min_batch: int = 1, opt_batch: int = 8, max_batch: int = 64,
-                          workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> dict[str, Any]:
-    """Compile ``model`` for batches ``min_batch..max_batch`` of ``example_input``'s (C, H, W); save to ``out_path``.
+def export_torch_tensorrt(model: Any, profile: EngineProfile, out_path: str | os.PathLike, precision: str = "fp16",
+                          *, workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> dict[str, Any]:
+    """Compile ``model`` for ``profile`` (its (C, H, W) and batch range, tuned for its opt batch); save to ``out_path``.
 
-    ``example_input`` is a float32 NCHW tensor (any batch). The file is written atomically (saved beside the target,
-    then renamed). Returns a description: path, sha256, precision, batch range, versions, compile settings used.
-    Raises BackendUnavailable without CUDA or torch_tensorrt, ValueError for bad arguments.
+    The file is written atomically (saved beside the target, then renamed). Returns a description: path, sha256,
+    precision, batch range, versions, compile settings used. Raises BackendUnavailable without CUDA or
+    torch_tensorrt, ValueError for bad arguments.
     """
-    check_batch_range(min_batch, opt_batch, max_batch)
     if precision not in ("fp32", "fp16"):
         precision_kwargs(precision, set(), None)  # raises the explanatory ValueError
     import torch
 
-    if example_input.ndim != 4:
-        raise ValueError(f"example_input must be NCHW (4-D), got shape {tuple(example_input.shape)}")
     if not torch.cuda.is_available():
         raise BackendUnavailable("torch-tensorrt export needs a CUDA GPU and a CUDA build of torch; "
                                  "torch.cuda.is_available() is False here")
@@ -86,12 +82,12 @@ def export_torch_tensorrt(model: Any, example_input: Any, out_path: str | os.Pat
     except Exception:
         trt_major = None
 
-    chw = tuple(int(d) for d in example_input.shape[1:])
+    chw, min_batch, opt_batch, max_batch = profile.chw, profile.min_batch, profile.opt_batch, profile.max_batch
     kwargs = precision_kwargs(precision, _compilation_settings(torch_tensorrt), trt_major)
     model = model.eval().cuda()
     # torch.export specializes sizes 0 and 1, so the traced example uses a batch of at least 2 when the range allows
     example_batch = max(opt_batch, min(2, max_batch))
-    example = example_input[:1].expand(example_batch, *chw).contiguous().float().cuda()
+    example = torch.randn(profile.shape(example_batch), generator=torch.Generator().manual_seed(0)).cuda()
     inputs = [torch_tensorrt.Input(min_shape=(min_batch, *chw), opt_shape=(opt_batch, *chw),
                                    max_shape=(max_batch, *chw), dtype=torch.float32)]
     with torch.no_grad():

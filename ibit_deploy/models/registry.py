@@ -1,7 +1,8 @@
 """IBiT variants registered in timm's model registry, each with its data defaults (input size, mean/std, classes).
 
 Importing this module is what makes ``timm.create_model("ibit_tiny_patch16_224")`` and ``timm.list_models("ibit_*")``
-work; ``import ibit_deploy.models`` does it.
+work; ``import ibit_deploy`` does it. Each variant is an explicit function below (jump to it by name); ``VARIANTS``
+holds their architecture and data defaults.
 """
 
 from __future__ import annotations
@@ -83,16 +84,52 @@ def build_ibit(name: str, pretrained: bool = False, **kwargs: Any) -> IBiT:
     return model
 
 
-def _register(name: str) -> None:
-    def entry(pretrained: bool = False, **kwargs: Any) -> IBiT:
-        return build_ibit(name, pretrained=pretrained, **kwargs)
-
-    entry.__name__ = name
-    entry.__qualname__ = name
-    entry.__doc__ = f"IBiT variant {name}: {VARIANTS[name][0]}, patch {VARIANTS[name][2]}, data {VARIANTS[name][1]}"
-    entry.__module__ = __name__
-    globals()[name] = register_model(entry)
+# The registered entry points, one per variant (timm style): ``timm.create_model(name, **overrides)`` calls them.
 
 
-for _name in VARIANTS:
-    _register(_name)
+@register_model
+def ibit_tiny_patch16_224(pretrained: bool = False, **kwargs: Any) -> IBiT:
+    """IBiT-Tiny (192 wide, 12 blocks, 3 heads, mask rank 9), 16x16 patches, ImageNet 224x224."""
+    return build_ibit("ibit_tiny_patch16_224", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def ibit_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> IBiT:
+    """IBiT-Small (384 wide, 12 blocks, 6 heads, mask rank 9), 16x16 patches, ImageNet 224x224."""
+    return build_ibit("ibit_small_patch16_224", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def ibit_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> IBiT:
+    """IBiT-Base (768 wide, 12 blocks, 12 heads, mask rank 9), 16x16 patches, ImageNet 224x224."""
+    return build_ibit("ibit_base_patch16_224", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def ibit_tiny_patch4_32(pretrained: bool = False, **kwargs: Any) -> IBiT:
+    """IBiT-Tiny, 4x4 patches, CIFAR-10 32x32."""
+    return build_ibit("ibit_tiny_patch4_32", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def ibit_small_patch4_32(pretrained: bool = False, **kwargs: Any) -> IBiT:
+    """IBiT-Small, 4x4 patches, CIFAR-10 32x32."""
+    return build_ibit("ibit_small_patch4_32", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def ibit_tiny_patch4_28(pretrained: bool = False, **kwargs: Any) -> IBiT:
+    """IBiT-Tiny, 4x4 patches, MNIST 28x28 (1 channel)."""
+    return build_ibit("ibit_tiny_patch4_28", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def ibit_small_patch4_28(pretrained: bool = False, **kwargs: Any) -> IBiT:
+    """IBiT-Small, 4x4 patches, MNIST 28x28 (1 channel)."""
+    return build_ibit("ibit_small_patch4_28", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def ibit_test_patch4_28(pretrained: bool = False, **kwargs: Any) -> IBiT:
+    """A 2-block, 32-wide IBiT for tests and smoke runs, 4x4 patches, MNIST 28x28."""
+    return build_ibit("ibit_test_patch4_28", pretrained=pretrained, **kwargs)

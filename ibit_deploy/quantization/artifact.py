@@ -17,14 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from ..bundle import EvalSet, InputSpec
 from ..calibration import CalibrationRecipe, calibrate, load_calibration, load_recipe
 from ..manifest import artifact_entry
-from ..runtime import InputSpec
+from ..trt.kit import DEFAULT_CALIBRATION, DEFAULT_ONNX
 from .config import Fp16Config, Int8Config
 from .emulate import PROBE_MIN_COSINE, emulate_logits
 from .gate import AccuracyGate, compare_logits, run_logits
 
-FILES = {"fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "calibration": "calib.npz", "reference": "model.onnx"}
+FILES = {"fp16": DEFAULT_ONNX["fp16"], "int8": DEFAULT_ONNX["int8"], "calibration": DEFAULT_CALIBRATION,
+         "reference": DEFAULT_ONNX["fp32"]}
 
 
 @dataclass
@@ -36,7 +38,8 @@ class QuantizeOptions:
         recipe: a calibration recipe JSON (``calibration/*.json``); explicit options below override it.
         calib_count, calib_split, calib_seed: the calibration selection (training split by default).
         method, percentile, per_channel, op_types, include, exclude: see :class:`.Int8Config`.
-        max_drop: the gate's allowed top-1 drop in points; min_agreement: optional top-1 agreement floor (%).
+        max_drop: the gate's allowed top-1 drop (a fraction: 0.01 is one point); min_agreement: optional top-1
+            agreement floor (a fraction).
         auto: search the layers to keep in float (``auto_exclude``) until the gate passes; max_float bounds it.
         eval_count: validation images for the gate (default 1000, or the whole val split when smaller).
         keep_fp32, keep_io_types, fp16_probe: see :class:`.Fp16Config`; fp16_probe is how many images the
@@ -55,7 +58,7 @@ class QuantizeOptions:
     op_types: list[str] | None = None
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
-    max_drop: float = 1.0
+    max_drop: float = 0.01
     min_agreement: float | None = None
     auto: bool = False
     max_float: int | None = None
@@ -84,8 +87,8 @@ class QuantizeOptions:
     def recipe_for(self, spec: str, data: dict[str, Any]) -> CalibrationRecipe:
         """The calibration recipe: the recipe file (if any) overridden by explicit options and the manifest's split."""
         base = load_recipe(self.recipe).to_dict() if self.recipe else {}
-        base.update({"spec": spec, "val_fraction": float(data.get("val_fraction", 0.2)),
-                     "split_seed": int(data.get("seed", 0))})
+        split = EvalSet.from_manifest({"data": data})
+        base.update({"spec": spec, "val_fraction": split.val_fraction, "split_seed": split.seed})
         for key, value in (("count", self.calib_count), ("split", self.calib_split), ("seed", self.calib_seed),
                            ("method", self.method), ("percentile", self.percentile)):
             if value is not None:
@@ -126,13 +129,9 @@ def check_quantize_options(options: dict[str, Any] | None, precisions: list[str]
 
 
 def _eval_set(spec: str, manifest: dict[str, Any], count: int) -> tuple[np.ndarray, np.ndarray, str]:
-    from ..data import eval_arrays
-
-    data, inp = manifest.get("data", {}), manifest["input"]
-    seed, fraction = int(data.get("seed", 0)), float(data.get("val_fraction", 0.2))
-    images, labels = eval_arrays(spec, "val", tuple(inp["image_size"]), tuple(inp["mean"]), tuple(inp["std"]),
-                                 limit=count, val_fraction=fraction, seed=seed)
-    return images, labels, f"{len(labels)} val images of {spec} (val_fraction {fraction}, seed {seed})"
+    eval_set = EvalSet.from_manifest(manifest, spec)
+    images, labels = eval_set.arrays("val", InputSpec.from_manifest(manifest), limit=count)
+    return images, labels, eval_set.describe(len(labels))
 
 
 def quantize_artifact(bundle: str | Path, manifest: dict[str, Any], precision: str,
@@ -144,7 +143,14 @@ def quantize_artifact(bundle: str | Path, manifest: dict[str, Any], precision: s
     """
     if precision not in ("fp16", "int8"):
         raise ValueError(f"quantize_artifact: precision must be 'fp16' or 'int8', got {precision!r}")
-    bundle = Path(bundle)
+    from ..locking import directory_lock
+
+    with directory_lock(bundle, "quantize"):  # re-entrant: inside ibit-export's lock this only counts
+        return _quantize_locked(Path(bundle), manifest, precision, options, progress)
+
+
+def _quantize_locked(bundle: Path, manifest: dict[str, Any], precision: str, options: dict[str, Any] | None,
+                     progress) -> list[dict[str, Any]]:
     reference = bundle / FILES["reference"]
     if not reference.is_file():
         raise FileNotFoundError(f"{bundle} has no {FILES['reference']} to quantize (export the fp32 model first)")
@@ -204,8 +210,8 @@ def _int8_entries(bundle: Path, manifest: dict[str, Any], opts: QuantizeOptions,
     config = opts.int8_config(recipe)
     step("calibration set")
     calibrate(bundle / FILES["calibration"], recipe, manifest["input"])
-    chw = tuple(int(v) for v in manifest["input"]["shape"][1:])
-    calibration, calib_meta = load_calibration(bundle / FILES["calibration"], chw, config.method)
+    calibration, calib_meta = load_calibration(bundle / FILES["calibration"], InputSpec.from_manifest(manifest).chw,
+                                               config.method)
     calib_entry = artifact_entry(bundle, FILES["calibration"], "calibration", "int8",
                                  **{k: calib_meta[k] for k in ("spec", "split", "seed", "split_seed", "count",
                                                                "method", "images_sha256")})

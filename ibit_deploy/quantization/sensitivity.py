@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime import InputSpec
+from ..bundle import InputSpec
 from .config import Int8Config
 from .gate import AccuracyGate, compare_logits, run_logits
 from .int8 import quantize_int8
 
-SUMMARY_KEYS = ("top1", "drop", "agreement", "mean_abs_diff", "max_abs_diff", "nonfinite")
+SUMMARY_KEYS = ("top1", "top1_drop", "agreement", "mean_abs_diff", "max_abs_diff", "nonfinite")
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -38,8 +38,8 @@ def auto_exclude(reference_onnx: str | os.PathLike, calibration: np.ndarray, ima
     ``images`` must be held-out images (never the calibration set). Returns::
 
         {"float_nodes": [chosen names, most sensitive first], "passed": bool, "metrics": final gate metrics,
-         "sensitivity": [{"node", "layer", "mean_abs_diff", "drop", ...}, sorted most sensitive first],
-         "steps": [{"float_nodes": k, "added", "drop", ...}], "layers": {node: layer name}}
+         "sensitivity": [{"node", "layer", "mean_abs_diff", "top1_drop", ...}, sorted most sensitive first],
+         "steps": [{"float_nodes": k, "added", "top1_drop", ...}], "layers": {node: layer name}}
     """
     config = config or Int8Config()
     gate = gate or AccuracyGate()
@@ -72,7 +72,7 @@ def auto_exclude(reference_onnx: str | os.PathLike, calibration: np.ndarray, ima
             score = alone["mean_abs_diff"] if alone["mean_abs_diff"] is not None else math.inf
             sensitivity.append({"node": node, "layer": layers.get(node, node), "score": score,
                                 **_summary(alone)})
-        sensitivity.sort(key=lambda s: (s["score"], s["drop"]), reverse=True)
+        sensitivity.sort(key=lambda s: (s["score"], s["top1_drop"]), reverse=True)
 
         limit = len(nodes) - 1 if max_float is None else min(max_float, len(nodes) - 1)
         chosen: list[str] = []

@@ -7,49 +7,17 @@ reports a wrong shape or dtype the same way. Heavy imports (onnxruntime, tensorr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..bundle import InputSpec
+from ..errors import BackendUnavailable
 
-class BackendUnavailable(RuntimeError):
-    """This backend cannot run on this machine (missing package, no GPU, ...); the message says why."""
+__all__ = ["BackendUnavailable", "InputSpec", "Runner"]
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """What a runner accepts: channels, height, width, and the batch range (max_batch None = unbounded)."""
-
-    name: str
-    channels: int
-    height: int
-    width: int
-    min_batch: int = 1
-    max_batch: int | None = None
-
-    @classmethod
-    def from_manifest(cls, manifest: dict[str, Any]) -> InputSpec:
-        inp = manifest["input"]
-        _, c, h, w = inp["shape"]
-        batch = inp.get("batch_range") or [1, None]
-        return cls(name=inp.get("name", "images"), channels=int(c), height=int(h), width=int(w),
-                   min_batch=int(batch[0]), max_batch=None if batch[1] is None else int(batch[1]))
-
-    def check(self, images: np.ndarray) -> np.ndarray:
-        """Return ``images`` as contiguous float32 after checking rank, shape and batch size."""
-        if not isinstance(images, np.ndarray):
-            raise TypeError(f"input {self.name!r}: expected a numpy array, got {type(images).__name__}")
-        if images.ndim != 4 or tuple(images.shape[1:]) != (self.channels, self.height, self.width):
-            raise ValueError(f"input {self.name!r}: expected shape (batch, {self.channels}, {self.height}, "
-                             f"{self.width}) NCHW, got {tuple(images.shape)}")
-        batch = images.shape[0]
-        if batch < self.min_batch or (self.max_batch is not None and batch > self.max_batch):
-            raise ValueError(f"input {self.name!r}: batch {batch} is outside the artifact's range "
-                             f"[{self.min_batch}, {self.max_batch if self.max_batch is not None else 'inf'}]")
-        if images.dtype != np.float32:
-            images = images.astype(np.float32)
-        return np.ascontiguousarray(images)
+DEFAULT_CHUNK = 64  # images per call when neither the caller nor the artifact bounds the batch
 
 
 class Runner:
@@ -72,6 +40,25 @@ class Runner:
         if not self.is_open:
             raise RuntimeError(f"{self.backend} runner is not open; use `with runner:` or call open() first")
         return self._infer(self.spec.check(images))
+
+    def infer_all(self, images: np.ndarray, batch: int | None = None) -> np.ndarray:
+        """Logits for any number of images: chunks of ``batch`` (default: the largest the spec allows, else 64)
+        clipped to the spec's batch range; a chunk shorter than the minimum batch is padded with its last image and
+        the padding's outputs are dropped. Predictor, the harness and the quantization gate all batch through here.
+        """
+        spec = self.spec
+        size = batch or spec.max_batch or DEFAULT_CHUNK
+        size = max(spec.min_batch, min(size, spec.max_batch or size))
+        if len(images) == 0:
+            raise ValueError(f"input {spec.name!r}: no images given")
+        out = []
+        for i in range(0, len(images), size):
+            chunk = images[i:i + size]
+            short = max(0, spec.min_batch - len(chunk))
+            if short:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], short, axis=0)])
+            out.append(self.infer(chunk)[:len(chunk) - short])
+        return np.concatenate(out)
 
     def close(self) -> None:
         if self.is_open:

@@ -20,8 +20,11 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ..bundle import InputSpec
+from ..errors import BackendUnavailable
 from ..manifest import load_manifest
-from .base import BackendUnavailable, InputSpec, Runner
+from ..trt.kit import engine_accepted
+from .base import Runner
 
 BACKENDS = ("torch-ref", "torch-folded", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 ALIASES = {"ort-tensorrt": "ort-trt", "trt": "tensorrt", "torch": "torch-folded"}
@@ -197,9 +200,10 @@ def _engine_runners(bundle: Path, manifest: dict[str, Any], spec: InputSpec,
         if missing:
             choices.append(RunnerChoice(name, missing, "tensorrt", precision, ""))
             continue
-        if (art.get("verification") or {}).get("passed") is False:
+        # The one acceptance table (trt.kit), applied to the check recorded when the engine was built.
+        if engine_accepted(precision, art.get("verification") or {}) is False:
             choices.append(RunnerChoice(name, f"{art['path']} failed its check against ONNX Runtime when it was "
-                                              f"built ({art.get('gate', {}).get('reason', 'see the manifest')})",
+                                              f"built ({(art.get('gate') or {}).get('reason', 'see the manifest')})",
                                         "tensorrt", precision, art["path"]))
             continue
         try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..manifest import load_manifest
+from ..bundle import open_bundle
 from .base import Runner
 from .load import load
 
@@ -43,16 +43,13 @@ class Predictor:
 
     def __init__(self, bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp32", *,
                  threads: int = 0, verify: bool = True) -> None:
-        self.manifest = load_manifest(bundle, verify=verify)
-        inp = self.manifest["input"]
-        self.image_size = tuple(int(v) for v in inp["image_size"])
-        self.mean = tuple(float(v) for v in inp["mean"])
-        self.std = tuple(float(v) for v in inp["std"])
+        self.bundle = open_bundle(bundle, verify=verify)
+        self.manifest = self.bundle.manifest
+        spec = self.bundle.input
+        self.image_size, self.mean, self.std = spec.image_size, spec.mean, spec.std
         self.channels = len(self.mean)
-        self.classes = [str(c) for c in self.manifest.get("classes", [])]
+        self.classes = list(self.bundle.classes)
         self.runner: Runner = load(bundle, backend, precision, threads=threads, verify=False)
-        # The open runner's spec: a TensorRT engine narrows the manifest's batch range to its profile.
-        self.max_batch = self.runner.spec.max_batch or 64
 
     def preprocess(self, images: Any) -> np.ndarray:
         """float32 NCHW batch for the runner, from PIL images or uint8 arrays (see the module docstring)."""
@@ -67,10 +64,8 @@ class Predictor:
         return np.concatenate([preprocess_images(a[None], self.image_size, self.mean, self.std) for a in arrays])
 
     def predict_logits(self, images: Any) -> np.ndarray:
-        """Logits (N, C) float32, running the batch in chunks the artifact accepts."""
-        batch = self.preprocess(images)
-        return np.concatenate([self.runner.infer(batch[i:i + self.max_batch])
-                               for i in range(0, len(batch), self.max_batch)])
+        """Logits (N, C) float32, in chunks the artifact accepts (a short batch padded to its minimum)."""
+        return self.runner.infer_all(self.preprocess(images))
 
     def predict(self, images: Any) -> Predictions:
         """Class names and probabilities for ``images``."""
@@ -104,7 +99,7 @@ class Predictor:
             image = image[:, :, None]
         if image.ndim != 3 or image.shape[2] != self.channels:
             raise ValueError(f"image {index}: expected (H, W) or (H, W, {self.channels}) uint8 for this bundle "
-                             f"({self.manifest['input'].get('channel_order', '')} input), got shape {image.shape}")
+                             f"({self.bundle.input.channel_order} input), got shape {image.shape}")
         return image
 
 

@@ -3,8 +3,8 @@
 Device memory, copies, the stream and CUDA events come from cuda-python's runtime bindings (``cuda.bindings.runtime``,
 or ``cuda.cudart`` before 12.6), the package NVIDIA's own TensorRT samples use and the ``tensorrt`` extra installs.
 Not torch CUDA tensors: JetPack's TensorRT does not need a CUDA build of torch, which a Jetson often lacks. (The
-few cuda-python helpers at the bottom mirror those of ``export/templates/build_engine.py`` on purpose: the runtime
-does not import the export package.)
+cuda-python helpers are :mod:`ibit_deploy.trt`'s, the ground-floor TensorRT package; the runtime never imports the
+export package.)
 
 Buffers are allocated once, at the engine profile's largest batch, and bound with ``set_tensor_address`` when the
 runner opens; each call sets the input shape, copies in, ``execute_async_v3``, copies out, synchronizes.
@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-# The standalone device script is the one home of these cuda-python helpers; the runner shares them.
-from ..export.templates.build_engine import cuda_check, import_cudart
-from ..export.tensorrt_build import import_tensorrt
-from ..manifest import find_artifact, load_manifest
-from .base import BackendUnavailable, InputSpec, Runner
+from ..bundle import open_bundle
+from ..errors import BackendUnavailable
+from ..trt.build import import_tensorrt
+from ..trt.kit import DEFAULT_ENGINE, cuda_check, import_cudart
+from .base import InputSpec, Runner
 
 
 class TrtRunner(Runner):
@@ -33,10 +34,14 @@ class TrtRunner(Runner):
 
     backend = "tensorrt"
 
-    def __init__(self, engine_path: str | os.PathLike, spec: InputSpec, *, device: int = 0) -> None:
+    def __init__(self, engine_path: str | os.PathLike, spec: InputSpec, *, device: int = 0,
+                 import_backend: Callable[[], tuple[Any, Any]] | None = None) -> None:
+        """``import_backend`` returns the (tensorrt, cuda-python runtime) modules to use (default: import them, or
+        BackendUnavailable saying which is missing): the seam tests use to stand in for TensorRT and the driver."""
         super().__init__(spec)
         self.engine_path = Path(engine_path)
         self.device = device
+        self._import_backend = import_backend or import_trt_backend
         self._trt: Any = None
         self._cudart: Any = None
         self._buffers: dict[str, int] = {}
@@ -44,15 +49,14 @@ class TrtRunner(Runner):
     @classmethod
     def from_bundle(cls, bundle: str | os.PathLike, engine: str | None = None, *, device: int = 0) -> TrtRunner:
         """The runner for a bundle's engine (its manifest entry of kind "engine", else ``engine.plan``)."""
-        manifest = load_manifest(bundle, verify=False)
-        art = find_artifact(manifest, kind="engine", path=engine) if engine else find_artifact(manifest, kind="engine")
-        return cls(Path(bundle) / (art["path"] if art else engine or "engine.plan"),
-                   InputSpec.from_manifest(manifest), device=device)
+        b = open_bundle(bundle, verify=False)
+        art = b.find("engine", path=engine)
+        return cls(b.file(art.path if art else engine or DEFAULT_ENGINE), b.input, device=device)
 
     # ------------------------------------------------------------------------------------------------- lifecycle
 
     def _open(self) -> None:
-        trt, cudart = _import_backend()
+        trt, cudart = self._import_backend()
         self._trt, self._cudart = trt, cudart
         err, count = cudart.cudaGetDeviceCount()
         if int(getattr(err, "value", err)) != 0 or not count:
@@ -188,11 +192,11 @@ class TrtRunner(Runner):
         return info
 
 
-def _import_backend() -> tuple[Any, Any]:
+def import_trt_backend(cudart_import: Callable[[], Any] = import_cudart) -> tuple[Any, Any]:
     """(tensorrt, cuda-python runtime) or BackendUnavailable saying which is missing and how to get it."""
     tensorrt = import_tensorrt()
     try:
-        cudart = import_cudart()
+        cudart = cudart_import()
     except ImportError as exc:
         raise BackendUnavailable(f"TensorRT runner: cuda-python is not installed ({exc}); it provides the device "
                                  f"buffers and CUDA events: pip install cuda-python") from exc

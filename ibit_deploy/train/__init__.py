@@ -3,9 +3,10 @@
 
 from .build import build_model, load_trained
 from .config import DistillConfig, TrainConfig
-from .distill import DistillationLoss, TeacherLogits, compute_teacher_logits, load_teacher_logits, train_teachers
+from .distill import DistillationLoss, TeacherLogits, load_teacher_logits
 from .evaluate import evaluate_checkpoint, evaluate_model
 from .quick import train_steps
+from .teachers import compute_teacher_logits, train_teachers
 from .trainer import NonFiniteLossError, train
 
 __all__ = [

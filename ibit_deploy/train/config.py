@@ -27,7 +27,7 @@ RESUMABLE_CHANGES = ("epochs", "num_workers", "out", "device", "progress", "val_
 class DistillConfig:
     """LIB-KD / DeiT-style distillation from precomputed teacher logits (METHODS.md section 6).
 
-    ``logits`` is the ``.npz`` written by :func:`ibit_deploy.train.distill.compute_teacher_logits`. The distillation
+    ``logits`` is the ``.npz`` written by :func:`ibit_deploy.train.teachers.compute_teacher_logits`. The distillation
     target is the weighted sum of the stored teachers' logits (weights normalised to sum 1); ``teacher_weights``
     overrides the weights stored in the file.
     """

@@ -1,6 +1,7 @@
-"""LIB-KD: teachers' logits computed once and stored, and the DeiT-style loss that distils them into a student.
+"""LIB-KD: the stored teacher-logits format and the DeiT-style loss that distils them into a student.
 
-Workflow (METHODS.md section 6)::
+The workflow that trains teachers and computes their logits lives in :mod:`.teachers` (it runs the trainer, which
+imports this module for the loss). Workflow (METHODS.md section 6)::
 
     train teachers      train(TrainConfig(model="resnet_small", ...)), train(TrainConfig(model="rednet_small", ...))
     store their logits  compute_teacher_logits([dir_resnet, dir_rednet], "teachers.npz", weights=[0.5, 0.5])
@@ -71,7 +72,7 @@ def load_teacher_logits(path: str | os.PathLike, expected_fingerprint: str | Non
     """Read a teacher-logits file, refusing one made for another dataset/split (fingerprint) or class count."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"teacher logits file not found: {path} (write it with compute_teacher_logits / "
+        raise FileNotFoundError(f"teacher logits file not found: {path} (write it with teachers.compute_teacher_logits / "
                                 f"python -m ibit_deploy.cli.distill)")
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -98,63 +99,6 @@ def load_teacher_logits(path: str | os.PathLike, expected_fingerprint: str | Non
         raise ValueError(f"{path}: logits have {logits.shape[2]} classes, the dataset has {num_classes}")
     return TeacherLogits(torch.from_numpy(logits.astype(np.float32)), [str(t) for t in data["teachers"]],
                          [float(w) for w in data["weights"]], stored, str(data["spec"]))
-
-
-@torch.no_grad()
-def compute_teacher_logits(teacher_dirs: list[str | os.PathLike], out: str | os.PathLike,
-                           weights: list[float] | None = None, batch_size: int = 256, device: str = "auto") -> Path:
-    """Run each trained teacher over its training split (eval mode, no augmentation) and store the logits.
-
-    All teachers must have been trained on the same split (same fingerprint). ``weights`` (default: equal) is stored
-    with the logits and used by students unless their config overrides it.
-    """
-    from torch.utils.data import DataLoader
-
-    from ..data import build_dataset
-    from .build import load_trained
-    from .distributed import resolve_device
-
-    if not teacher_dirs:
-        raise ValueError("compute_teacher_logits: give at least one teacher checkpoint directory")
-    weights = list(weights) if weights is not None else [1.0] * len(teacher_dirs)
-    if len(weights) != len(teacher_dirs):
-        raise ValueError(f"{len(weights)} weights for {len(teacher_dirs)} teachers")
-    dev = resolve_device(device)
-    names, all_logits, fingerprint, spec = [], [], None, None
-    for directory in teacher_dirs:
-        model, config = load_trained(directory)
-        data = config["data"]
-        dataset, _ = build_dataset(data["spec"], "train", tuple(config["input"]["image_size"]),
-                                   val_fraction=data["val_fraction"], seed=data["seed"], subset=data["subset"])
-        if fingerprint is not None and dataset.fingerprint != fingerprint:
-            raise ValueError(f"teacher {directory} was trained on split fingerprint {dataset.fingerprint} but "
-                             f"{teacher_dirs[0]} on {fingerprint}; all teachers must share one training split")
-        fingerprint, spec = dataset.fingerprint, data["spec"]
-        model.to(dev)
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-        outputs = [model(images.to(dev)).float().cpu() for images, _, _ in loader]
-        all_logits.append(torch.cat(outputs).numpy())
-        names.append(config["model"]["name"])
-    return save_teacher_logits(out, np.stack(all_logits), fingerprint, names, weights, spec)
-
-
-def train_teachers(names: list[str], base, out_root: str | os.PathLike,
-                   model_kwargs: dict[str, dict] | None = None) -> list[Path]:
-    """Train each teacher ``name`` with ``base`` (a TrainConfig) into ``out_root/name``; returns the directories.
-
-    ``model_kwargs`` maps a teacher name to its constructor overrides (e.g. ``{"rednet_small": {"kernel_size": 5}}``).
-    """
-    import dataclasses
-
-    from .trainer import train  # late import: the trainer imports this module for the loss
-
-    dirs = []
-    for name in names:
-        out = Path(out_root) / name
-        kwargs = dict((model_kwargs or {}).get(name, {}))
-        train(dataclasses.replace(base, model=name, model_kwargs=kwargs, out=str(out), distill=None))
-        dirs.append(out)
-    return dirs
 
 
 class DistillationLoss(nn.Module):

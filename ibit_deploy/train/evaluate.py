@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..bundle import EvalSet
 from ..data import ImageDataset, eval_transform, load_source, split_arrays
 from ..fileio import atomic_path, atomic_write_json
 from .build import load_trained
@@ -68,8 +69,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
     if classes and len(source_classes) != len(classes):
         raise ValueError(f"dataset {spec!r} has {len(source_classes)} classes but checkpoint {checkpoint} was trained "
                          f"on {len(classes)} ({classes[:10]})")
-    images, labels, fingerprint = split_arrays(spec, split, saved_data.get("val_fraction", 0.2),
-                                               saved_data.get("seed", 0))
+    recorded = EvalSet.from_manifest(config)  # the checkpoint's split (same "data" block as a manifest's)
+    images, labels, fingerprint = split_arrays(spec, split, recorded.val_fraction, recorded.seed)
     if images.shape[-1] != inputs["in_chans"]:
         raise ValueError(f"dataset {spec!r} has {images.shape[-1]}-channel images, checkpoint {checkpoint} expects "
                          f"{inputs['in_chans']}")

@@ -21,11 +21,11 @@ def test_report_against_labels_and_reference():
     rep = accuracy_report(LOGITS, LABELS, ref, CLASSES)
     assert rep["count"] == 4 and rep["top1"] == pytest.approx(0.5)
     assert rep["top5_k"] == 3 and rep["top5"] == 1.0  # top-min(5, classes): every label is in the top 3
-    assert rep["agreement_top1"] == pytest.approx(0.75)
-    assert rep["max_abs_logit_diff"] == pytest.approx(1.0)
-    assert rep["mean_abs_logit_diff"] == pytest.approx(2.0 / 12)
+    assert rep["agreement"] == pytest.approx(0.75)
+    assert rep["max_abs_diff"] == pytest.approx(1.0)
+    assert rep["mean_abs_diff"] == pytest.approx(2.0 / 12)
     cos_row2 = (1 * 2 + 2 * 1) / 5.0
-    assert rep["cosine_mean"] == pytest.approx((3 + cos_row2) / 4)
+    assert rep["cosine"] == pytest.approx((3 + cos_row2) / 4)
     assert rep["per_class"] == {"a": {"count": 2, "top1": 0.5}, "b": {"count": 1, "top1": 1.0},
                                 "c": {"count": 1, "top1": 0.0}}
     json.dumps(rep)  # plain JSON types only
@@ -33,7 +33,7 @@ def test_report_against_labels_and_reference():
 
 def test_report_without_reference_leaves_reference_fields_empty():
     rep = accuracy_report(LOGITS, LABELS, None, CLASSES)
-    assert rep["agreement_top1"] is None and rep["cosine_mean"] is None and rep["top1"] == 0.5
+    assert rep["agreement"] is None and rep["cosine"] is None and rep["top1"] == 0.5
 
 
 def test_empty_evaluation_set_is_a_clear_error():

@@ -53,9 +53,29 @@ def test_scripts_are_written_executable_and_listed(scripts):
         entry = next(a for a in manifest["artifacts"] if a["path"] == name)
         assert entry["kind"] == "script" and entry["precision"] == "fp16"
     load_manifest(root)  # every sha256 matches
-    template = Path(device_bundle.template.__file__).read_bytes()
-    assert (root / "build_engine.py").read_bytes() == template  # one source of truth: a verbatim copy
+    # one source of truth: the kit is the package's own modules, byte for byte
+    import ibit_deploy.compare_metrics
+    import ibit_deploy.locking
+    import ibit_deploy.trt.kit
+
+    for name, module in (("build_engine.py", ibit_deploy.trt.kit), ("compare_metrics.py", ibit_deploy.compare_metrics),
+                         ("locking.py", ibit_deploy.locking)):
+        assert (root / name).read_bytes() == Path(module.__file__).read_bytes(), name
+        assert any(a["path"] == name for a in manifest["artifacts"])
+    assert set(device_bundle.kit_sources()) == {"build_engine.py", "compare_metrics.py", "locking.py"}
     assert not list(root.glob(".*.tmp"))
+
+
+def test_the_copied_kit_imports_nothing_from_ibit_deploy(scripts, tmp_path):
+    """Run from a bundle with ibit_deploy made unimportable: the kit works on its sibling copies alone."""
+    root, _ = scripts
+    code = ("import runpy, sys; sys.modules['ibit_deploy'] = None; sys.argv = ['build_engine.py', '--bundle', "
+            f"{str(root)!r}, '--print-trtexec', '--trt-major', '10']; runpy.run_path({str(root / 'build_engine.py')!r}, "
+            "run_name='__main__')")
+    result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "--optShapes=images:4x3x32x32" in result.stdout
 
 
 @needs_bash
@@ -200,7 +220,7 @@ def test_values_that_bash_would_expand_are_refused(bundle):
 
 
 def test_python_script_builds_with_the_tensorrt_api(scripts, fake_trt, monkeypatch, capsys):
-    from ibit_deploy.export.templates import build_engine as script
+    from ibit_deploy.trt import kit as script
 
     root, _ = scripts
     monkeypatch.setitem(sys.modules, "tensorrt", fake_trt)
@@ -212,17 +232,18 @@ def test_python_script_builds_with_the_tensorrt_api(scripts, fake_trt, monkeypat
     assert report["strongly_typed"] and report["tensorrt_version"] == "10.3.0.30"
     engine = next(a for a in load_manifest(root)["artifacts"] if a["kind"] == "engine")
     assert engine["tensorrt"] == "10.3.0.30" and engine["built_from"] == "model.fp16.onnx"
+    assert engine["acceptance"] == {"metric": "agreement", "min": 0.98, "against": "ONNX Runtime CPU on the same ONNX"}
+    assert engine["gate"] == {"passed": True, "checked": False}
     assert "check: skipped: --no-verify" in capsys.readouterr().out
 
 
 def test_verification_batches_follow_the_profile(bundle):
-    from ibit_deploy.export.templates.build_engine import compare_logits, verification_batches
+    from ibit_deploy.trt.kit import EngineProfile, verification_batches
 
     root, manifest = bundle
-    batches, source = verification_batches(root, manifest, (3, 32, 32), (1, 16), 4, samples=64)
+    batches, source = verification_batches(root, manifest, EngineProfile("images", (3, 32, 32), 1, 4, 16), samples=64)
     assert [len(b) for b in batches] == [1, 4, 16] and "random" in source
     np.savez(root / "calib.npz", images=np.zeros((37, 3, 32, 32), np.float32))
-    batches, source = verification_batches(root, manifest, (3, 32, 32), (2, 16), 4, samples=35)
+    batches, source = verification_batches(root, manifest, EngineProfile("images", (3, 32, 32), 2, 4, 16),
+                                           samples=35)
     assert [len(b) for b in batches] == [16, 16, 3] and source == "35 images of calib.npz"
-    result = compare_logits(np.array([[1.0, 2.0], [3.0, 0.0]]), np.array([[1.0, 2.5], [0.0, 3.0]]))
-    assert result == {"samples": 2, "max_abs_diff": 3.0, "mean_abs_diff": 1.625, "top1_agreement": 0.5}

@@ -20,7 +20,7 @@ def test_onnx_bundle_manifest(tiny_checkpoint, tmp_path):
     assert load_manifest(out) == json.loads((out / "manifest.json").read_text())
     art = manifest["artifacts"][0]
     assert art["path"] == "model.onnx" and art["sha256"] == sha256_file(out / "model.onnx")
-    assert art["parity"]["max_abs_diff_vs_torch"] <= 1e-4 and "validation images of mnist5k" in art["parity"]["inputs"]
+    assert art["parity"]["max_abs_diff"] <= 1e-4 and art["parity"]["agreement"] == 1.0 and "validation images of mnist5k" in art["parity"]["inputs"]
     assert manifest["input"]["shape"] == ["batch", 1, 28, 28] and manifest["input"]["mean"] == [0.1307]
     assert manifest["model"]["folded"] and manifest["model"]["fold_max_abs_diff"] <= 1e-6
     assert manifest["source"]["weights_sha256"] == sha256_file(tiny_checkpoint / "model.safetensors")
@@ -45,7 +45,8 @@ def test_tensorrt_without_gpu_writes_device_kit(tiny_checkpoint, tmp_path, capsy
     assert "No TensorRT engine was built here" in text and "build_engine.sh" in text
     manifest = load_manifest(out)
     kinds = {a["path"]: a["kind"] for a in manifest["artifacts"]}
-    assert kinds == {"model.onnx": "onnx", "build_engine.sh": "script", "build_engine.py": "script"}
+    assert kinds == {"model.onnx": "onnx", "build_engine.sh": "script", "build_engine.py": "script",
+                     "compare_metrics.py": "module", "locking.py": "module"}
     assert manifest["tensorrt"]["status"] == "build-on-device"
     assert main([str(tiny_checkpoint), "--to", "tensorrt", "--out", str(tmp_path / "t2"), "--require-engine"]) == 3
 
@@ -110,24 +111,26 @@ def test_manifest_paths_must_stay_inside_the_bundle(tiny_checkpoint, tmp_path):
             load_manifest(out, verify=False)
 
 
-def test_engine_that_fails_its_check_fails_the_export(tiny_checkpoint, tmp_path, monkeypatch):
-    """With TensorRT present (faked here: the build and the check are replaced), a failed check is an export failure."""
-    from ibit_deploy.export import targets
+def test_engine_that_fails_its_check_fails_the_export(tiny_checkpoint, tmp_path):
+    """With TensorRT present (faked through the EngineTools seam), a failed check is an export failure."""
     from ibit_deploy.export.pipeline import ExportFailed
     from ibit_deploy.runtime.load import make_runners
+    from ibit_deploy.trt.build import EngineTools
 
-    def fake_build(onnx_path, engine_path, **kwargs):
+    def fake_build(onnx_path, engine_path, profile, **kwargs):
         engine_path.write_bytes(b"not a real engine")
         return {"tensorrt_version": "10.3.0"}
 
-    monkeypatch.setattr("ibit_deploy.export.tensorrt_build.build_engine", fake_build)
-    monkeypatch.setattr(targets, "verify_engine", lambda *a, **k: {"passed": False, "agreement": 0.5,
-                                                                   "inputs": "test", "max_abs_diff": 3.0})
+    def fake_verify(engine, onnx, precision, profile, images, inputs):
+        assert images.shape[1:] == profile.chw and precision == "fp32"
+        return {"count": len(images), "agreement": 0.5, "max_abs_diff": 3.0, "inputs": inputs, "passed": False}
+
+    tools = EngineTools(build=fake_build, verify=fake_verify)
     out = tmp_path / "trt"
-    with pytest.raises(ExportFailed, match="engine.plan: engine top-1 agreement"):
-        export_checkpoint(tiny_checkpoint, out, ExportOptions(to="tensorrt"))
+    with pytest.raises(ExportFailed, match="engine.plan: top-1 agreement 0.5000 \\(needs >= 0.99\\)"):
+        export_checkpoint(tiny_checkpoint, out, ExportOptions(to="tensorrt"), engine_tools=tools)
     manifest = load_manifest(out)
     engine = next(a for a in manifest["artifacts"] if a["kind"] == "engine")
-    assert engine["gate"]["passed"] is False
+    assert engine["gate"]["passed"] is False and engine["acceptance"]["min"] == 0.99
     choice = next(c for c in make_runners(out, ["tensorrt"], manifest) if c.backend == "tensorrt")
     assert isinstance(choice.runner, str) and "failed its check" in choice.runner

@@ -26,6 +26,29 @@ def test_registered_with_timm():
     assert model.pretrained_cfg["input_size"] == (1, 28, 28)
 
 
+def test_every_variant_is_an_explicit_entry_point():
+    """timm style: one function per variant, defined in registry.py under its own name (a reader can jump to it)."""
+    import inspect
+
+    from ibit_deploy.models import registry
+
+    source = inspect.getsource(registry)
+    for name in VARIANTS:
+        fn = getattr(registry, name)
+        assert fn.__module__ == registry.__name__ and f"def {name}(" in source and fn.__doc__
+
+
+def test_import_ibit_deploy_alone_registers_with_timm():
+    import subprocess
+    import sys
+
+    code = ("import timm, ibit_deploy; m = timm.create_model('ibit_test_patch4_28'); "
+            "print(type(m).__name__, len(timm.list_models('ibit_*')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["IBiT", str(len(VARIANTS))]
+
+
 def test_tiny_224_parameter_count_matches_reference():
     model = timm.create_model("ibit_tiny_patch16_224")
     total = sum(p.numel() for p in model.parameters())

@@ -50,7 +50,7 @@ def test_defaults_agree_between_recipe_and_config():
 
 
 def test_quantize_options_reject_unknown_and_ignore_none():
-    assert QuantizeOptions.from_dict({"max_drop": None, "method": None}).max_drop == 1.0
+    assert QuantizeOptions.from_dict({"max_drop": None, "method": None}).max_drop == 0.01
     assert QuantizeOptions.from_dict({"exclude": "a,b"}).exclude == ["a", "b"]
     with pytest.raises(ValueError, match="unknown quantization option.*calib_cnt"):
         QuantizeOptions.from_dict({"calib_cnt": 10})

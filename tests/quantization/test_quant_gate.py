@@ -14,26 +14,26 @@ def test_compare_logits_counts_and_differences():
     ref = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [0.0, 2.0]])  # 3 of 4 right
     cand = np.array([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 2.0]])  # 2 of 4 right
     metrics = compare_logits(ref, cand, labels)
-    assert metrics["top1_ref"] == 75.0 and metrics["top1"] == 50.0 and metrics["drop"] == 25.0
-    assert metrics["agreement"] == 75.0 and metrics["max_abs_diff"] == 2.0 and metrics["nonfinite"] == 0
+    assert metrics["top1_ref"] == 0.75 and metrics["top1"] == 0.5 and metrics["top1_drop"] == 0.25
+    assert metrics["agreement"] == 0.75 and metrics["max_abs_diff"] == 2.0 and metrics["nonfinite"] == 0
 
 
 def test_nonfinite_logits_fail_the_gate_and_stay_json_safe():
     labels = np.array([0, 1])
     ref = np.array([[2.0, 0.0], [0.0, 2.0]])
     cand = np.array([[2.0, 0.0], [np.nan, np.inf]])
-    gate = AccuracyGate(max_drop=100.0).check(compare_logits(ref, cand, labels))
+    gate = AccuracyGate(max_drop=1.0).check(compare_logits(ref, cand, labels))
     assert not gate["passed"] and "NaN/inf" in gate["reason"]
-    assert gate["max_abs_diff"] is None and gate["top1"] == 50.0
+    assert gate["max_abs_diff"] is None and gate["top1"] == 0.5
 
 
 def test_gate_boundaries():
-    metrics = {"count": 1000, "top1_ref": 82.3, "top1": 82.2, "drop": 100.0 * 1 / 1000, "agreement": 99.0,
+    metrics = {"count": 1000, "top1_ref": 0.823, "top1": 0.822, "top1_drop": 1 / 1000, "agreement": 0.99,
                "nonfinite": 0}
-    assert AccuracyGate(max_drop=0.1).check(metrics)["passed"]  # exactly at the budget passes
+    assert AccuracyGate(max_drop=0.001).check(metrics)["passed"]  # exactly at the budget passes
     failed = AccuracyGate(max_drop=-1.0).check(metrics)
-    assert not failed["passed"] and "more than the allowed -1" in failed["reason"]
-    assert not AccuracyGate(max_drop=1.0, min_agreement=99.5).check(metrics)["passed"]
+    assert not failed["passed"] and "more than the allowed -100.00%" in failed["reason"]
+    assert not AccuracyGate(max_drop=0.01, min_agreement=0.995).check(metrics)["passed"]
     with pytest.raises(ValueError, match="max_drop"):
         AccuracyGate(max_drop=float("nan"))
 
@@ -43,7 +43,7 @@ def test_identical_models_agree_fully(trained_bundle, val_set):
     images, labels = val_set
     metrics = evaluate_against_reference(bundle / "model.onnx", bundle / "model.onnx", images[:64], labels[:64],
                                          InputSpec.from_manifest(manifest), threads=1)
-    assert metrics["drop"] == 0.0 and metrics["agreement"] == 100.0 and metrics["max_abs_diff"] == 0.0
+    assert metrics["top1_drop"] == 0.0 and metrics["agreement"] == 1.0 and metrics["max_abs_diff"] == 0.0
 
 
 def test_auto_exclude_records_sensitivities_and_its_choice(trained_bundle, calibration_images, val_set):

@@ -21,7 +21,7 @@ def test_int8_export_writes_model_and_calibration_with_hashes(int8_export):
     assert int8["sha256"] == sha256_file(bundle / "model.int8.onnx")
     assert Int8Config.from_dict(int8["quantization"]) == Int8Config()
     gate = int8["gate"]
-    assert gate["passed"] and gate["count"] == 500 and gate["drop"] <= 1.0 and "val images" in gate["images"]
+    assert gate["passed"] and gate["count"] == 500 and gate["top1_drop"] <= 0.01 and "val images" in gate["images"]
     assert int8["float_nodes"] and int8["calibration"] == "calib.npz"
     images, meta = load_calibration(bundle / "calib.npz", (1, 28, 28))
     assert meta["split"] == "train" and meta["images_sha256"] == calib["images_sha256"] and len(images) == 256

@@ -25,11 +25,11 @@ def test_without_tensorrt_open_raises_backend_unavailable(tmp_path, monkeypatch)
     assert not runner.is_open
 
 
-def test_without_gpu_open_raises_backend_unavailable(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
+def test_without_gpu_open_raises_backend_unavailable(tmp_path):
     no_driver = types.SimpleNamespace(cudaGetDeviceCount=lambda: (35, None))  # cudaErrorInsufficientDriver
-    monkeypatch.setattr(tensorrt_runner, "import_cudart", lambda: no_driver)
-    with pytest.raises(BackendUnavailable, match="no CUDA GPU is visible"), TrtRunner(tmp_path / "e.plan", SPEC):
+    modules = lambda: (types.ModuleType("tensorrt"), no_driver)  # noqa: E731
+    with pytest.raises(BackendUnavailable, match="no CUDA GPU is visible"), \
+            TrtRunner(tmp_path / "e.plan", SPEC, import_backend=modules):
         pass
 
 
@@ -39,9 +39,8 @@ def test_without_cuda_python_open_raises_backend_unavailable(tmp_path, monkeypat
     def missing():
         raise ImportError("No module named 'cuda'")
 
-    monkeypatch.setattr(tensorrt_runner, "import_cudart", missing)
     with pytest.raises(BackendUnavailable, match="cuda-python is not installed"):
-        TrtRunner(tmp_path / "e.plan", SPEC).open()
+        TrtRunner(tmp_path / "e.plan", SPEC, import_backend=lambda: tensorrt_runner.import_trt_backend(missing)).open()
 
 
 def test_infer_before_open_is_an_error(tmp_path):
@@ -89,14 +88,15 @@ def _tiny_onnx(path: Path) -> np.ndarray:
 def test_engine_matches_onnxruntime_on_gpu(tmp_path):
     pytest.importorskip("tensorrt", reason="needs the TensorRT Python package (JetPack or NVIDIA's wheel)")
     pytest.importorskip("cuda", reason="needs cuda-python for device buffers")
-    from ibit_deploy.export.tensorrt_build import build_engine, cuda_device_count
+    from ibit_deploy.trt.build import build_engine
+    from ibit_deploy.trt.kit import EngineProfile, cuda_device_count
 
     if not cuda_device_count():
         pytest.skip("needs a CUDA GPU")
     import onnxruntime as ort
 
     probe = _tiny_onnx(tmp_path / "model.onnx")
-    info = build_engine(tmp_path / "model.onnx", tmp_path / "engine.plan", min_batch=1, opt_batch=4, max_batch=8,
+    info = build_engine(tmp_path / "model.onnx", tmp_path / "engine.plan", EngineProfile("images", (3, 16, 16), 1, 4, 8),
                         timing_cache=tmp_path / "timing.cache")
     assert info["strongly_typed"] and (tmp_path / "timing.cache").is_file()
     reference = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"]).run(

@@ -7,25 +7,29 @@ from pathlib import Path
 
 import pytest
 
-from ibit_deploy.export import tensorrt_build
-from ibit_deploy.export.templates.build_engine import CudaUnavailable, build_serialized_engine
-from ibit_deploy.export.tensorrt_build import (
+from ibit_deploy.errors import BackendUnavailable
+from ibit_deploy.trt.build import build_engine
+from ibit_deploy.trt.kit import (
+    CudaUnavailable,
     EngineBuildError,
-    build_engine,
+    EngineProfile,
+    build_serialized_engine,
     parse_trt_version,
     trt_build_settings,
     trtexec_benchmark_command,
     trtexec_command,
 )
-from ibit_deploy.runtime.base import BackendUnavailable
+
+
+def _profile(lo: int = 1, opt: int = 4, hi: int = 16, chw=(3, 32, 32), name: str = "images") -> EngineProfile:
+    return EngineProfile(name, chw, lo, opt, hi)
 
 BENCH_FLAGS_10 = ["--useCudaGraph", "--noDataTransfers", "--useSpinWait", "--separateProfileRun"]
 PRECISION_FLAGS = {"--fp16", "--int8", "--best", "--bf16", "--fp8"}
 
 
 def _cmd(major: int, precision: str = "fp16", **kw) -> list[str]:
-    return trtexec_command(major, "m.onnx", "e.plan", precision, min_batch=1, opt_batch=4, max_batch=16,
-                           input_chw=(3, 32, 32), timing_cache="t.cache", **kw)
+    return trtexec_command(major, "m.onnx", "e.plan", precision, _profile(), timing_cache="t.cache", **kw)
 
 
 # --------------------------------------------------------------------------------------------- version rules
@@ -111,13 +115,12 @@ def test_trtexec_benchmark_command_loads_the_engine():
 def test_trtexec_command_rejects_bad_batch_range(batches):
     lo, opt, hi = batches
     with pytest.raises(ValueError, match=f"min={lo}, opt={opt}, max={hi}"):
-        trtexec_command(10, "m.onnx", "e.plan", "fp32", min_batch=lo, opt_batch=opt, max_batch=hi, input_chw=(3, 8, 8))
+        trtexec_command(10, "m.onnx", "e.plan", "fp32", _profile(lo, opt, hi, (3, 8, 8)))
 
 
 def test_trtexec_command_rejects_unquotable_input_name():
     with pytest.raises(ValueError, match="input name"):
-        trtexec_command(10, "m.onnx", "e.plan", "fp32", min_batch=1, opt_batch=1, max_batch=1, input_chw=(3, 8, 8),
-                        input_name="x;rm -rf /")
+        trtexec_command(10, "m.onnx", "e.plan", "fp32", _profile(1, 1, 1, (3, 8, 8), "x;rm -rf /"))
 
 
 # --------------------------------------------------------------------------------------------- build flow (fake trt)
@@ -127,7 +130,7 @@ def _build(trt, tmp_path: Path, **kw):
     onnx.write_bytes(b"onnx")
     written: dict[Path, bytes] = {}
     kw.setdefault("timing_cache", tmp_path / "timing.cache")
-    engine, info = build_serialized_engine(trt, onnx, min_batch=1, opt_batch=4, max_batch=16,
+    engine, info = build_serialized_engine(trt, onnx, kw.pop("profile", _profile()),
                                            write_bytes=lambda p, data: written.__setitem__(p, data), **kw)
     return engine, info, written
 
@@ -185,7 +188,7 @@ def test_every_parser_error_is_reported(fake_trt, tmp_path):
 
 def test_missing_input_name_lists_the_real_inputs(fake_trt, tmp_path):
     with pytest.raises(EngineBuildError, match=r"no input named 'pixels'.*\['images'\]"):
-        _build(fake_trt, tmp_path, input_name="pixels")
+        _build(fake_trt, tmp_path, profile=_profile(name="pixels"))
 
 
 def test_failed_build_is_an_error(fake_trt, tmp_path):
@@ -207,25 +210,21 @@ def test_build_engine_without_tensorrt_is_backend_unavailable(tmp_path, monkeypa
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"onnx")
     with pytest.raises(BackendUnavailable, match="TensorRT is not available: `import tensorrt` failed"):
-        build_engine(onnx, tmp_path / "engine.plan", min_batch=1, opt_batch=1, max_batch=1)
+        build_engine(onnx, tmp_path / "engine.plan", _profile(1, 1, 1))
 
 
-def test_build_engine_without_gpu_is_backend_unavailable(fake_trt, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt)
-    monkeypatch.setattr(tensorrt_build, "cuda_device_count", lambda: 0)
+def test_build_engine_without_gpu_is_backend_unavailable(fake_trt, tmp_path):
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"onnx")
     with pytest.raises(BackendUnavailable, match="no CUDA GPU"):
-        build_engine(onnx, tmp_path / "engine.plan", min_batch=1, opt_batch=1, max_batch=1)
+        build_engine(onnx, tmp_path / "engine.plan", _profile(1, 1, 1), trt=fake_trt, device_count=lambda: 0)
 
 
-def test_build_engine_writes_the_engine(fake_trt, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt)
-    monkeypatch.setattr(tensorrt_build, "cuda_device_count", lambda: 1)
+def test_build_engine_writes_the_engine(fake_trt, tmp_path):
     onnx = tmp_path / "model.fp16.onnx"
     onnx.write_bytes(b"onnx")
-    info = build_engine(onnx, tmp_path / "out" / "engine.plan", min_batch=1, opt_batch=4, max_batch=16,
-                        timing_cache=tmp_path / "timing.cache")
+    info = build_engine(onnx, tmp_path / "out" / "engine.plan", _profile(), timing_cache=tmp_path / "timing.cache",
+                        trt=fake_trt, device_count=lambda: 1)
     assert (tmp_path / "out" / "engine.plan").read_bytes() == b"SERIALIZED-ENGINE"
     assert (tmp_path / "timing.cache").read_bytes() == b"CACHE:"
     assert info["engine_bytes"] == len(b"SERIALIZED-ENGINE") and len(info["engine_sha256"]) == 64
@@ -234,12 +233,11 @@ def test_build_engine_writes_the_engine(fake_trt, tmp_path, monkeypatch):
 
 def test_build_engine_validates_before_importing(tmp_path):
     with pytest.raises(FileNotFoundError, match="ONNX file not found: .*absent.onnx"):
-        build_engine(tmp_path / "absent.onnx", tmp_path / "e.plan", min_batch=1, opt_batch=1, max_batch=1)
+        build_engine(tmp_path / "absent.onnx", tmp_path / "e.plan", _profile(1, 1, 1))
     with pytest.raises(ValueError, match="1 <= min <= opt <= max"):
-        build_engine(tmp_path / "absent.onnx", tmp_path / "e.plan", min_batch=4, opt_batch=2, max_batch=8)
+        _profile(4, 2, 8)
     with pytest.raises(ValueError, match="legacy_precision must be"):
-        build_engine(tmp_path / "absent.onnx", tmp_path / "e.plan", min_batch=1, opt_batch=1, max_batch=1,
-                     legacy_precision="fp8")
+        build_engine(tmp_path / "absent.onnx", tmp_path / "e.plan", _profile(1, 1, 1), legacy_precision="fp8")
 
 
 # --------------------------------------------------------------------------------------------- torch-tensorrt
@@ -267,7 +265,4 @@ def test_torch_tensorrt_export_needs_cuda(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(BackendUnavailable, match="needs a CUDA GPU"):
-        export_torch_tensorrt(torch.nn.Identity(), torch.zeros(1, 3, 8, 8), tmp_path / "m.ep", "fp16")
-    with pytest.raises(ValueError, match="1 <= min <= opt <= max"):
-        export_torch_tensorrt(torch.nn.Identity(), torch.zeros(1, 3, 8, 8), tmp_path / "m.ep", min_batch=2,
-                              opt_batch=1, max_batch=4)
+        export_torch_tensorrt(torch.nn.Identity(), _profile(1, 1, 4, (3, 8, 8)), tmp_path / "m.ep", "fp16")

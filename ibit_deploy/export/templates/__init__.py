@@ -1,1 +1,0 @@
-"""Files copied into bundles. Each is a standalone script (no ibit_deploy import) the package also imports from."""

@@ -1,0 +1,112 @@
+"""``build_engine`` / ``verify_built_engine``: the package's face of :mod:`ibit_deploy.trt.kit`.
+
+The version rules, the build and the verification live in ``kit.py``, the module every bundle also carries as its
+standalone ``build_engine.py``; this module adds the package's conventions around it: lazy imports,
+:class:`~ibit_deploy.errors.BackendUnavailable`, atomic writes, and explicit seams (``trt``, ``run``) through which
+tests pass a fake TensorRT module or engine runner.
+
+One path serves TensorRT 10.x and 11.x: a strongly typed network built from the precision-typed ONNX
+(``model.fp16.onnx``, ``model.int8.onnx`` with symmetric Q/DQ). ``legacy_precision`` ("fp16"/"int8") instead builds
+a weakly typed network with ``BuilderFlag.FP16``/``INT8``; that exists on TensorRT 10.x only (11.x removed the flags,
+the INT8 calibrators and precision constraints), and asking for it on 11.x raises ValueError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailable
+from ..fileio import atomic_write_bytes, sha256_file
+from . import kit
+from .kit import DEFAULT_WORKSPACE_MIB, CudaUnavailable, EngineProfile
+
+
+def import_tensorrt() -> ModuleType:
+    """The ``tensorrt`` module, or BackendUnavailable saying how to get it."""
+    try:
+        import tensorrt
+    except Exception as exc:  # ImportError, or the PyPI stub failing to download the real wheel
+        raise BackendUnavailable(
+            f"TensorRT is not available: `import tensorrt` failed ({type(exc).__name__}: {exc}). On a Jetson it "
+            f"comes with JetPack (python3-libnvinfer); on a desktop install NVIDIA's tensorrt wheel. The engine can "
+            f"also be built on the device with the bundle's build_engine.sh (trtexec).") from exc
+    return tensorrt
+
+
+def require_cuda_device(device_count: Callable[[], int | None] = kit.cuda_device_count) -> None:
+    """Raise BackendUnavailable when cuda-python reports no CUDA GPU (unknown without cuda-python: carry on)."""
+    if device_count() == 0:
+        raise BackendUnavailable("no CUDA GPU is visible (cudaGetDeviceCount reports none or the NVIDIA driver is "
+                                 "missing): TensorRT engines are built on the GPU that will run them")
+
+
+def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, profile: EngineProfile, *,
+                 workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: str | os.PathLike | None = None,
+                 strongly_typed: bool = True, legacy_precision: str | None = None, trt: Any = None,
+                 device_count: Callable[[], int | None] = kit.cuda_device_count) -> dict[str, Any]:
+    """Build ``engine_path`` from ``onnx_path`` for ``profile`` (its batch range, tuned for its opt batch).
+
+    ``timing_cache``, if given, is loaded when it exists and written back atomically. ``trt`` is the TensorRT
+    module to use (default: ``import tensorrt``) and ``device_count`` how GPUs are counted: the seams tests use.
+    Returns the build description (TensorRT version, typing, flags, shapes, timing, warnings) plus ``engine``,
+    ``engine_sha256`` and ``engine_bytes``.
+
+    Raises BackendUnavailable without TensorRT or a CUDA GPU, FileNotFoundError for a missing ONNX file,
+    ValueError for bad arguments (including legacy precision on TensorRT >= 11), EngineBuildError when TensorRT's
+    parser or builder fails (with its messages).
+    """
+    if legacy_precision is not None and legacy_precision not in ("fp16", "int8"):
+        raise ValueError(f"legacy_precision must be 'fp16', 'int8' or None, got {legacy_precision!r}")
+    if legacy_precision is not None:
+        strongly_typed = False  # builder precision flags act on weakly typed networks only
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
+
+    trt = trt if trt is not None else import_tensorrt()
+    require_cuda_device(device_count)
+    try:
+        engine, info = kit.build_serialized_engine(
+            trt, onnx_path, profile, workspace_mib=workspace_mib, timing_cache=timing_cache,
+            strongly_typed=strongly_typed, legacy_precision=legacy_precision, write_bytes=atomic_write_bytes)
+    except CudaUnavailable as exc:
+        raise BackendUnavailable(str(exc)) from exc
+    atomic_write_bytes(engine_path, engine)
+    info.update(engine=str(engine_path), engine_sha256=sha256_file(engine_path), engine_bytes=len(engine))
+    return info
+
+
+def verify_built_engine(engine_path: str | os.PathLike, onnx_path: str | os.PathLike, precision: str,
+                        profile: EngineProfile, images: np.ndarray, inputs: str, *, trt: Any = None,
+                        run: Callable[..., list[Any]] | None = None) -> dict[str, Any]:
+    """The kit's engine verification (:func:`kit.verify_engine`) on ``images``, chunked to the profile's batch range.
+
+    Chunks shorter than the profile's minimum are dropped (the kit compares whole batches). ``trt``/``run`` as in
+    :func:`build_engine` / :func:`kit.verify_engine`.
+    """
+    hi, lo = profile.max_batch, profile.min_batch
+    batches = [c for c in (images[i:i + hi] for i in range(0, len(images), hi)) if len(c) >= lo]
+    if not batches:
+        raise ValueError(f"no verification batch fits the engine profile [{lo}, {hi}] ({len(images)} images)")
+    if trt is None and run is None:  # a caller's own engine runner may not need TensorRT's module
+        trt = import_tensorrt()
+    return kit.verify_engine(trt, Path(engine_path).read_bytes(), Path(onnx_path),
+                             [np.ascontiguousarray(b, dtype=np.float32) for b in batches],
+                             input_name=profile.input_name, precision=precision,
+                             inputs=inputs if sum(map(len, batches)) == len(images) else
+                             f"{sum(map(len, batches))} of {inputs}", run=run)
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineTools:
+    """How an export builds and verifies an engine: the seam tests use to stand in for TensorRT and a GPU."""
+
+    build: Callable[..., dict[str, Any]] = build_engine
+    verify: Callable[..., dict[str, Any]] = verify_built_engine

@@ -1,0 +1,760 @@
+#!/usr/bin/env python3
+"""Build ``engine.plan`` from this bundle's ONNX on the device, check it against ONNX Runtime, record it.
+
+This file is two things at once: the module ``ibit_deploy.trt.kit`` (the package's TensorRT rules, engine build,
+engine run, engine verification and acceptance table: ``ibit-export`` runs this code) and, copied verbatim into every
+bundle as ``build_engine.py``, the on-device kit. So it imports nothing from ibit_deploy: beside it in a bundle lie
+verbatim copies of ``compare_metrics.py`` (the one logit comparison) and ``locking.py`` (the bundle lock), which it
+imports as siblings there and as package modules here (see ``KIT_FILES``).
+
+Run it on the machine that will run the engine (a Jetson, a desktop GPU): TensorRT engines are tied to the GPU
+architecture and the TensorRT version that built them. Needs python3 and the ``tensorrt`` Python package (JetPack
+ships it; on a desktop, NVIDIA's wheel); the output check also needs numpy, ``cuda-python`` and ``onnxruntime``, and
+is skipped with a note when they are missing.
+
+TensorRT 10 vs 11, as encoded below:
+- One path works on both: a strongly typed network (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``), precision
+  taken from the typed ONNX itself (``model.fp16.onnx`` carries fp16 tensors, ``model.int8.onnx`` symmetric Q/DQ).
+  TensorRT 11 makes every network strongly typed (the flag is accepted and ignored; trtexec's ``--stronglyTyped``
+  became a deprecated no-op, so it is passed on 10.x only).
+- ``--legacy`` (10.x only): a weakly typed network with ``BuilderFlag.FP16`` / ``BuilderFlag.INT8`` (trtexec
+  ``--fp16`` / ``--int8``). TensorRT 11 removed these flags, INT8 calibrators and precision constraints.
+- trtexec benchmarking on 10.x needs ``--useCudaGraph --noDataTransfers --useSpinWait --separateProfileRun``; 11.x
+  made that behaviour the default and deprecated the flags, so they are passed on 10.x only.
+
+Exit codes: 0 done, 1 build or check failed, 2 bad arguments or bundle, 3 TensorRT or a GPU is not available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import re
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+try:  # the package module ibit_deploy.trt.kit
+    from ..compare_metrics import compare_logits
+    from ..locking import directory_lock
+except ImportError:  # build_engine.py in a bundle: the two modules were copied beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from compare_metrics import compare_logits
+    from locking import directory_lock
+
+PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_ONNX = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+DEFAULT_ENGINE = "engine.plan"
+DEFAULT_TIMING_CACHE = "timing.cache"
+MANIFEST_FILE = "manifest.json"
+DEFAULT_CALIBRATION = "calib.npz"
+# What a bundle carries to build its engine on the device: bundle file name -> this package's module file it copies.
+SCRIPT_NAME = "build_engine.py"
+KIT_FILES = {SCRIPT_NAME: "trt/kit.py", "compare_metrics.py": "compare_metrics.py", "locking.py": "locking.py"}
+DEFAULT_WORKSPACE_MIB = 1024
+# trtexec 10.x defaults measure enqueue overhead, copies and blocking sync along with the GPU; 11.x defaults to these.
+TRT10_BENCHMARK_FLAGS = ("--useCudaGraph", "--noDataTransfers", "--useSpinWait", "--separateProfileRun")
+PERCENTILES = "50,90,99"
+# The one engine acceptance table: top-1 agreement (compare_metrics "agreement", a fraction) with ONNX Runtime on the
+# same ONNX that an engine of each precision must reach. ibit-export, this kit, runtime.load and ibit-bench all apply
+# it through engine_acceptance / engine_accepted; the rule is also written into the manifest beside each check.
+ENGINE_ACCEPTANCE = {"fp32": 0.99, "fp16": 0.98, "int8": 0.97}
+ACCEPTANCE_METRIC = "agreement"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineProfile:
+    """An engine's input and optimization profile: what travels together into trtexec, the builder and the runner."""
+
+    input_name: str
+    chw: tuple[int, int, int]
+    min_batch: int
+    opt_batch: int
+    max_batch: int
+
+    def __post_init__(self) -> None:
+        check_batch_range(self.min_batch, self.opt_batch, self.max_batch)
+        if len(self.chw) != 3 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.chw):
+            raise ValueError(f"engine input (C, H, W) must be three positive integers, got {self.chw!r}")
+
+    @property
+    def batch_range(self) -> list[int]:
+        return [self.min_batch, self.max_batch]
+
+    def shape(self, batch: int) -> tuple[int, int, int, int]:
+        return (batch, *self.chw)
+
+    @classmethod
+    def from_input_block(cls, inp: dict[str, Any]) -> EngineProfile:
+        """The profile a bundle manifest's ``input`` block describes (name, shape, batch_range, opt_batch)."""
+        shape = inp.get("shape") or []
+        if len(shape) != 4:
+            raise ValueError(f"manifest input.shape should be [batch, C, H, W], got {shape!r}")
+        batch_range = inp.get("batch_range") or [1, None]
+        if len(batch_range) != 2 or batch_range[1] is None:
+            raise ValueError(f"manifest input.batch_range should be [min, max] with a finite max for a TensorRT "
+                             f"optimization profile, got {batch_range!r}")
+        lo, hi = int(batch_range[0]), int(batch_range[1])
+        return cls(str(inp.get("name", "images")), tuple(int(d) for d in shape[1:]), lo,
+                   int(inp.get("opt_batch", lo)), hi)
+
+
+def engine_acceptance(precision: str) -> dict[str, Any]:
+    """The acceptance rule for an engine of ``precision``, as written into the manifest beside its check."""
+    check_precision(precision)
+    return {"metric": ACCEPTANCE_METRIC, "min": ENGINE_ACCEPTANCE[precision],
+            "against": "ONNX Runtime CPU on the same ONNX"}
+
+
+def engine_accepted(precision: str, check: dict[str, Any]) -> bool | None:
+    """Whether an engine's ``verification`` record meets the table's rule; None when it was not checked.
+
+    Version-1 records (``top1_agreement``) are read too, so an engine a v1 manifest lists is judged by the same rule.
+    """
+    if not isinstance(check, dict) or "skipped" in check:
+        return None
+    if "error" in check:
+        return False
+    value = check.get(ACCEPTANCE_METRIC, check.get("top1_agreement"))
+    if value is None:
+        return None
+    return float(value) >= ENGINE_ACCEPTANCE[precision]
+
+
+class EngineBuildError(RuntimeError):
+    """TensorRT could not parse the ONNX or build the engine; the message carries TensorRT's own errors."""
+
+
+class CudaUnavailable(RuntimeError):
+    """No usable CUDA GPU or driver: nothing can be built or run here."""
+
+
+# --------------------------------------------------------------------------------------------- version rules (pure)
+
+def parse_trt_version(version: str) -> tuple[int, int]:
+    """``"10.3.0.30"`` -> ``(10, 3)``."""
+    match = re.match(r"\s*(\d+)\.(\d+)", str(version))
+    if not match:
+        raise ValueError(f"cannot parse TensorRT version {version!r}: expected 'MAJOR.MINOR[.PATCH[.BUILD]]'")
+    return int(match.group(1)), int(match.group(2))
+
+
+def check_batch_range(min_batch: int, opt_batch: int, max_batch: int) -> None:
+    """Raise ValueError unless 1 <= min <= opt <= max (the optimization profile TensorRT accepts)."""
+    values = {"min": min_batch, "opt": opt_batch, "max": max_batch}
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key} batch must be an integer, got {value!r}")
+    if not 1 <= min_batch <= opt_batch <= max_batch:
+        raise ValueError(f"batch range must satisfy 1 <= min <= opt <= max, got min={min_batch}, opt={opt_batch}, "
+                         f"max={max_batch}")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+def onnx_precision_for(precision: str, legacy: bool = False) -> str:
+    """Which of the bundle's ONNX files an engine of ``precision`` is built from.
+
+    Strongly typed: the file of that precision. Legacy fp16 lets the builder pick fp16 kernels in the fp32 graph;
+    legacy int8 still needs the Q/DQ graph (TensorRT only honours explicit quantization without a calibrator).
+    """
+    check_precision(precision)
+    if legacy and precision == "fp16":
+        return "fp32"
+    return precision
+
+
+def trt_build_settings(trt_major: int, precision: str, *, legacy: bool = False) -> dict[str, Any]:
+    """How TensorRT ``trt_major`` builds an engine of ``precision``: network typing, builder flags, trtexec flags.
+
+    Keys: ``trt_major``, ``precision``, ``legacy``, ``onnx_precision`` (which bundle ONNX to build from),
+    ``strongly_typed``, ``builder_flags`` (``trt.BuilderFlag`` names), ``trtexec_flags`` (typing/precision flags),
+    ``benchmark_flags`` (trtexec timing flags).
+    """
+    check_precision(precision)
+    if trt_major < 10:
+        raise ValueError(f"TensorRT {trt_major}.x is not supported: need TensorRT 10 (JetPack 6) or newer")
+    if legacy and trt_major >= 11:
+        raise ValueError(f"legacy precision flags were removed in TensorRT 11 (found {trt_major}.x): BuilderFlag.FP16/"
+                         f"INT8 and trtexec --fp16/--int8/--best no longer exist and every network is strongly typed. "
+                         f"Build the typed ONNX ({DEFAULT_ONNX[precision]}) without --legacy.")
+    if legacy:
+        builder_flags = {"fp32": [], "fp16": ["FP16"], "int8": ["INT8", "FP16"]}[precision]
+        trtexec_flags = ["--" + flag.lower() for flag in builder_flags]
+    else:
+        builder_flags = []
+        trtexec_flags = ["--stronglyTyped"] if trt_major == 10 else []  # a deprecated no-op on 11
+    return {
+        "trt_major": trt_major, "precision": precision, "legacy": legacy,
+        "onnx_precision": onnx_precision_for(precision, legacy), "strongly_typed": not legacy,
+        "builder_flags": builder_flags, "trtexec_flags": trtexec_flags,
+        "benchmark_flags": list(TRT10_BENCHMARK_FLAGS) if trt_major == 10 else [],
+    }
+
+
+def _shape_spec(input_name: str, batch: int, chw: Sequence[int]) -> str:
+    if not _NAME_RE.match(input_name):
+        raise ValueError(f"input name {input_name!r} must match {_NAME_RE.pattern} to be passed to trtexec")
+    return f"{input_name}:{batch}x" + "x".join(str(int(d)) for d in chw)
+
+
+def _benchmark_args(trt_major: int, export_prefix: str | None) -> list[str]:
+    args = [*trt_build_settings(trt_major, "fp32")["benchmark_flags"], f"--percentile={PERCENTILES}"]
+    if export_prefix:
+        args += [f"--exportTimes={export_prefix}.times.json", f"--exportProfile={export_prefix}.profile.json",
+                 f"--exportLayerInfo={export_prefix}.layers.json"]
+    return args
+
+
+def trtexec_command(trt_major: int, onnx: str, engine: str, precision: str, profile: EngineProfile, *,
+                    timing_cache: str | None = None, legacy: bool = False,
+                    workspace_mib: int | None = DEFAULT_WORKSPACE_MIB, benchmark: bool = False,
+                    export_prefix: str | None = None, trtexec: str = "trtexec") -> list[str]:
+    """The trtexec argv that builds ``engine`` from ``onnx`` for TensorRT ``trt_major``.
+
+    Without ``benchmark`` it stops after saving the engine (``--skipInference``); with it, trtexec then times the
+    engine at the profile's opt batch with the version's benchmarking flags and percentiles, and with
+    ``export_prefix`` writes ``<prefix>.times.json``, ``.profile.json`` and ``.layers.json``.
+    """
+    name, chw = profile.input_name, profile.chw
+    settings = trt_build_settings(trt_major, precision, legacy=legacy)
+    argv = [trtexec, f"--onnx={onnx}", f"--saveEngine={engine}", *settings["trtexec_flags"],
+            f"--minShapes={_shape_spec(name, profile.min_batch, chw)}",
+            f"--optShapes={_shape_spec(name, profile.opt_batch, chw)}",
+            f"--maxShapes={_shape_spec(name, profile.max_batch, chw)}",
+            # keeps per-layer names and formats in the engine, so --exportLayerInfo and the inspector say something
+            "--profilingVerbosity=detailed"]
+    if workspace_mib:
+        argv.append(f"--memPoolSize=workspace:{int(workspace_mib)}M")
+    if timing_cache:
+        argv.append(f"--timingCacheFile={timing_cache}")
+    if benchmark:
+        argv += [f"--shapes={_shape_spec(name, profile.opt_batch, chw)}", *_benchmark_args(trt_major, export_prefix)]
+    else:
+        argv.append("--skipInference")
+    return argv
+
+
+def trtexec_benchmark_command(trt_major: int, engine: str, *, batch: int, input_chw: Sequence[int],
+                              input_name: str = "images", export_prefix: str | None = None,
+                              trtexec: str = "trtexec") -> list[str]:
+    """The trtexec argv that times an existing ``engine`` at ``batch`` (GPU compute apart from copies)."""
+    return [trtexec, f"--loadEngine={engine}", f"--shapes={_shape_spec(input_name, batch, input_chw)}",
+            *_benchmark_args(trt_major, export_prefix)]
+
+
+# --------------------------------------------------------------------------------------------- files and CUDA
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: the file is complete or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode a plain open() would
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def import_cudart() -> Any:
+    """cuda-python's runtime module: ``cuda.bindings.runtime`` (12.6+) or the older ``cuda.cudart``."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        from cuda import cudart  # cuda-python < 12.6 (JetPack 6 era)
+    return cudart
+
+
+def cuda_check(result: Any, what: str) -> Any:
+    """Unpack a cuda-python ``(error, *values)`` tuple, raising RuntimeError named after the call on failure."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    code = int(getattr(err, "value", err))
+    if code != 0:
+        raise RuntimeError(f"{what} failed: CUDA error {code} ({getattr(err, 'name', err)})")
+    return values[0] if len(values) == 1 else (tuple(values) or None)
+
+
+def cuda_device_count() -> int | None:
+    """Number of CUDA GPUs, 0 when the driver sees none, None when cuda-python is not installed (unknown)."""
+    try:
+        cudart = import_cudart()
+    except ImportError:
+        return None
+    err, count = cudart.cudaGetDeviceCount()
+    return int(count) if int(getattr(err, "value", err)) == 0 else 0
+
+
+def cuda_device_name(device: int = 0) -> str | None:
+    try:
+        cudart = import_cudart()
+        props = cuda_check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+        name = props.name
+        return (name.split(b"\0", 1)[0].decode() if isinstance(name, bytes) else str(name)).strip()
+    except Exception:  # a description only: never fail a build over it
+        return None
+
+
+# --------------------------------------------------------------------------------------------- TensorRT build
+
+def make_logger(trt: Any) -> Any:
+    """A TensorRT logger that prints warnings and errors and keeps them for the report and error messages."""
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.messages: list[tuple[int, str]] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            level = int(severity)  # 0 internal error, 1 error, 2 warning, 3 info, 4 verbose
+            if level <= 2:
+                self.messages.append((level, msg))
+                print(f"[TensorRT] {'ERROR' if level <= 1 else 'WARNING'}: {msg}", file=sys.stderr)
+
+    return _Logger()
+
+
+def _errors(logger: Any) -> str:
+    errors = [msg for level, msg in logger.messages if level <= 1]
+    return ("; TensorRT said: " + " | ".join(errors[-5:])) if errors else ""
+
+
+def parse_onnx(trt: Any, network: Any, logger: Any, onnx_path: Path) -> None:
+    """Parse ``onnx_path`` into ``network``; on failure raise EngineBuildError listing every parser error."""
+    parser = trt.OnnxParser(network, logger)
+    # parse_from_file resolves external-data files relative to the model, unlike parse(bytes)
+    if parser.parse_from_file(str(onnx_path)):
+        return
+    lines = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        where = ""
+        try:
+            if err.node() >= 0:
+                where = f"node {err.node()} {err.node_name() or '?'} ({err.node_operator() or '?'}): "
+        except AttributeError:  # older bindings lack node_name / node_operator
+            pass
+        lines.append(f"  [{err.code()}] {where}{err.desc()}")
+    raise EngineBuildError(f"TensorRT's ONNX parser rejected {onnx_path} with {parser.num_errors} error(s):\n"
+                           + "\n".join(lines or ["  (no error recorded)"]))
+
+
+def _network_settings(trt_major: int, strongly_typed: bool, legacy_precision: str | None) -> tuple[bool, list[str]]:
+    if legacy_precision is not None:
+        if strongly_typed:
+            raise ValueError("legacy_precision needs strongly_typed=False: builder precision flags apply to weakly "
+                             "typed networks only")
+        settings = trt_build_settings(trt_major, legacy_precision, legacy=True)
+        return False, settings["builder_flags"]
+    if not strongly_typed and trt_major >= 11:
+        raise ValueError(f"TensorRT {trt_major} has no weakly typed networks: use strongly_typed=True")
+    return strongly_typed, []
+
+
+def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: EngineProfile, *,
+                            workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: str | os.PathLike | None = None,
+                            strongly_typed: bool = True, legacy_precision: str | None = None,
+                            write_bytes: Callable[[Path, bytes], None] = atomic_write_bytes,
+                            ) -> tuple[bytes, dict[str, Any]]:
+    """Build an engine with the TensorRT module ``trt``; return (serialized engine, build description).
+
+    Builder -> network (STRONGLY_TYPED unless ``legacy_precision``) -> OnnxParser -> config (workspace pool,
+    timing cache, one optimization profile over the batch axis) -> build_serialized_network. The timing cache is
+    loaded if the file exists and written back (with ``write_bytes``) after the build.
+    """
+    onnx_path, input_name = Path(onnx_path), profile.input_name
+    major, minor = parse_trt_version(trt.__version__)
+    typed, flag_names = _network_settings(major, strongly_typed, legacy_precision)
+    logger = make_logger(trt)
+    builder = None
+    try:
+        builder = trt.Builder(logger)
+    except Exception as exc:  # the bindings raise when the CUDA driver or GPU is missing
+        raise CudaUnavailable(f"could not create a TensorRT builder (no usable CUDA GPU or driver?): {exc}") from exc
+    if builder is None:
+        raise CudaUnavailable("could not create a TensorRT builder (no usable CUDA GPU or driver?)" + _errors(logger))
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if typed else 0
+    network = builder.create_network(flags)
+    parse_onnx(trt, network, logger, onnx_path)
+
+    inputs = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
+    if input_name not in inputs:
+        raise EngineBuildError(f"{onnx_path} has no input named {input_name!r}; its inputs are {sorted(inputs)}")
+    graph_shape = tuple(inputs[input_name].shape)
+    chw = profile.chw
+    if len(graph_shape) != 4 or any(int(g) >= 0 and int(g) != d for g, d in zip(graph_shape[1:], chw, strict=True)):
+        raise EngineBuildError(f"input {input_name!r} of {onnx_path} has shape {graph_shape}; the profile asks for "
+                               f"(batch, {', '.join(map(str, chw))})")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer info for the inspector and trtexec
+    for name in flag_names:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    trt_profile = builder.create_optimization_profile()
+    trt_profile.set_shape(input_name, profile.shape(profile.min_batch), profile.shape(profile.opt_batch),
+                          profile.shape(profile.max_batch))
+    config.add_optimization_profile(trt_profile)
+
+    cache_info: dict[str, Any] = {"path": str(timing_cache) if timing_cache else None, "loaded": False}
+    if timing_cache:
+        cache_path = Path(timing_cache)
+        blob = cache_path.read_bytes() if cache_path.is_file() else b""
+        cache = config.create_timing_cache(blob)
+        # ignore_mismatch=False: a cache from another GPU or TensorRT version is refused rather than misused
+        if not config.set_timing_cache(cache, False):
+            cache = config.create_timing_cache(b"")
+            config.set_timing_cache(cache, False)
+            cache_info["note"] = "existing cache did not match this GPU/TensorRT and was replaced"
+        else:
+            cache_info["loaded"] = bool(blob)
+
+    start = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - start
+    if serialized is None:
+        raise EngineBuildError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path}"
+                               + _errors(logger))
+    if timing_cache:
+        write_bytes(Path(timing_cache), bytes(config.get_timing_cache().serialize()))
+        cache_info["saved"] = True
+
+    outputs = [network.get_output(i) for i in range(network.num_outputs)]
+    info = {
+        "onnx": str(onnx_path), "tensorrt_version": str(trt.__version__), "trt_major": major, "trt_minor": minor,
+        "strongly_typed": typed, "builder_flags": flag_names, "legacy_precision": legacy_precision,
+        "input": {"name": input_name, "shape": ["batch", *chw]},
+        "outputs": [{"name": o.name, "shape": [int(d) if int(d) >= 0 else "batch" for d in o.shape]} for o in outputs],
+        "batch_range": profile.batch_range, "opt_batch": profile.opt_batch, "workspace_mib": int(workspace_mib),
+        "timing_cache": cache_info, "build_seconds": round(seconds, 3),
+        "warnings": [msg for level, msg in logger.messages if level == 2][:20],
+    }
+    return bytes(serialized), info
+
+
+# --------------------------------------------------------------------------------------------- output check
+
+def run_engine(trt: Any, engine_bytes: bytes, batches: Sequence[Any], input_name: str = "images") -> list[Any]:
+    """Run each float32 NCHW batch through the engine (cuda-python buffers); return the first output per batch."""
+    import numpy as np
+
+    cudart = import_cudart()
+    logger = make_logger(trt)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(engine_bytes)
+    if engine is None:
+        raise EngineBuildError("TensorRT could not deserialize the engine it just built" + _errors(logger))
+    context = engine.create_execution_context()
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+    stream = cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+    h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+    results = []
+    try:
+        for batch in batches:
+            host_in = np.ascontiguousarray(batch, dtype=trt.nptype(engine.get_tensor_dtype(input_name)))
+            context.set_input_shape(input_name, host_in.shape)
+            host_out = {n: np.empty(tuple(context.get_tensor_shape(n)), dtype=trt.nptype(engine.get_tensor_dtype(n)))
+                        for n in outputs}
+            buffers = {n: cuda_check(cudart.cudaMalloc(max(a.nbytes, 1)), "cudaMalloc")
+                       for n, a in [(input_name, host_in), *host_out.items()]}
+            try:
+                for name, ptr in buffers.items():
+                    context.set_tensor_address(name, int(ptr))
+                cuda_check(cudart.cudaMemcpyAsync(buffers[input_name], host_in.ctypes.data, host_in.nbytes, h2d,
+                                                  stream), "cudaMemcpyAsync (host to device)")
+                if not context.execute_async_v3(int(stream)):
+                    raise EngineBuildError("execute_async_v3 failed" + _errors(logger))
+                for name, arr in host_out.items():
+                    cuda_check(cudart.cudaMemcpyAsync(arr.ctypes.data, buffers[name], arr.nbytes, d2h, stream),
+                               "cudaMemcpyAsync (device to host)")
+                cuda_check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+            finally:
+                for ptr in buffers.values():
+                    cudart.cudaFree(ptr)
+            results.append(host_out[outputs[0]].astype(np.float32))
+    finally:
+        cudart.cudaStreamDestroy(stream)
+    return results
+
+
+def verification_batches(bundle: Path, manifest: dict[str, Any], profile: EngineProfile,
+                         samples: int) -> tuple[list[Any], str]:
+    """Calibration images from ``calib.npz`` in chunks the profile accepts, else random inputs at min/opt/max."""
+    import numpy as np
+
+    lo, hi = profile.min_batch, profile.max_batch
+    calib = next((a["path"] for a in manifest.get("artifacts", []) if a.get("kind") == "calibration"),
+                 DEFAULT_CALIBRATION)
+    if (bundle / calib).is_file():
+        with np.load(bundle / calib, allow_pickle=False) as data:
+            images = np.asarray(data["images"][:samples], dtype=np.float32)
+        chunks = [images[i:i + hi] for i in range(0, len(images), hi)]
+        chunks = [c for c in chunks if len(c) >= lo]
+        if chunks:
+            return chunks, f"{sum(len(c) for c in chunks)} images of {calib}"
+    rng = np.random.default_rng(0)
+    sizes = sorted({lo, profile.opt_batch, hi})
+    return ([rng.standard_normal(profile.shape(n), dtype=np.float32) for n in sizes],
+            f"random normal inputs, batches {sizes}")
+
+
+def verify_engine(trt: Any, engine_bytes: bytes, onnx_path: Path, batches: Sequence[Any], *, input_name: str,
+                  precision: str, inputs: str,
+                  run: Callable[..., list[Any]] | None = None) -> dict[str, Any]:
+    """Compare engine outputs with ONNX Runtime (CPU) on the same ONNX file, judged by the acceptance table.
+
+    ``batches``: float32 NCHW arrays within the engine's profile (``inputs`` describes them for the record).
+    ``run`` (default :func:`run_engine`) runs the engine; tests pass their own. Returns the compare_metrics record
+    plus ``inputs``, ``reference``, ``acceptance`` (the rule) and ``passed``; ``{"skipped": why}`` without
+    onnxruntime or numpy.
+    """
+    try:
+        import numpy as np
+        import onnxruntime as ort
+    except ImportError as exc:
+        return {"skipped": f"onnxruntime/numpy not importable ({exc}); engine outputs were not checked"}
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    reference = np.concatenate([session.run(None, {input_name: b})[0] for b in batches])
+    engine_out = np.concatenate((run or run_engine)(trt, engine_bytes, batches, input_name))
+    result = compare_logits(reference, engine_out)
+    result.update(inputs=inputs, reference=f"onnxruntime {ort.__version__} CPU on {onnx_path.name}",
+                  acceptance=engine_acceptance(precision))
+    result["passed"] = bool(engine_accepted(precision, result))
+    return result
+
+
+def verification_summary(check: dict[str, Any], precision: str) -> str:
+    """One line for a verification record: agreement against the table's rule, max |diff|, the verdict."""
+    if "skipped" in check:
+        return "skipped: " + check["skipped"]
+    if "error" in check:
+        return "FAILED: " + check["error"]
+    diff = check.get("max_abs_diff")
+    verdict = "passed" if engine_accepted(precision, check) else "FAILED"
+    return (f"top-1 agreement {check.get('agreement', float('nan')):.4f} (needs >= {ENGINE_ACCEPTANCE[precision]}), "
+            f"max |diff| {diff if diff is None else format(diff, '.3g')} on {check.get('inputs')} ({verdict})")
+
+
+# --------------------------------------------------------------------------------------------- bundle and CLI
+
+def load_bundle_manifest(bundle: Path) -> dict[str, Any]:
+    path = bundle / MANIFEST_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{bundle} has no {MANIFEST_FILE}: not a complete ibit-deploy bundle")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def bundle_onnx(manifest: dict[str, Any], precision: str) -> str:
+    """The bundle-relative ONNX file of ``precision``: the manifest's entry, else the conventional name."""
+    for art in manifest.get("artifacts", []):
+        if art.get("kind") == "onnx" and art.get("precision") == precision:
+            return art["path"]
+    return DEFAULT_ONNX[precision]
+
+
+def register_engine(bundle: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """Put ``entry`` into manifest.json (replacing the entry for its path) under the bundle lock; return the manifest.
+
+    The manifest is read again under the lock, so results another writer added since this script started are kept.
+    """
+    with directory_lock(bundle, "build_engine.py"):
+        manifest = load_bundle_manifest(bundle)
+        arts = [a for a in manifest.get("artifacts", []) if a.get("path") != entry["path"]]
+        manifest["artifacts"] = [*arts, entry]
+        atomic_write_bytes(bundle / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    return manifest
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="build_engine.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build a TensorRT engine (engine.plan) from this ibit-deploy bundle's ONNX on this device, check "
+                    "it against ONNX Runtime and record it in manifest.json.",
+        epilog="Shapes, names and the batch range default to manifest.json. Exit codes: 0 ok, 1 build/check failed, "
+               "2 bad arguments, 3 TensorRT or GPU unavailable.")
+    p.add_argument("--bundle", type=Path, default=Path(__file__).resolve().parent,
+                   help="bundle directory (default: the directory of this script)")
+    p.add_argument("--precision", choices=PRECISIONS, help="engine precision (default: the one ibit-export chose)")
+    p.add_argument("--onnx", type=Path, help="ONNX file to build (default: the bundle's file for the precision)")
+    p.add_argument("--engine", type=Path, help=f"engine file to write (default: BUNDLE/{DEFAULT_ENGINE})")
+    p.add_argument("--min-batch", type=int)
+    p.add_argument("--opt-batch", type=int)
+    p.add_argument("--max-batch", type=int)
+    p.add_argument("--workspace-mib", type=int, default=DEFAULT_WORKSPACE_MIB, help="builder workspace pool (MiB)")
+    p.add_argument("--timing-cache", type=Path, help=f"timing cache file (default: BUNDLE/{DEFAULT_TIMING_CACHE})")
+    p.add_argument("--no-timing-cache", action="store_true")
+    p.add_argument("--legacy", action="store_true",
+                   help="TensorRT 10.x only: weakly typed network with BuilderFlag.FP16/INT8 (removed in 11)")
+    p.add_argument("--skip-build", action="store_true",
+                   help="use an existing engine (e.g. built by trtexec in build_engine.sh): check and record it only")
+    p.add_argument("--tensorrt-version", help="with --skip-build: the TensorRT version that built the engine")
+    p.add_argument("--no-verify", action="store_true", help="do not compare engine outputs with ONNX Runtime")
+    p.add_argument("--verify-samples", type=int, default=64, help="calibration images to compare (default 64)")
+    p.add_argument("--report", type=Path, help="JSON report (default: the engine path with .json)")
+    p.add_argument("--no-manifest", action="store_true", help="do not add the engine to manifest.json")
+    p.add_argument("--print-trtexec", action="store_true", help="print the equivalent trtexec command and exit")
+    p.add_argument("--trt-major", type=int, help="TensorRT major version for --print-trtexec (default: installed)")
+    return p
+
+
+def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, Any]:
+    """Fill defaults from the manifest and validate everything before TensorRT is imported."""
+    bundle = args.bundle.resolve()
+    try:
+        manifest = load_bundle_manifest(bundle)
+    except (OSError, ValueError) as exc:
+        p.error(str(exc))
+    inp = dict(manifest.get("input", {}))
+    script = next((a for a in manifest.get("artifacts", []) if a.get("path") == SCRIPT_NAME), {})
+    precision = args.precision or script.get("precision") or "fp32"
+    lo, hi = (inp.get("batch_range") or [1, None])[:2]
+    lo = args.min_batch if args.min_batch is not None else lo
+    hi = args.max_batch if args.max_batch is not None else hi
+    inp.update(batch_range=[lo, hi], opt_batch=args.opt_batch if args.opt_batch is not None else inp.get("opt_batch", lo))
+    if hi is None:
+        p.error("manifest input.batch_range has no maximum: pass --max-batch (TensorRT needs a finite profile)")
+    try:
+        profile = EngineProfile.from_input_block(inp)
+    except (ValueError, TypeError) as exc:
+        p.error(str(exc))
+    onnx = args.onnx or bundle / bundle_onnx(manifest, onnx_precision_for(precision, args.legacy))
+    engine = (args.engine or bundle / DEFAULT_ENGINE).resolve()
+    if not args.skip_build and not onnx.is_file():
+        p.error(f"ONNX file not found: {onnx} (needed for the {precision} engine"
+                f"{' with --legacy' if args.legacy else ''}; does the bundle contain it?)")
+    if args.skip_build and not engine.is_file():
+        p.error(f"--skip-build given but the engine file does not exist: {engine}")
+    if args.verify_samples < 1:
+        p.error(f"--verify-samples must be >= 1, got {args.verify_samples}")
+    cache = None if args.no_timing_cache else (args.timing_cache or bundle / DEFAULT_TIMING_CACHE)
+    return {"bundle": bundle, "manifest": manifest, "precision": precision, "onnx": Path(onnx), "engine": engine,
+            "profile": profile, "timing_cache": cache, "report": args.report or engine.with_suffix(".json")}
+
+
+def engine_entry(rel: str, precision: str, profile: EngineProfile, *, sha256: str, built_from: str,
+                 tensorrt: str | None, verification: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The manifest entry of an engine: its file, profile, the check and, beside it, the acceptance rule applied."""
+    accepted = engine_accepted(precision, verification)
+    gate: dict[str, Any] = {"passed": accepted is not False, "checked": accepted is not None}
+    if accepted is False:
+        gate["reason"] = verification_summary(verification, precision)
+    return {"path": rel, "sha256": sha256, "kind": "engine", "precision": precision, "tensorrt": tensorrt,
+            "built_from": built_from, "batch_range": profile.batch_range, "opt_batch": profile.opt_batch,
+            "acceptance": engine_acceptance(precision), "verification": verification, "gate": gate, **extra}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    r = _resolve(args, p)
+    profile: EngineProfile = r["profile"]
+
+    trt, trt_error = None, ""
+    try:
+        import tensorrt as trt
+    except Exception as exc:  # ImportError, or the PyPI stub failing to fetch the real wheel
+        trt_error = f"the TensorRT Python package is not importable ({exc})"
+    if args.print_trtexec:
+        major = args.trt_major or (parse_trt_version(trt.__version__)[0] if trt else None)
+        if major is None:
+            p.error("--print-trtexec needs --trt-major when TensorRT is not installed")
+        try:
+            cmd = trtexec_command(major, str(r["onnx"]), str(r["engine"]), r["precision"], profile,
+                                  timing_cache=str(r["timing_cache"]) if r["timing_cache"] else None,
+                                  legacy=args.legacy, workspace_mib=args.workspace_mib)
+        except ValueError as exc:
+            p.error(str(exc))
+        print(shlex.join(cmd))
+        return 0
+
+    report: dict[str, Any] = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                              "precision": r["precision"], "engine": str(r["engine"])}
+    if args.skip_build:
+        engine_bytes = r["engine"].read_bytes()
+        report.update(built_by="external (trtexec)", tensorrt_version=args.tensorrt_version)
+    else:
+        if trt is None:
+            print(f"build_engine.py: {trt_error}. On a Jetson it comes with JetPack (python3-libnvinfer); on a "
+                  f"desktop install NVIDIA's tensorrt wheel. Or build with trtexec: build_engine.sh.", file=sys.stderr)
+            return 3
+        try:
+            engine_bytes, info = build_serialized_engine(
+                trt, r["onnx"], profile, workspace_mib=args.workspace_mib, timing_cache=r["timing_cache"],
+                strongly_typed=not args.legacy, legacy_precision=r["precision"] if args.legacy else None)
+        except CudaUnavailable as exc:
+            print(f"build_engine.py: {exc}", file=sys.stderr)
+            return 3
+        except ValueError as exc:
+            p.error(str(exc))
+        except EngineBuildError as exc:
+            print(f"build_engine.py: {exc}", file=sys.stderr)
+            return 1
+        atomic_write_bytes(r["engine"], engine_bytes)
+        report.update(info, built_by="build_engine.py (TensorRT Python API)")
+    report.update(engine_sha256=sha256_file(r["engine"]), engine_bytes=r["engine"].stat().st_size,
+                  onnx=str(r["onnx"]), device=cuda_device_name(),
+                  tensorrt_version=str(trt.__version__) if trt else report.get("tensorrt_version"))
+
+    if args.no_verify:
+        report["verification"] = {"skipped": "--no-verify"}
+    elif trt is None:
+        report["verification"] = {"skipped": f"{trt_error}; engine outputs were not checked"}
+    else:
+        try:
+            batches, inputs = verification_batches(r["bundle"], r["manifest"], profile, args.verify_samples)
+            report["verification"] = verify_engine(trt, engine_bytes, r["onnx"], batches,
+                                                   input_name=profile.input_name, precision=r["precision"],
+                                                   inputs=inputs)
+        except EngineBuildError as exc:  # TensorRT could not load or run the engine: that is a failed check
+            report["verification"] = {"passed": False, "error": str(exc)}
+        except (ImportError, RuntimeError) as exc:  # no cuda-python, no GPU, CUDA errors: nothing was checked
+            report["verification"] = {"skipped": f"engine could not be run here: {exc}"}
+    report["acceptance"] = engine_acceptance(r["precision"])
+    atomic_write_bytes(r["report"], (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+
+    if not args.no_manifest:
+        try:
+            rel = r["engine"].relative_to(r["bundle"]).as_posix()
+        except ValueError:
+            rel = None
+            print(f"build_engine.py: {r['engine']} is outside the bundle; manifest.json not updated", file=sys.stderr)
+        if rel:
+            register_engine(r["bundle"], engine_entry(
+                rel, r["precision"], profile, sha256=report["engine_sha256"], built_from=r["onnx"].name,
+                tensorrt=report["tensorrt_version"], verification=report["verification"], device=report["device"]))
+
+    check = report["verification"]
+    print(f"engine: {r['engine']} ({report['engine_bytes']} bytes, {r['precision']}); check: "
+          f"{verification_summary(check, r['precision'])}; report: {r['report']}")
+    return 1 if engine_accepted(r["precision"], check) is False else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
