@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .fileio import atomic_write_json, read_json, sha256_file
-from .trt.kit import MANIFEST_FILE, engine_acceptance  # the standalone device kit needs these too
+from .trt.kit import MANIFEST_FILE, check_bundle_files, engine_acceptance  # the standalone device kit needs these too
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -107,22 +107,7 @@ def load_manifest(bundle: str | os.PathLike, verify: bool = True) -> dict[str, A
     for key in ("input", "artifacts"):
         if key not in manifest:
             raise ValueError(f"{path}: missing required field {key!r}")
-    root = bundle.resolve()
-    for art in manifest["artifacts"]:
-        rel = art.get("path") if isinstance(art, dict) else None
-        if not isinstance(rel, str) or not isinstance(art.get("sha256"), str):
-            raise ValueError(f"{path}: every artifact needs a string 'path' and 'sha256', got {art!r}")
-        if Path(rel).is_absolute() or not (bundle / rel).resolve().is_relative_to(root):
-            raise ValueError(f"{path}: artifact path {rel!r} points outside the bundle {bundle}; refusing it")
-    if verify:
-        for art in manifest["artifacts"]:
-            file = bundle / art["path"]
-            if not file.is_file():
-                raise FileNotFoundError(f"{path} lists {art['path']}, which is missing from {bundle}")
-            digest = sha256_file(file)
-            if digest != art["sha256"]:
-                raise ValueError(f"{file} was altered after export: sha256 {digest[:12]}... does not match the "
-                                 f"manifest's {art['sha256'][:12]}...")
+    check_bundle_files(bundle, manifest, verify=verify)
     return manifest
 
 

@@ -46,7 +46,8 @@ def test_tensorrt_without_gpu_writes_device_kit(tiny_checkpoint, tmp_path, capsy
     manifest = load_manifest(out)
     kinds = {a["path"]: a["kind"] for a in manifest["artifacts"]}
     assert kinds == {"model.onnx": "onnx", "build_engine.sh": "script", "build_engine.py": "script",
-                     "compare_metrics.py": "module", "locking.py": "module"}
+                     "compare_metrics.py": "module", "locking.py": "module",
+                     "fileio.py": "module"}
     assert manifest["tensorrt"]["status"] == "build-on-device"
     assert main([str(tiny_checkpoint), "--to", "tensorrt", "--out", str(tmp_path / "t2"), "--require-engine"]) == 3
 
