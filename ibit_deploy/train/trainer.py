@@ -70,20 +70,33 @@ def state_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
+def train(config: TrainConfig, resume: bool = False, *, wait: bool = False) -> dict[str, Any]:
     """Train ``config``; with ``resume`` continue the run in ``config.out`` exactly where its last epoch ended.
 
     Returns the final metrics (last epoch's record plus best_val_acc1, best_epoch, weights_sha256, out). Works the
     same under ``torchrun --nproc_per_node N``: the process group is set up from the environment.
+
+    The run directory is locked (:mod:`ibit_deploy.locking`) from the check of what it holds to the last write: a
+    second training into it raises LockBusy at once, naming the holder, or with ``wait`` waits for it first.
     """
     config.validate()
     owned = not (dist.is_available() and dist.is_initialized())
     env = init_distributed(config.device)
     try:
-        return _Run(config, env, resume).fit()
+        with _run_lock(config.out, env, wait):
+            return _Run(config, env, resume).fit()
     finally:
         if owned:
             cleanup_distributed(env)
+
+
+def _run_lock(out: str, env: DistEnv, wait: bool) -> contextlib.AbstractContextManager:
+    """The run directory's lock, held by the one process that writes it (rank 0); other ranks only compute."""
+    if not env.is_main:
+        return contextlib.nullcontext()
+    from ..locking import directory_lock
+
+    return directory_lock(out, "ibit-train", wait=wait)
 
 
 class _RecordingMixup:
