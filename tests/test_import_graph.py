@@ -152,7 +152,8 @@ def test_no_module_imports_a_higher_layer():
 def test_the_standalone_modules_import_nothing_of_the_package():
     graph = import_graph(ROOT, PACKAGE)
     assert graph["ibit_deploy.compare_metrics"] == set() and graph["ibit_deploy.locking"] == set()
-    assert graph["ibit_deploy.trt.kit"] == {"ibit_deploy.compare_metrics", "ibit_deploy.locking"}
+    assert graph["ibit_deploy.fileio"] == set()
+    assert graph["ibit_deploy.trt.kit"] == {"ibit_deploy.compare_metrics", "ibit_deploy.locking", "ibit_deploy.fileio"}
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
