@@ -72,7 +72,8 @@ def quickstart(config: QuickstartConfig | None = None) -> dict[str, Any]:
         bar.update(1)
 
         bar.set_postfix_str("export")
-        export = ExportOptions(to="tensorrt", precision=config.precisions, max_batch=64)
+        # the bundle is quickstart's own: a retrained checkpoint replaces it
+        export = ExportOptions(to="tensorrt", precision=config.precisions, max_batch=64, overwrite=True)
         manifest = export_checkpoint(checkpoint, bundle, export)
         summary["artifacts"] = [a["path"] for a in manifest["artifacts"]]
         summary["tensorrt"] = manifest.get("tensorrt", {}).get("message", "")

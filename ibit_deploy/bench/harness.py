@@ -26,7 +26,7 @@ import numpy as np
 
 from ..bundle import EvalSet, InputSpec
 from ..errors import BackendUnavailable
-from ..manifest import find_artifact, load_manifest, update_manifest, utc_now
+from ..manifest import BENCH_DIR, find_artifact, load_manifest, update_manifest, utc_now
 from ..runtime.base import Runner
 from ..runtime.load import RunnerChoice, canonical_backend, make_runners
 from ..trt.kit import PRECISIONS
@@ -98,7 +98,7 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
     manifest = load_manifest(bundle, verify=True)
     check_batches(manifest, options.batches)
     images, labels, data = evaluation_set(manifest, options)
-    out_dir = Path(out_dir) if out_dir is not None else bundle / "bench"
+    out_dir = Path(out_dir) if out_dir is not None else bundle / BENCH_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(out_dir)
 
@@ -277,8 +277,10 @@ def _finish(report: dict[str, Any], logits: dict[str, np.ndarray], labels: np.nd
         report["manifest_update"] = {"updated": False, "reason": "interrupted" if interrupted else "no backend ran"}
     else:
         try:
-            update_manifest(bundle, results=entries)
-            report["manifest_update"] = {"updated": True, "reason": None}
+            current = update_manifest(bundle, results=entries, measured_on=manifest)
+            left_out = [e["artifact"] for e in entries if e not in current.get("results", [])]
+            report["manifest_update"] = {"updated": True, "reason": None if not left_out else
+                                         f"left out (re-exported while benchmarking): {', '.join(left_out)}"}
         except (OSError, ValueError) as exc:  # e.g. a read-only bundle on a device: the report still stands
             report["manifest_update"] = {"updated": False, "reason": f"{type(exc).__name__}: {exc}"}
     write_report_files(report, out_dir)

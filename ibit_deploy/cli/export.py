@@ -2,7 +2,12 @@
 
 Exit codes (ibit_deploy/errors.py): 0 exported (for --to tensorrt without a GPU here: the on-device bundle is the
 product); 1 an accuracy gate, a parity check or an engine check failed, or TensorRT rejected the network (the manifest
-marks it); 2 bad input; 3 --require-engine (tensorrt or torch-tensorrt) and no engine; 70 unexpected error.
+marks it), or another process is writing --out (--wait waits instead); 2 bad input, or --out holds something this
+export may not replace (another checkpoint's bundle without --overwrite, a directory that is not a bundle); 3
+--require-engine (tensorrt or torch-tensorrt) and no engine; 70 unexpected error.
+
+The bundle is built beside --out and swapped in whole: a failed or killed export leaves the previous bundle as it
+was. Bench results of a replaced bundle are kept when what they measured is byte-identical, else dropped (it says).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ..export.pipeline import PRECISIONS, TARGETS, ExportFailed, ExportOptions, export_checkpoint
+from ..export.replacing import describe_replaced
 from ..locking import LockBusy
 from .entry import cli_main
 
@@ -37,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --to tensorrt: fail (exit 3) unless an engine is built here")
     p.add_argument("--wait", action="store_true",
                    help="if another process is writing the bundle, wait for it (default: fail at once, exit 1)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a bundle in --out that was exported from another checkpoint (all its files and "
+                        "bench results go); a re-export of the same checkpoint needs no flag")
     q = p.add_argument_group("quantization (fp16 / int8)")
     q.add_argument("--max-drop", type=float, default=1.0,
                    help="largest top-1 drop in percentage points vs fp32 (default 1.0; the manifest records it as a "
@@ -68,7 +77,7 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
         quantize["include"] = args.include
     return ExportOptions(to=args.to, precision=args.precision, opset=args.opset, min_batch=args.min_batch,
                          opt_batch=args.opt_batch, max_batch=args.max_batch, require_engine=args.require_engine,
-                         quantize=quantize, wait=args.wait)
+                         quantize=quantize, wait=args.wait, overwrite=args.overwrite)
 
 
 @cli_main("ibit-export")
@@ -94,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ibit-export: error: {exc}", file=sys.stderr)
         return 2
     stages.close()
+    replaced = manifest.get("export", {}).get("replaced")
+    if replaced is not None:
+        print(describe_replaced(replaced))
     for art in manifest["artifacts"]:
         gate = art.get("gate") or {}
         extra = (f"  gate: top-1 drop {gate['top1_drop']:.2%} (<= {gate['max_drop']:.2%}) passed"

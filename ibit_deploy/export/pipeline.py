@@ -1,13 +1,18 @@
 """``export_checkpoint``: checkpoint directory -> bundle directory (fold, ONNX, precision variants, target files).
 
-The bundle's manifest is written last; an export whose accuracy gate fails still gets a manifest (so the user can
-see why) but the failing artifact is marked ``"gate": {"passed": false}`` and the call raises :class:`ExportFailed`.
+The bundle is built in a staging directory beside ``out`` and swapped in whole (:mod:`.staging`), its manifest
+written last: a failed or killed export leaves the previous bundle exactly as it was. What ``out`` may hold, and
+which results of a replaced bundle survive, is :mod:`.replacing`'s rule (``--overwrite`` for another checkpoint's
+bundle). An export whose accuracy gate fails into a new ``out`` still gets its bundle (so the user can see why), the
+failing artifact marked ``"gate": {"passed": false}``; over an existing bundle it changes nothing. Either way the
+call raises :class:`ExportFailed`.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,7 @@ from ..compare_metrics import compare_logits
 from ..errors import ExportFailed
 from ..fold import fold_masks, max_fold_error
 from ..locking import directory_lock
-from ..manifest import FORMAT_VERSION, MANIFEST_FILE, artifact_entry, set_artifact, utc_now, write_manifest
+from ..manifest import FORMAT_VERSION, artifact_entry, set_artifact, utc_now, write_manifest
 from ..models.ibit import ibit_attentions
 from ..trt.build import EngineTools
 from ..trt.kit import DEFAULT_ONNX as ONNX_FILES
@@ -27,6 +32,8 @@ from ..trt.kit import PRECISIONS, check_batch_range
 from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx, max_opset
 from .preflight import preflight
 from .probe import parity_images
+from .replacing import carry_over, previous_bundle
+from .staging import clean_leftovers, new_staging, swap_in
 
 __all__ = ["ExportFailed", "ExportOptions", "ONNX_FILES", "PRECISIONS", "TARGETS", "export_checkpoint",
            "parity_images"]
@@ -48,6 +55,7 @@ class ExportOptions:
     max_batch: int = 64
     require_engine: bool = False
     wait: bool = False  # another writer holds the bundle: wait for it (True) or fail at once with LockBusy
+    overwrite: bool = False  # replace a bundle of another checkpoint (see export.replacing)
     quantize: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,14 +107,21 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
                       engine_tools: EngineTools | None = None) -> dict[str, Any]:
     """Export a checkpoint directory into bundle ``out``; returns the manifest (also written to out/manifest.json).
 
-    The bundle is locked for the whole export (:mod:`ibit_deploy.locking`): another writer makes this call fail at
-    once with LockBusy naming it, or, with ``options.wait``, wait for it. ``progress`` is an optional callable
-    taking a stage name, for progress bars; ``engine_tools`` builds and verifies a TensorRT engine (tests pass fakes).
+    The bundle is locked for the whole export, staging and swap included (:mod:`ibit_deploy.locking`): another
+    writer makes this call fail at once with LockBusy naming it, or, with ``options.wait``, wait for it. Leftovers
+    of dead exports beside ``out`` are cleaned up first. ``progress`` is an optional callable taking a stage name,
+    for progress bars; ``engine_tools`` builds and verifies a TensorRT engine (tests pass fakes). A replaced bundle
+    is described in the returned manifest's ``export.replaced``.
     """
     options = options or ExportOptions()
     options.validate()
+    out = Path(out)
+    if out.is_symlink():
+        out = out.resolve()  # the swap replaces the directory the link points to, not the link
     with directory_lock(out, "ibit-export", wait=options.wait):
-        return _export_locked(checkpoint, Path(out), options, progress, engine_tools)
+        for note in clean_leftovers(out):
+            warnings.warn(note, stacklevel=2)
+        return _export_locked(checkpoint, out, options, progress, engine_tools)
 
 
 def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOptions, progress,
@@ -115,10 +130,33 @@ def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOpti
     step("load checkpoint")
     fingerprint = checkpoint_fingerprint(checkpoint) if Path(checkpoint).is_dir() else None
     model, config = load_checkpoint(checkpoint)
-    preflight(model, config, checkpoint, options)  # every input check that can fail, before the bundle is touched
-    if out.exists() and (out / MANIFEST_FILE).exists():
-        (out / MANIFEST_FILE).unlink()  # the bundle is being rewritten: it is incomplete until the new manifest
-    out.mkdir(parents=True, exist_ok=True)
+    # every input check that can fail, before anything is written; then what out holds may be replaced at all
+    preflight(model, config, checkpoint, options)
+    previous = previous_bundle(out, fingerprint, options.overwrite)
+    staging = new_staging(out)
+    try:
+        manifest, failures = _build(checkpoint, staging, out, fingerprint, model, config, options, step,
+                                    engine_tools)
+        if failures and previous is not None:  # a failed export never replaces a bundle
+            raise ExportFailed("accuracy gate failed: " + "; ".join(failures) + f"; the bundle in {out} is unchanged")
+        if previous is not None:
+            manifest["export"]["replaced"] = carry_over(previous, out, manifest, staging)
+        step("write manifest")
+        write_manifest(staging, manifest)
+        swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if failures:
+        raise ExportFailed("accuracy gate failed (the manifest marks it): " + "; ".join(failures))
+    return manifest
+
+
+def _build(checkpoint: str | os.PathLike, out: Path, shown: Path, fingerprint: dict[str, str] | None,
+           model: torch.nn.Module, config: dict[str, Any], options: ExportOptions, step,
+           engine_tools: EngineTools | None) -> tuple[dict[str, Any], list[str]]:
+    """Every file of the bundle into ``out`` (the staging directory; messages name ``shown``, the bundle's real
+    place); returns the manifest, not yet written, and the failed gates."""
     inp = input_description(config, model, options)
     chw = tuple(inp["shape"][1:])
 
@@ -157,14 +195,15 @@ def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOpti
                 "ibit_deploy.image_size": "x".join(map(str, inp["image_size"])), "ibit_deploy.layout": "NCHW"}
     export_onnx(folded, out / ONNX_FILES["fp32"], chw, opset=options.opset, metadata=metadata)
     set_artifact(manifest, artifact_entry(out, ONNX_FILES["fp32"], "onnx", "fp32", opset=options.opset,
-                                          parity=_ort_parity(out / ONNX_FILES["fp32"], folded, probe, probe_kind)))
+                                          parity=_ort_parity(out / ONNX_FILES["fp32"], folded, probe, probe_kind,
+                                                             shown / ONNX_FILES["fp32"])))
 
     failures: list[str] = []
     for precision in dict.fromkeys(p for p in options.precisions if p != "fp32"):
         step(f"quantize {precision}")
         from ..quantization import quantize_artifact
 
-        for entry in quantize_artifact(out, manifest, precision, options.quantize):
+        for entry in quantize_artifact(out, manifest, precision, options.quantize, lock=False):  # private staging
             set_artifact(manifest, entry)
             gate = entry.get("gate")
             if gate is not None and not gate.get("passed", False):
@@ -174,12 +213,12 @@ def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOpti
         step("tensorrt")
         from .targets import tensorrt_target
 
-        manifest["tensorrt"] = tensorrt_target(out, manifest, options, engine_tools)
+        manifest["tensorrt"] = tensorrt_target(out, manifest, options, engine_tools, shown=shown)
     elif options.to == "torch-tensorrt":
         step("torch-tensorrt")
         from .targets import torch_tensorrt_target
 
-        manifest["torch_tensorrt"] = torch_tensorrt_target(out, manifest, folded, options)
+        manifest["torch_tensorrt"] = torch_tensorrt_target(out, manifest, folded, options, shown=shown)
 
     # every artifact that carries a failed gate (quantized ONNX, a built engine) fails the export
     failures += [f"{a['path']}: {a['gate'].get('reason', 'check failed')}" for a in manifest["artifacts"]
@@ -187,15 +226,11 @@ def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOpti
     if fingerprint != checkpoint_fingerprint(checkpoint):
         raise ExportFailed(f"{checkpoint} changed while it was being exported (is training still writing it?); "
                            f"export again once it is finished")
-
-    step("write manifest")
-    write_manifest(out, manifest)
-    if failures:
-        raise ExportFailed("accuracy gate failed (the manifest marks it): " + "; ".join(failures))
-    return manifest
+    return manifest, failures
 
 
-def _ort_parity(onnx_path: Path, folded: torch.nn.Module, probe: torch.Tensor, probe_kind: str) -> dict[str, Any]:
+def _ort_parity(onnx_path: Path, folded: torch.nn.Module, probe: torch.Tensor, probe_kind: str,
+                shown: Path) -> dict[str, Any]:
     """ONNX Runtime against PyTorch on ``probe`` (compare_metrics names; a cheap self-check of every export)."""
     import onnxruntime as ort
 
@@ -206,11 +241,6 @@ def _ort_parity(onnx_path: Path, folded: torch.nn.Module, probe: torch.Tensor, p
     metrics = compare_logits(ref, ours)
     diff = metrics["max_abs_diff"]
     if diff is None or diff > PARITY_TOLERANCE:
-        raise ExportFailed(f"{onnx_path}: ONNX Runtime output differs from PyTorch by {diff if diff is None else f'{diff:.3g}'}"
+        raise ExportFailed(f"{shown}: ONNX Runtime output differs from PyTorch by {diff if diff is None else f'{diff:.3g}'}"
                            f" (> {PARITY_TOLERANCE})")
     return {"backend": "ort-cpu", "reference": "torch", **metrics, "inputs": probe_kind}
-
-
-def clean_bundle(out: str | os.PathLike) -> None:
-    """Remove a bundle directory (used by tests and by `--overwrite`)."""
-    shutil.rmtree(out, ignore_errors=True)

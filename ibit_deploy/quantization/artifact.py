@@ -135,8 +135,12 @@ def _eval_set(spec: str, manifest: dict[str, Any], count: int) -> tuple[np.ndarr
 
 
 def quantize_artifact(bundle: str | Path, manifest: dict[str, Any], precision: str,
-                      options: dict[str, Any] | None = None, progress=None) -> list[dict[str, Any]]:
+                      options: dict[str, Any] | None = None, progress=None, *,
+                      lock: bool = True) -> list[dict[str, Any]]:
     """Write the ``precision`` variant of ``bundle/model.onnx`` into the bundle and return its manifest entries.
+
+    ``lock``: hold the bundle's lock meanwhile; False only for a directory no one else can know of (an export's
+    staging directory, whose bundle the export already holds locked).
 
     Returns ``[calibration entry, int8 entry]`` for int8 and ``[fp16 entry]`` for fp16; each ONNX entry carries
     ``quantization`` (the config), ``gate`` (see :class:`.AccuracyGate`) and ``float_nodes``.
@@ -145,7 +149,9 @@ def quantize_artifact(bundle: str | Path, manifest: dict[str, Any], precision: s
         raise ValueError(f"quantize_artifact: precision must be 'fp16' or 'int8', got {precision!r}")
     from ..locking import directory_lock
 
-    with directory_lock(bundle, "quantize"):  # re-entrant: inside ibit-export's lock this only counts
+    if not lock:
+        return _quantize_locked(Path(bundle), manifest, precision, options, progress)
+    with directory_lock(bundle, "quantize"):  # re-entrant: inside a lock this process holds this only counts
         return _quantize_locked(Path(bundle), manifest, precision, options, progress)
 
 
