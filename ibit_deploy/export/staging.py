@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -29,6 +30,11 @@ _RENAME_EXCHANGE = 2
 
 def _prefix(target: Path, kind: str) -> str:
     return f".{target.name}.{kind}-"
+
+
+def _is_leftover(name: str, target: Path, kind: str) -> bool:
+    """Whether ``name`` is a ``kind`` directory of ``target`` (and not one of a bundle whose name merely starts so)."""
+    return re.fullmatch(re.escape(_prefix(target, kind)) + r"\d+-[A-Za-z0-9_]+", name) is not None
 
 
 def new_staging(target: str | os.PathLike) -> Path:
@@ -46,12 +52,12 @@ def clean_leftovers(target: str | os.PathLike) -> list[str]:
         entries = sorted(target.parent.iterdir())
     except OSError:
         return done
-    replaced = [p for p in entries if p.name.startswith(_prefix(target, REPLACED)) and p.is_dir()]
+    replaced = [p for p in entries if _is_leftover(p.name, target, REPLACED) and p.is_dir()]
     if replaced and not os.path.lexists(target):  # killed between the two renames of a swap: the old bundle returns
         os.rename(replaced[0], target)
         done.append(f"restored {target} from {replaced[0].name} (an export was killed while swapping it)")
         replaced = replaced[1:]
-    for path in [p for p in entries if p.name.startswith(_prefix(target, STAGING)) and p.is_dir()] + replaced:
+    for path in [p for p in entries if _is_leftover(p.name, target, STAGING) and p.is_dir()] + replaced:
         shutil.rmtree(path, ignore_errors=True)
         done.append(f"removed {path} (left by an export that did not finish)")
     return done

@@ -87,10 +87,10 @@ def test_corrupt_and_missing_files(tiny_checkpoint, tmp_path, capsys):
     assert "config.json is not a valid checkpoint config" in capsys.readouterr().err
 
 
-def test_failed_export_never_looks_complete(tiny_checkpoint, tmp_path, monkeypatch):
+def test_failed_export_leaves_the_bundle_as_it_was(tiny_checkpoint, tmp_path, monkeypatch):
     out = tmp_path / "bundle"
     export_checkpoint(tiny_checkpoint, out)
-    assert (out / "manifest.json").exists()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def explode(*args, **kwargs):
         raise RuntimeError("killed mid-export")
@@ -98,8 +98,10 @@ def test_failed_export_never_looks_complete(tiny_checkpoint, tmp_path, monkeypat
     monkeypatch.setattr("ibit_deploy.export.pipeline.export_onnx", explode)
     with pytest.raises(RuntimeError, match="killed"):
         export_checkpoint(tiny_checkpoint, out)
-    assert not (out / "manifest.json").exists()  # the old manifest no longer vouches for a half-rewritten bundle
-    assert not list(out.glob(".*.tmp"))
+    # staged beside the bundle: the failure took only the staging directory with it
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    load_manifest(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bundle.lock", "bundle"]
 
 
 def test_manifest_paths_must_stay_inside_the_bundle(tiny_checkpoint, tmp_path):

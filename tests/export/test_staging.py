@@ -24,6 +24,9 @@ from ibit_deploy.manifest import load_manifest, update_manifest
 from ibit_deploy.trt.build import EngineTools
 from ibit_deploy.trt.kit import EngineBuildError
 
+FAST_GATE = {"eval_count": 32, "fp16_probe": 0}  # the gate's cost, not its subject here
+FAST = ["--eval-count", "32"]
+
 
 def snapshot(root: Path) -> dict[str, str]:
     """Every file under ``root`` (bench reports included) with its sha256: 'exactly as it was' means equal."""
@@ -44,7 +47,7 @@ def _result(artifact: str, backend: str) -> dict:
 def bundle_with_results(tiny_checkpoint, tmp_path):
     """An fp32+fp16 bundle of the tiny checkpoint with bench results (ONNX Runtime and PyTorch) and bench reports."""
     out = tmp_path / "bundle"
-    manifest = export_checkpoint(tiny_checkpoint, out, ExportOptions(precision="fp16"))
+    manifest = export_checkpoint(tiny_checkpoint, out, ExportOptions(precision="fp16", quantize=FAST_GATE))
     source = manifest["source"]["path"]
     (out / "bench").mkdir()
     (out / "bench" / "report.json").write_text('{"runs": []}')
@@ -64,6 +67,7 @@ def _another_checkpoint(checkpoint: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_a_failure_mid_export_leaves_the_previous_bundle_exactly_as_it_was(bundle_with_results, tiny_checkpoint,
                                                                          capsys):
     out = bundle_with_results
@@ -77,13 +81,14 @@ def test_a_failure_mid_export_leaves_the_previous_bundle_exactly_as_it_was(bundl
         raise EngineBuildError("the parser rejected node /blocks.0/attn")
 
     with pytest.raises(Exception, match="TensorRT could not build engine.plan"):
-        export_checkpoint(tiny_checkpoint, out, ExportOptions(to="tensorrt", precision="fp16"),
+        export_checkpoint(tiny_checkpoint, out, ExportOptions(to="tensorrt", precision="fp16", quantize=FAST_GATE),
                           engine_tools=EngineTools(build=rejecting_build))
     assert snapshot(out) == before
     assert leftovers(out) == []  # the staging directory went with the failure
     load_manifest(out)  # still a complete, verifiable bundle
 
 
+@pytest.mark.slow
 def test_another_checkpoints_bundle_needs_overwrite_and_leaves_nothing_behind(bundle_with_results, tiny_checkpoint,
                                                                             tmp_path, capsys):
     out = bundle_with_results
@@ -114,11 +119,12 @@ def test_a_directory_that_is_not_a_bundle_is_never_replaced(tiny_checkpoint, tmp
     assert snapshot(out) == {"todo.txt": sha256_file(out / "todo.txt")}
 
 
+@pytest.mark.slow
 def test_reexport_carries_results_of_byte_identical_artifacts_only(bundle_with_results, tiny_checkpoint, capsys):
     out = bundle_with_results
     old = load_manifest(out)
     # same checkpoint, same options: every artifact is rebuilt byte for byte, so every result still holds
-    assert main([str(tiny_checkpoint), "--out", str(out), "--precision", "fp16"]) == 0
+    assert main([str(tiny_checkpoint), "--out", str(out), "--precision", "fp16", *FAST]) == 0
     assert "carried over 3 bench result(s)" in capsys.readouterr().out
     again = load_manifest(out)
     assert {a["path"]: a["sha256"] for a in again["artifacts"]} == {a["path"]: a["sha256"] for a in old["artifacts"]}
@@ -135,6 +141,7 @@ def test_reexport_carries_results_of_byte_identical_artifacts_only(bundle_with_r
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx"]
 
 
+@pytest.mark.slow
 def test_results_measured_before_a_reexport_are_not_added_to_the_new_bundle(bundle_with_results, tiny_checkpoint):
     out = bundle_with_results
     measured_on = load_manifest(out)  # a benchmark starts on this bundle ...
@@ -167,7 +174,7 @@ def test_a_killed_export_leaves_the_previous_bundle_and_its_staging_is_cleaned_u
     out = bundle_with_results
     before = snapshot(out)
     proc = subprocess.Popen([sys.executable, "-m", "ibit_deploy.cli.export", str(tiny_checkpoint), "--out", str(out),
-                             "--precision", "fp16"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             "--precision", "fp16", *FAST], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         deadline = time.monotonic() + 120
@@ -184,5 +191,5 @@ def test_a_killed_export_leaves_the_previous_bundle_and_its_staging_is_cleaned_u
     load_manifest(out)
     assert leftovers(out)  # the dead export's staging directory ...
     with pytest.warns(UserWarning, match="left by an export that did not finish"):
-        export_checkpoint(tiny_checkpoint, out, ExportOptions(precision="fp16"))
+        export_checkpoint(tiny_checkpoint, out, ExportOptions(precision="fp16", quantize=FAST_GATE))
     assert leftovers(out) == []  # ... is removed by the next export
