@@ -17,7 +17,7 @@ import pytest
 
 from ibit_deploy.cli.export import main
 from ibit_deploy.export import staging
-from ibit_deploy.export.pipeline import ExportOptions, export_checkpoint
+from ibit_deploy.export.pipeline import ExportFailed, ExportOptions, export_checkpoint
 from ibit_deploy.fileio import sha256_file
 from ibit_deploy.locking import read_holder
 from ibit_deploy.manifest import load_manifest, update_manifest
@@ -84,7 +84,11 @@ def test_a_failure_mid_export_leaves_the_previous_bundle_exactly_as_it_was(bundl
         export_checkpoint(tiny_checkpoint, out, ExportOptions(to="tensorrt", precision="fp16", quantize=FAST_GATE),
                           engine_tools=EngineTools(build=rejecting_build))
     assert snapshot(out) == before
-    assert leftovers(out) == []  # the staging directory went with the failure
+    with pytest.raises(ExportFailed, match=f"the bundle in {out} is unchanged"):  # a failed gate replaces nothing
+        export_checkpoint(tiny_checkpoint, out, ExportOptions(precision="fp16", quantize={**FAST_GATE,
+                                                                                          "max_drop": -1.0}))
+    assert snapshot(out) == before
+    assert leftovers(out) == []  # the staging directories went with the failures
     load_manifest(out)  # still a complete, verifiable bundle
 
 
