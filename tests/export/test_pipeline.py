@@ -43,6 +43,7 @@ def test_tensorrt_without_gpu_writes_device_kit(tiny_checkpoint, tmp_path, capsy
     assert main([str(tiny_checkpoint), "--to", "tensorrt", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "No TensorRT engine was built here" in text and "build_engine.sh" in text
+    assert f"copy {out} and run" in text and ".export-" not in text  # the bundle's place, not its staging directory
     manifest = load_manifest(out)
     kinds = {a["path"]: a["kind"] for a in manifest["artifacts"]}
     assert kinds == {"model.onnx": "onnx", "build_engine.sh": "script", "build_engine.py": "script",
