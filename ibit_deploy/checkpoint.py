@@ -108,6 +108,10 @@ def load_state_dict_checked(path: str | os.PathLike, model: nn.Module) -> None:
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise ValueError(f"{path}: tensor {name!r} has shape {tuple(tensor.shape)}, the model in its config "
                              f"expects {tuple(expected[name].shape)}")
+        if expected[name].is_floating_point() and not tensor.is_floating_point():
+            # load_state_dict would cast silently; integer weights are a corrupt or foreign file
+            raise ValueError(f"{path}: tensor {name!r} is {tensor.dtype}, expected a floating-point dtype "
+                             f"(the model's is {expected[name].dtype})")
         if not torch.isfinite(tensor).all() and tensor.is_floating_point():
             raise ValueError(f"{path}: tensor {name!r} contains NaN or inf")
     model.load_state_dict(state)

@@ -6,10 +6,64 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+# Temporary files of atomic writes: ".<name>.<pid>.<random>.tmp" (the pid tells whether the writer still runs).
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+_LEGACY_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # before the pid was in the name
+LEGACY_TEMP_AGE_S = 3600.0  # a pid-less temp untouched this long belongs to no running write
+
+
+def is_atomic_temp(name: str) -> bool:
+    """Whether ``name`` is the temporary file of an atomic write (live or left by a killed one)."""
+    return bool(_TEMP.match(name) or _LEGACY_TEMP.match(name))
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process, or a pid no process can have
+        return True
+    return True
+
+
+def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
+    """Remove temporary files that killed atomic writes left in ``directory``; returns what was removed.
+
+    A temp whose writer (its pid) no longer runs is stale; so is a pid-less one older than LEGACY_TEMP_AGE_S.
+    Temps of writes still running are left alone.
+    """
+    directory = Path(directory)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = _TEMP.match(entry.name)
+        try:
+            if match:
+                stale = int(match["pid"]) != os.getpid() and not _pid_alive(int(match["pid"]))
+            elif _LEGACY_TEMP.match(entry.name):
+                stale = now - entry.stat(follow_symlinks=False).st_mtime > LEGACY_TEMP_AGE_S
+            else:
+                continue
+            if stale and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:  # gone meanwhile, or not ours to remove: never fail a write over a leftover
+            continue
+    return removed
 
 
 @contextlib.contextmanager
@@ -17,11 +71,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``, on error removed.
 
     Rename within one directory is atomic on POSIX, so a reader (or a run killed mid-write) sees the old file or the
-    new one, never a partial one.
+    new one, never a partial one. Temps that killed writes left in the directory are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the mode any new file would
     tmp_path = Path(tmp)

@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from .fileio import atomic_write_json, read_json, sha256_file
-from .trt.kit import MANIFEST_FILE, engine_acceptance  # the standalone device kit needs these too
+from .trt.kit import MANIFEST_FILE, check_bundle_files, engine_acceptance  # the standalone device kit needs these too
 
 FORMAT_VERSION = 2
+BENCH_DIR = "bench"  # ibit-bench's default report folder inside a bundle (carried over by a re-export, see export)
 READABLE_VERSIONS = (1, 2)
 # version 1 name -> version 2 name in comparison records (values in percent are converted where marked below)
 _V1_RENAMES = {"drop": "top1_drop", "samples": "count", "top1_agreement": "agreement",
@@ -108,29 +109,46 @@ def load_manifest(bundle: str | os.PathLike, verify: bool = True) -> dict[str, A
     for key in ("input", "artifacts"):
         if key not in manifest:
             raise ValueError(f"{path}: missing required field {key!r}")
-    root = bundle.resolve()
-    for art in manifest["artifacts"]:
-        rel = art.get("path") if isinstance(art, dict) else None
-        if not isinstance(rel, str) or not isinstance(art.get("sha256"), str):
-            raise ValueError(f"{path}: every artifact needs a string 'path' and 'sha256', got {art!r}")
-        if Path(rel).is_absolute() or not (bundle / rel).resolve().is_relative_to(root):
-            raise ValueError(f"{path}: artifact path {rel!r} points outside the bundle {bundle}; refusing it")
-    if verify:
-        for art in manifest["artifacts"]:
-            file = bundle / art["path"]
-            if not file.is_file():
-                raise FileNotFoundError(f"{path} lists {art['path']}, which is missing from {bundle}")
-            digest = sha256_file(file)
-            if digest != art["sha256"]:
-                raise ValueError(f"{file} was altered after export: sha256 {digest[:12]}... does not match the "
-                                 f"manifest's {art['sha256'][:12]}...")
+    check_bundle_files(bundle, manifest, verify=verify)
     return manifest
 
 
-def update_manifest(bundle: str | os.PathLike, *, wait: bool = True, **fields: Any) -> dict[str, Any]:
+def measured_identity(manifest: dict[str, Any], artifact: str) -> tuple[str, ...] | None:
+    """What a result's ``artifact`` was, byte for byte, in ``manifest``: a bundle file's sha256, or for a PyTorch run
+    (its ``artifact`` is the source checkpoint's path) the checkpoint's weights and config sha256; None if unknown."""
+    art = find_artifact(manifest, path=artifact) if artifact else None
+    if art is not None:
+        return ("file", str(art.get("sha256")))
+    source = manifest.get("source") or {}
+    if artifact and source.get("path") == artifact and source.get("weights_sha256"):
+        return ("checkpoint", str(source["weights_sha256"]), str(source.get("config_sha256")))
+    return None
+
+
+def carry_results(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The results of bundle manifest ``old`` still true of ``new`` (what they measured is byte-identical in it), and
+    a short reason for each one that is not."""
+    kept: list[dict[str, Any]] = []
+    dropped: list[str] = []
+    for result in old.get("results") or []:
+        artifact = str(result.get("artifact") or "") if isinstance(result, dict) else ""
+        before, after = measured_identity(old, artifact), measured_identity(new, artifact)
+        if before is not None and before == after:
+            kept.append(result)
+        else:
+            why = "not in the new bundle" if after is None else "changed"
+            dropped.append(f"{result.get('backend', '?') if isinstance(result, dict) else '?'} on "
+                           f"{artifact or '?'} ({why})")
+    return kept, dropped
+
+
+def update_manifest(bundle: str | os.PathLike, *, wait: bool = True, measured_on: dict[str, Any] | None = None,
+                    **fields: Any) -> dict[str, Any]:
     """Under the bundle lock: read, update top-level ``fields`` (``results`` are appended), rewrite atomically.
 
-    ``wait``: wait for another writer (saying so on stderr) rather than fail with LockBusy.
+    ``wait``: wait for another writer (saying so on stderr) rather than fail with LockBusy. ``measured_on``: the
+    manifest the ``results`` were measured on; results whose artifact has changed since (the bundle was re-exported
+    meanwhile) are left out, so no result describes a file it did not measure.
     """
     from .locking import directory_lock
 
@@ -138,6 +156,9 @@ def update_manifest(bundle: str | os.PathLike, *, wait: bool = True, **fields: A
         manifest = load_manifest(bundle, verify=False)
         for key, value in fields.items():
             if key == "results":
+                if measured_on is not None:
+                    value = [r for r in value if measured_identity(measured_on, r.get("artifact", "")) ==
+                             measured_identity(manifest, r.get("artifact", ""))]
                 manifest.setdefault("results", []).extend(value)
             else:
                 manifest[key] = value

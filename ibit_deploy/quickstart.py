@@ -76,7 +76,8 @@ def quickstart(config: QuickstartConfig | None = None) -> dict[str, Any]:
         bar.update(1)
 
         bar.set_postfix_str("export")
-        export = ExportOptions(to="tensorrt", precision=config.precisions, max_batch=64)
+        # the bundle is quickstart's own: a retrained checkpoint replaces it
+        export = ExportOptions(to="tensorrt", precision=config.precisions, max_batch=64, overwrite=True)
         try:
             manifest = export_checkpoint(checkpoint, bundle, export)
         except GateFailed as exc:  # the bundle is written with the failing file marked: benchmark it all anyway,

@@ -23,8 +23,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "ibit_deploy.locking", "ibit_deploy.configs")),
     ("tensorrt", ("ibit_deploy.trt",)),
     ("foundations", ("ibit_deploy.data", "ibit_deploy.models", "ibit_deploy.fold", "ibit_deploy.checkpoint",
-                     "ibit_deploy.viz")),
-    ("bundle format", ("ibit_deploy.manifest", "ibit_deploy.bundle")),
+                     "ibit_deploy.checkpoint_contract", "ibit_deploy.viz")),
+    ("bundle format", ("ibit_deploy.manifest", "ibit_deploy.bundle", "ibit_deploy.outputs")),
     ("runtime", ("ibit_deploy.runtime", "ibit_deploy.calibration")),
     ("stages", ("ibit_deploy.quantization", "ibit_deploy.train")),
     ("export", ("ibit_deploy.export",)),
@@ -156,7 +156,8 @@ def test_the_standalone_modules_import_nothing_of_the_package():
     graph = import_graph(ROOT, PACKAGE)
     assert graph["ibit_deploy.compare_metrics"] == set() and graph["ibit_deploy.locking"] == set()
     assert graph["ibit_deploy.trt.precision_auto"] == set() and graph["ibit_deploy.trt.trtexec_tool"] == set()
-    assert graph["ibit_deploy.trt.kit"] == {"ibit_deploy.compare_metrics", "ibit_deploy.locking",
+    assert graph["ibit_deploy.fileio"] == set()
+    assert graph["ibit_deploy.trt.kit"] == {"ibit_deploy.compare_metrics", "ibit_deploy.locking", "ibit_deploy.fileio",
                                             "ibit_deploy.trt.precision_auto", "ibit_deploy.trt.trtexec_tool"}
 
 

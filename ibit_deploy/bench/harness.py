@@ -26,7 +26,7 @@ import numpy as np
 
 from ..bundle import EvalSet, InputSpec
 from ..errors import BackendUnavailable
-from ..manifest import find_artifact, load_manifest, update_manifest, utc_now
+from ..manifest import BENCH_DIR, find_artifact, load_manifest, update_manifest, utc_now
 from ..runtime.base import Runner
 from ..runtime.load import RunnerChoice, canonical_backend, make_runners
 from ..trt.kit import PRECISIONS
@@ -96,8 +96,9 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
     options.validate()
     bundle = Path(bundle)
     manifest = load_manifest(bundle, verify=True)
+    check_batches(manifest, options.batches)
     images, labels, data = evaluation_set(manifest, options)
-    out_dir = Path(out_dir) if out_dir is not None else bundle / "bench"
+    out_dir = Path(out_dir) if out_dir is not None else bundle / BENCH_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(out_dir)
 
@@ -135,6 +136,22 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
         _finish(report, logits, labels, manifest, bundle, out_dir, started, interrupted=True)
         raise
     return _finish(report, logits, labels, manifest, bundle, out_dir, started, interrupted=False)
+
+
+def check_batches(manifest: dict[str, Any], batches: list[int]) -> None:
+    """Raise ValueError if no batch size lies in the bundle's batch range (the sweep would time nothing)."""
+    low, high = (list(manifest["input"].get("batch_range") or []) + [1, None])[:2]
+    low = low or 1
+    if not any(b >= low and (high is None or b <= high) for b in batches):
+        raise ValueError(f"batch sizes {','.join(map(str, batches))} all lie outside the bundle's batch range "
+                         f"[{low}, {high}] (manifest input.batch_range): nothing would be measured; choose --batches "
+                         f"within it or export with another --max-batch")
+
+
+def measured_anything(report: dict[str, Any]) -> bool:
+    """Whether any run of ``report`` timed at least one batch size."""
+    return any(entry.get("status") == "ok" for run in report["runs"] if run["status"] == "ok"
+               for entry in run.get("latency") or [])
 
 
 def evaluation_set(manifest: dict[str, Any], options: BenchOptions) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -250,6 +267,8 @@ def _finish(report: dict[str, Any], logits: dict[str, np.ndarray], labels: np.nd
                     run["speedup_vs_reference"][str(entry["batch"])] = base["p50_ms"] / entry["p50_ms"]
     errors = any(r["status"] == "error" for r in report["runs"]) or any(
         t.get("status") == "error" for r in report["runs"] for t in (r["trtexec"] or []))
+    # a run that timed nothing is not complete, whatever the reason (every backend skipped, every batch out of range)
+    errors = errors or not measured_anything(report)
     report["status"] = "interrupted" if interrupted else ("incomplete" if errors else "complete")
     report["complete"] = report["status"] == "complete"
     report["elapsed_s"] = time.perf_counter() - started
@@ -258,8 +277,10 @@ def _finish(report: dict[str, Any], logits: dict[str, np.ndarray], labels: np.nd
         report["manifest_update"] = {"updated": False, "reason": "interrupted" if interrupted else "no backend ran"}
     else:
         try:
-            update_manifest(bundle, results=entries)
-            report["manifest_update"] = {"updated": True, "reason": None}
+            current = update_manifest(bundle, results=entries, measured_on=manifest)
+            left_out = [e["artifact"] for e in entries if e not in current.get("results", [])]
+            report["manifest_update"] = {"updated": True, "reason": None if not left_out else
+                                         f"left out (re-exported while benchmarking): {', '.join(left_out)}"}
         except (OSError, ValueError) as exc:  # e.g. a read-only bundle on a device: the report still stands
             report["manifest_update"] = {"updated": False, "reason": f"{type(exc).__name__}: {exc}"}
     write_report_files(report, out_dir)

@@ -5,7 +5,7 @@
     {
       "schema_version": 2,
       "tool": "ibit-bench",
-      "status": "complete" | "incomplete" | "interrupted",   # incomplete: some run ended in "error"
+      "status": "complete" | "incomplete" | "interrupted",   # incomplete: a run ended in "error", or nothing was timed
       "complete": bool,                                      # status == "complete"
       "created": "2026-11-21T21:00:00Z", "elapsed_s": float,
       "bundle": {"path", "model", "manifest_created", "source", "artifacts": [{"path", "kind", "precision", "sha256"}]},

@@ -6,8 +6,10 @@ Examples::
     ibit-bench bundle --backends torch-ref,ort-cpu --batches 1,16 --limit 500 --seconds 2 --threads 2
     ibit-bench bundle --backends tensorrt,ort-cuda --precisions fp16,int8 --jetson --trtexec --out bench/orin
 
-Exit status: 0 every backend ran or was skipped with a reason, 1 some backend failed (the report says which),
-2 bad arguments or an unusable bundle (nothing measured, no report written), 130 interrupted.
+Exit status (ibit_deploy/errors.py): 0 something was measured and every backend ran or was skipped with a reason,
+1 some backend failed (the report says which), 2 bad arguments or an unusable bundle, or batch sizes outside the
+bundle's range (nothing measured, no report written), 3 nothing measured because every backend was unavailable here,
+70 unexpected error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..bench.harness import DEFAULT_BACKENDS, PRECISIONS, SPLITS, BenchOptions, run_benchmark
+from ..bench.harness import DEFAULT_BACKENDS, PRECISIONS, SPLITS, BenchOptions, measured_anything, run_benchmark
 from ..bench.report import markdown_table
+from .entry import cli_main
 
 
 def _names(text: str) -> list[str]:
@@ -65,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main("ibit-bench")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = BenchOptions(
@@ -86,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"note: Jetson mode unavailable: {report['jetson']['reason']}", file=sys.stderr)
     out = args.out or f"{args.bundle}/bench"
     print(f"report: {out}/report.json ({report['status']})", file=sys.stderr)
+    if not measured_anything(report):
+        skipped = all(r["status"] == "skipped" for r in report["runs"])
+        print("ibit-bench: nothing was measured: " + ("every backend was skipped (see the reasons above)" if skipped
+              else "no run timed any batch size"), file=sys.stderr)
+        return 3 if skipped else 1
     return 0 if report["complete"] else 1
 
 

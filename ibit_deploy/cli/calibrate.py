@@ -14,6 +14,7 @@ import json
 import sys
 
 from ..calibration import CalibrationRecipe, calibrate, load_recipe
+from .entry import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli_main("ibit-calibrate")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ..outputs import check_output_file, is_npz
+
+    check_output_file(args.out, "calibration .npz", is_npz)  # never over a checkpoint's or a bundle's files
     recipe = load_recipe(args.recipe).to_dict() if args.recipe else {}
     input_block = None
     if args.bundle:

@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .entry import cli_main
+
 PROG = "ibit-deploy compare"
 # printed by the quickstart: the same question asked of the user's own images
 OWN_DATA_EXAMPLE = (f"{PROG} --data imagefolder:/path/to/images --candidates ibit,vit,convit,resnet "
@@ -57,10 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..compare.plan import StudyConfig
-    from ..locking import LockBusy
 
     try:
         if args.report_only:
@@ -73,9 +75,6 @@ def main(argv: list[str] | None = None) -> int:
         from ..compare.study import run_study
 
         summary = run_study(config, args.out, workers=args.workers)
-    except LockBusy as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
     except (FileNotFoundError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

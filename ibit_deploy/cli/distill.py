@@ -15,7 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from .entry import cli_main
 
+
+@cli_main("ibit-distill-logits")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ibit-distill-logits", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,9 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args(argv)
+    from ..outputs import check_output_file, is_npz
     from ..train.teachers import compute_teacher_logits
 
     try:
+        check_output_file(args.out, "teacher-logits .npz", is_npz)
         path = compute_teacher_logits(args.teachers, args.out, args.weights, args.batch_size, args.device)
     except (FileNotFoundError, ValueError) as exc:
         print(f"ibit-distill-logits: error: {exc}", file=sys.stderr)

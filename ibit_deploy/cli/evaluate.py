@@ -11,7 +11,10 @@ import json
 import sys
 from pathlib import Path
 
+from .entry import cli_main
 
+
+@cli_main("ibit-eval")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ibit-eval", description=__doc__)
     parser.add_argument("checkpoint", type=Path, help="checkpoint directory written by ibit-train")

@@ -1,7 +1,13 @@
 """``ibit-export``: checkpoint -> bundle (folded ONNX, FP16/INT8 variants, TensorRT engine or on-device build kit).
 
-Exit codes: 0 exported (for --to tensorrt without a GPU here: the on-device bundle is the product); 1 an accuracy
-gate, a parity check or an engine check failed, or TensorRT rejected the network (the manifest marks it); 2 bad input; 3 --require-engine and no engine.
+Exit codes (ibit_deploy/errors.py): 0 exported (for --to tensorrt without a GPU here: the on-device bundle is the
+product); 1 an accuracy gate, a parity check or an engine check failed, or TensorRT rejected the network (the manifest
+marks it), or another process is writing --out (--wait waits instead); 2 bad input, or --out holds something this
+export may not replace (another checkpoint's bundle without --overwrite, a directory that is not a bundle); 3
+--require-engine (tensorrt or torch-tensorrt) and no engine; 70 unexpected error.
+
+The bundle is built beside --out and swapped in whole: a failed or killed export leaves the previous bundle as it
+was. Bench results of a replaced bundle are kept when what they measured is byte-identical, else dropped (it says).
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ import sys
 from pathlib import Path
 
 from ..export.pipeline import PRECISIONS, TARGETS, ExportFailed, ExportOptions, export_checkpoint
+from ..export.replacing import describe_replaced
 from ..locking import LockBusy
 from ..package.options import TARGETS as PACKAGE_TARGETS
+from .entry import cli_main
 
 
 class EngineRequired(RuntimeError):
@@ -45,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(repeatable; same as `ibit-deploy package`)")
     p.add_argument("--wait", action="store_true",
                    help="if another process is writing the bundle, wait for it (default: fail at once, exit 1)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a bundle in --out that was exported from another checkpoint (all its files and "
+                        "bench results go); a re-export of the same checkpoint needs no flag")
     q = p.add_argument_group("quantization (fp16 / int8)")
     q.add_argument("--max-drop", type=float, default=1.0,
                    help="largest top-1 drop in percentage points vs fp32 (default 1.0; the manifest records it as a "
@@ -76,9 +87,11 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
         quantize["include"] = args.include
     return ExportOptions(to=args.to, precision=args.precision, opset=args.opset, min_batch=args.min_batch,
                          opt_batch=args.opt_batch, max_batch=args.max_batch, require_engine=args.require_engine,
-                         quantize=quantize, wait=args.wait, attention=args.attention)
+                         quantize=quantize, wait=args.wait, attention=args.attention,
+                         overwrite=args.overwrite)
 
 
+@cli_main("ibit-export")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tqdm import tqdm
@@ -101,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ibit-export: error: {exc}", file=sys.stderr)
         return 2
     stages.close()
+    replaced = manifest.get("export", {}).get("replaced")
+    if replaced is not None:
+        print(describe_replaced(replaced))
     for art in manifest["artifacts"]:
         gate = art.get("gate") or {}
         extra = (f"  gate: top-1 drop {gate['top1_drop']:.2%} (<= {gate['max_drop']:.2%}) passed"
@@ -122,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     tt = manifest.get("torch_tensorrt")
     if tt is not None:
         print(tt["message"])
+        if args.require_engine and not tt.get("program"):
+            print("ibit-export: --require-engine: no torch-tensorrt program was built on this machine", file=sys.stderr)
+            return 3
     print(f"wrote {args.out / 'manifest.json'}")
     return _packages(args)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from .entry import cli_main
+
 COMMANDS = {
     "quickstart": "ibit_deploy.cli.quickstart",
     "train": "ibit_deploy.cli.train",
@@ -28,6 +30,7 @@ COMMANDS = {
 }
 
 
+@cli_main("ibit-deploy")
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .entry import cli_main
+
 
 def parse_query(text: str) -> tuple[int, int]:
     try:
@@ -15,6 +17,7 @@ def parse_query(text: str) -> tuple[int, int]:
     return row, col
 
 
+@cli_main("ibit-masks")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ibit-masks", description=__doc__)
     parser.add_argument("source", help="a checkpoint directory (from ibit-train) or an IBiT model name (initial masks)")
@@ -23,9 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from ..checkpoint import load_checkpoint
     from ..models import create_model
+    from ..outputs import check_output_file, is_png
     from ..viz import plot_masks
 
     try:
+        check_output_file(args.out, "mask plot (PNG)", is_png)
         if Path(args.source).is_dir():
             model, config = load_checkpoint(args.source)
             title = f"{config['model']['name']} ({args.source})"

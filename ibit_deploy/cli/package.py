@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..package import PACKAGE_MANIFEST, TARGETS, PackageCheckFailed, PackageError, PackageOptions, package_bundle
 from ..package.options import TRITON_PLATFORMS
+from .entry import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +68,7 @@ def run_package(bundle: Path, target: str, out: Path, options: PackageOptions, p
     return 0
 
 
+@cli_main("ibit-deploy package")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return run_package(args.bundle, args.target, args.out, options_from_args(args))

@@ -8,7 +8,10 @@ import json
 import sys
 from pathlib import Path
 
+from .entry import cli_main
 
+
+@cli_main("ibit-deploy quickstart")
 def main(argv: list[str] | None = None) -> int:
     from ..quickstart import TOP1_TARGET, QuickstartConfig, default_out
 
@@ -24,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (default: all cores)")
     args = parser.parse_args(argv)
     from ..errors import ExportFailed
+    from ..fileio import atomic_write_text
     from ..quickstart import quickstart
 
     config = QuickstartConfig(out=args.out, data=args.data, epochs=args.epochs, precisions=args.precisions,
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
           f"latency): {OWN_DATA_EXAMPLE}")
     if not summary["gates_passed"]:
         print(f"ibit-deploy quickstart: FAILED: {summary['gate_failed']}", file=sys.stderr)
-    Path(args.out, "quickstart.json").write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write_text(Path(args.out, "quickstart.json"), json.dumps(summary, indent=2, default=str))
     return exit_code(summary)
 
 

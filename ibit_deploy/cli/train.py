@@ -2,7 +2,9 @@
 
 Settings come from, in increasing precedence: TrainConfig defaults, ``--config FILE`` (or the saved run with
 ``--resume``), then the flags given on the command line. Under ``torchrun --nproc_per_node N`` the same command
-trains on N processes. Exit codes: 0 done, 1 training diverged (non-finite loss), 2 bad input.
+trains on N processes. The run directory is locked while it is written: a second ``ibit-train`` into the same
+``--out`` fails at once naming the holder (pid, command), or waits with ``--wait``.
+Exit codes: 0 done, 1 training diverged (non-finite loss) or --out is being written by another process, 2 bad input.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from .entry import cli_main
 
 # flag -> TrainConfig field, for every flag that maps one to one
 _FIELDS = {
@@ -78,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-workers", type=int)
     g.add_argument("--device", choices=("auto", "cpu", "cuda"))
     g.add_argument("--out", help="checkpoint directory")
+    g.add_argument("--wait", action="store_true",
+                   help="if another process is writing --out, wait for it (default: fail at once, exit 1)")
     g.add_argument("--max-steps-per-epoch", type=int)
     g.add_argument("--val-every", type=int, help="validate and redraw curves.png every N epochs (and after the last)")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, help="tqdm progress bar (TTY, rank 0 only)")
@@ -112,13 +118,14 @@ def config_from_args(args: argparse.Namespace):
     return config.validate()
 
 
+@cli_main("ibit-train")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..train import NonFiniteLossError, train
 
     try:
         config = config_from_args(args)
-        result = train(config, resume=args.resume)
+        result = train(config, resume=args.resume, wait=args.wait)
     except NonFiniteLossError as exc:
         print(f"ibit-train: {exc}", file=sys.stderr)
         return 1

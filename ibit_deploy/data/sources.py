@@ -18,6 +18,9 @@ MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # refuse decompression bombs and absurd images
+# Pillow modes holding 16-bit samples, and the factor that maps 0..65535 onto 0..255 exactly (65535 / 255)
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+SIXTEEN_TO_EIGHT = 257.0
 MAX_CIFAR_BATCH_BYTES = 512 * 1024 * 1024
 
 
@@ -138,6 +141,36 @@ def load_cifar10(root: str | Path) -> RawImages:
                      classes, CIFAR10_MEAN, CIFAR10_STD, test[0], test[1])
 
 
+def read_image(path: Path):
+    """Decode one image file with Pillow as an 8-bit image (L, RGB, RGBA, P, ...), checking its size first.
+
+    16-bit images are scaled onto 0..255 (x / 257), so they normalise like 8-bit ones instead of clipping to white;
+    32-bit integer and float images have no defined range and are refused. Images above MAX_IMAGE_PIXELS are refused
+    from their header, before their pixels are decoded.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            pixels = im.width * im.height
+            if pixels > MAX_IMAGE_PIXELS:
+                raise ValueError(f"{path}: {im.width}x{im.height} = {pixels} pixels exceeds the limit of "
+                                 f"{MAX_IMAGE_PIXELS} pixels; downscale it")
+            im.load()
+            image = im.copy()
+    except ValueError:
+        raise
+    except Exception as exc:  # Pillow raises many types for corrupt files
+        raise ValueError(f"{path} is not a readable image: {exc}") from exc
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.float64)
+        return Image.fromarray(np.round(values / SIXTEEN_TO_EIGHT).astype(np.uint8))  # 2-D uint8: mode L
+    if image.mode in ("I", "F"):
+        raise ValueError(f"{path}: mode {image.mode!r} ({'32-bit integer' if image.mode == 'I' else 'floating-point'} "
+                         f"pixels) has no defined 8-bit range; save it as an 8- or 16-bit image")
+    return image
+
+
 def load_imagefolder(root: str | Path, image_size: int | None = None) -> RawImages:
     """An ImageFolder tree, ``root/<class>/<image>``; class names are the sorted folder names.
 
@@ -154,16 +187,13 @@ def load_imagefolder(root: str | Path, image_size: int | None = None) -> RawImag
              if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise ValueError(f"{root}: no images found; expected {root}/<class name>/<image>{'|'.join(IMAGE_SUFFIXES)}")
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    decoded = []
-    for path, _ in files:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                decoded.append(im.copy())
-        except Exception as exc:  # Pillow raises many types for corrupt files
-            raise ValueError(f"{path} is not a readable image: {exc}") from exc
-    mode = "L" if all(im.mode in ("L", "1", "I;16", "I") for im in decoded) else "RGB"
+    found = {k for _, k in files}
+    empty = [c for k, c in enumerate(classes) if k not in found]
+    if empty:  # a class without images cannot be learned or evaluated, and shifts nothing visibly: refuse it
+        raise ValueError(f"{root}: class folder(s) without images: {', '.join(empty)}; add images "
+                         f"({'|'.join(IMAGE_SUFFIXES)}) or remove the folder(s)")
+    decoded = [read_image(path) for path, _ in files]
+    mode = "L" if all(im.mode in ("L", "1") for im in decoded) else "RGB"
     size = (image_size, image_size) if image_size else decoded[0].size
     arrays = [np.asarray(im.convert(mode).resize(size, Image.BILINEAR), dtype=np.uint8) for im in decoded]
     images = np.stack([a[..., None] if a.ndim == 2 else a for a in arrays])

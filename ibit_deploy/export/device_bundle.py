@@ -7,8 +7,8 @@ bundle gets:
   TensorRT major version from its banner (or ``python3 -c 'import tensorrt'``), runs the trtexec command for that
   version (rendered here by ``trtexec_command``, with the shapes baked in), falls back to ``build_engine.py``
   without trtexec, then lets ``build_engine.py --skip-build`` check the engine and record it in manifest.json.
-- ``build_engine.py``, ``compare_metrics.py``, ``locking.py``: verbatim copies of the package modules
-  ``trt/kit.py``, ``compare_metrics.py`` and ``locking.py`` (``kit.KIT_FILES``), so the device runs the very code
+- ``build_engine.py``, ``compare_metrics.py``, ``locking.py``, ``fileio.py``: verbatim copies of the package modules
+  ``trt/kit.py``, ``compare_metrics.py``, ``locking.py`` and ``fileio.py`` (``kit.KIT_FILES``), so the device runs the very code
   :mod:`ibit_deploy.trt.build` runs, with no ibit_deploy installed.
 """
 
@@ -102,7 +102,7 @@ def _write_executable(path: Path, data: bytes) -> None:
 
 def write_device_scripts(bundle_dir: str | os.PathLike, manifest: dict[str, Any], precision: str, *,
                          workspace_mib: int = template.DEFAULT_WORKSPACE_MIB) -> list[dict[str, Any]]:
-    """Write ``build_engine.sh`` and the kit (``build_engine.py`` and its two modules) into the bundle; return their
+    """Write ``build_engine.sh`` and the kit (``build_engine.py`` and its modules) into the bundle; return their
     manifest artifact entries.
 
     Call it after the bundle's ONNX files are in place and before the manifest is written; add the returned

@@ -26,6 +26,19 @@ BATCH_AXIS = "batch"
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
 MAX_EXPORT_BATCH = 4096
+FALLBACK_MAX_OPSET = 23  # torch 2.9-2.14's exporter; used when torch does not say
+
+
+def max_opset() -> int:
+    """The highest opset both torch's ONNX exporter and the installed onnx package support."""
+    import onnx
+
+    try:
+        from torch.onnx import _constants  # private, but the only place torch states its exporter's range
+        torch_max = int(getattr(_constants, "ONNX_MAX_OPSET", FALLBACK_MAX_OPSET))
+    except ImportError:
+        torch_max = FALLBACK_MAX_OPSET
+    return min(torch_max, onnx.defs.onnx_opset_version())
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_chw: tuple[int, int, int], *,
@@ -37,8 +50,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_chw: tuple[int,
     """
     import onnx
 
-    if opset < MIN_OPSET:
-        raise ValueError(f"opset must be >= {MIN_OPSET} (LayerNormalization as one op keeps FP16 accurate), got {opset}")
+    if not MIN_OPSET <= opset <= max_opset():
+        raise ValueError(f"opset must be in [{MIN_OPSET}, {max_opset()}] (>= {MIN_OPSET}: LayerNormalization as one op "
+                         f"keeps FP16 accurate; <= {max_opset()}: what the exporter here supports), got {opset}")
     path = Path(path)
     model = model.eval()
     example = torch.randn(2, *input_chw)

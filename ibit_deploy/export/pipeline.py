@@ -1,14 +1,18 @@
 """``export_checkpoint``: checkpoint directory -> bundle directory (fold, ONNX, precision variants, target files).
 
-The bundle's manifest is written last; an export whose accuracy gate fails still gets a manifest (so the user can
-see why) but the failing artifact is marked ``"gate": {"passed": false}`` and the call raises :class:`GateFailed`
-(an ExportFailed carrying the written manifest).
+The bundle is built in a staging directory beside ``out`` and swapped in whole (:mod:`.staging`), its manifest
+written last: a failed or killed export leaves the previous bundle exactly as it was. What ``out`` may hold, and
+which results of a replaced bundle survive, is :mod:`.replacing`'s rule (``--overwrite`` for another checkpoint's
+bundle). An export whose accuracy gate fails into a new ``out`` still gets its bundle (so the user can see why), the
+failing artifact marked ``"gate": {"passed": false}``; over an existing bundle it changes nothing. Either way the
+call raises :class:`ExportFailed`; into a new ``out`` it is :class:`GateFailed`, which carries the written manifest.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +24,17 @@ from ..compare_metrics import compare_logits
 from ..errors import ExportFailed, GateFailed
 from ..fold import fold_masks, max_fold_error
 from ..locking import directory_lock
-from ..manifest import FORMAT_VERSION, MANIFEST_FILE, artifact_entry, set_artifact, utc_now, write_manifest
+from ..manifest import FORMAT_VERSION, artifact_entry, set_artifact, utc_now, write_manifest
 from ..models.ibit import ibit_attentions
 from ..trt.build import EngineTools
 from ..trt.kit import AUTO, PRECISIONS, check_batch_range
 from ..trt.kit import DEFAULT_ONNX as ONNX_FILES
 from .flashbias import AttentionOption, attention_report, flashbias_stage, quantize_overrides
-from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, export_onnx
+from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx, max_opset
+from .preflight import preflight
 from .probe import parity_images
+from .replacing import carry_over, previous_bundle
+from .staging import clean_leftovers, new_staging, swap_in
 
 __all__ = ["ExportFailed", "ExportOptions", "ONNX_FILES", "PRECISIONS", "TARGETS", "export_checkpoint",
            "parity_images"]
@@ -49,6 +56,7 @@ class ExportOptions:
     max_batch: int = 64
     require_engine: bool = False
     wait: bool = False  # another writer holds the bundle: wait for it (True) or fail at once with LockBusy
+    overwrite: bool = False  # replace a bundle of another checkpoint (see export.replacing)
     quantize: dict[str, Any] = field(default_factory=dict)
     attention: str = "dense"  # dense | flashbias[:RANK|:energy=E|:error=X] (export/flashbias.py)
 
@@ -81,6 +89,11 @@ class ExportOptions:
             raise ValueError("torch-tensorrt export supports fp32 and fp16 here; for INT8 use --to tensorrt "
                              "(explicit Q/DQ ONNX, strongly typed engine)")
         AttentionOption.parse(self.attention)
+        if not MIN_OPSET <= self.opset <= max_opset():
+            raise ValueError(f"--opset must be in [{MIN_OPSET}, {max_opset()}] (what the ONNX exporter here supports), "
+                             f"got {self.opset}")
+        if self.require_engine and self.to == "onnx":
+            raise ValueError("--require-engine needs --to tensorrt or --to torch-tensorrt (--to onnx builds no engine)")
         check_batch_range(self.min_batch, self.opt_batch, self.max_batch)
 
 
@@ -107,14 +120,21 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
                       engine_tools: EngineTools | None = None) -> dict[str, Any]:
     """Export a checkpoint directory into bundle ``out``; returns the manifest (also written to out/manifest.json).
 
-    The bundle is locked for the whole export (:mod:`ibit_deploy.locking`): another writer makes this call fail at
-    once with LockBusy naming it, or, with ``options.wait``, wait for it. ``progress`` is an optional callable
-    taking a stage name, for progress bars; ``engine_tools`` builds and verifies a TensorRT engine (tests pass fakes).
+    The bundle is locked for the whole export, staging and swap included (:mod:`ibit_deploy.locking`): another
+    writer makes this call fail at once with LockBusy naming it, or, with ``options.wait``, wait for it. Leftovers
+    of dead exports beside ``out`` are cleaned up first. ``progress`` is an optional callable taking a stage name,
+    for progress bars; ``engine_tools`` builds and verifies a TensorRT engine (tests pass fakes). A replaced bundle
+    is described in the returned manifest's ``export.replaced``.
     """
     options = options or ExportOptions()
     options.validate()
+    out = Path(out)
+    if out.is_symlink():
+        out = out.resolve()  # the swap replaces the directory the link points to, not the link
     with directory_lock(out, "ibit-export", wait=options.wait):
-        return _export_locked(checkpoint, Path(out), options, progress, engine_tools)
+        for note in clean_leftovers(out):
+            warnings.warn(note, stacklevel=2)
+        return _export_locked(checkpoint, out, options, progress, engine_tools)
 
 
 def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOptions, progress,
@@ -123,9 +143,33 @@ def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOpti
     step("load checkpoint")
     fingerprint = checkpoint_fingerprint(checkpoint) if Path(checkpoint).is_dir() else None
     model, config = load_checkpoint(checkpoint)
-    if out.exists() and (out / MANIFEST_FILE).exists():
-        (out / MANIFEST_FILE).unlink()  # the bundle is being rewritten: it is incomplete until the new manifest
-    out.mkdir(parents=True, exist_ok=True)
+    # every input check that can fail, before anything is written; then what out holds may be replaced at all
+    preflight(model, config, checkpoint, options)
+    previous = previous_bundle(out, fingerprint, options.overwrite)
+    staging = new_staging(out)
+    try:
+        manifest, failures = _build(checkpoint, staging, out, fingerprint, model, config, options, step,
+                                    engine_tools)
+        if failures and previous is not None:  # a failed export never replaces a bundle
+            raise ExportFailed("accuracy gate failed: " + "; ".join(failures) + f"; the bundle in {out} is unchanged")
+        if previous is not None:
+            manifest["export"]["replaced"] = carry_over(previous, out, manifest, staging)
+        step("write manifest")
+        write_manifest(staging, manifest)
+        swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if failures:
+        raise GateFailed("accuracy gate failed (the manifest marks it): " + "; ".join(failures), manifest)
+    return manifest
+
+
+def _build(checkpoint: str | os.PathLike, out: Path, shown: Path, fingerprint: dict[str, str] | None,
+           model: torch.nn.Module, config: dict[str, Any], options: ExportOptions, step,
+           engine_tools: EngineTools | None) -> tuple[dict[str, Any], list[str]]:
+    """Every file of the bundle into ``out`` (the staging directory; messages name ``shown``, the bundle's real
+    place); returns the manifest, not yet written, and the failed gates."""
     inp = input_description(config, model, options)
     chw = tuple(inp["shape"][1:])
 
@@ -173,7 +217,8 @@ def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOpti
                 "ibit_deploy.image_size": "x".join(map(str, inp["image_size"])), "ibit_deploy.layout": "NCHW"}
     export_onnx(folded, out / ONNX_FILES["fp32"], chw, opset=options.opset, metadata=metadata)
     set_artifact(manifest, artifact_entry(out, ONNX_FILES["fp32"], "onnx", "fp32", opset=options.opset,
-                                          parity=_ort_parity(out / ONNX_FILES["fp32"], folded, probe, probe_kind)))
+                                          parity=_ort_parity(out / ONNX_FILES["fp32"], folded, probe, probe_kind,
+                                                             shown / ONNX_FILES["fp32"])))
 
     failures: list[str] = []
     if not attention_block.get("gate", {"passed": True})["passed"]:
@@ -183,7 +228,8 @@ def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOpti
         from ..quantization import quantize_artifact
 
         for entry in quantize_artifact(out, manifest, precision,
-                                       {**quantize_overrides(attention_block), **options.quantize}):
+                                       {**quantize_overrides(attention_block), **options.quantize},
+                                       lock=False):  # private staging
             set_artifact(manifest, entry)
             gate = entry.get("gate")
             if gate is not None and not gate.get("passed", False):
@@ -193,14 +239,14 @@ def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOpti
         step("tensorrt")
         from .targets import tensorrt_target
 
-        manifest["tensorrt"] = tensorrt_target(out, manifest, options, engine_tools)
+        manifest["tensorrt"] = tensorrt_target(out, manifest, options, engine_tools, shown=shown)
         if manifest["tensorrt"]["status"] == "no-engine-passed":  # --precision auto: every candidate failed
             failures.append(manifest["tensorrt"]["reason"])
     elif options.to == "torch-tensorrt":
         step("torch-tensorrt")
         from .targets import torch_tensorrt_target
 
-        manifest["torch_tensorrt"] = torch_tensorrt_target(out, manifest, folded, options)
+        manifest["torch_tensorrt"] = torch_tensorrt_target(out, manifest, folded, options, shown=shown)
 
     # every artifact that carries a failed gate (quantized ONNX, a built engine) fails the export
     failures += [f"{a['path']}: {a['gate'].get('reason', 'check failed')}" for a in manifest["artifacts"]
@@ -210,14 +256,11 @@ def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOpti
                            f"export again once it is finished")
 
     manifest["attention"] = attention_report(out, manifest, attention_block)
-    step("write manifest")
-    write_manifest(out, manifest)
-    if failures:
-        raise GateFailed("accuracy gate failed (the manifest marks it): " + "; ".join(failures), manifest)
-    return manifest
+    return manifest, failures
 
 
-def _ort_parity(onnx_path: Path, folded: torch.nn.Module, probe: torch.Tensor, probe_kind: str) -> dict[str, Any]:
+def _ort_parity(onnx_path: Path, folded: torch.nn.Module, probe: torch.Tensor, probe_kind: str,
+                shown: Path) -> dict[str, Any]:
     """ONNX Runtime against PyTorch on ``probe`` (compare_metrics names; a cheap self-check of every export)."""
     import onnxruntime as ort
 
@@ -228,11 +271,6 @@ def _ort_parity(onnx_path: Path, folded: torch.nn.Module, probe: torch.Tensor, p
     metrics = compare_logits(ref, ours)
     diff = metrics["max_abs_diff"]
     if diff is None or diff > PARITY_TOLERANCE:
-        raise ExportFailed(f"{onnx_path}: ONNX Runtime output differs from PyTorch by {diff if diff is None else f'{diff:.3g}'}"
+        raise ExportFailed(f"{shown}: ONNX Runtime output differs from PyTorch by {diff if diff is None else f'{diff:.3g}'}"
                            f" (> {PARITY_TOLERANCE})")
     return {"backend": "ort-cpu", "reference": "torch", **metrics, "inputs": probe_kind}
-
-
-def clean_bundle(out: str | os.PathLike) -> None:
-    """Remove a bundle directory (used by tests and by `--overwrite`)."""
-    shutil.rmtree(out, ignore_errors=True)

@@ -36,7 +36,9 @@ def probe_images(manifest: dict[str, Any], count: int = 16, spec: str | None = N
     """Up to ``count`` validation images (and labels) of the manifest's dataset, or ``spec``'s; random if unreadable.
 
     ``manifest`` may be a full bundle manifest or any dict with ``input`` and ``data`` blocks (a checkpoint config
-    plus the input block the export derived).
+    plus the input block the export derived). Without real images (no dataset recorded, or not readable here) the
+    inputs are random and the returned description, which the manifest records as the check's ``inputs``, says so
+    and why; a warning says it too: the checks never silently degrade.
     """
     inp = InputSpec.from_manifest(manifest)
     eval_set = EvalSet.from_manifest(manifest, spec)

@@ -32,13 +32,15 @@ def _onnx_for(manifest: dict[str, Any], precision: str) -> str:
 
 
 def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
-                    tools: EngineTools | None = None) -> dict[str, Any]:
+                    tools: EngineTools | None = None, *, shown: Path | None = None) -> dict[str, Any]:
     """Write the on-device build kit; build and verify the engine too when TensorRT and a GPU are here.
 
     ``tools`` builds and verifies the engine (default: TensorRT through :mod:`ibit_deploy.trt.build`). The engine's
     manifest entry carries its check and the acceptance rule (:func:`ibit_deploy.trt.kit.engine_entry`), exactly
-    as the on-device kit writes it.
+    as the on-device kit writes it. Files are written into ``out``; messages name ``shown`` (default ``out``): the
+    bundle's place once an export's staging directory is swapped in.
     """
+    shown = shown or out
     from .device_bundle import write_device_scripts
 
     tools = tools or EngineTools()
@@ -48,7 +50,7 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
     onnx_name = _onnx_for(manifest, precision)
     for entry in write_device_scripts(out, manifest, precision):
         set_artifact(manifest, entry)
-    how = (f"On the target (Jetson: JetPack 6 / TensorRT 10.3; desktop: TensorRT 10.x or 11.x), copy {out} and run "
+    how = (f"On the target (Jetson: JetPack 6 / TensorRT 10.3; desktop: TensorRT 10.x or 11.x), copy {shown} and run "
            f"`bash build_engine.sh` in it (trtexec) or `python3 build_engine.py` (TensorRT Python API); either writes "
            f"{ENGINE_FILE} from {onnx_name} and checks it against ONNX Runtime.")
     profile = InputSpec.from_manifest(manifest).profile()
@@ -69,9 +71,12 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
     entry.update(artifact_entry(out, ENGINE_FILE, "engine", precision))  # the sha256 of the file on disk
     set_artifact(manifest, entry)
     status = "built" if entry["gate"]["passed"] else "built-but-failed-check"
-    return {"engine": ENGINE_FILE, "status": status, "build": {k: v for k, v in info.items() if k != "engine"},
+    build = {k: v for k, v in info.items() if k != "engine"}
+    if isinstance(build.get("timing_cache"), dict) and build["timing_cache"].get("path"):
+        build["timing_cache"] = {**build["timing_cache"], "path": TIMING_CACHE_FILE}  # bundle-relative, not staging
+    return {"engine": ENGINE_FILE, "status": status, "build": build,
             "verification": check,
-            "message": f"Built {out / ENGINE_FILE} ({status}); it runs only on this GPU model and TensorRT version. {how}"}
+            "message": f"Built {shown / ENGINE_FILE} ({status}); it runs only on this GPU model and TensorRT version. {how}"}
 
 
 def _auto_target(out: Path, manifest: dict[str, Any], tools: EngineTools) -> dict[str, Any]:
@@ -108,8 +113,11 @@ def _auto_target(out: Path, manifest: dict[str, Any], tools: EngineTools) -> dic
 
 
 def torch_tensorrt_target(out: Path, manifest: dict[str, Any], folded: torch.nn.Module,
-                          options: Any) -> dict[str, Any]:
-    """Compile the folded model with torch-tensorrt (dynamo) and save it, where torch_tensorrt and CUDA exist."""
+                          options: Any, *, shown: Path | None = None) -> dict[str, Any]:
+    """Compile the folded model with torch-tensorrt (dynamo) and save it, where torch_tensorrt and CUDA exist.
+
+    Written into ``out``; messages name ``shown`` (default ``out``), as in :func:`tensorrt_target`."""
+    shown = shown or out
     from .torch_tensorrt import export_torch_tensorrt
 
     profile = InputSpec.from_manifest(manifest).profile()
@@ -118,9 +126,9 @@ def torch_tensorrt_target(out: Path, manifest: dict[str, Any], folded: torch.nn.
         info = export_torch_tensorrt(folded, profile, out / name, options.target_precision)
     except BackendUnavailable as exc:
         return {"program": None, "status": "unavailable", "reason": str(exc),
-                "message": f"No torch-tensorrt program was written: {exc}. The ONNX in {out} is complete; use "
+                "message": f"No torch-tensorrt program was written: {exc}. The ONNX in {shown} is complete; use "
                            f"--to tensorrt for an engine built on the target."}
     set_artifact(manifest, artifact_entry(out, name, "torch-tensorrt", options.target_precision,
                                           **{k: v for k, v in info.items() if k not in ("path", "sha256")}))
-    return {"program": name, "status": "saved", "message": f"Saved {out / name} (load with torch.export.load on a "
+    return {"program": name, "status": "saved", "message": f"Saved {shown / name} (load with torch.export.load on a "
                                                            f"machine with torch_tensorrt and the same GPU)."}

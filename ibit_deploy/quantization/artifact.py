@@ -109,6 +109,27 @@ class QuantizeOptions:
         return Int8Config(**kwargs)
 
 
+def check_quantize_options(options: dict[str, Any] | None, precisions: list[str], data: dict[str, Any]) -> None:
+    """Raise ValueError/FileNotFoundError for quantization options that would fail later, before anything is written.
+
+    Builds what :func:`quantize_artifact` builds from the options (the recipe, the int8 config) and loads the dataset
+    it would read (``options['data']`` or the checkpoint's ``data.spec``), so a bad count, method or data spec fails
+    while the previous bundle is untouched.
+    """
+    wanted = [p for p in precisions if p in ("fp16", "int8")]
+    if not wanted:
+        return
+    from ..data.datasets import load_source
+
+    opts = QuantizeOptions.from_dict(options)
+    spec = opts.data or data.get("spec")
+    if not spec:
+        raise ValueError("quantization needs real images: the checkpoint records no data spec; pass --data SPEC")
+    load_source(spec)
+    if "int8" in wanted:
+        opts.int8_config(opts.recipe_for(spec, data))
+
+
 def _eval_set(spec: str, manifest: dict[str, Any], count: int) -> tuple[np.ndarray, np.ndarray, str]:
     eval_set = EvalSet.from_manifest(manifest, spec)
     images, labels = eval_set.arrays("val", InputSpec.from_manifest(manifest), limit=count)
@@ -116,8 +137,12 @@ def _eval_set(spec: str, manifest: dict[str, Any], count: int) -> tuple[np.ndarr
 
 
 def quantize_artifact(bundle: str | Path, manifest: dict[str, Any], precision: str,
-                      options: dict[str, Any] | None = None, progress=None) -> list[dict[str, Any]]:
+                      options: dict[str, Any] | None = None, progress=None, *,
+                      lock: bool = True) -> list[dict[str, Any]]:
     """Write the ``precision`` variant of ``bundle/model.onnx`` into the bundle and return its manifest entries.
+
+    ``lock``: hold the bundle's lock meanwhile; False only for a directory no one else can know of (an export's
+    staging directory, whose bundle the export already holds locked).
 
     Returns ``[calibration entry, int8 entry]`` for int8 and ``[fp16 entry]`` for fp16; each ONNX entry carries
     ``quantization`` (the config), ``gate`` (see :class:`.AccuracyGate`) and ``float_nodes``.
@@ -126,7 +151,9 @@ def quantize_artifact(bundle: str | Path, manifest: dict[str, Any], precision: s
         raise ValueError(f"quantize_artifact: precision must be 'fp16' or 'int8', got {precision!r}")
     from ..locking import directory_lock
 
-    with directory_lock(bundle, "quantize"):  # re-entrant: inside ibit-export's lock this only counts
+    if not lock:
+        return _quantize_locked(Path(bundle), manifest, precision, options, progress)
+    with directory_lock(bundle, "quantize"):  # re-entrant: inside a lock this process holds this only counts
         return _quantize_locked(Path(bundle), manifest, precision, options, progress)
 
 

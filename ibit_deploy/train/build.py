@@ -45,10 +45,17 @@ def model_kwargs_for(name: str, user_kwargs: dict[str, Any], info: DataInfo, dis
 
 
 def build_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
-    """Build ``name`` (IBiT variant, timm deit/vit/convit baseline, or teacher) with ``kwargs``; sets ``build_spec``."""
-    if is_teacher(name):
-        return create_teacher(name, **kwargs)
-    return create_model(name, **kwargs)
+    """Build ``name`` (IBiT variant, timm deit/vit/convit baseline, or teacher) with ``kwargs``; sets ``build_spec``.
+
+    A constructor that rejects the kwargs (``depth: -1`` fails deep inside torch with a RuntimeError) raises
+    ValueError naming the model and the kwargs: they are the user's input.
+    """
+    try:
+        if is_teacher(name):
+            return create_teacher(name, **kwargs)
+        return create_model(name, **kwargs)
+    except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError) as exc:
+        raise ValueError(f"cannot build model {name!r} with kwargs {kwargs}: {type(exc).__name__}: {exc}") from exc
 
 
 def load_trained(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:

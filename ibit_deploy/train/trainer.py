@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ..checkpoint import checkpoint_config, library_versions, save_checkpoint
 from ..data import AugmentConfig, build_dataset
-from ..fileio import sha256_file
+from ..fileio import is_atomic_temp, sha256_file
 from . import records
 from .build import build_model, model_kwargs_for, unwrap
 from .config import RESUMABLE_CHANGES, TrainConfig
@@ -70,20 +70,33 @@ def state_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
+def train(config: TrainConfig, resume: bool = False, *, wait: bool = False) -> dict[str, Any]:
     """Train ``config``; with ``resume`` continue the run in ``config.out`` exactly where its last epoch ended.
 
     Returns the final metrics (last epoch's record plus best_val_acc1, best_epoch, weights_sha256, out). Works the
     same under ``torchrun --nproc_per_node N``: the process group is set up from the environment.
+
+    The run directory is locked (:mod:`ibit_deploy.locking`) from the check of what it holds to the last write: a
+    second training into it raises LockBusy at once, naming the holder, or with ``wait`` waits for it first.
     """
     config.validate()
     owned = not (dist.is_available() and dist.is_initialized())
     env = init_distributed(config.device)
     try:
-        return _Run(config, env, resume).fit()
+        with _run_lock(config.out, env, wait):
+            return _Run(config, env, resume).fit()
     finally:
         if owned:
             cleanup_distributed(env)
+
+
+def _run_lock(out: str, env: DistEnv, wait: bool) -> contextlib.AbstractContextManager:
+    """The run directory's lock, held by the one process that writes it (rank 0); other ranks only compute."""
+    if not env.is_main:
+        return contextlib.nullcontext()
+    from ..locking import directory_lock
+
+    return directory_lock(out, "ibit-train", wait=wait)
 
 
 class _RecordingMixup:
@@ -129,9 +142,20 @@ class _Run:
 
     # setup ------------------------------------------------------------------------------------------------------
     def _check_out_dir(self, resume: bool) -> None:
-        if not resume and (self.out / STATE_FILE).exists():
+        if resume:
+            return  # _resume refuses a directory without a resumable run
+        if (self.out / STATE_FILE).exists():
             raise FileExistsError(f"{self.out} already holds a training run ({STATE_FILE}); pass resume=True "
                                   f"(--resume) to continue it, or choose another output directory")
+        if self.out.exists() and not self.out.is_dir():
+            raise FileExistsError(f"--out {self.out} is a file, not a directory")
+        # A new run starts only in a new or empty directory: it would replace another run's checkpoint (which an
+        # export may need) and delete its metrics. Temps of killed atomic writes do not count (they are removed).
+        held = sorted(p.name for p in self.out.iterdir() if not is_atomic_temp(p.name)) if self.out.is_dir() else []
+        if held:
+            raise FileExistsError(f"{self.out} is not empty ({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}) "
+                                  f"and holds no resumable run ({STATE_FILE}); a new training run needs a new or "
+                                  f"empty --out directory")
 
     def _build_data(self) -> None:
         c = self.config

@@ -4,8 +4,10 @@
 This file is two things at once: the module ``ibit_deploy.trt.kit`` (the package's TensorRT rules, engine build,
 engine run, engine verification and acceptance table: ``ibit-export`` runs this code) and, copied verbatim into every
 bundle as ``build_engine.py``, the on-device kit. So it imports nothing from ibit_deploy: beside it in a bundle lie
-verbatim copies of ``compare_metrics.py`` (the one logit comparison) and ``locking.py`` (the bundle lock), which it
-imports as siblings there and as package modules here (see ``KIT_FILES``).
+verbatim copies of ``compare_metrics.py`` (the one logit comparison), ``locking.py`` (the bundle lock) and ``fileio.py``
+(atomic writes, their temp names and hashing), which it imports as siblings there and as package modules here (see
+``KIT_FILES``). Before it touches anything it applies the bundle checks ``runtime.load`` applies (every artifact path
+inside the bundle, every sha256 as recorded: :func:`check_bundle_files`, which ``manifest.load_manifest`` also uses).
 
 Run it on the machine that will run the engine (a Jetson, a desktop GPU): TensorRT engines are tied to the GPU
 architecture and the TensorRT version that built them. Needs python3 and the ``tensorrt`` Python package (JetPack
@@ -33,7 +35,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -47,6 +48,7 @@ from typing import Any
 
 try:  # the package module ibit_deploy.trt.kit
     from ..compare_metrics import compare_logits
+    from ..fileio import atomic_write_bytes, sha256_file
     from ..locking import directory_lock
     from . import precision_auto
     from .trtexec_tool import find_trtexec, parse_trtexec_output
@@ -54,6 +56,7 @@ except ImportError:  # build_engine.py in a bundle: the modules were copied besi
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import precision_auto
     from compare_metrics import compare_logits
+    from fileio import atomic_write_bytes, sha256_file
     from locking import directory_lock
     from trtexec_tool import find_trtexec, parse_trtexec_output
 
@@ -66,7 +69,8 @@ DEFAULT_CALIBRATION = "calib.npz"
 # What a bundle carries to build its engine on the device: bundle file name -> this package's module file it copies.
 SCRIPT_NAME = "build_engine.py"
 KIT_FILES = {SCRIPT_NAME: "trt/kit.py", "compare_metrics.py": "compare_metrics.py", "locking.py": "locking.py",
-             "precision_auto.py": "trt/precision_auto.py", "trtexec_tool.py": "trt/trtexec_tool.py"}
+             "precision_auto.py": "trt/precision_auto.py", "trtexec_tool.py": "trt/trtexec_tool.py",
+             "fileio.py": "fileio.py"}
 # The TensorRT majors this kit knows the rules of: 10.x (JetPack 6 ships 10.3; desktop) and 11.x (desktop).
 SUPPORTED_TRT_MAJORS = (10, 11)
 DEFAULT_WORKSPACE_MIB = 1024
@@ -282,33 +286,6 @@ def trtexec_benchmark_command(trt_major: int, engine: str, profile: EngineProfil
 
 
 # --------------------------------------------------------------------------------------------- files and CUDA
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: the file is complete or absent."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the mode a plain open() would
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def import_cudart() -> Any:
     """cuda-python's runtime module: ``cuda.bindings.runtime`` (12.6+) or the older ``cuda.cudart``."""
@@ -720,7 +697,44 @@ def load_bundle_manifest(bundle: Path) -> dict[str, Any]:
     path = bundle / MANIFEST_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{bundle} has no {MANIFEST_FILE}: not a complete ibit-deploy bundle")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a valid bundle manifest (expected UTF-8 JSON): {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path} is not a valid bundle manifest (expected a JSON object)")
+    return manifest
+
+
+def check_bundle_files(bundle: str | os.PathLike, manifest: dict[str, Any], *, verify: bool = True,
+                       skip: Sequence[str] = ()) -> None:
+    """The bundle checks every reader applies: each artifact has a string path and sha256, the path stays inside the
+    bundle, and (``verify``) the file exists with that sha256. ``skip``: paths not hashed (a file about to be
+    rewritten). Raises ValueError (or FileNotFoundError for a missing file) naming the file.
+    """
+    bundle = Path(bundle)
+    path, root = bundle / MANIFEST_FILE, bundle.resolve()
+    artifacts = manifest.get("artifacts")
+    if not isinstance(artifacts, list):
+        raise ValueError(f"{path}: 'artifacts' must be a list, got {type(artifacts).__name__}")
+    for art in artifacts:
+        rel = art.get("path") if isinstance(art, dict) else None
+        if not isinstance(rel, str) or not isinstance(art.get("sha256"), str):
+            raise ValueError(f"{path}: every artifact needs a string 'path' and 'sha256', got {art!r}")
+        if not rel or Path(rel).is_absolute() or not (bundle / rel).resolve().is_relative_to(root):
+            raise ValueError(f"{path}: artifact path {rel!r} points outside the bundle {bundle}; refusing it")
+    if not verify:
+        return
+    for art in artifacts:
+        if art["path"] in skip:
+            continue
+        file = bundle / art["path"]
+        if not file.is_file():
+            raise FileNotFoundError(f"{path} lists {art['path']}, which is missing from {bundle}")
+        digest = sha256_file(file)
+        if digest != art["sha256"]:
+            raise ValueError(f"{file} was altered after export: sha256 {digest[:12]}... does not match the "
+                             f"manifest's {art['sha256'][:12]}...")
 
 
 def bundle_onnx(manifest: dict[str, Any], precision: str) -> str:
@@ -784,8 +798,13 @@ def _parser() -> argparse.ArgumentParser:
 def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, Any]:
     """Fill defaults from the manifest and validate everything before TensorRT is imported."""
     bundle = args.bundle.resolve()
+    engine = (args.engine or bundle / DEFAULT_ENGINE).resolve()
     try:
         manifest = load_bundle_manifest(bundle)
+        # runtime.load's checks, before anything is read, built or printed; the engine is this run's output (or
+        # trtexec's, with --skip-build), so its old hash does not apply
+        check_bundle_files(bundle, manifest, skip=[engine.relative_to(bundle).as_posix()]
+                           if engine.is_relative_to(bundle) else [])
     except (OSError, ValueError) as exc:
         p.error(str(exc))
     inp = dict(manifest.get("input", {}))
@@ -805,7 +824,6 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
         p.error(f"manifest.json gives {SCRIPT_NAME} the precision {precision!r}; expected one of {PRECISIONS}")
     onnx_for = "fp32" if precision == AUTO else onnx_precision_for(precision, args.legacy)
     onnx = args.onnx or bundle / bundle_onnx(manifest, onnx_for)
-    engine = (args.engine or bundle / DEFAULT_ENGINE).resolve()
     if not args.skip_build and not onnx.is_file():
         p.error(f"ONNX file not found: {onnx} (needed for the {precision} engine"
                 f"{' with --legacy' if args.legacy else ''}; does the bundle contain it?)")

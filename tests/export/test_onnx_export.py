@@ -76,8 +76,10 @@ def test_baselines_export_through_the_same_path(tmp_path, mnist_images, baseline
 
 def test_low_opset_refused(tmp_path):
     model = models.create_model("ibit_test_patch4_28").eval()
-    with pytest.raises(ValueError, match="opset must be >= 17"):
+    with pytest.raises(ValueError, match=r"opset must be in \[17, \d+\] \(>= 17: LayerNormalization"):
         export_onnx(model, tmp_path / "x.onnx", (1, 28, 28), opset=13)
+    with pytest.raises(ValueError, match=r"opset must be in \[17, \d+\] .*what the exporter here supports.*got 99"):
+        export_onnx(model, tmp_path / "x.onnx", (1, 28, 28), opset=99)
     assert not (tmp_path / "x.onnx").exists()
 
 

@@ -43,11 +43,12 @@ def test_tensorrt_without_gpu_writes_device_kit(tiny_checkpoint, tmp_path, capsy
     assert main([str(tiny_checkpoint), "--to", "tensorrt", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "No TensorRT engine was built here" in text and "build_engine.sh" in text
+    assert f"copy {out} and run" in text and ".export-" not in text  # the bundle's place, not its staging directory
     manifest = load_manifest(out)
     kinds = {a["path"]: a["kind"] for a in manifest["artifacts"]}
     assert kinds == {"model.onnx": "onnx", "build_engine.sh": "script", "build_engine.py": "script",
                      "compare_metrics.py": "module", "locking.py": "module", "precision_auto.py": "module",
-                     "trtexec_tool.py": "module"}
+                     "trtexec_tool.py": "module", "fileio.py": "module"}
     assert manifest["tensorrt"]["status"] == "build-on-device"
     assert main([str(tiny_checkpoint), "--to", "tensorrt", "--out", str(tmp_path / "t2"), "--require-engine"]) == 3
 
@@ -87,10 +88,10 @@ def test_corrupt_and_missing_files(tiny_checkpoint, tmp_path, capsys):
     assert "config.json is not a valid checkpoint config" in capsys.readouterr().err
 
 
-def test_failed_export_never_looks_complete(tiny_checkpoint, tmp_path, monkeypatch):
+def test_failed_export_leaves_the_bundle_as_it_was(tiny_checkpoint, tmp_path, monkeypatch):
     out = tmp_path / "bundle"
     export_checkpoint(tiny_checkpoint, out)
-    assert (out / "manifest.json").exists()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def explode(*args, **kwargs):
         raise RuntimeError("killed mid-export")
@@ -98,8 +99,10 @@ def test_failed_export_never_looks_complete(tiny_checkpoint, tmp_path, monkeypat
     monkeypatch.setattr("ibit_deploy.export.pipeline.export_onnx", explode)
     with pytest.raises(RuntimeError, match="killed"):
         export_checkpoint(tiny_checkpoint, out)
-    assert not (out / "manifest.json").exists()  # the old manifest no longer vouches for a half-rewritten bundle
-    assert not list(out.glob(".*.tmp"))
+    # staged beside the bundle: the failure took only the staging directory with it
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    load_manifest(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bundle.lock", "bundle"]
 
 
 def test_manifest_paths_must_stay_inside_the_bundle(tiny_checkpoint, tmp_path):
