@@ -18,6 +18,7 @@ import onnxruntime as ort
 import pytest
 
 from ibit_deploy.conformance.trtexec_flags import check_trtexec_argv
+from ibit_deploy.fileio import sha256_file
 from ibit_deploy.trt import kit
 
 from ..conftest import make_fake_trt
@@ -52,7 +53,10 @@ def auto_bundle(tmp_path):
     labels = session.run(None, {"images": images})[0].argmax(1)  # FP32 ONNX top-1 = 1.0 on these
     np.savez(root / "calib.npz", images=images, labels=labels)
     artifacts.append({"path": "calib.npz", "kind": "calibration"})
+    shutil.copy(kit.__file__, root / "build_engine.py")
     artifacts.append({"path": "build_engine.py", "kind": "script", "precision": "fp16"})
+    for entry in artifacts:  # the kit checks every listed file against its sha256 before anything else
+        entry["sha256"] = sha256_file(root / entry["path"])
     manifest = {"input": {"name": "images", "shape": ["batch", *CHW], "batch_range": [1, 8], "opt_batch": 4},
                 "artifacts": artifacts}
     (root / "manifest.json").write_text(json.dumps(manifest))
