@@ -17,6 +17,7 @@ from .kit import (
     CudaUnavailable,
     EngineBuildError,
     EngineProfile,
+    EngineSession,
     check_batch_range,
     check_trt_major,
     cuda_check,
@@ -32,6 +33,7 @@ from .kit import (
 
 __all__ = ["DEFAULT_ENGINE", "DEFAULT_ONNX", "DEFAULT_WORKSPACE_MIB", "ENGINE_ACCEPTANCE", "KIT_FILES", "PRECISIONS",
            "SUPPORTED_TRT_MAJORS",
-           "CudaUnavailable", "EngineBuildError", "EngineProfile", "check_batch_range", "check_trt_major", "cuda_check",
+           "CudaUnavailable", "EngineBuildError", "EngineProfile", "EngineSession",
+           "check_batch_range", "check_trt_major", "cuda_check",
            "cuda_device_count", "engine_acceptance", "engine_accepted", "import_cudart", "parse_trt_version",
            "trt_build_settings", "trtexec_benchmark_command", "trtexec_command"]
