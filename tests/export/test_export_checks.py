@@ -76,7 +76,7 @@ def test_require_engine_for_torch_tensorrt_is_a_requirement_unmet(tiny_checkpoin
 def test_parity_without_real_images_says_so(tiny_checkpoint, tmp_path, capsys):
     absent = tmp_path / "data-elsewhere"
     ck = _variant(tiny_checkpoint, tmp_path, lambda c: c["data"].update(spec=f"imagefolder:{absent}"))
-    with pytest.warns(UserWarning, match="parity checks use 16 random normal inputs, NOT real images"):
+    with pytest.warns(UserWarning, match="checks use 16 random normal inputs, NOT real images"):
         manifest = export_checkpoint(ck, tmp_path / "bundle")
     inputs = manifest["artifacts"][0]["parity"]["inputs"]
     assert "NOT real images" in inputs and str(absent) in inputs
