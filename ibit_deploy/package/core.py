@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..export.staging import swap_in
 from ..fileio import atomic_write_json, sha256_file
 from ..manifest import utc_now
 from .bundle import PackageError, read_bundle
@@ -83,9 +84,7 @@ def package_bundle(bundle: str | os.PathLike, target: str, out: str | os.PathLik
         }
         atomic_write_json(staging / PACKAGE_MANIFEST, manifest)
         _set_modes(staging)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
+        swap_in(staging, out)  # one rename exchange: a kill never leaves the package half replaced or gone
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
