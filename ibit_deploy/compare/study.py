@@ -2,7 +2,8 @@
 
 A study folder is bound to its recipe (``study.json``): re-running with the same recipe resumes (finished runs are
 kept, killed ones resume from their last epoch); another recipe is refused, so results of different recipes never
-mix. Candidates, seeds and fractions may be added to a study; ``--workers`` may change between sessions.
+mix. Candidates, seeds and fractions may be added to a study, or a subset of it run first (study.json keeps the
+union, so the report still covers every planned run); ``--workers`` may change between sessions.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tqdm import tqdm
 from ..fileio import atomic_write_json, read_json
 from ..locking import directory_lock
 from . import layout
-from .candidates import KD_WEIGHTS
+from .candidates import CANDIDATES, KD_WEIGHTS
 from .plan import RunSpec, StudyConfig, build_plan, validate
 from .worker import EXIT_BUSY, finished_result
 
@@ -35,8 +36,8 @@ def prepare(config: StudyConfig, out: str | os.PathLike) -> list[RunSpec]:
     runs = build_plan(config, sizes)
     out = Path(out)
     study_file = out / layout.STUDY_FILE
-    if study_file.is_file():
-        saved = read_json(study_file, "study file")
+    saved = read_json(study_file, "study file") if study_file.is_file() else None
+    if saved is not None:
         recipe = config.recipe()
         changed = sorted(k for k in set(recipe) | set(saved.get("recipe", {}))
                          if recipe.get(k) != saved.get("recipe", {}).get(k))
@@ -59,9 +60,22 @@ def prepare(config: StudyConfig, out: str | os.PathLike) -> list[RunSpec]:
                                  f"{directory} or use another --out")
             continue
         atomic_write_json(path, record)
-    atomic_write_json(study_file, {"recipe": config.recipe(), "candidates": config.candidates, "seeds": config.seeds,
-                                   "fractions": config.fractions, "runs": list(study_runs)})
+    atomic_write_json(study_file, _grown_study(config, list(study_runs), saved))
     return runs
+
+
+def _grown_study(config: StudyConfig, run_ids: list[str], saved: dict[str, Any] | None) -> dict[str, Any]:
+    """study.json after this invocation: a study only grows, so running a subset first (e.g. the headline
+    candidates over every seed) never drops the runs planned earlier from the study or its report."""
+    if not saved:
+        return {"recipe": config.recipe(), "candidates": config.candidates, "seeds": config.seeds,
+                "fractions": config.fractions, "runs": run_ids}
+    wanted = set(saved.get("candidates", [])) | set(config.candidates)
+    known = set(saved.get("runs", []))
+    return {"recipe": config.recipe(), "candidates": [c for c in CANDIDATES if c in wanted],
+            "seeds": sorted(set(saved.get("seeds", [])) | set(config.seeds)),
+            "fractions": sorted(set(saved.get("fractions", [])) | set(config.fractions)),
+            "runs": list(saved.get("runs", [])) + [r for r in run_ids if r not in known]}
 
 
 class _Eta:

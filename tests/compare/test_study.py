@@ -100,3 +100,18 @@ def test_a_run_planned_under_another_spec_is_refused(tmp_path):
     spec_file.write_text(json.dumps(spec))
     with pytest.raises(ValueError, match="was planned with another spec.*cannot be mixed"):
         prepare(config, tmp_path)
+
+
+def test_a_subset_run_first_keeps_the_whole_study_planned(tmp_path):
+    whole = dict(TINY, seeds=[0, 1], fractions=[0.5, 1.0])
+    prepare(StudyConfig(**whole, candidates=["ibit", "vit", "resnet"]), tmp_path)
+    # the headline candidates over the full data first: the study (and its report) still plans all 12 runs
+    prepare(StudyConfig(**{**whole, "fractions": [1.0]}, candidates=["vit", "ibit"]), tmp_path)
+    study = json.loads((tmp_path / layout.STUDY_FILE).read_text())
+    assert study["candidates"] == ["ibit", "vit", "resnet"] and study["seeds"] == [0, 1]
+    assert study["fractions"] == [0.5, 1.0] and len(study["runs"]) == 12
+    # adding a candidate grows it
+    prepare(StudyConfig(**whole, candidates=["convit"]), tmp_path)
+    study = json.loads((tmp_path / layout.STUDY_FILE).read_text())
+    assert study["candidates"] == ["ibit", "vit", "convit", "resnet"] and len(study["runs"]) == 16
+    assert "s1/f050/convit" in study["runs"]
