@@ -104,9 +104,22 @@ class RunSpec:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
-        """sha256 of everything that determines this run's result (its identity across restarts)."""
-        text = json.dumps({k: v for k, v in self.to_dict().items() if k != "after"}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()
+        """sha256 of everything that determines this run's result (its identity across restarts).
+
+        Neither the order (``after``) nor the role is part of it: the resnet run is the same training whether the
+        study lists resnet as a candidate or plans it only as a LIB-KD teacher, so adding the candidate later keeps
+        the finished teacher run.
+        """
+        return _sha256({k: v for k, v in self.to_dict().items() if k not in ("after", "role")})
+
+    def legacy_digests(self) -> set[str]:
+        """Digests this run had under either role before the role left the digest (studies made before then)."""
+        fields = {k: v for k, v in self.to_dict().items() if k != "after"}
+        return {_sha256({**fields, "role": role}) for role in ("candidate", "teacher")}
+
+
+def _sha256(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def run_id(name: str, fraction: float, seed: int) -> str:

@@ -56,8 +56,10 @@ def aggregate(study: dict[str, Any]) -> dict[str, Any]:
     """Per candidate: top-1 stats per fraction, latency (median of its runs' p50s), params, cost, convergence."""
     seeds = len(study["seeds"])
     table: dict[str, Any] = {}
+    # the role is the study's, not the run's: a resnet run planned as a teacher becomes a candidate once listed
+    wanted = set(study["candidates"])
     for role in ("candidate", "teacher"):
-        for r in (x for x in study["results"] if x["role"] == role):
+        for r in (x for x in study["results"] if (x["name"] in wanted) == (role == "candidate")):
             row = table.setdefault(r["name"], {"role": role, "runs": [], "top1": {}})
             row["runs"].append(r)
     for row in table.values():

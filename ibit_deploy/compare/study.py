@@ -54,7 +54,9 @@ def prepare(config: StudyConfig, out: str | os.PathLike) -> list[RunSpec]:
                                                               "threads")}}
         if path.is_file():
             old = read_json(path, "run spec")
-            if old.get("digest") != record["digest"]:
+            if old.get("digest") in spec.legacy_digests():
+                _migrate_digest(directory, record, old["digest"])
+            elif old.get("digest") != record["digest"]:
                 raise ValueError(f"{path} was planned with another spec (digest {str(old.get('digest'))[:12]}... vs "
                                  f"{record['digest'][:12]}...); its results cannot be mixed into this study. Remove "
                                  f"{directory} or use another --out")
@@ -62,6 +64,21 @@ def prepare(config: StudyConfig, out: str | os.PathLike) -> list[RunSpec]:
         atomic_write_json(path, record)
     atomic_write_json(study_file, _grown_study(config, list(study_runs), saved))
     return runs
+
+
+def _migrate_digest(directory: Path, record: dict[str, Any], legacy: str) -> None:
+    """Re-key a run planned under a legacy digest (role included) to ``record``'s, keeping a finished result.
+
+    result.json first, then run.json: a kill in between leaves run.json on the legacy digest, and the next prepare
+    finishes the job (a result already on the new digest is accepted).
+    """
+    with directory_lock(directory, "compare digest migration", wait=False):
+        result_path = directory / layout.RESULT_FILE
+        if result_path.is_file():
+            result = read_json(result_path, "run result")
+            if result.get("digest") == legacy:
+                atomic_write_json(result_path, {**result, "digest": record["digest"]})
+        atomic_write_json(directory / layout.RUN_FILE, record)
 
 
 def _grown_study(config: StudyConfig, run_ids: list[str], saved: dict[str, Any] | None) -> dict[str, Any]:

@@ -13,8 +13,18 @@ def _result(name, fraction, seed, acc, ms, role="candidate"):
             "convergence": {"converged": True}, "latency": {"batches": {"1": {"p50_ms": ms}}}}
 
 
-def _study(results):
-    return {"seeds": [0, 1], "fractions": [0.25, 1.0], "results": results}
+def _study(results, candidates=None):
+    listed = candidates or sorted({r["name"] for r in results if r["role"] == "candidate"})
+    return {"seeds": [0, 1], "fractions": [0.25, 1.0], "candidates": listed, "results": results}
+
+
+def test_the_role_is_the_studys_not_the_runs():
+    # resnet ran first as a LIB-KD teacher only; once the study lists it, its runs are a candidate's
+    results = [_result("ibit_kd", 1.0, 0, 95.0, 1.0), _result("resnet", 1.0, 0, 99.0, 0.3, role="teacher"),
+               _result("rednet", 1.0, 0, 98.0, 6.0, role="teacher")]
+    assert aggregate(_study(results))["resnet"]["role"] == "teacher"
+    table = aggregate(_study(results, candidates=["ibit_kd", "resnet"]))
+    assert table["resnet"]["role"] == "candidate" and table["rednet"]["role"] == "teacher"
 
 
 def test_mean_std_over_seeds_and_median_latency():

@@ -115,3 +115,31 @@ def test_a_subset_run_first_keeps_the_whole_study_planned(tmp_path):
     study = json.loads((tmp_path / layout.STUDY_FILE).read_text())
     assert study["candidates"] == ["ibit", "vit", "convit", "resnet"] and len(study["runs"]) == 16
     assert "s1/f050/convit" in study["runs"]
+
+
+def test_a_teacher_run_is_kept_when_its_candidate_is_added(tmp_path):
+    kd_only = dict(TINY, candidates=["ibit_kd"])
+    prepare(StudyConfig(**kd_only), tmp_path)  # resnet planned as a LIB-KD teacher only
+    resnet = layout.run_dir(tmp_path, "s0/f100/resnet")
+    digest = json.loads((resnet / layout.RUN_FILE).read_text())["digest"]
+    (resnet / layout.RESULT_FILE).write_text(json.dumps({"digest": digest, "val_acc1": 99.0}))
+    runs = prepare(StudyConfig(**{**kd_only, "candidates": ["ibit_kd", "resnet"]}), tmp_path)
+    spec = next(r for r in runs if r.id == "s0/f100/resnet")
+    assert spec.role == "candidate" and spec.digest() == digest
+    assert json.loads((resnet / layout.RESULT_FILE).read_text())["val_acc1"] == 99.0  # the finished run is kept
+
+
+def test_runs_planned_under_the_legacy_digest_are_rekeyed_and_kept(tmp_path):
+    from ibit_deploy.compare.worker import finished_result
+
+    config = StudyConfig(**TINY, candidates=["vit"])
+    (spec,) = prepare(config, tmp_path)
+    directory = layout.run_dir(tmp_path, spec.id)
+    legacy = next(d for d in spec.legacy_digests() if d != spec.digest())
+    assert legacy != spec.digest() and spec.digest() not in spec.legacy_digests()
+    record = json.loads((directory / layout.RUN_FILE).read_text())
+    (directory / layout.RUN_FILE).write_text(json.dumps({**record, "digest": legacy}))
+    (directory / layout.RESULT_FILE).write_text(json.dumps({"digest": legacy, "val_acc1": 91.0}))
+    prepare(config, tmp_path)
+    assert json.loads((directory / layout.RUN_FILE).read_text())["digest"] == spec.digest()
+    assert finished_result(directory, spec.digest())["val_acc1"] == 91.0
