@@ -147,7 +147,13 @@ def parse_fractions(text: str | list[float]) -> list[float]:
     if bad or not values:
         raise ValueError(f"--fractions must be numbers in (0, 1] (1.0 = the whole training split), got "
                          f"{bad[0] if bad else text!r}")
-    return list(dict.fromkeys(values))
+    values = list(dict.fromkeys(values))
+    tags: dict[str, float] = {}
+    for v in values:  # each fraction has its own run folder, named by its tag
+        if tags.setdefault(fraction_tag(v), v) != v:
+            raise ValueError(f"--fractions {tags[fraction_tag(v)]} and {v} are too close to tell apart (both are "
+                             f"{fraction_tag(v)}, to 0.1%); give distinct fractions")
+    return values
 
 
 def parse_seeds(text: str | list[int]) -> list[int]:
@@ -199,7 +205,7 @@ def validate(config: StudyConfig) -> dict[float, int]:
     config.candidates = parse_candidates(config.candidates)
     config.fractions = parse_fractions(config.fractions)
     config.seeds = parse_seeds(config.seeds)
-    canonical_backend(config.backend)
+    config.backend = canonical_backend(config.backend)  # stored canonical: the worker compares it by name
     if config.embed_dim % config.num_heads:
         raise ValueError(f"--embed-dim {config.embed_dim} must be divisible by --num-heads {config.num_heads}")
     for name, value in (("steps", config.steps), ("batch_size", config.batch_size), ("depth", config.depth)):
@@ -209,6 +215,9 @@ def validate(config: StudyConfig) -> dict[float, int]:
         raise ValueError(f"warmup must be a fraction of the budget in [0, 1), got {config.warmup}")
     if not config.latency_batches or min(config.latency_batches) < 1:
         raise ValueError(f"--latency-batches must be positive integers, got {config.latency_batches}")
+    if 1 not in config.latency_batches:
+        raise ValueError(f"--latency-batches must include 1 (the Pareto plot and the recommendation rank candidates "
+                         f"by batch-1 latency), got {config.latency_batches}")
     sizes = check_data(config)
     smallest = min(config.fractions)
     one_epoch = max(1, sizes[smallest] // config.batch_size)

@@ -187,7 +187,8 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
              f"fixed by the seed (the same for every candidate and fraction of a seed). Latency: p50 of the fp32 ONNX "
              f"export on {recipe['backend']}, {recipe['threads']} thread(s), " + (
                  f"one bundle per candidate timed side by side in {study['latency_interleaved']['rounds']} "
-                 f"interleaved rounds (median of the rounds' p50)" if study.get("latency_interleaved") else
+                 f"interleaved rounds (median of the rounds' p50)" + _no_bundle_note(study["latency_interleaved"])
+                 if study.get("latency_interleaved") else
                  "median over the candidate's runs (each timed by its worker)") + ".", "",
              "## Top-1 (%) on the held-out split, mean ± std over seeds", "",
              "| candidate | " + " | ".join(
@@ -244,27 +245,40 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
     return "\n".join(lines) + "\n"
 
 
-def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: int) -> dict[str, Any]:
+def _no_bundle_note(interleaved: dict[str, Any]) -> str:
+    missing = interleaved.get("no_bundle_left") or []
+    return (f"; {', '.join(missing)}: median over the runs' own measurements (no exported bundle left in the study "
+            f"folder)" if missing else "")
+
+
+def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: int,
+                         out: str | os.PathLike) -> dict[str, Any]:
     """Time one bundle per candidate in interleaved rounds (:mod:`.latency`) and make it the table's latency.
 
-    The bundle is that of the candidate's run at the largest fraction and smallest seed finished (every run of a
-    candidate has the same architecture, so the same graph).
+    The bundle is that of the candidate's finished run at the largest fraction and smallest seed whose bundle is
+    still in the study folder ``out`` (every run of a candidate has the same architecture, so the same graph). It is
+    found through the run's folder, not the path recorded in result.json, so a moved study folder still works; a
+    candidate none of whose bundles is left (runs kept as records only) keeps its runs' own measurements.
     """
+    from ..manifest import MANIFEST_FILE
     from .latency import interleaved_latency
 
     recipe = study["recipe"]
-    bundles = {}
+    bundles: dict[str, str] = {}
     for r in sorted(study["results"], key=lambda r: (-r["fraction"], r["seed"])):
-        if table[r["name"]]["role"] == "candidate" and r["name"] not in bundles:
-            bundles[r["name"]] = r["export"]["bundle"]
+        bundle = layout.run_dir(out, r["id"]) / layout.BUNDLE_DIR
+        if table[r["name"]]["role"] == "candidate" and r["name"] not in bundles and (bundle / MANIFEST_FILE).is_file():
+            bundles[r["name"]] = str(bundle)
+    missing = sorted(n for n, row in table.items() if row["role"] == "candidate" and n not in bundles)
     measured = interleaved_latency(bundles, recipe["backend"], sorted(recipe["latency_batches"]), rounds=rounds,
-                                   threads=recipe["threads"])
+                                   threads=recipe["threads"]) if bundles else {
+        "backend": recipe["backend"], "threads": recipe["threads"], "rounds": rounds, "candidates": {}}
     for name, lat in measured["candidates"].items():
         row = table[name]
         row["latency_per_run_p50_ms"] = row["latency_p50_ms"]
         row["latency_p50_ms"] = {b: v["p50_ms"] for b, v in lat.items() if isinstance(v, dict)}
         row["latency_source"] = "interleaved"
-    return {**measured, "bundles": bundles}
+    return {**measured, "bundles": bundles, "no_bundle_left": missing}
 
 
 def write_report(out: str | os.PathLike, margin: float = DEFAULT_MARGIN, report_dir: str | os.PathLike | None = None,
@@ -281,7 +295,7 @@ def write_report(out: str | os.PathLike, margin: float = DEFAULT_MARGIN, report_
         raise ValueError(f"{out}: no run of the study has finished yet; nothing to report")
     fractions = sorted(study["fractions"])
     table = aggregate(study)
-    study["latency_interleaved"] = side_by_side_latency(study, table, latency_rounds) if latency_rounds else None
+    study["latency_interleaved"] = side_by_side_latency(study, table, latency_rounds, out) if latency_rounds else None
     goals = targets(table, fractions)
     rec = recommend(table, fractions, margin, planned=study["candidates"], seeds=len(study["seeds"]))
     directory = Path(report_dir) if report_dir else Path(out) / layout.REPORT_DIR

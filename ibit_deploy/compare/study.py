@@ -127,8 +127,9 @@ def run_study(config: StudyConfig, out: str | os.PathLike, workers: int = 1,
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     out = Path(out)
-    runs = prepare(config, out)
+    # locked before prepare: a second compare on a folder in use must not rewrite its study.json or re-key its runs
     with directory_lock(out, "ibit-deploy compare", wait=False):
+        runs = prepare(config, out)
         return _Scheduler(config, out, runs, workers, log).run()
 
 

@@ -59,22 +59,21 @@ def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
 
     from ..train import TrainConfig, compute_teacher_logits, train
     from ..train.records import read_metrics
-    from ..train.state import STATE_FILE
 
     study = spec["study"]
     torch.set_num_threads(study["threads"])
     config = TrainConfig.from_dict(spec["run"]["train"], f"{directory / layout.RUN_FILE} (train)")
     config.out = str(directory / layout.CHECKPOINT_DIR)
-    teacher_seconds = None
+    teacher_seconds, restored = None, []
     if config.distill is not None:
         logits = directory / layout.LOGITS_FILE
         config.distill.logits = str(logits)
         if not logits.is_file():
+            dirs, restored = _teacher_checkpoints(out, spec)
             start = time.perf_counter()
-            dirs = [layout.run_dir(out, t) / layout.CHECKPOINT_DIR for t in spec["run"]["after"]]
             compute_teacher_logits(dirs, logits, spec["kd_weights"], device="cpu")
             teacher_seconds = round(time.perf_counter() - start, 2)
-    resumed = (Path(config.out) / STATE_FILE).exists()
+    resumed = _resumable(Path(config.out))
     start = time.perf_counter()
     final = train(config, resume=resumed)
     wall = time.perf_counter() - start
@@ -89,13 +88,68 @@ def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
         # the sum of epoch times spans every resume; wall is this process's share only
         "train_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in history), 2),
         "resumed": resumed, "wall_seconds_this_attempt": round(wall, 2),
-        "teacher_logits_seconds": teacher_seconds,
+        "teacher_logits_seconds": teacher_seconds, "teachers_restored": restored,
         "convergence": convergence(history),
         "curve": [{k: r.get(k) for k in ("epoch", "step", "train_loss", "val_acc1")} for r in history],
     }
     result.update(_export_and_time(directory, config, study))
     atomic_write_json(directory / layout.RESULT_FILE, result)
     return result
+
+
+def _resumable(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` holds a run to resume. A folder without its resume state (killed while saving the
+    first epoch: the weights are written before the state) holds no finished epoch, so it is cleared for a fresh
+    start instead of blocking every later attempt."""
+    from ..train.state import STATE_FILE
+
+    if (checkpoint / STATE_FILE).exists():
+        return True
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    return False
+
+
+def _teacher_checkpoints(out: Path, spec: dict[str, Any]) -> tuple[list[Path], list[dict[str, Any]]]:
+    """Each LIB-KD teacher's checkpoint folder, retraining any that is gone or incomplete.
+
+    A teacher's run is finished when its result.json is there, but a study continued from its records alone (the
+    run.json + result.json files kept in a repository) has no checkpoints. The teacher is then retrained from its
+    own spec into its folder, its result.json untouched, and the retrained weights' digest is compared with the
+    recorded one (training is deterministic on one thread, so they normally match): the returned records say so.
+    """
+    from ..checkpoint import read_checkpoint_config
+    from ..train import TrainConfig, train
+
+    dirs, restored = [], []
+    for teacher_id in spec["run"]["after"]:
+        folder = layout.run_dir(out, teacher_id)
+        checkpoint = folder / layout.CHECKPOINT_DIR
+        dirs.append(checkpoint)
+        try:
+            metrics = read_checkpoint_config(checkpoint)["metrics"]
+            if metrics["epochs_completed"] == metrics["epochs_planned"]:
+                continue
+        except (FileNotFoundError, ValueError, KeyError):
+            pass  # gone, or killed before its first save: retrain
+        teacher = read_run(out, teacher_id)
+        recorded = finished_result(folder, teacher["digest"])
+        if recorded is None:
+            raise RuntimeError(f"LIB-KD teacher {teacher_id} has not finished (no result.json matching its spec in "
+                               f"{folder}); the study runs teachers before their students")
+        with directory_lock(folder, f"compare worker {spec['run']['id']}: retraining teacher {teacher_id}",
+                            wait=False):
+            config = TrainConfig.from_dict(teacher["run"]["train"], f"{folder / layout.RUN_FILE} (train)")
+            config.out = str(checkpoint)
+            start = time.perf_counter()
+            final = train(config, resume=_resumable(checkpoint))
+        restored.append({"teacher": teacher_id, "seconds": round(time.perf_counter() - start, 2),
+                         "weights_sha256": final["weights_sha256"],
+                         "recorded_weights_sha256": recorded.get("weights_sha256"),
+                         "identical": final["weights_sha256"] == recorded.get("weights_sha256")})
+        print(f"worker: teacher {teacher_id} had no checkpoint; retrained it "
+              f"({'identical to' if restored[-1]['identical'] else 'DIFFERENT from'} the recorded weights)",
+              flush=True)
+    return dirs, restored
 
 
 def _export_and_time(directory: Path, config, study: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,8 @@ BASE = ["compare", "--data", "synthetic:256", "--embed-dim", "32", "--depth", "2
     (["--fractions", "0.5", "--steps", "3"], "--steps 3 is too small"),
     (["--data", "synthetic:4", "--batch-size", "1", "--steps", "1"], "has 1 image(s); the split needs at least 2"),
     (["--backend", "cuda-magic"], "unknown backend 'cuda-magic'"),
+    (["--latency-batches", "8,32"], "--latency-batches must include 1"),
+    (["--fractions", "0.3333,0.33334"], "too close to tell apart"),
 ])
 def test_bad_input_exits_2_before_training(tmp_path, capsys, extra, message):
     out = tmp_path / "study"

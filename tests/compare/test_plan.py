@@ -84,3 +84,10 @@ def test_every_planned_model_builds_and_runs_at_the_study_dims():
         model = build_model(r.train["model"], kwargs).eval()
         with torch.no_grad():
             assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 4), r.id
+
+
+def test_a_backend_alias_is_stored_by_its_canonical_name():
+    # the worker picks the export by the canonical name: an alias kept raw would export ONNX for a TensorRT study
+    config = StudyConfig(**TINY, backend="trt")
+    validate(config)
+    assert config.backend == "tensorrt"

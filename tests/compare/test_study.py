@@ -143,3 +143,58 @@ def test_runs_planned_under_the_legacy_digest_are_rekeyed_and_kept(tmp_path):
     prepare(config, tmp_path)
     assert json.loads((directory / layout.RUN_FILE).read_text())["digest"] == spec.digest()
     assert finished_result(directory, spec.digest())["val_acc1"] == 91.0
+
+
+def _copy_records(source: Path, target: Path, run_ids: list[str]) -> None:
+    """What benchmarks/results/.../state keeps of a study: study.json and each finished run's two JSON files."""
+    target.mkdir()
+    (target / layout.STUDY_FILE).write_text((source / layout.STUDY_FILE).read_text())
+    for run_id in run_ids:
+        directory = layout.run_dir(target, run_id)
+        directory.mkdir(parents=True)
+        for name in (layout.RUN_FILE, layout.RESULT_FILE):
+            (directory / name).write_text((layout.run_dir(source, run_id) / name).read_text())
+
+
+@pytest.mark.slow
+def test_a_study_continued_from_its_records_retrains_missing_teachers_and_reports(tmp_path):
+    config = StudyConfig(**{**TINY, "steps": 24}, candidates=["ibit", "ibit_kd"])
+    first = tmp_path / "first"
+    summary = run_study(config, first, workers=2, log=lambda line: None)
+    assert not summary["failed"] and len(summary["done"]) == 4  # ibit, resnet + rednet teachers, ibit_kd
+    teachers = ["s0/f100/resnet", "s0/f100/rednet"]
+    # continue from the records alone, as a later session does from the repository: no checkpoints, no bundles,
+    # and the student not yet run
+    later = tmp_path / "later"
+    _copy_records(first, later, ["s0/f100/ibit", *teachers])
+    summary = run_study(config, later, log=lambda line: None)
+    assert not summary["failed"] and summary["done"] == sorted(["s0/f100/ibit", *teachers, "s0/f100/ibit_kd"])
+    student = json.loads((layout.run_dir(later, "s0/f100/ibit_kd") / layout.RESULT_FILE).read_text())
+    restored = {r["teacher"]: r for r in student["teachers_restored"]}
+    assert sorted(restored) == sorted(teachers)
+    # single-threaded training is deterministic: the retrained teachers are the recorded ones
+    assert all(r["identical"] and r["weights_sha256"] == r["recorded_weights_sha256"] for r in restored.values())
+    for teacher in teachers:  # the finished teacher runs themselves are kept as they were
+        kept = layout.run_dir(later, teacher) / layout.RESULT_FILE
+        assert kept.read_text() == (layout.run_dir(first, teacher) / layout.RESULT_FILE).read_text()
+    assert student["val_acc1"] == json.loads(
+        (layout.run_dir(first, "s0/f100/ibit_kd") / layout.RESULT_FILE).read_text())["val_acc1"]
+
+    # the report's side-by-side latency skips a candidate whose bundle is gone (ibit) instead of failing on it
+    report = json.loads(write_report(later, latency_rounds=1)["json"].read_text())
+    interleaved = report["latency_interleaved"]
+    assert interleaved["no_bundle_left"] == ["ibit"] and "ibit_kd" in interleaved["candidates"]
+    assert report["summary"]["ibit"]["latency_p50_ms"]["1"] > 0  # its runs' own measurement
+
+
+def test_a_checkpoint_killed_before_its_first_resume_state_is_cleared(tmp_path):
+    from ibit_deploy.compare.worker import _resumable
+    from ibit_deploy.train.state import STATE_FILE
+
+    checkpoint = tmp_path / layout.CHECKPOINT_DIR
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"half-written")
+    assert _resumable(checkpoint) is False and not checkpoint.exists()
+    checkpoint.mkdir()
+    (checkpoint / STATE_FILE).write_bytes(b"")
+    assert _resumable(checkpoint) is True and checkpoint.exists()
