@@ -5,6 +5,7 @@
                        .../checkpoint/    the training run (resumable: train_state.pt)
                        .../bundle/        the export (ibit-export's path, fp32 ONNX)
                        .../teachers.npz   LIB-KD students only: the stored teacher logits
+                       .../teachers.json  ... and what making them cost (kept for a resumed student's result)
                        .../worker.log     the worker's stdout and stderr
                        .../result.json    written last, atomically: the run is finished iff it exists
     OUT/report/                     compare.json, compare.md, plots
@@ -24,6 +25,7 @@ RESULT_FILE = "result.json"
 CHECKPOINT_DIR = "checkpoint"
 BUNDLE_DIR = "bundle"
 LOGITS_FILE = "teachers.npz"
+LOGITS_RECORD = "teachers.json"
 LOG_FILE = "worker.log"
 REPORT_DIR = "report"
 

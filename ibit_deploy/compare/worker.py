@@ -64,15 +64,19 @@ def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(study["threads"])
     config = TrainConfig.from_dict(spec["run"]["train"], f"{directory / layout.RUN_FILE} (train)")
     config.out = str(directory / layout.CHECKPOINT_DIR)
-    teacher_seconds, restored = None, []
+    teachers: dict[str, Any] = {"teacher_logits_seconds": None, "teachers_restored": []}
     if config.distill is not None:
         logits = directory / layout.LOGITS_FILE
         config.distill.logits = str(logits)
+        record = directory / layout.LOGITS_RECORD
         if not logits.is_file():
             dirs, restored = _teacher_checkpoints(out, spec)
             start = time.perf_counter()
             compute_teacher_logits(dirs, logits, spec["kd_weights"], device="cpu")
-            teacher_seconds = round(time.perf_counter() - start, 2)
+            teachers = {"teacher_logits_seconds": round(time.perf_counter() - start, 2), "teachers_restored": restored}
+            atomic_write_json(record, teachers)
+        elif record.is_file():  # a resumed student: the cost was paid by an earlier attempt
+            teachers = read_json(record, "teacher logits record")
     resumed = _resumable(Path(config.out))
     start = time.perf_counter()
     final = train(config, resume=resumed)
@@ -88,7 +92,7 @@ def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
         # the sum of epoch times spans every resume; wall is this process's share only
         "train_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in history), 2),
         "resumed": resumed, "wall_seconds_this_attempt": round(wall, 2),
-        "teacher_logits_seconds": teacher_seconds, "teachers_restored": restored,
+        **teachers,
         "convergence": convergence(history),
         "curve": [{k: r.get(k) for k in ("epoch", "step", "train_loss", "val_acc1")} for r in history],
     }
