@@ -105,13 +105,25 @@ class _Eta:
     def add(self, name: str, seconds: float) -> None:
         self.durations.setdefault(name, []).append(seconds)
 
-    def left(self, names: list[str]) -> float | None:
+    def left(self, names: list[str], running: list[tuple[str, float]] = ()) -> float | None:
+        """Seconds left for the pending run ``names`` plus the ``running`` ones ((name, seconds already spent)
+        each, charged only what their expected duration has left)."""
         every = [s for v in self.durations.values() for s in v]
         if not every:
             return None
         overall = sum(every) / len(every)
-        total = sum(sum(self.durations[n]) / len(self.durations[n]) if n in self.durations else overall for n in names)
+
+        def expected(name: str) -> float:
+            return sum(self.durations[name]) / len(self.durations[name]) if name in self.durations else overall
+
+        total = sum(expected(n) for n in names)
+        total += sum(max(0.0, expected(n) - spent) for n, spent in running)
         return total / self.workers
+
+
+def _recorded_seconds(result: dict[str, Any]) -> float:
+    """A finished run's training (over every attempt) plus export time, from its result."""
+    return float(result.get("train_seconds", 0.0)) + float(result.get("export", {}).get("seconds", 0.0))
 
 
 def _fmt(seconds: float | None) -> str:
@@ -146,7 +158,7 @@ class _Scheduler:
         for r in runs:  # durations of runs finished in earlier sessions seed the estimate
             if r.id in self.done:
                 res = read_json(layout.run_dir(out, r.id) / layout.RESULT_FILE, "run result")
-                self.eta.add(r.name, float(res.get("train_seconds", 0.0)) + res.get("export", {}).get("seconds", 0.0))
+                self.eta.add(r.name, _recorded_seconds(res))
 
     def run(self) -> dict[str, Any]:
         total = len(self.runs)
@@ -218,10 +230,12 @@ class _Scheduler:
                 self.log(f"[{len(self.done)}/{len(self.runs)}] FAILED {run_id}: {self.failed[run_id]}")
                 continue
             self.done.add(run_id)
-            self.eta.add(spec.name, seconds)
+            # a resumed run's wall time is only its last attempt's share: count its recorded training + export
+            self.eta.add(spec.name, _recorded_seconds(result) if result.get("resumed") else seconds)
             bar.update(1)
-            remaining = [r.name for r in self.pending] + [r.name for _, _, r in self.running.values()]
-            left = _fmt(self.eta.left(remaining))
+            now = time.monotonic()
+            left = _fmt(self.eta.left([r.name for r in self.pending],
+                                      [(r.name, now - t) for _, t, r in self.running.values()]))
             conv = result["convergence"].get("converged")
             self.log(f"[{len(self.done)}/{len(self.runs)}] {run_id}: top-1 {result['val_acc1']:.2f}% after "
                      f"{result['steps']} steps, {seconds:.0f} s, converged={conv}; ~{left} left")

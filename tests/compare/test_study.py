@@ -201,3 +201,15 @@ def test_a_checkpoint_killed_before_its_first_resume_state_is_cleared(tmp_path):
     checkpoint.mkdir()
     (checkpoint / STATE_FILE).write_bytes(b"")
     assert _resumable(checkpoint) is True and checkpoint.exists()
+
+
+def test_time_left_charges_running_runs_only_what_they_have_left():
+    from ibit_deploy.compare.study import _Eta
+
+    eta = _Eta(workers=2)
+    assert eta.left(["ibit"]) is None  # nothing finished yet: unknown
+    eta.add("ibit", 600.0)
+    eta.add("vit", 400.0)
+    # two pending ibit runs (600 s each) + a vit 300 s in (100 s left) + an unseen name (the mean, 500 s), 2 workers
+    assert eta.left(["ibit", "ibit", "convit"], [("vit", 300.0)]) == pytest.approx((600 + 600 + 500 + 100) / 2)
+    assert eta.left([], [("ibit", 900.0)]) == 0.0  # overrunning its estimate: not negative
