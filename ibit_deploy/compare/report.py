@@ -22,6 +22,7 @@ from .worker import finished_result
 DEFAULT_MARGIN = 0.5  # top-1 points: "as good as the best" for the recommendation
 LATENCY_BATCH = "1"  # the Pareto plot and the recommendation use batch-1 latency
 IBIT, VIT, CONVIT, CNN = "ibit", "vit", "convit", "resnet"
+DISPLAY = {IBIT: "IBiT", VIT: "ViT", CONVIT: "ConViT", CNN: "the CNN"}
 
 
 def load_study(out: str | os.PathLike) -> dict[str, Any]:
@@ -40,10 +41,41 @@ def load_study(out: str | os.PathLike) -> dict[str, Any]:
     return {**study, "results": results}
 
 
-def _stats(values: list[float]) -> dict[str, Any]:
+def _stats(values: list[float], seeds: list[int] | None = None) -> dict[str, Any]:
     arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": int(len(arr)),
-            "values": [float(v) for v in arr]}
+    out = {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": int(len(arr)),
+           "values": [float(v) for v in arr]}
+    if seeds is not None:
+        out["seeds"] = [int(s) for s in seeds]
+    return out
+
+
+def paired(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``a`` - ``b`` seed by seed over the seeds both have: a seed fixes the held-out images (whatever the fraction),
+    so the paired difference removes the split-to-split spread that the two means' stds both carry."""
+    if not a or not b or "seeds" not in a or "seeds" not in b:
+        return None
+    other = dict(zip(b["seeds"], b["values"], strict=True))
+    diffs = [va - other[s] for s, va in zip(a["seeds"], a["values"], strict=True) if s in other]
+    if not diffs:
+        return None
+    return {**_stats(diffs), "wins": sum(d >= 0 for d in diffs)}
+
+
+def _seedwise(goal: dict[str, Any]) -> str:
+    """For a target met on the means: whether it also holds seed by seed (the paired comparisons)."""
+    pairs = [r["paired"] for r in goal.get("per_fraction", [goal]) if r.get("paired")]
+    if goal["met"] is not True or not pairs:
+        return ""
+    wins, total = sum(d["wins"] for d in pairs), sum(d["n"] for d in pairs)
+    return " on every seed" if wins == total else f" on the mean, not on every seed ({wins}/{total} paired)"
+
+
+def _paired_text(diff: dict[str, Any] | None, name: str, other: str) -> str:
+    if not diff:
+        return ""
+    return (f"; paired by seed {diff['mean']:+.2f} ± {diff['std']:.2f}, {name} >= {other} on {diff['wins']}/"
+            f"{diff['n']} seeds")
 
 
 def latency_ms(result: dict[str, Any], batch: str = LATENCY_BATCH) -> float | None:
@@ -64,10 +96,10 @@ def aggregate(study: dict[str, Any]) -> dict[str, Any]:
             row["runs"].append(r)
     for row in table.values():
         runs = row.pop("runs")
-        by_fraction: dict[float, list[float]] = {}
-        for r in runs:
-            by_fraction.setdefault(float(r["fraction"]), []).append(float(r["val_acc1"]))
-        row["top1"] = {f: _stats(v) for f, v in sorted(by_fraction.items())}
+        by_fraction: dict[float, dict[int, float]] = {}
+        for r in sorted(runs, key=lambda r: r["seed"]):
+            by_fraction.setdefault(float(r["fraction"]), {})[int(r["seed"])] = float(r["val_acc1"])
+        row["top1"] = {f: _stats(list(v.values()), list(v)) for f, v in sorted(by_fraction.items())}
         lat = {b: [v for v in (latency_ms(r, b) for r in runs) if v is not None]
                for b in {b for r in runs for b in (r.get("latency", {}).get("batches") or {})}}
         row["latency_p50_ms"] = {b: float(np.median(v)) for b, v in sorted(lat.items(), key=lambda kv: int(kv[0]))
@@ -108,11 +140,11 @@ def targets(table: dict[str, Any], fractions: list[float]) -> list[dict[str, Any
     out.append({"target": f"IBiT on {SAMPLE_EFFICIENCY_FRACTION:.0%} of the data >= ViT on {full:.0%} "
                           f"({full / SAMPLE_EFFICIENCY_FRACTION:g}x sample efficiency)",
                 "ibit": a, "other": b, "met": None if not (a and b) else a["mean"] >= b["mean"],
-                "difference": None if not (a and b) else a["mean"] - b["mean"]})
+                "difference": None if not (a and b) else a["mean"] - b["mean"], "paired": paired(a, b)})
     rows = []
     for f in fractions:
         a, b = top1(IBIT, f), top1(CONVIT, f)
-        rows.append({"fraction": f, "ibit": a, "convit": b,
+        rows.append({"fraction": f, "ibit": a, "convit": b, "paired": paired(a, b),
                      "difference": None if not (a and b) else a["mean"] - b["mean"]})
     known = [r for r in rows if r["difference"] is not None]
     out.append({"target": "IBiT >= ConViT at every fraction", "per_fraction": rows, "other": CONVIT,
@@ -121,7 +153,7 @@ def targets(table: dict[str, Any], fractions: list[float]) -> list[dict[str, Any
     cnn = []
     for f in fractions:
         a, b = top1(IBIT, f), top1(CNN, f)
-        cnn.append({"fraction": f, "ibit": a, "resnet": b,
+        cnn.append({"fraction": f, "ibit": a, "resnet": b, "paired": paired(a, b),
                     "difference": None if not (a and b) else a["mean"] - b["mean"]})
     out.append({"target": "IBiT vs the CNN reference (ResNet-style), for information", "per_fraction": cnn,
                 "other": CNN, "met": None, "informational": True})
@@ -225,18 +257,20 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
                   + (f"; and {len(unconverged) - 20} more" if len(unconverged) > 20 else "")]
     lines += ["", "## Targets", ""]
     for goal in goals:
-        verdict = {True: "MET", False: "NOT MET", None: "not yet measurable"}[goal["met"]]
+        verdict = {True: "MET", False: "NOT MET", None: "not yet measurable"}[goal["met"]] + _seedwise(goal)
         head = f"- {goal['target']}" + ("" if goal.get("informational") else f": **{verdict}**")
         if "per_fraction" in goal:
             other = goal["other"]
             cells = [f"{r['fraction']:.0%}: {_cell(r['ibit'], seeds)} vs {_cell(r[other], seeds)}"
-                     + (f" ({r['difference']:+.2f}; per seed {_per_seed(r['ibit'])} vs {_per_seed(r[other])})"
+                     + (f" ({r['difference']:+.2f}; per seed {_per_seed(r['ibit'])} vs {_per_seed(r[other])}"
+                        f"{_paired_text(r['paired'], 'IBiT', DISPLAY[other])})"
                         if r["difference"] is not None else "")
                      for r in goal["per_fraction"]]
             lines.append(head + " — " + "; ".join(cells))
         else:
             detail = (f"IBiT {_cell(goal['ibit'], seeds)} vs ViT {_cell(goal['other'], seeds)} "
                       f"({goal['difference']:+.2f}); per seed {_per_seed(goal['ibit'])} vs {_per_seed(goal['other'])}"
+                      f"{_paired_text(goal['paired'], 'IBiT', 'ViT')}"
                       if goal["difference"] is not None else "runs missing")
             lines.append(f"{head} — {detail}")
     lines += ["", "## Recommendation", "", rec["line"], "",

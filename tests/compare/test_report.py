@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ibit_deploy.compare.report import aggregate, pareto_front, recommend, targets
+from ibit_deploy.compare.report import _seedwise, aggregate, paired, pareto_front, recommend, targets
 
 
 def _result(name, fraction, seed, acc, ms, role="candidate"):
@@ -44,6 +44,13 @@ def test_targets_and_recommendation():
     goals = targets(table, [0.25, 1.0])
     assert goals[0]["met"] is True and goals[0]["difference"] == pytest.approx(1.5)
     assert goals[1]["met"] is False  # IBiT 95.5 < ConViT 96.0 at 25%
+    # paired by seed (a seed fixes the held-out images): IBiT at 25% is 95, 96 against ViT's 94, 94 at 100%
+    assert goals[0]["paired"]["values"] == [1.0, 2.0] and goals[0]["paired"]["wins"] == 2
+    at_25 = goals[1]["per_fraction"][0]["paired"]
+    assert at_25["values"] == [-1.0, 0.0] and at_25["wins"] == 1 and at_25["mean"] == pytest.approx(-0.5)
+    assert _seedwise(goals[0]) == " on every seed" and _seedwise(goals[1]) == ""  # only for a target met
+    close = {"met": True, "paired": {"wins": 1, "n": 3}}
+    assert _seedwise(close) == " on the mean, not on every seed (1/3 paired)"
     rec = recommend(table, [0.25, 1.0], margin=0.5)
     assert rec["best"] == "ibit" and rec["choice"] == "resnet"  # within 0.5 of 97.0 and faster than ibit
     assert recommend(table, [0.25, 1.0], margin=0.1)["choice"] == "ibit"
@@ -55,3 +62,11 @@ def test_targets_and_recommendation():
 def test_pareto_front():
     points = {"a": (1.0, 90.0), "b": (2.0, 95.0), "c": (3.0, 94.0), "d": (0.5, 80.0)}
     assert pareto_front(points) == ["d", "a", "b"]
+
+
+def test_paired_differences_use_the_seeds_both_have():
+    a = {"values": [90.0, 92.0, 95.0], "seeds": [0, 1, 2]}
+    b = {"values": [91.0, 91.0], "seeds": [1, 2]}
+    diff = paired(a, b)
+    assert diff["values"] == [1.0, 4.0] and diff["n"] == 2 and diff["wins"] == 2
+    assert paired(a, {"values": [80.0], "seeds": [7]}) is None and paired(a, None) is None
