@@ -60,6 +60,7 @@ def plot_pareto(table: dict[str, Any], points: dict[str, tuple[float, float]], f
                 linewidth=1, label="Pareto front")
     ax.set(xlabel=f"latency, batch 1, p50 (ms) on {backend}", ylabel=f"held-out top-1 at {fraction:.0%} of data (%)",
            title="accuracy vs latency")
+    ax.margins(x=0.12)  # room for the labels of the rightmost points
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
