@@ -57,13 +57,12 @@ def run(out: str | Path, run_id: str) -> dict[str, Any]:
 def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from ..train import TrainConfig, compute_teacher_logits, train
+    from ..train import compute_teacher_logits, train
     from ..train.records import read_metrics
 
     study = spec["study"]
     torch.set_num_threads(study["threads"])
-    config = TrainConfig.from_dict(spec["run"]["train"], f"{directory / layout.RUN_FILE} (train)")
-    config.out = str(directory / layout.CHECKPOINT_DIR)
+    config = _train_config(directory, spec)
     teachers: dict[str, Any] = {"teacher_logits_seconds": None, "teachers_restored": []}
     if config.distill is not None:
         logits = directory / layout.LOGITS_FILE
@@ -101,6 +100,15 @@ def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _train_config(directory: Path, spec: dict[str, Any]):
+    """The run's training configuration (from its spec), writing into the run folder's checkpoint directory."""
+    from ..train import TrainConfig
+
+    config = TrainConfig.from_dict(spec["run"]["train"], f"{directory / layout.RUN_FILE} (train)")
+    config.out = str(directory / layout.CHECKPOINT_DIR)
+    return config
+
+
 def _resumable(checkpoint: Path) -> bool:
     """Whether ``checkpoint`` holds a run to resume. A folder without its resume state (killed while saving the
     first epoch: the weights are written before the state) holds no finished epoch, so it is cleared for a fresh
@@ -122,7 +130,7 @@ def _teacher_checkpoints(out: Path, spec: dict[str, Any]) -> tuple[list[Path], l
     recorded one (training is deterministic on one thread, so they normally match): the returned records say so.
     """
     from ..checkpoint import read_checkpoint_config
-    from ..train import TrainConfig, train
+    from ..train import train
 
     dirs, restored = [], []
     for teacher_id in spec["run"]["after"]:
@@ -142,10 +150,8 @@ def _teacher_checkpoints(out: Path, spec: dict[str, Any]) -> tuple[list[Path], l
                                f"{folder}); the study runs teachers before their students")
         with directory_lock(folder, f"compare worker {spec['run']['id']}: retraining teacher {teacher_id}",
                             wait=False):
-            config = TrainConfig.from_dict(teacher["run"]["train"], f"{folder / layout.RUN_FILE} (train)")
-            config.out = str(checkpoint)
             start = time.perf_counter()
-            final = train(config, resume=_resumable(checkpoint))
+            final = train(_train_config(folder, teacher), resume=_resumable(checkpoint))
         restored.append({"teacher": teacher_id, "seconds": round(time.perf_counter() - start, 2),
                          "weights_sha256": final["weights_sha256"],
                          "recorded_weights_sha256": recorded.get("weights_sha256"),

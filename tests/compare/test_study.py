@@ -172,8 +172,8 @@ def test_a_study_continued_from_its_records_retrains_missing_teachers_and_report
     student = json.loads((layout.run_dir(later, "s0/f100/ibit_kd") / layout.RESULT_FILE).read_text())
     restored = {r["teacher"]: r for r in student["teachers_restored"]}
     # kept beside the logits, so a student killed after making them still reports what they cost
-    kept = json.loads((layout.run_dir(later, "s0/f100/ibit_kd") / layout.LOGITS_RECORD).read_text())
-    assert kept["teachers_restored"] == student["teachers_restored"] and kept["teacher_logits_seconds"] > 0
+    record = json.loads((layout.run_dir(later, "s0/f100/ibit_kd") / layout.LOGITS_RECORD).read_text())
+    assert record["teachers_restored"] == student["teachers_restored"] and record["teacher_logits_seconds"] > 0
     assert sorted(restored) == sorted(teachers)
     # single-threaded training is deterministic: the retrained teachers are the recorded ones
     assert all(r["identical"] and r["weights_sha256"] == r["recorded_weights_sha256"] for r in restored.values())
