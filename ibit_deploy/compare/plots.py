@@ -22,21 +22,32 @@ def _save(fig, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110)
 
 
+def fraction_series(top1: dict[float, dict[str, float]], fractions: list[float]
+                    ) -> tuple[list[float], list[float], list[float]]:
+    """x (percent), mean and std per fraction; NaN where a fraction has no runs, so the line breaks there
+    instead of joining its neighbours straight across a point that was never measured."""
+    nan = float("nan")
+    xs = [100 * f for f in fractions]
+    means = [top1[f]["mean"] if f in top1 else nan for f in fractions]
+    stds = [top1[f]["std"] if f in top1 else nan for f in fractions]
+    return xs, means, stds
+
+
 def plot_fraction(table: dict[str, Any], fractions: list[float], seeds: int, path: Path) -> None:
     """Top-1 (mean, error bar = std over seeds) against the fraction of the training split, one line per model."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 5))
     for name, row in table.items():
-        xs = [f for f in fractions if f in row["top1"]]
-        if not xs:
+        if not any(f in row["top1"] for f in fractions):
             continue
-        ax.errorbar([100 * f for f in xs], [row["top1"][f]["mean"] for f in xs],
-                    yerr=[row["top1"][f]["std"] for f in xs], marker="o", capsize=3,
+        xs, means, stds = fraction_series(row["top1"], fractions)
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3,
                     linestyle="--" if row["role"] == "teacher" else "-",
                     label=name if row["role"] == "candidate" else f"{name} (teacher)")
     ax.set(xscale="log", xlabel="% of the training split", ylabel="held-out top-1 (%)",
            title=f"top-1 vs data, mean ± std over up to {seeds} seeds")
     ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}" for f in fractions])
+    ax.minorticks_off()  # the log axis would otherwise label its own minor ticks (2x10^1, ...) beside ours
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
