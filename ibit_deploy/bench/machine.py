@@ -34,6 +34,8 @@ def machine_description(threads: int = 0) -> dict[str, Any]:
         "hostname": platform.node(), "os": platform.platform(), "arch": platform.machine(),
         "python": platform.python_version(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
         "cpu_usable": usable, "threads": threads or None, "torch_threads": torch.get_num_threads(),
+        # the kernels torch dispatches to (AVX2, AVX512, ...): different ones round differently
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "gpu": None, "versions": {"numpy": numpy.__version__, "torch": torch.__version__},
     }
     if torch.cuda.is_available():

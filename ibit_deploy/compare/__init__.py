@@ -10,6 +10,7 @@ those above it):
     convergence  "converged": the curve flat over the last 10% of steps
     worker       one run in its own process: train (resumable) -> export -> latency -> result.json
     study        the scheduler: worker processes, resume, progress
+    provenance   which CPUs trained the runs; LIB-KD teachers retrained from their records
     report       aggregation, Markdown table, targets, recommendation; plots (matplotlib)
 """
 

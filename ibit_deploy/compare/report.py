@@ -16,7 +16,9 @@ import numpy as np
 
 from ..fileio import atomic_write_json, atomic_write_text, read_json
 from . import layout
+from .convergence import ACC_TOLERANCE, LOSS_TOLERANCE, WINDOW
 from .plan import SAMPLE_EFFICIENCY_FRACTION
+from .provenance import machines_line, restored_teachers_lines
 from .worker import finished_result
 
 DEFAULT_MARGIN = 0.5  # top-1 points: "as good as the best" for the recommendation
@@ -248,9 +250,17 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
               "run; the rednet teacher is trained only for LIB-KD"
               + (f" ({table['rednet']['train_seconds_mean']:.0f} s per fraction and seed)" if "rednet" in table else "")
               + (f"; storing the teachers' logits took {np.mean(kd_logits):.1f} s per student" if kd_logits else "")
-              + ".", "",
-              "Converged = over the last 10% of a run's steps the smoothed held-out top-1 moves by at most 0.5 points "
-              "and the smoothed training loss by at most 2% (ibit_deploy/compare/convergence.py)."]
+              + "."]
+    restored = restored_teachers_lines(study["results"])
+    if restored:
+        lines += ["", "LIB-KD students whose teachers' checkpoints were gone, so the teachers were retrained from "
+                  "their records before distilling (the table keeps each teacher's recorded result):", *restored]
+    machines = machines_line(study["results"])
+    if machines:
+        lines += ["", machines]
+    lines += ["", f"Converged = over the last {WINDOW:.0%} of a run's steps the smoothed held-out top-1 moves by at "
+              f"most {ACC_TOLERANCE:g} points and the smoothed training loss by at most {LOSS_TOLERANCE:.0%} "
+              "(ibit_deploy/compare/convergence.py)."]
     unconverged = [x for n in order for x in table[n]["not_converged"]]
     if unconverged:
         lines += ["", f"Runs not (known to be) converged: {'; '.join(unconverged[:20])}"

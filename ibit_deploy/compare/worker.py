@@ -57,6 +57,7 @@ def run(out: str | Path, run_id: str) -> dict[str, Any]:
 def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
+    from ..bench.machine import machine_description
     from ..train import compute_teacher_logits, train
     from ..train.records import read_metrics
 
@@ -96,6 +97,7 @@ def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
         "curve": [{k: r.get(k) for k in ("epoch", "step", "train_loss", "val_acc1")} for r in history],
     }
     result.update(_export_and_time(directory, config, study))
+    result["machine"] = machine_description(study["threads"])
     atomic_write_json(directory / layout.RESULT_FILE, result)
     return result
 
@@ -127,7 +129,8 @@ def _teacher_checkpoints(out: Path, spec: dict[str, Any]) -> tuple[list[Path], l
     A teacher's run is finished when its result.json is there, but a study continued from its records alone (the
     run.json + result.json files kept in a repository) has no checkpoints. The teacher is then retrained from its
     own spec into its folder, its result.json untouched, and the retrained weights' digest is compared with the
-    recorded one (training is deterministic on one thread, so they normally match): the returned records say so.
+    recorded one (training is deterministic on one thread of the same CPU, so they match there; another CPU's
+    kernels round differently): the returned records say so, with both top-1 values.
     """
     from ..checkpoint import read_checkpoint_config
     from ..train import train
@@ -155,7 +158,9 @@ def _teacher_checkpoints(out: Path, spec: dict[str, Any]) -> tuple[list[Path], l
         restored.append({"teacher": teacher_id, "seconds": round(time.perf_counter() - start, 2),
                          "weights_sha256": final["weights_sha256"],
                          "recorded_weights_sha256": recorded.get("weights_sha256"),
-                         "identical": final["weights_sha256"] == recorded.get("weights_sha256")})
+                         "identical": final["weights_sha256"] == recorded.get("weights_sha256"),
+                         # another CPU's kernels round differently: then how far the retrained teacher is off
+                         "val_acc1": final["val_acc1"], "recorded_val_acc1": recorded.get("val_acc1")})
         print(f"worker: teacher {teacher_id} had no checkpoint; retrained it "
               f"({'identical to' if restored[-1]['identical'] else 'DIFFERENT from'} the recorded weights)",
               flush=True)

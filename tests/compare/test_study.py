@@ -177,6 +177,8 @@ def test_a_study_continued_from_its_records_retrains_missing_teachers_and_report
     assert sorted(restored) == sorted(teachers)
     # single-threaded training is deterministic: the retrained teachers are the recorded ones
     assert all(r["identical"] and r["weights_sha256"] == r["recorded_weights_sha256"] for r in restored.values())
+    assert all(r["val_acc1"] == r["recorded_val_acc1"] for r in restored.values())
+    assert student["machine"]["cpu"] and student["machine"]["torch_cpu_capability"]
     for teacher in teachers:  # the finished teacher runs themselves are kept as they were
         kept = layout.run_dir(later, teacher) / layout.RESULT_FILE
         assert kept.read_text() == (layout.run_dir(first, teacher) / layout.RESULT_FILE).read_text()
@@ -184,7 +186,11 @@ def test_a_study_continued_from_its_records_retrains_missing_teachers_and_report
         (layout.run_dir(first, "s0/f100/ibit_kd") / layout.RESULT_FILE).read_text())["val_acc1"]
 
     # the report's side-by-side latency skips a candidate whose bundle is gone (ibit) instead of failing on it
-    report = json.loads(write_report(later, latency_rounds=1)["json"].read_text())
+    paths = write_report(later, latency_rounds=1)
+    report = json.loads(paths["json"].read_text())
+    text = paths["markdown"].read_text()
+    assert "- s0/f100/ibit_kd: retrained s0/f100/resnet bit-identical to its record (top-1 " in text
+    assert f"run(s) on {student['machine']['cpu']}" in text
     interleaved = report["latency_interleaved"]
     assert interleaved["no_bundle_left"] == ["ibit"] and "ibit_kd" in interleaved["candidates"]
     assert report["summary"]["ibit"]["latency_p50_ms"]["1"] > 0  # its runs' own measurement

@@ -1,0 +1,43 @@
+"""Where a study's runs came from: which CPUs trained them, and which LIB-KD teachers were retrained from records.
+
+A study continued over several sessions may run on different machines. Training is bit-exact on one thread of one
+CPU, but another CPU's kernels (AVX2 vs AVX512, another vendor) round differently, so a teacher retrained there from
+its record is not bit-identical to the recorded one. The report says so, with the retrained and recorded top-1, rather
+than letting a student silently rest on other weights than the table's teacher row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+
+def machines_line(results: list[dict[str, Any]]) -> str | None:
+    """One sentence naming the CPUs the runs trained on (with counts); None when no run recorded its machine."""
+    cpus = Counter(f"{m.get('cpu', 'unknown')} ({m.get('torch_cpu_capability') or 'unknown'} kernels)"
+                   for r in results if isinstance(m := r.get("machine"), dict))
+    if not cpus:
+        return None
+    unrecorded = sum(1 for r in results if not isinstance(r.get("machine"), dict))
+    text = "Machines: " + "; ".join(f"{n} run(s) on {cpu}" for cpu, n in cpus.most_common())
+    if unrecorded:
+        text += f"; {unrecorded} run(s) finished by a worker that did not record its machine"
+    return text + "."
+
+
+def _teacher_text(record: dict[str, Any]) -> str:
+    same = "bit-identical to" if record.get("identical") else "NOT bit-identical to"
+    acc, recorded = record.get("val_acc1"), record.get("recorded_val_acc1")
+    top1 = (f"top-1 {acc:.2f} retrained vs {recorded:.2f} recorded" if acc is not None and recorded is not None
+            else "top-1 of the retrained teacher not recorded")
+    return f"{record['teacher']} {same} its record ({top1})"
+
+
+def restored_teachers_lines(results: list[dict[str, Any]]) -> list[str]:
+    """One bullet per student whose teachers were retrained from their records (checkpoints gone)."""
+    lines = []
+    for r in sorted(results, key=lambda r: r["id"]):
+        restored = r.get("teachers_restored") or []
+        if restored:
+            lines.append(f"- {r['id']}: retrained " + "; ".join(_teacher_text(t) for t in restored))
+    return lines
