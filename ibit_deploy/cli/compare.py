@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-rounds", type=int, default=5,
                    help="re-time one bundle per candidate side by side in this many interleaved rounds for the report "
                         "(0: use each run's own measurement)")
+    p.add_argument("--no-latency-standins", action="store_true",
+                   help="in the side-by-side latency pass, keep the runs' own measurements for a candidate with no "
+                        "trained bundle left (default: time a stand-in of its architecture, exported the same way)")
     p.add_argument("--report-only", action="store_true", help="only (re)write OUT/report from the finished runs")
     p.add_argument("--no-report", action="store_true", help="run the study without writing the report at the end")
     return p
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.report_only:
-            return _report(args.out, args.margin, args.latency_rounds)
+            return _report(args.out, args.margin, args.latency_rounds, not args.no_latency_standins)
         config = StudyConfig(
             data=args.data, candidates=args.candidates, steps=args.steps, seeds=args.seeds, fractions=args.fractions,
             embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads, batch_size=args.batch_size,
@@ -81,16 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     if not args.no_report:
-        _report(args.out, args.margin, args.latency_rounds)
+        _report(args.out, args.margin, args.latency_rounds, not args.no_latency_standins)
     for run_id, reason in summary["failed"].items():
         print(f"{PROG}: run {run_id} failed: {reason}", file=sys.stderr)
     return 1 if summary["failed"] else 0
 
 
-def _report(out: Path, margin: float, latency_rounds: int) -> int:
+def _report(out: Path, margin: float, latency_rounds: int, standins: bool) -> int:
     from ..compare.report import write_report
 
-    paths = write_report(out, margin=margin, latency_rounds=latency_rounds)
+    paths = write_report(out, margin=margin, latency_rounds=latency_rounds, standins=standins)
     print(Path(paths["markdown"]).read_text())
     print(f"report: {', '.join(str(p) for p in paths.values())}")
     return 0

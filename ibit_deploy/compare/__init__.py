@@ -11,6 +11,7 @@ those above it):
     worker       one run in its own process: train (resumable) -> export -> latency -> result.json
     study        the scheduler: worker processes, resume, progress
     provenance   which CPUs trained the runs; LIB-KD teachers retrained from their records
+    standins     latency stand-ins: a candidate's architecture exported for timing when no trained bundle is left
     report       aggregation, Markdown table, targets, recommendation; plots (matplotlib)
 """
 

@@ -9,6 +9,8 @@
                        .../worker.log     the worker's stdout and stderr
                        .../result.json    written last, atomically: the run is finished iff it exists
     OUT/report/                     compare.json, compare.md, plots
+    OUT/latency_standins/ibit/      a candidate's architecture, briefly trained and exported, for the report's
+                                    side-by-side latency when none of its trained bundles is left (checkpoint/, bundle/)
 
 The study folder and each run folder are locked with ``ibit_deploy.locking.directory_lock`` (lock files beside them).
 """
@@ -28,6 +30,7 @@ LOGITS_FILE = "teachers.npz"
 LOGITS_RECORD = "teachers.json"
 LOG_FILE = "worker.log"
 REPORT_DIR = "report"
+STANDIN_DIR = "latency_standins"
 
 
 def run_dir(out: str | os.PathLike, run_id: str) -> Path:

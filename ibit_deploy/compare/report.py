@@ -19,6 +19,7 @@ from . import layout
 from .convergence import ACC_TOLERANCE, LOSS_TOLERANCE, WINDOW
 from .plan import SAMPLE_EFFICIENCY_FRACTION
 from .provenance import machines_line, restored_teachers_lines
+from .standins import STANDIN_STEPS
 from .worker import finished_result
 
 DEFAULT_MARGIN = 0.5  # top-1 points: "as good as the best" for the recommendation
@@ -290,19 +291,24 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
 
 
 def _no_bundle_note(interleaved: dict[str, Any]) -> str:
+    standins = interleaved.get("standins") or []
     missing = interleaved.get("no_bundle_left") or []
-    return (f"; {', '.join(missing)}: median over the runs' own measurements (no exported bundle left in the study "
-            f"folder)" if missing else "")
+    return ((f"; {', '.join(standins)}: timed on a latency stand-in (no trained bundle left in the study folder: "
+             f"the run's architecture trained {STANDIN_STEPS} steps and exported the same way, since an fp32 graph's "
+             f"latency does not depend on its weight values)" if standins else "")
+            + (f"; {', '.join(missing)}: median over the runs' own measurements (no exported bundle left in the "
+               f"study folder)" if missing else ""))
 
 
 def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: int,
-                         out: str | os.PathLike) -> dict[str, Any]:
+                         out: str | os.PathLike, standins: bool = True) -> dict[str, Any]:
     """Time one bundle per candidate in interleaved rounds (:mod:`.latency`) and make it the table's latency.
 
     The bundle is that of the candidate's finished run at the largest fraction and smallest seed whose bundle is
     still in the study folder ``out`` (every run of a candidate has the same architecture, so the same graph). It is
-    found through the run's folder, not the path recorded in result.json, so a moved study folder still works; a
-    candidate none of whose bundles is left (runs kept as records only) keeps its runs' own measurements.
+    found through the run's folder, not the path recorded in result.json, so a moved study folder still works. A
+    candidate none of whose bundles is left (runs kept as records only) is timed on a latency stand-in
+    (:mod:`.standins`), or with ``standins=False`` keeps its runs' own measurements.
     """
     from ..manifest import MANIFEST_FILE
     from .latency import interleaved_latency
@@ -314,6 +320,15 @@ def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: i
         if table[r["name"]]["role"] == "candidate" and r["name"] not in bundles and (bundle / MANIFEST_FILE).is_file():
             bundles[r["name"]] = str(bundle)
     missing = sorted(n for n, row in table.items() if row["role"] == "candidate" and n not in bundles)
+    built = []
+    if standins:
+        from .standins import standin_bundle
+
+        for name in missing:
+            run = min((r for r in study["results"] if r["name"] == name), key=lambda r: (-r["fraction"], r["seed"]))
+            bundles[name] = str(standin_bundle(out, run["id"]))
+            built.append(name)
+        missing = []
     measured = interleaved_latency(bundles, recipe["backend"], sorted(recipe["latency_batches"]), rounds=rounds,
                                    threads=recipe["threads"]) if bundles else {
         "backend": recipe["backend"], "threads": recipe["threads"], "rounds": rounds, "candidates": {}}
@@ -322,15 +337,16 @@ def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: i
         row["latency_per_run_p50_ms"] = row["latency_p50_ms"]
         row["latency_p50_ms"] = {b: v["p50_ms"] for b, v in lat.items() if isinstance(v, dict)}
         row["latency_source"] = "interleaved"
-    return {**measured, "bundles": bundles, "no_bundle_left": missing}
+    return {**measured, "bundles": bundles, "standins": built, "no_bundle_left": missing}
 
 
 def write_report(out: str | os.PathLike, margin: float = DEFAULT_MARGIN, report_dir: str | os.PathLike | None = None,
-                 latency_rounds: int = 0) -> dict[str, Path]:
+                 latency_rounds: int = 0, standins: bool = True) -> dict[str, Path]:
     """Write compare.json, compare.md and the plots for the study in ``out``; returns their paths.
 
     ``latency_rounds`` > 0 re-times one bundle per candidate side by side in that many interleaved rounds and uses
-    those figures (else: the median of the per-run measurements).
+    those figures (else: the median of the per-run measurements); ``standins`` times a stand-in of a candidate with
+    no trained bundle left (see :func:`side_by_side_latency`).
     """
     from .plots import plot_curves, plot_fraction, plot_pareto
 
@@ -339,7 +355,8 @@ def write_report(out: str | os.PathLike, margin: float = DEFAULT_MARGIN, report_
         raise ValueError(f"{out}: no run of the study has finished yet; nothing to report")
     fractions = sorted(study["fractions"])
     table = aggregate(study)
-    study["latency_interleaved"] = side_by_side_latency(study, table, latency_rounds, out) if latency_rounds else None
+    study["latency_interleaved"] = side_by_side_latency(study, table, latency_rounds, out,
+                                                        standins) if latency_rounds else None
     goals = targets(table, fractions)
     rec = recommend(table, fractions, margin, planned=study["candidates"], seeds=len(study["seeds"]))
     directory = Path(report_dir) if report_dir else Path(out) / layout.REPORT_DIR
