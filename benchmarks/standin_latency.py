@@ -1,0 +1,86 @@
+"""Is a latency stand-in as fast as the trained model? Trained bundle vs stand-in, side by side, one study folder.
+
+``ibit-deploy compare`` times a stand-in (the run's architecture trained 2 steps, exported the same way; see
+ibit_deploy/compare/standins.py) for a candidate whose trained bundles are gone, on the premise that an fp32 graph's
+latency does not depend on its weight values. This checks the premise on the candidates of a study that still have
+a trained model: a trained bundle in a run folder, or else a finished checkpoint (exported here, as the worker does).
+Both are timed in the same interleaved rounds; the ratio stand-in / trained should be 1 within the rounds' noise.
+
+    python benchmarks/standin_latency.py --study runs/data_efficiency --rounds 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from ibit_deploy.compare import layout
+from ibit_deploy.compare.latency import interleaved_latency
+from ibit_deploy.compare.report import load_study
+from ibit_deploy.compare.standins import standin_bundle
+from ibit_deploy.manifest import MANIFEST_FILE
+
+
+def trained_bundle(out: Path, run_id: str, scratch: Path, batches: list[int]) -> Path | None:
+    """The run's trained bundle, or its finished checkpoint exported into ``scratch``; None when neither is left."""
+    from ibit_deploy.checkpoint import read_checkpoint_config
+    from ibit_deploy.export.pipeline import ExportOptions, export_checkpoint
+
+    folder = layout.run_dir(out, run_id)
+    if (folder / layout.BUNDLE_DIR / MANIFEST_FILE).is_file():
+        return folder / layout.BUNDLE_DIR
+    checkpoint = folder / layout.CHECKPOINT_DIR
+    try:
+        metrics = read_checkpoint_config(checkpoint)["metrics"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+    if metrics.get("epochs_completed") != metrics.get("epochs_planned"):
+        return None
+    bundle = scratch / run_id.replace("/", "_")
+    export_checkpoint(checkpoint, bundle, ExportOptions(to="onnx", precision="fp32", opt_batch=batches[0],
+                                                        max_batch=batches[-1]))
+    return bundle
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--study", type=Path, required=True, help="a compare study folder")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--seconds", type=float, default=0.5, help="seconds per measurement")
+    args = p.parse_args(argv)
+    study = load_study(args.study)
+    recipe = study["recipe"]
+    batches = sorted(recipe["latency_batches"])
+    with tempfile.TemporaryDirectory() as scratch:
+        bundles: dict[str, Path] = {}
+        for name in study["candidates"]:
+            runs = sorted((r for r in study["results"] if r["name"] == name), key=lambda r: (-r["fraction"], r["seed"]))
+            for r in runs:
+                trained = trained_bundle(args.study, r["id"], Path(scratch), batches)
+                if trained is not None:
+                    bundles[f"{name} trained ({r['id']})"] = trained
+                    bundles[f"{name} stand-in"] = standin_bundle(args.study, r["id"])
+                    break
+        if not bundles:
+            print(f"{args.study}: no candidate has a trained bundle or finished checkpoint left; nothing to compare")
+            return 1
+        measured = interleaved_latency(bundles, recipe["backend"], batches, rounds=args.rounds,
+                                       seconds=args.seconds, threads=recipe["threads"])["candidates"]
+    print(f"{recipe['backend']}, {recipe['threads']} thread(s), {args.rounds} interleaved rounds, median of the "
+          f"rounds' p50 (ms)")
+    print("| model | " + " | ".join(f"b{b} trained | b{b} stand-in | stand-in / trained" for b in batches) + " |")
+    print("|---" * (1 + 3 * len(batches)) + "|")
+    names = [k.split(" trained")[0] for k in bundles if " trained " in k]
+    for name in names:
+        trained_key = next(k for k in bundles if k.startswith(f"{name} trained "))
+        cells = []
+        for b in batches:
+            t, s = measured[trained_key][str(b)]["p50_ms"], measured[f"{name} stand-in"][str(b)]["p50_ms"]
+            cells.append(f"{t:.3f} | {s:.3f} | {s / t:.3f}")
+        print(f"| {trained_key} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
