@@ -20,12 +20,18 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 def make_checkpoint(directory: Path, name: str = "ibit_test_patch4_28", spec: str = "mnist5k", **model_kwargs) -> Path:
-    """Save an (untrained) model as a checkpoint directory with the config fields ibit-train writes."""
+    """Save an (untrained) model as a checkpoint directory with the config fields ibit-train writes.
+
+    The weights are seeded (0) in a forked RNG: the same on every run whatever ran before, and the global stream of
+    the tests around it untouched.
+    """
     from ibit_deploy.checkpoint import checkpoint_config, save_checkpoint
     from ibit_deploy.data import data_info
     from ibit_deploy.models import create_model
 
-    model = create_model(name, **model_kwargs)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = create_model(name, **model_kwargs)
     save_checkpoint(directory, model, checkpoint_config(model, data_info(spec)))
     return directory
 
@@ -45,8 +51,8 @@ def checkpoint_factory():
 TRAIN_STEPS = 400
 
 
-def train_tiny(directory: Path, steps: int = TRAIN_STEPS, seed: int = 0) -> Path:
-    """Train ibit_test_patch4_28 on mnist5k's training split and save it as a checkpoint directory.
+def train_tiny(directory: Path, steps: int = TRAIN_STEPS, seed: int = 0, **model_kwargs) -> Path:
+    """Train ibit_test_patch4_28 (with ``model_kwargs``) on mnist5k's training split and save it as a checkpoint.
 
     An untrained model scores ~10%, so agreement and accuracy checks would be meaningless on it; 400 AdamW steps on
     one thread take ~20 s here and reach 55-85% top-1 by seed (~65% at seed 0).
@@ -60,7 +66,7 @@ def train_tiny(directory: Path, steps: int = TRAIN_STEPS, seed: int = 0) -> Path
     torch.set_num_threads(1)  # two shared cores: one thread is several times faster than two fighting
     try:
         torch.manual_seed(seed)
-        model = create_model("ibit_test_patch4_28")
+        model = create_model("ibit_test_patch4_28", **model_kwargs)
         dataset, info = build_dataset("mnist5k", "train")
         images = torch.stack([dataset[i][0] for i in range(len(dataset))])
         labels = torch.as_tensor(dataset.labels)
@@ -69,6 +75,12 @@ def train_tiny(directory: Path, steps: int = TRAIN_STEPS, seed: int = 0) -> Path
         torch.set_num_threads(threads)
     save_checkpoint(directory, model, checkpoint_config(model, info))
     return directory
+
+
+@pytest.fixture(scope="session")
+def train_tiny_factory():
+    """The function that trains a tiny checkpoint, for tests that need a trained model other than the shared one."""
+    return train_tiny
 
 
 @pytest.fixture(scope="session")

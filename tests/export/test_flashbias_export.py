@@ -74,9 +74,11 @@ def test_cli_rejects_bad_attention_and_inapplicable_models(tiny_checkpoint, bias
 
 
 @pytest.mark.slow
-def test_flashbias_fp16_int8_follow_the_fused_attention_rules(bias_checkpoint, tmp_path):
+def test_flashbias_fp16_int8_follow_the_fused_attention_rules(train_tiny_factory, tmp_path):
+    # a trained model: on an untrained one (~10% top-1) the INT8 accuracy gate measures noise, and failed on one CPU
+    checkpoint = train_tiny_factory(tmp_path / "trained_bias", attn_mode="bias")
     out = tmp_path / "q"
-    manifest = export_checkpoint(bias_checkpoint, out, ExportOptions(
+    manifest = export_checkpoint(checkpoint, out, ExportOptions(
         attention="flashbias:16", precision="fp32,fp16,int8", quantize={"calib_count": 64, "eval_count": 200}))
     fp16 = next(a for a in manifest["artifacts"] if a["path"] == "model.fp16.onnx")
     assert fp16["quantization"]["keep_op_types"] == ["LayerNormalization"] and fp16["gate"]["passed"]
