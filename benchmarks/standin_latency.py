@@ -5,6 +5,8 @@ ibit_deploy/compare/standins.py) for a candidate whose trained bundles are gone,
 latency does not depend on its weight values. This checks the premise on the candidates of a study that still have
 a trained model: a trained bundle in a run folder, or else a finished checkpoint (exported here, as the worker does).
 Both are timed in the same interleaved rounds; the ratio stand-in / trained should be 1 within the rounds' noise.
+The stand-ins are built as the report builds them, into the study's ``latency_standins/`` (a later report reuses
+them); exports of checkpoints go to a temporary folder.
 
     python benchmarks/standin_latency.py --study runs/data_efficiency --rounds 7
 """
@@ -17,29 +19,24 @@ from pathlib import Path
 
 from ibit_deploy.compare import layout
 from ibit_deploy.compare.latency import interleaved_latency
-from ibit_deploy.compare.report import load_study
+from ibit_deploy.compare.report import load_study, representative_first
 from ibit_deploy.compare.standins import standin_bundle
+from ibit_deploy.compare.worker import checkpoint_finished, timing_export_options
 from ibit_deploy.manifest import MANIFEST_FILE
 
 
-def trained_bundle(out: Path, run_id: str, scratch: Path, batches: list[int]) -> Path | None:
+def trained_bundle(out: Path, run_id: str, scratch: Path, study: dict) -> Path | None:
     """The run's trained bundle, or its finished checkpoint exported into ``scratch``; None when neither is left."""
-    from ibit_deploy.checkpoint import read_checkpoint_config
-    from ibit_deploy.export.pipeline import ExportOptions, export_checkpoint
+    from ibit_deploy.export.pipeline import export_checkpoint
 
     folder = layout.run_dir(out, run_id)
     if (folder / layout.BUNDLE_DIR / MANIFEST_FILE).is_file():
         return folder / layout.BUNDLE_DIR
     checkpoint = folder / layout.CHECKPOINT_DIR
-    try:
-        metrics = read_checkpoint_config(checkpoint)["metrics"]
-    except (FileNotFoundError, ValueError, KeyError):
-        return None
-    if metrics.get("epochs_completed") != metrics.get("epochs_planned"):
+    if not checkpoint_finished(checkpoint):
         return None
     bundle = scratch / run_id.replace("/", "_")
-    export_checkpoint(checkpoint, bundle, ExportOptions(to="onnx", precision="fp32", opt_batch=batches[0],
-                                                        max_batch=batches[-1]))
+    export_checkpoint(checkpoint, bundle, timing_export_options(study))
     return bundle
 
 
@@ -55,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         bundles: dict[str, Path] = {}
         for name in study["candidates"]:
-            runs = sorted((r for r in study["results"] if r["name"] == name), key=lambda r: (-r["fraction"], r["seed"]))
+            runs = sorted((r for r in study["results"] if r["name"] == name), key=representative_first)
             for r in runs:
-                trained = trained_bundle(args.study, r["id"], Path(scratch), batches)
+                trained = trained_bundle(args.study, r["id"], Path(scratch), recipe)
                 if trained is not None:
                     bundles[f"{name} trained ({r['id']})"] = trained
                     bundles[f"{name} stand-in"] = standin_bundle(args.study, r["id"])
@@ -74,9 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     names = [k.split(" trained")[0] for k in bundles if " trained " in k]
     for name in names:
         trained_key = next(k for k in bundles if k.startswith(f"{name} trained "))
+        trained, standin = measured[trained_key], measured[f"{name} stand-in"]
+        if "unavailable" in trained or "unavailable" in standin:
+            print(f"| {trained_key} | unavailable: {trained.get('unavailable') or standin.get('unavailable')} |")
+            continue
         cells = []
         for b in batches:
-            t, s = measured[trained_key][str(b)]["p50_ms"], measured[f"{name} stand-in"][str(b)]["p50_ms"]
+            t, s = trained[str(b)]["p50_ms"], standin[str(b)]["p50_ms"]
             cells.append(f"{t:.3f} | {s:.3f} | {s / t:.3f}")
         print(f"| {trained_key} | " + " | ".join(cells) + " |")
     return 0

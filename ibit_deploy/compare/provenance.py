@@ -14,7 +14,7 @@ from typing import Any
 
 def machines_line(results: list[dict[str, Any]]) -> str | None:
     """One sentence naming the CPUs the runs trained on (with counts); None when no run recorded its machine."""
-    cpus = Counter(f"{m.get('cpu', 'unknown')} ({m.get('torch_cpu_capability') or 'unknown'} kernels)"
+    cpus = Counter(f"{m.get('cpu') or 'unknown'} ({m.get('torch_cpu_capability') or 'unknown'} kernels)"
                    for r in results if isinstance(m := r.get("machine"), dict))
     if not cpus:
         return None

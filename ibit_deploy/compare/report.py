@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -293,11 +294,21 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
 def _no_bundle_note(interleaved: dict[str, Any]) -> str:
     standins = interleaved.get("standins") or []
     missing = interleaved.get("no_bundle_left") or []
+    failed = interleaved.get("standin_failed") or {}
+    teachers = interleaved.get("teachers_not_timed") or []
     return ((f"; {', '.join(standins)}: timed on a latency stand-in (no trained bundle left in the study folder: "
              f"the run's architecture trained {STANDIN_STEPS} steps and exported the same way, since an fp32 graph's "
              f"latency does not depend on its weight values)" if standins else "")
             + (f"; {', '.join(missing)}: median over the runs' own measurements (no exported bundle left in the "
-               f"study folder)" if missing else ""))
+               f"study folder" + (f"; stand-in failed: {'; '.join(f'{n}: {r}' for n, r in failed.items())}"
+                                  if failed else "") + ")" if missing else "")
+            + (f"; teacher rows ({', '.join(teachers)}): median over their runs' own measurements (teachers are not "
+               f"in the side-by-side pass)" if teachers else ""))
+
+
+def representative_first(result: dict[str, Any]) -> tuple[float, int]:
+    """Sort key of the run that stands for its candidate: the largest fraction, then the smallest seed."""
+    return -result["fraction"], result["seed"]
 
 
 def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: int,
@@ -315,20 +326,25 @@ def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: i
 
     recipe = study["recipe"]
     bundles: dict[str, str] = {}
-    for r in sorted(study["results"], key=lambda r: (-r["fraction"], r["seed"])):
+    for r in sorted(study["results"], key=representative_first):
         bundle = layout.run_dir(out, r["id"]) / layout.BUNDLE_DIR
         if table[r["name"]]["role"] == "candidate" and r["name"] not in bundles and (bundle / MANIFEST_FILE).is_file():
             bundles[r["name"]] = str(bundle)
     missing = sorted(n for n, row in table.items() if row["role"] == "candidate" and n not in bundles)
-    built = []
+    built, failed = [], {}
     if standins:
         from .standins import standin_bundle
 
         for name in missing:
-            run = min((r for r in study["results"] if r["name"] == name), key=lambda r: (-r["fraction"], r["seed"]))
-            bundles[name] = str(standin_bundle(out, run["id"]))
-            built.append(name)
-        missing = []
+            run = min((r for r in study["results"] if r["name"] == name), key=representative_first)
+            try:
+                bundles[name] = str(standin_bundle(out, run["id"]))
+                built.append(name)
+            except Exception as exc:  # noqa: BLE001 - the report goes on with the runs' own figures, and says why
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                print(f"compare report: latency stand-in for {name} (from {run['id']}) failed, keeping its runs' own "
+                      f"measurements: {failed[name]} (--no-latency-standins skips stand-ins)", file=sys.stderr)
+        missing = sorted(failed)
     measured = interleaved_latency(bundles, recipe["backend"], sorted(recipe["latency_batches"]), rounds=rounds,
                                    threads=recipe["threads"]) if bundles else {
         "backend": recipe["backend"], "threads": recipe["threads"], "rounds": rounds, "candidates": {}}
@@ -337,7 +353,9 @@ def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: i
         row["latency_per_run_p50_ms"] = row["latency_p50_ms"]
         row["latency_p50_ms"] = {b: v["p50_ms"] for b, v in lat.items() if isinstance(v, dict)}
         row["latency_source"] = "interleaved"
-    return {**measured, "bundles": bundles, "standins": built, "no_bundle_left": missing}
+    teachers = sorted(n for n, row in table.items() if row["role"] == "teacher")
+    return {**measured, "bundles": bundles, "standins": built, "standin_failed": failed, "no_bundle_left": missing,
+            "teachers_not_timed": teachers}
 
 
 def write_report(out: str | os.PathLike, margin: float = DEFAULT_MARGIN, report_dir: str | os.PathLike | None = None,

@@ -97,7 +97,9 @@ def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
         "curve": [{k: r.get(k) for k in ("epoch", "step", "train_loss", "val_acc1")} for r in history],
     }
     result.update(_export_and_time(directory, config, study))
-    result["machine"] = machine_description(study["threads"])
+    # the machine that finished the run (a run resumed elsewhere names the last one); no hostname in a record that
+    # may be committed to a repository
+    result["machine"] = {k: v for k, v in machine_description(study["threads"]).items() if k != "hostname"}
     atomic_write_json(directory / layout.RESULT_FILE, result)
     return result
 
@@ -132,7 +134,6 @@ def _teacher_checkpoints(out: Path, spec: dict[str, Any]) -> tuple[list[Path], l
     recorded one (training is deterministic on one thread of the same CPU, so they match there; another CPU's
     kernels round differently): the returned records say so, with both top-1 values.
     """
-    from ..checkpoint import read_checkpoint_config
     from ..train import train
 
     dirs, restored = [], []
@@ -140,12 +141,8 @@ def _teacher_checkpoints(out: Path, spec: dict[str, Any]) -> tuple[list[Path], l
         folder = layout.run_dir(out, teacher_id)
         checkpoint = folder / layout.CHECKPOINT_DIR
         dirs.append(checkpoint)
-        try:
-            metrics = read_checkpoint_config(checkpoint)["metrics"]
-            if metrics["epochs_completed"] == metrics["epochs_planned"]:
-                continue
-        except (FileNotFoundError, ValueError, KeyError):
-            pass  # gone, or killed before its first save: retrain
+        if checkpoint_finished(checkpoint):
+            continue  # else gone, or killed before its last save: retrain
         teacher = read_run(out, teacher_id)
         recorded = finished_result(folder, teacher["digest"])
         if recorded is None:
@@ -167,22 +164,42 @@ def _teacher_checkpoints(out: Path, spec: dict[str, Any]) -> tuple[list[Path], l
     return dirs, restored
 
 
+def checkpoint_finished(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` holds a run trained to its last planned epoch (False: absent, unreadable, partial)."""
+    from ..checkpoint import read_checkpoint_config
+
+    try:
+        metrics = read_checkpoint_config(checkpoint)["metrics"]
+        return bool(metrics["epochs_completed"] == metrics["epochs_planned"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return False
+
+
+def timing_export_options(study: dict[str, Any]):
+    """The export every timed bundle of a study gets: ``ibit-export --precision fp32``, shaped for its batches.
+
+    The TensorRT backend times an engine, which the export builds where TensorRT is installed (untested here: no
+    GPU); every other backend runs the ONNX file.
+    """
+    from ..export.pipeline import ExportOptions
+
+    batches = sorted(study["latency_batches"])
+    return ExportOptions(to="tensorrt" if study["backend"] == "tensorrt" else "onnx", precision="fp32",
+                         opt_batch=batches[0], max_batch=batches[-1])
+
+
 def _export_and_time(directory: Path, config, study: dict[str, Any]) -> dict[str, Any]:
     """Export as ``ibit-export --to onnx --precision fp32`` does, then time it with ibit-bench's runner."""
     from ..bench.latency import measure_latency
     from ..data import eval_arrays
-    from ..export.pipeline import ExportOptions, export_checkpoint
+    from ..export.pipeline import export_checkpoint
     from ..runtime.load import make_runners
 
     bundle = directory / layout.BUNDLE_DIR
     shutil.rmtree(bundle, ignore_errors=True)  # an export killed half-way is redone, never reused
     batches = sorted(study["latency_batches"])
     start = time.perf_counter()
-    # the TensorRT backend times an engine, which the export builds where TensorRT is installed (untested here: no
-    # GPU); every other backend runs the ONNX file
-    to = "tensorrt" if study["backend"] == "tensorrt" else "onnx"
-    manifest = export_checkpoint(config.out, bundle, ExportOptions(to=to, precision="fp32", opt_batch=batches[0],
-                                                                   max_batch=batches[-1]))
+    manifest = export_checkpoint(config.out, bundle, timing_export_options(study))
     export_seconds = time.perf_counter() - start
     inp = manifest["input"]
     images, _ = eval_arrays(config.data, "val", tuple(inp["image_size"]), tuple(inp["mean"]), tuple(inp["std"]),

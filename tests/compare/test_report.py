@@ -70,3 +70,20 @@ def test_paired_differences_use_the_seeds_both_have():
     diff = paired(a, b)
     assert diff["values"] == [1.0, 4.0] and diff["n"] == 2 and diff["wins"] == 2
     assert paired(a, {"values": [80.0], "seeds": [7]}) is None and paired(a, None) is None
+
+
+def test_a_failed_stand_in_keeps_the_runs_own_latency_and_says_why(tmp_path, capsys):
+    from ibit_deploy.compare.report import _no_bundle_note, side_by_side_latency
+
+    results = [_result("ibit", 1.0, 0, 95.0, 1.5), _result("rednet", 1.0, 0, 97.0, 2.0, role="teacher")]
+    study = {**_study(results), "recipe": {"backend": "ort-cpu", "threads": 1, "latency_batches": [1]}}
+    table = aggregate(study)
+    # the study folder holds no run folder for ibit: no bundle, and no spec to build a stand-in from
+    interleaved = side_by_side_latency(study, table, rounds=1, out=tmp_path)
+    assert interleaved["standins"] == [] and interleaved["no_bundle_left"] == ["ibit"]
+    assert "run spec" in interleaved["standin_failed"]["ibit"] or "not found" in interleaved["standin_failed"]["ibit"]
+    assert "latency stand-in for ibit (from s0/1.0/ibit) failed" in capsys.readouterr().err
+    assert table["ibit"]["latency_p50_ms"]["1"] == 1.5 and interleaved["teachers_not_timed"] == ["rednet"]
+    note = _no_bundle_note(interleaved)
+    assert "ibit: median over the runs' own measurements" in note and "stand-in failed: ibit:" in note
+    assert "teacher rows (rednet): median over their runs' own measurements" in note
