@@ -51,13 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     batches = sorted(recipe["latency_batches"])
     with tempfile.TemporaryDirectory() as scratch:
         bundles: dict[str, Path] = {}
+        pairs: list[tuple[str, str]] = []  # (trained key, stand-in key) per candidate with a trained model left
         for name in study["candidates"]:
             runs = sorted((r for r in study["results"] if r["name"] == name), key=representative_first)
             for r in runs:
                 trained = trained_bundle(args.study, r["id"], Path(scratch), recipe)
                 if trained is not None:
-                    bundles[f"{name} trained ({r['id']})"] = trained
-                    bundles[f"{name} stand-in"] = standin_bundle(args.study, r["id"])
+                    pair = (f"{name} trained ({r['id']})", f"{name} stand-in")
+                    bundles[pair[0]], bundles[pair[1]] = trained, standin_bundle(args.study, r["id"])
+                    pairs.append(pair)
                     break
         if not bundles:
             print(f"{args.study}: no candidate has a trained bundle or finished checkpoint left; nothing to compare")
@@ -68,10 +70,8 @@ def main(argv: list[str] | None = None) -> int:
           f"rounds' p50 (ms)")
     print("| model | " + " | ".join(f"b{b} trained | b{b} stand-in | stand-in / trained" for b in batches) + " |")
     print("|---" * (1 + 3 * len(batches)) + "|")
-    names = [k.split(" trained")[0] for k in bundles if " trained " in k]
-    for name in names:
-        trained_key = next(k for k in bundles if k.startswith(f"{name} trained "))
-        trained, standin = measured[trained_key], measured[f"{name} stand-in"]
+    for trained_key, standin_key in pairs:
+        trained, standin = measured[trained_key], measured[standin_key]
         if "unavailable" in trained or "unavailable" in standin:
             print(f"| {trained_key} | unavailable: {trained.get('unavailable') or standin.get('unavailable')} |")
             continue

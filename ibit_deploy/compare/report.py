@@ -20,7 +20,7 @@ from . import layout
 from .convergence import ACC_TOLERANCE, LOSS_TOLERANCE, WINDOW
 from .plan import SAMPLE_EFFICIENCY_FRACTION
 from .provenance import machines_line, restored_teachers_lines
-from .standins import STANDIN_STEPS
+from .standins import STANDIN_STEPS, standin_bundle
 from .worker import finished_result
 
 DEFAULT_MARGIN = 0.5  # top-1 points: "as good as the best" for the recommendation
@@ -292,18 +292,21 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
 
 
 def _no_bundle_note(interleaved: dict[str, Any]) -> str:
-    standins = interleaved.get("standins") or []
-    missing = interleaved.get("no_bundle_left") or []
-    failed = interleaved.get("standin_failed") or {}
-    teachers = interleaved.get("teachers_not_timed") or []
-    return ((f"; {', '.join(standins)}: timed on a latency stand-in (no trained bundle left in the study folder: "
-             f"the run's architecture trained {STANDIN_STEPS} steps and exported the same way, since an fp32 graph's "
-             f"latency does not depend on its weight values)" if standins else "")
-            + (f"; {', '.join(missing)}: median over the runs' own measurements (no exported bundle left in the "
-               f"study folder" + (f"; stand-in failed: {'; '.join(f'{n}: {r}' for n, r in failed.items())}"
-                                  if failed else "") + ")" if missing else "")
-            + (f"; teacher rows ({', '.join(teachers)}): median over their runs' own measurements (teachers are not "
-               f"in the side-by-side pass)" if teachers else ""))
+    """The latency sentence's tail: which rows were not timed on a trained bundle, and how they were timed."""
+    parts = []
+    if standins := interleaved.get("standins"):
+        parts.append(f"{', '.join(standins)}: timed on a latency stand-in (no trained bundle left in the study "
+                     f"folder: the run's architecture trained {STANDIN_STEPS} steps and exported the same way, since "
+                     f"an fp32 graph's latency does not depend on its weight values)")
+    if missing := interleaved.get("no_bundle_left"):
+        failed = interleaved.get("standin_failed") or {}
+        why = "".join(f"; stand-in failed: {name}: {reason}" for name, reason in failed.items())
+        parts.append(f"{', '.join(missing)}: median over the runs' own measurements (no exported bundle left in the "
+                     f"study folder{why})")
+    if teachers := interleaved.get("teachers_not_timed"):
+        parts.append(f"teacher rows ({', '.join(teachers)}): median over their runs' own measurements (teachers are "
+                     f"not in the side-by-side pass)")
+    return "".join(f"; {part}" for part in parts)
 
 
 def representative_first(result: dict[str, Any]) -> tuple[float, int]:
@@ -326,17 +329,19 @@ def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: i
 
     recipe = study["recipe"]
     bundles: dict[str, str] = {}
+    representative: dict[str, dict[str, Any]] = {}  # each candidate's first run in that order, bundle or not
     for r in sorted(study["results"], key=representative_first):
+        if table[r["name"]]["role"] != "candidate":
+            continue
+        representative.setdefault(r["name"], r)
         bundle = layout.run_dir(out, r["id"]) / layout.BUNDLE_DIR
-        if table[r["name"]]["role"] == "candidate" and r["name"] not in bundles and (bundle / MANIFEST_FILE).is_file():
+        if r["name"] not in bundles and (bundle / MANIFEST_FILE).is_file():
             bundles[r["name"]] = str(bundle)
-    missing = sorted(n for n, row in table.items() if row["role"] == "candidate" and n not in bundles)
+    missing = sorted(n for n in representative if n not in bundles)
     built, failed = [], {}
     if standins:
-        from .standins import standin_bundle
-
         for name in missing:
-            run = min((r for r in study["results"] if r["name"] == name), key=representative_first)
+            run = representative[name]
             try:
                 bundles[name] = str(standin_bundle(out, run["id"]))
                 built.append(name)
