@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     from ibit_deploy.data import eval_arrays
+    from ibit_deploy.devicekit.manifest import set_artifact, write_manifest
     from ibit_deploy.export.pipeline import export_checkpoint
-    from ibit_deploy.manifest import set_artifact, write_manifest
     from ibit_deploy.quantization import quantize_artifact
 
     args.out.mkdir(parents=True, exist_ok=True)

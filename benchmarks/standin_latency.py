@@ -22,7 +22,7 @@ from ibit_deploy.compare.latency import interleaved_latency
 from ibit_deploy.compare.report import load_study, representative_first
 from ibit_deploy.compare.standins import standin_bundle
 from ibit_deploy.compare.worker import checkpoint_finished, timing_export_options
-from ibit_deploy.manifest import MANIFEST_FILE
+from ibit_deploy.devicekit.layout import MANIFEST_FILE
 
 
 def trained_bundle(out: Path, run_id: str, scratch: Path, study: dict) -> Path | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ibit_deploy.conformance.bindings import VERSIONS, BindingsUnavailable, check_version, run_conformance
 from ibit_deploy.conformance.report import render_markdown, usage_report
-from ibit_deploy.fileio import atomic_write_json, atomic_write_text
+from ibit_deploy.devicekit.fileio import atomic_write_json, atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .fileio import atomic_path, atomic_write_json, read_json, sha256_file
+from .devicekit.fileio import atomic_path, atomic_write_json, read_json, sha256_file
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

@@ -5,7 +5,7 @@ One meaning per code, everywhere (``ibit_deploy.cli.entry`` maps exceptions to t
 
     0  done
     1  a gate or check failed (accuracy gate, parity, engine check, training diverged), or the output directory is
-       being written by another process (``ibit_deploy.locking.LockBusy``; ``--wait`` waits instead)
+       being written by another process (``ibit_deploy.devicekit.locking.LockBusy``; ``--wait`` waits instead)
     2  bad input (arguments, files, data, configs; nothing was written)
     3  a requirement is unmet on this machine (e.g. ``--require-engine`` and no engine could be built, a backend
        that cannot run here)

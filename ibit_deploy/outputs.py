@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from .manifest import MANIFEST_FILE
+from .devicekit.layout import MANIFEST_FILE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"  # .npz files are zip archives
@@ -39,7 +39,7 @@ def is_npz(path: Path) -> bool:
 
 def _bundle_artifacts(bundle: Path) -> set[Path]:
     """Resolved paths the manifest in ``bundle`` lists (plus the manifest itself); unreadable manifests list only it."""
-    from .fileio import read_json
+    from .devicekit.fileio import read_json
 
     owned = {(bundle / MANIFEST_FILE).resolve()}
     try:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from ibit_deploy.manifest import artifact_entry, set_artifact, write_manifest
+from ibit_deploy.devicekit.manifest import artifact_entry, set_artifact, write_manifest
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -269,7 +269,7 @@ def fake_trt_factory() -> Any:
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from ibit_deploy.locking import directory_lock
+    from ibit_deploy.devicekit.locking import directory_lock
     with directory_lock(sys.argv[1], "test-holder"):
         Path(sys.argv[2]).write_text("locked")
         time.sleep(float(sys.argv[3]))

@@ -9,6 +9,7 @@ submodule (as import-linter and pydeps do).
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 # The layers, lowest first. A module may import its own layer and those below it, never one above. The README's
 # "Architecture" section explains them; this table is where the rule is enforced.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("ground", ("ibit_deploy.version", "ibit_deploy.errors", "ibit_deploy.fileio", "ibit_deploy.compare_metrics",
-                "ibit_deploy.locking", "ibit_deploy.configs")),
+    # the bundle format and the device kit: copied whole into every bundle, so it imports only itself
+    ("bundle format", ("ibit_deploy.devicekit",)),
+    ("ground", ("ibit_deploy.version", "ibit_deploy.errors", "ibit_deploy.configs")),
     ("tensorrt", ("ibit_deploy.trt",)),
     ("foundations", ("ibit_deploy.data", "ibit_deploy.models", "ibit_deploy.fold", "ibit_deploy.checkpoint",
                      "ibit_deploy.checkpoint_contract", "ibit_deploy.viz")),
-    ("bundle format", ("ibit_deploy.manifest", "ibit_deploy.bundle", "ibit_deploy.outputs")),
+    ("write policy", ("ibit_deploy.outputs",)),
     ("runtime", ("ibit_deploy.runtime", "ibit_deploy.calibration")),
     ("stages", ("ibit_deploy.quantization", "ibit_deploy.train")),
     ("export", ("ibit_deploy.export",)),
@@ -133,7 +135,7 @@ def test_the_package_has_no_import_cycles():
 
 
 def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    """The graph between top-level parts (``ibit_deploy.runtime``, ``ibit_deploy.manifest``, ...)."""
+    """The graph between top-level parts (``ibit_deploy.runtime``, ``ibit_deploy.devicekit``, ...)."""
     top = {m: ".".join(m.split(".")[:2]) for m in graph}
     out: dict[str, set[str]] = {t: set() for t in top.values()}
     for a, targets in graph.items():
@@ -152,13 +154,42 @@ def test_no_module_imports_a_higher_layer():
     assert not bad, "imports from a lower layer to a higher one:\n" + "\n".join(bad)
 
 
-def test_the_standalone_modules_import_nothing_of_the_package():
+# What the device kit may import besides itself: the standard library, numpy, and the runtimes a device has.
+KIT_THIRD_PARTY = {"numpy", "onnxruntime", "tensorrt", "cuda"}
+
+
+def kit_foreign_imports(kit_dir: Path) -> list[str]:
+    """Every import in ``kit_dir``'s files (module level or in a function) of anything but the kit itself (relative,
+    one level), the standard library and KIT_THIRD_PARTY."""
+    found = []
+    for path in sorted(kit_dir.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                if node.level != 1:
+                    found.append(f"{path.name}:{node.lineno} imports from outside the kit (level {node.level})")
+                continue
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in KIT_THIRD_PARTY:
+                    found.append(f"{path.name}:{node.lineno} imports {name}")
+    return found
+
+
+def test_the_device_kit_imports_only_itself():
+    """The bundle carries ibit_deploy/devicekit/ whole and runs it with no ibit_deploy installed."""
+    assert not kit_foreign_imports(ROOT / "devicekit")
     graph = import_graph(ROOT, PACKAGE)
-    assert graph["ibit_deploy.compare_metrics"] == set() and graph["ibit_deploy.locking"] == set()
-    assert graph["ibit_deploy.trt.precision_auto"] == set() and graph["ibit_deploy.trt.trtexec_tool"] == set()
-    assert graph["ibit_deploy.fileio"] == set()
-    assert graph["ibit_deploy.trt.kit"] == {"ibit_deploy.compare_metrics", "ibit_deploy.locking", "ibit_deploy.fileio",
-                                            "ibit_deploy.trt.precision_auto", "ibit_deploy.trt.trtexec_tool"}
+    outside = {f"{a} -> {b}" for a, targets in graph.items() if a.startswith("ibit_deploy.devicekit")
+               for b in targets if not b.startswith("ibit_deploy.devicekit")}
+    assert not outside
+
+
+def test_the_kit_check_finds_a_foreign_import(tmp_path):
+    _write(tmp_path, {"ok.py": "import json\nfrom .layout import X\nimport numpy as np\n",
+                      "bad.py": "def f():\n    from ..errors import CheckFailed\n    import torch\n"})
+    assert kit_foreign_imports(tmp_path) == ["bad.py:2 imports from outside the kit (level 2)", "bad.py:3 imports torch"]
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:

@@ -8,8 +8,8 @@ import pytest
 from ibit_deploy.cli.calibrate import main as calibrate_main
 from ibit_deploy.cli.distill import main as distill_main
 from ibit_deploy.cli.masks import main as masks_main
-from ibit_deploy.fileio import sha256_file
-from ibit_deploy.manifest import artifact_entry, load_manifest, set_artifact, write_manifest
+from ibit_deploy.devicekit.fileio import sha256_file
+from ibit_deploy.devicekit.manifest import artifact_entry, load_manifest, set_artifact, write_manifest
 from ibit_deploy.outputs import check_output_file, is_npz, owner_of
 
 

@@ -3,7 +3,7 @@
 Comparisons are small factories in the Polygraphy manner: ``topk_agreement(k)``, ``logit_error(atol, rtol)`` and
 ``cosine_similarity(min_mean)`` each return a function ``compare(logits, ref_logits) -> ComparisonResult``; a
 result is truthy when it passed and ``to_dict()`` gives its JSON form. :func:`accuracy_report` gathers what the
-harness records for one backend; its metrics are :mod:`ibit_deploy.compare_metrics`' (same names, fractions).
+harness records for one backend; its metrics are :mod:`ibit_deploy.devicekit.agreement`' (same names, fractions).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..compare_metrics import accuracy, compare_logits, cosine_rows, in_topk
+from ..devicekit.agreement import accuracy, compare_logits, cosine_rows, in_topk
 
 Comparison = Callable[[np.ndarray, np.ndarray], "ComparisonResult"]
 
@@ -104,7 +104,7 @@ def accuracy_report(logits: np.ndarray, labels: np.ndarray, ref_logits: np.ndarr
         report["per_class"][str(name)] = {"count": int(mask.sum()),
                                           "top1": float(top1[mask].mean()) if mask.any() else None}
     if ref_logits is not None:
-        metrics = compare_logits(ref_logits, logits)  # the one comparison (compare_metrics), reference first
+        metrics = compare_logits(ref_logits, logits)  # the one comparison (devicekit.agreement), reference first
         report.update({key: metrics[key] for key in ("agreement", "max_abs_diff", "mean_abs_diff", "cosine")})
     return report
 

@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import EvalSet, InputSpec
+from ..data.eval_split import EvalSet
+from ..devicekit.layout import BENCH_DIR, PRECISIONS
+from ..devicekit.manifest import find_artifact, load_manifest, update_manifest, utc_now
+from ..devicekit.profile import InputSpec
 from ..errors import BackendUnavailable
-from ..manifest import BENCH_DIR, find_artifact, load_manifest, update_manifest, utc_now
 from ..runtime.base import Runner
 from ..runtime.load import RunnerChoice, canonical_backend, make_runners
-from ..trt.kit import PRECISIONS
 from .accuracy import accuracy_report
 from .latency import check_budget, sweep_batches
 from .report import SCHEMA_VERSION, manifest_summary, remove_stale, write_report_files
@@ -215,7 +216,7 @@ def _run_one(choice: RunnerChoice, images: np.ndarray, options: BenchOptions, lo
 def _trtexec_runs(choice: RunnerChoice, runner: Runner, options: BenchOptions, out_dir: Path, bundle: Path,
                   manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """trtexec timings of the engine behind ``choice`` at every batch size (its own flags per TensorRT major)."""
-    from ..trt.kit import parse_trt_version
+    from ..devicekit.build import parse_trt_version
     from .trtexec import run_trtexec
 
     engine = bundle / choice.artifact

@@ -45,9 +45,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_path, atomic_write_json, atomic_write_text
+from ..devicekit.fileio import atomic_path, atomic_write_json, atomic_write_text
 
-SCHEMA_VERSION = 2  # 2: accuracy keys named as in compare_metrics (agreement, max_abs_diff, ...)
+SCHEMA_VERSION = 2  # 2: accuracy keys named as in devicekit.agreement (agreement, max_abs_diff, ...)
 REPORT_FILE = "report.json"
 MARKDOWN_FILE = "report.md"
 LATENCY_PLOT = "latency_vs_batch.png"

@@ -1,10 +1,10 @@
 """Optional: time a TensorRT engine with NVIDIA's ``trtexec`` and parse what it prints and exports.
 
-The command is the one ``ibit_deploy.trt.kit.trtexec_benchmark_command`` builds (``--loadEngine --shapes
+The command is the one ``ibit_deploy.devicekit.build.trtexec_benchmark_command`` builds (``--loadEngine --shapes
 --percentile=50,90,99 --exportTimes/--exportProfile/--exportLayerInfo``, plus on TensorRT 10 ``--useCudaGraph
 --noDataTransfers --useSpinWait --separateProfileRun``, the defaults of 11), so the engine's GPU compute time is
 measured apart from copies and enqueue overhead. Finding trtexec and parsing its printed summary live in
-:mod:`ibit_deploy.trt.trtexec_tool` (the on-device kit needs them too); this module adds the run and the
+:mod:`ibit_deploy.devicekit.trtexec_tool` (the on-device kit needs them too); this module adds the run and the
 ``--exportTimes`` statistics.
 
 ``--exportTimes`` writes a JSON list with one object per inference (``latencyMs``, ``computeMs``, ``h2dMs``,
@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write_text
+from ..devicekit.build import trtexec_benchmark_command
+from ..devicekit.fileio import atomic_write_text
+from ..devicekit.profile import EngineProfile
+from ..devicekit.trtexec_tool import JETPACK_TRTEXEC, find_trtexec, parse_trtexec_output
 from ..runtime.base import BackendUnavailable
-from ..trt.kit import EngineProfile, trtexec_benchmark_command
-from ..trt.trtexec_tool import JETPACK_TRTEXEC, find_trtexec, parse_trtexec_output
 from .latency import latency_stats
 
 __all__ = ["JETPACK_TRTEXEC", "find_trtexec", "parse_exported_times", "parse_trtexec_output", "run_trtexec"]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..configs import checked_fields
-from ..fileio import read_json
+from ..devicekit.fileio import read_json
 from .dataset import MIN_SAMPLES, build_calibration_set, input_geometry, validate_calibration
 from .store import save_calibration
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes
+from ..devicekit.fileio import atomic_write_bytes
 from .dataset import validate_calibration
 
 CALIBRATION_FORMAT = 1

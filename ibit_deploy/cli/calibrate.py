@@ -42,13 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     recipe = load_recipe(args.recipe).to_dict() if args.recipe else {}
     input_block = None
     if args.bundle:
-        from ..bundle import open_bundle
+        from ..data.eval_split import EvalSet
+        from ..devicekit.bundle import open_bundle
 
         bundle = open_bundle(args.bundle, verify=False)
         input_block = bundle.manifest["input"]
-        if bundle.eval_set.spec:  # the held-out split calibration must stay out of
-            recipe.update(spec=bundle.eval_set.spec, val_fraction=bundle.eval_set.val_fraction,
-                          split_seed=bundle.eval_set.seed)
+        held_out = EvalSet.from_manifest(bundle.manifest)
+        if held_out.spec:  # the held-out split calibration must stay out of
+            recipe.update(spec=held_out.spec, val_fraction=held_out.val_fraction, split_seed=held_out.seed)
     flags = {"spec": args.spec, "split": args.split, "count": args.count, "seed": args.seed, "method": args.method,
              "percentile": args.percentile}
     recipe.update({k: v for k, v in flags.items() if v is not None})

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import errors
-from ..locking import LockBusy
+from ..devicekit.locking import LockBusy
 
 LOG_DIR_ENV = "IBIT_DEPLOY_LOG_DIR"
 

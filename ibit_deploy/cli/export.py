@@ -16,9 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..devicekit.locking import LockBusy
 from ..export.pipeline import PRECISIONS, TARGETS, ExportFailed, ExportOptions, export_checkpoint
 from ..export.replacing import describe_replaced
-from ..locking import LockBusy
 from ..package.options import TARGETS as PACKAGE_TARGETS
 from .entry import cli_main
 

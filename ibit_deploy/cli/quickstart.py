@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (default: all cores)")
     args = parser.parse_args(argv)
+    from ..devicekit.fileio import atomic_write_text
     from ..errors import ExportFailed
-    from ..fileio import atomic_write_text
     from ..quickstart import quickstart
 
     config = QuickstartConfig(out=args.out, data=args.data, epochs=args.epochs, precisions=args.precisions,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..bench.latency import make_batch, measure_latency
-from ..manifest import load_manifest
+from ..devicekit.manifest import load_manifest
 from ..runtime.base import BackendUnavailable
 from ..runtime.load import make_runners
 

@@ -12,7 +12,7 @@
     OUT/latency_standins/ibit/      a candidate's architecture, briefly trained and exported, for the report's
                                     side-by-side latency when none of its trained bundles is left (checkpoint/, bundle/)
 
-The study folder and each run folder are locked with ``ibit_deploy.locking.directory_lock`` (lock files beside them).
+The study folder and each run folder are locked with ``ibit_deploy.devicekit.locking.directory_lock`` (lock files beside them).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_path
+from ..devicekit.fileio import atomic_path
 
 
 def _pyplot():

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import atomic_write_json, atomic_write_text, read_json
+from ..devicekit.fileio import atomic_write_json, atomic_write_text, read_json
 from . import layout
 from .convergence import ACC_TOLERANCE, LOSS_TOLERANCE, WINDOW
 from .plan import SAMPLE_EFFICIENCY_FRACTION
@@ -324,7 +324,7 @@ def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: i
     candidate none of whose bundles is left (runs kept as records only) is timed on a latency stand-in
     (:mod:`.standins`), or with ``standins=False`` keeps its runs' own measurements.
     """
-    from ..manifest import MANIFEST_FILE
+    from ..devicekit.layout import MANIFEST_FILE
     from .latency import interleaved_latency
 
     recipe = study["recipe"]

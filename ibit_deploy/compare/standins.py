@@ -15,8 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..locking import directory_lock
-from ..manifest import MANIFEST_FILE
+from ..devicekit.layout import MANIFEST_FILE
+from ..devicekit.locking import directory_lock
 from . import layout
 
 STANDIN_STEPS = 2  # enough to go through the trainer's whole path (checkpoint, config) once

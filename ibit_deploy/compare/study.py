@@ -19,8 +19,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..fileio import atomic_write_json, read_json
-from ..locking import directory_lock
+from ..devicekit.fileio import atomic_write_json, read_json
+from ..devicekit.locking import directory_lock
 from . import layout
 from .candidates import CANDIDATES, KD_WEIGHTS
 from .plan import RunSpec, StudyConfig, build_plan, validate

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write_json, read_json
-from ..locking import LockBusy, directory_lock
+from ..devicekit.fileio import atomic_write_json, read_json
+from ..devicekit.locking import LockBusy, directory_lock
 from . import layout
 from .convergence import convergence
 

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..devicekit.staging import new_staging, publish_new
+
 PACKAGE = "tensorrt-cu12-bindings"
 # TensorRT version -> the bindings wheel version; 10.3 is JetPack 6's, 11.4 the current desktop release.
 VERSIONS = {"10.3": "10.3.0", "11.4": "11.4.0.106"}
@@ -58,7 +60,7 @@ def ensure_bindings(version: str, cache: Path | None = None) -> Path:
     if (target / "tensorrt_bindings" / "tensorrt.so").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = new_staging(target)
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--only-binary=:all:", "--target",
            str(tmp), f"{PACKAGE}=={VERSIONS[version]}"]
     try:
@@ -71,10 +73,7 @@ def ensure_bindings(version: str, cache: Path | None = None) -> Path:
         tail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
         raise BindingsUnavailable(f"pip could not fetch {PACKAGE}=={VERSIONS[version]} for Python "
                                   f"{sys.version_info.major}.{sys.version_info.minor} (exit {proc.returncode}): {tail}")
-    if target.exists():  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
+    publish_new(tmp, target)  # False: another process finished first, and its copy is kept
     return target
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..fileio import sha256_file
+from ..devicekit.fileio import sha256_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +51,12 @@ CONFORMANCE_TARGETS: tuple[Target, ...] = (
            "set_input_shape, addresses, execute_async_v3) against ONNX Runtime"),
     Target("export.tensorrt_target", "ibit_deploy.export.targets:tensorrt_target", "export_target",
            "ibit-export --to tensorrt: device scripts, build_engine, then verify_built_engine, manifest entry"),
-    Target("kit.main", "ibit_deploy.trt.kit:main", "device_script",
+    Target("kit.main", "ibit_deploy.devicekit.cli:main", "device_script",
            "the bundle's build_engine.py: build, run_engine + verify_engine against ONNX Runtime, manifest record"),
-    Target("kit.main.legacy_int8", "ibit_deploy.trt.kit:main",
+    Target("kit.main.legacy_int8", "ibit_deploy.devicekit.cli:main",
            "device_script_legacy_int8", "build_engine.py --legacy --precision int8 (BuilderFlag.INT8 + FP16; 10.x)",
            expect={11: "SystemExit"}),
-    Target("kit.main.precision_auto", "ibit_deploy.trt.kit:main", "device_script_auto",
+    Target("kit.main.precision_auto", "ibit_deploy.devicekit.cli:main", "device_script_auto",
            "build_engine.py --precision auto: three builds, three checks against ONNX Runtime (trtexec timing is "
            "a subprocess, outside TensorRT's Python API)"),
     Target("runtime.trt_runner", "ibit_deploy.runtime.tensorrt_runner:TrtRunner", "runner_lifecycle",
@@ -123,7 +123,8 @@ def tiny_bundle(directory: Path, precision: str = "fp32") -> dict[str, Any]:
     artifacts.append({"path": "build_engine.py", "kind": "script", "precision": precision})
     for art in artifacts:
         art["sha256"] = sha256_file(directory / art["path"])
-    manifest = {"input": {"name": "images", "shape": [1, *CHW], "batch_range": [BATCHES[0], BATCHES[2]],
+    manifest = {"format_version": 2,
+                "input": {"name": "images", "shape": [1, *CHW], "batch_range": [BATCHES[0], BATCHES[2]],
                           "opt_batch": BATCHES[1]}, "artifacts": artifacts, "data": {}}
     (directory / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return manifest
@@ -155,7 +156,7 @@ def engine_scenario(trt: Any) -> dict[str, Any]:
 
 def profile() -> Any:
     """The tiny network's engine profile (the project's EngineProfile)."""
-    from ..trt.kit import EngineProfile
+    from ..devicekit.profile import EngineProfile
 
     return EngineProfile("images", CHW, *BATCHES)
 
@@ -245,7 +246,7 @@ def device_script_auto(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
 def runner_lifecycle(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
     import numpy as np
 
-    from ..bundle import InputSpec
+    from ..devicekit.profile import InputSpec
 
     trt.set_scenario(engine_scenario(trt))
     engine = work / "engine.plan"

@@ -91,12 +91,14 @@ def script_commands(script: str) -> dict[str, list[str]]:
 def project_commands() -> Iterator[tuple[str, int, list[str]]]:
     """(label, TensorRT major, argv) for every trtexec command line ibit-deploy generates today.
 
-    All of them come from :mod:`ibit_deploy.trt.kit` (``trtexec_command`` for builds, ``trtexec_benchmark_command``
+    All of them come from :mod:`ibit_deploy.devicekit.build` (``trtexec_command`` for builds, ``trtexec_benchmark_command``
     for the one timing recipe ibit-bench, ``--precision auto`` and ``build_engine.sh`` use) and the rendered
     ``build_engine.sh`` (:func:`ibit_deploy.export.device_bundle.render_build_script`).
     """
+    from ..devicekit.build import SUPPORTED_TRT_MAJORS, trtexec_benchmark_command, trtexec_command
+    from ..devicekit.layout import DEFAULT_ONNX, PRECISIONS
+    from ..devicekit.profile import EngineProfile
     from ..export.device_bundle import render_build_script
-    from ..trt.kit import PRECISIONS, SUPPORTED_TRT_MAJORS, EngineProfile, trtexec_benchmark_command, trtexec_command
 
     profile = EngineProfile("images", (3, 224, 224), 1, 8, 32)
     for major in SUPPORTED_TRT_MAJORS:
@@ -114,7 +116,8 @@ def project_commands() -> Iterator[tuple[str, int, list[str]]]:
             yield f"precision auto recipe ({major}, batch {batch})", major, trtexec_benchmark_command(
                 major, "engine.fp16.plan", profile, batch=batch)
     manifest = {"model": {"name": "ibit"}, "input": {"name": "images", "shape": [1, 3, 224, 224],
-                                                     "batch_range": [1, 32], "opt_batch": 8}}
+                                                     "batch_range": [1, 32], "opt_batch": 8},
+                "artifacts": [{"path": name, "kind": "onnx", "precision": p} for p, name in DEFAULT_ONNX.items()]}
     for precision in PRECISIONS:
         for name, argv in script_commands(render_build_script(manifest, precision)).items():
             yield f"build_engine.sh ({precision}) {name}", int(re.search(r"_(\d+)", name).group(1)), argv

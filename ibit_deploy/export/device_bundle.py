@@ -7,9 +7,11 @@ bundle gets:
   TensorRT major version from its banner (or ``python3 -c 'import tensorrt'``), runs the trtexec command for that
   version (rendered here by ``trtexec_command``, with the shapes baked in), falls back to ``build_engine.py``
   without trtexec, then lets ``build_engine.py --skip-build`` check the engine and record it in manifest.json.
-- ``build_engine.py``, ``compare_metrics.py``, ``locking.py``, ``fileio.py``: verbatim copies of the package modules
-  ``trt/kit.py``, ``compare_metrics.py``, ``locking.py`` and ``fileio.py`` (``kit.KIT_FILES``), so the device runs the very code
-  :mod:`ibit_deploy.trt.build` runs, with no ibit_deploy installed.
+- ``devicekit/*.py``: a verbatim copy of the whole package :mod:`ibit_deploy.devicekit` (the bundle format and the
+  device kit: :func:`ibit_deploy.devicekit.layout.kit_sources`), so the device runs the very code ibit-export runs,
+  with no ibit_deploy installed; each file is listed in the manifest with its sha256 (kind ``kit``).
+- ``build_engine.py``: :mod:`ibit_deploy.devicekit.launcher`, which checks every kit file's sha256 with hashlib
+  BEFORE importing any of them, then runs :mod:`ibit_deploy.devicekit.cli`.
 """
 
 from __future__ import annotations
@@ -19,26 +21,37 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..bundle import InputSpec
-from ..fileio import atomic_path
-from ..manifest import artifact_entry
-from ..trt import kit as template
+from ..devicekit.auto_build import AUTO
+from ..devicekit.build import (
+    DEFAULT_WORKSPACE_MIB,
+    SUPPORTED_TRT_MAJORS,
+    onnx_precision_for,
+    supported_versions,
+    trtexec_benchmark_command,
+    trtexec_command,
+)
+from ..devicekit.fileio import atomic_path
+from ..devicekit.layout import (
+    DEFAULT_ENGINE,
+    KIT_KIND,
+    LAUNCHER,
+    LAUNCHER_KIND,
+    PRECISIONS,
+    check_precision,
+    kit_sources,
+)
+from ..devicekit.manifest import artifact_entry, onnx_for
+from ..devicekit.profile import EngineProfile, InputSpec
 from ..trt.shell_template import TEMPLATE as SHELL_TEMPLATE
 from ..version import __version__
 
 SHELL_SCRIPT = "build_engine.sh"
-PYTHON_SCRIPT = "build_engine.py"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PYTHON_SCRIPT = LAUNCHER
 # Shell variables the rendered trtexec lines may reference; everything else in them is baked-in text.
 _SHELL_REF = re.compile(r"\$\{[A-Z_]+\}")
 
 
-def kit_sources() -> dict[str, Path]:
-    """Bundle file name -> the package module file it is a verbatim copy of."""
-    return {name: PACKAGE_ROOT / module for name, module in template.KIT_FILES.items()}
-
-
-def profile_from_manifest(manifest: dict[str, Any]) -> template.EngineProfile:
+def profile_from_manifest(manifest: dict[str, Any]) -> EngineProfile:
     """The engine profile of the manifest's ``input`` block (finite max batch required), validated."""
     return InputSpec.from_manifest(manifest).profile()
 
@@ -56,15 +69,15 @@ def _bash_command(argv: list[str]) -> str:
 
 
 def render_build_script(manifest: dict[str, Any], precision: str, *,
-                        workspace_mib: int = template.DEFAULT_WORKSPACE_MIB) -> str:
+                        workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> str:
     """The text of ``build_engine.sh`` for ``precision``, with shapes and trtexec lines for TensorRT 10 and 11.
 
     ``precision`` ``"auto"``: the script hands over to ``build_engine.py --precision auto`` (the fp32 trtexec lines
     are rendered but unused)."""
     shown = precision
-    if precision == template.AUTO:
+    if precision == AUTO:
         precision = "fp32"
-    template.check_precision(precision)
+    check_precision(precision)
     profile = profile_from_manifest(manifest)
     build = {"onnx": "${SOURCE}", "engine": "${ENGINE}", "precision": precision, "profile": profile,
              "timing_cache": "${TIMING_CACHE}", "workspace_mib": workspace_mib, "trtexec": "${TRTEXEC}"}
@@ -73,15 +86,15 @@ def render_build_script(manifest: dict[str, Any], precision: str, *,
         "VERSION": __version__,
         "MODEL": " ".join(str(manifest.get("model", {}).get("name", "a model")).split()),
         "PRECISION": shown,
-        "SUPPORTED_MAJORS": "|".join(str(m) for m in template.SUPPORTED_TRT_MAJORS),
-        "SUPPORTED_TEXT": template.supported_versions(),
-        "ONNX": template.bundle_onnx(manifest, template.onnx_precision_for(precision)),
-        "LEGACY_ONNX": template.bundle_onnx(manifest, template.onnx_precision_for(precision, legacy=True)),
-        "BUILD_10": _bash_command(template.trtexec_command(10, **build)),
-        "BUILD_10_LEGACY": _bash_command(template.trtexec_command(10, legacy=True, **build)),
-        "BUILD_11": _bash_command(template.trtexec_command(11, **build)),
-        "BENCH_10": _bash_command(template.trtexec_benchmark_command(10, "${ENGINE}", **bench)),
-        "BENCH_11": _bash_command(template.trtexec_benchmark_command(11, "${ENGINE}", **bench)),
+        "SUPPORTED_MAJORS": "|".join(str(m) for m in SUPPORTED_TRT_MAJORS),
+        "SUPPORTED_TEXT": supported_versions(),
+        "ONNX": onnx_for(manifest, onnx_precision_for(precision)),
+        "LEGACY_ONNX": onnx_for(manifest, onnx_precision_for(precision, legacy=True)),
+        "BUILD_10": _bash_command(trtexec_command(10, **build)),
+        "BUILD_10_LEGACY": _bash_command(trtexec_command(10, legacy=True, **build)),
+        "BUILD_11": _bash_command(trtexec_command(11, **build)),
+        "BENCH_10": _bash_command(trtexec_benchmark_command(10, "${ENGINE}", **bench)),
+        "BENCH_11": _bash_command(trtexec_benchmark_command(11, "${ENGINE}", **bench)),
     }
     for key in ("ONNX", "LEGACY_ONNX"):
         _bash_word(fields[key])  # bundle-relative file names are baked into double-quoted strings too
@@ -101,7 +114,7 @@ def _write_executable(path: Path, data: bytes) -> None:
 
 
 def write_device_scripts(bundle_dir: str | os.PathLike, manifest: dict[str, Any], precision: str, *,
-                         workspace_mib: int = template.DEFAULT_WORKSPACE_MIB) -> list[dict[str, Any]]:
+                         workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> list[dict[str, Any]]:
     """Write ``build_engine.sh`` and the kit (``build_engine.py`` and its modules) into the bundle; return their
     manifest artifact entries.
 
@@ -109,12 +122,12 @@ def write_device_scripts(bundle_dir: str | os.PathLike, manifest: dict[str, Any]
     entries with ``set_artifact`` (``build_engine.py`` reads its default precision from its own entry).
     """
     bundle = Path(bundle_dir)
-    if precision == template.AUTO:  # every candidate precision is built on the device
-        needed = set(template.PRECISIONS)
+    if precision == AUTO:  # every candidate precision is built on the device
+        needed = set(PRECISIONS)
     else:
-        template.check_precision(precision)
-        needed = {template.onnx_precision_for(precision, legacy) for legacy in (False, True)}
-    for onnx in sorted({template.bundle_onnx(manifest, p) for p in needed}):
+        check_precision(precision)
+        needed = {onnx_precision_for(precision, legacy) for legacy in (False, True)}
+    for onnx in sorted({onnx_for(manifest, p) for p in needed}):
         if not (bundle / onnx).is_file():
             raise FileNotFoundError(f"{bundle / onnx} is missing: the {precision} device scripts build from it "
                                     f"(write the bundle's ONNX files before the device scripts)")
@@ -122,12 +135,12 @@ def write_device_scripts(bundle_dir: str | os.PathLike, manifest: dict[str, Any]
                       .encode("utf-8"))
     for name, source in kit_sources().items():
         _write_executable(bundle / name, source.read_bytes())
-    common = {"runs_on": "device", "produces": template.DEFAULT_ENGINE}
+    common = {"runs_on": "device", "produces": DEFAULT_ENGINE}
     return [
         artifact_entry(bundle, SHELL_SCRIPT, "script", precision,
                        requires="bash; trtexec (TensorRT >= 10) or python3 with tensorrt", **common),
-        artifact_entry(bundle, PYTHON_SCRIPT, "script", precision,
+        artifact_entry(bundle, PYTHON_SCRIPT, LAUNCHER_KIND, precision,
                        requires="python3 with tensorrt; numpy, cuda-python, onnxruntime to check outputs", **common),
-        *(artifact_entry(bundle, name, "module", requires="python3", imported_by=PYTHON_SCRIPT)
+        *(artifact_entry(bundle, name, KIT_KIND, requires="python3", imported_by=PYTHON_SCRIPT)
           for name in kit_sources() if name != PYTHON_SCRIPT),
     ]

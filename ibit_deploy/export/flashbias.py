@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..compare_metrics import compare_logits
+from ..devicekit.agreement import compare_logits
 from ..errors import ExportFailed
 from ..fold.flashbias import to_flashbias
 from ..fold.lowrank import RankPolicy
@@ -80,10 +80,10 @@ def flashbias_stage(folded: nn.Module, manifest: dict[str, Any], option: Attenti
                     data: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The FlashBias model for ``folded`` (a folded bias-mode IBiT) and the manifest's ``attention`` block.
 
-    ``manifest`` needs the ``input`` and ``data`` blocks (:mod:`ibit_deploy.bundle` reads them); ``data`` is another
+    ``manifest`` needs the ``input`` and ``data`` blocks (:mod:`ibit_deploy.devicekit.profile` reads them); ``data`` is another
     dataset spec to gate on (``--data``). The block records the policy, each layer's decomposition (rank, widths,
     energy, max |bias error|) and a ``gate``: the FlashBias model's logits against the dense-bias model's
-    (:func:`~ibit_deploy.compare_metrics.compare_logits`, fractions) on up to ``eval_count`` validation images,
+    (:func:`~ibit_deploy.devicekit.agreement.compare_logits`, fractions) on up to ``eval_count`` validation images,
     failing when top-1 drops by more than ``max_drop`` (a fraction; default and ``eval_count``'s: the quantization
     gates') or a logit is not finite. Without readable validation images the gate runs on random inputs against the
     dense model's top-1 (so top1_drop = 1 - agreement) and says so (:func:`.probe.probe_images`). Mask-mode and

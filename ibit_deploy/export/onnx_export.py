@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..fileio import atomic_path
+from ..devicekit.fileio import atomic_path
 from ..models.attention import FROBENIUS_EPS
 
 INPUT_NAME = "images"

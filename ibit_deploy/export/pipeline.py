@@ -20,21 +20,23 @@ from typing import Any
 import torch
 
 from ..checkpoint import checkpoint_fingerprint, library_versions, load_checkpoint
-from ..compare_metrics import compare_logits
+from ..devicekit.agreement import compare_logits
+from ..devicekit.auto_build import AUTO
+from ..devicekit.layout import DEFAULT_ONNX as ONNX_FILES
+from ..devicekit.layout import PRECISIONS
+from ..devicekit.locking import directory_lock
+from ..devicekit.manifest import FORMAT_VERSION, artifact_entry, set_artifact, utc_now, write_manifest
+from ..devicekit.profile import check_batch_range
+from ..devicekit.staging import clean_leftovers, new_staging, swap_in
 from ..errors import ExportFailed, GateFailed
 from ..fold import fold_masks, max_fold_error
-from ..locking import directory_lock
-from ..manifest import FORMAT_VERSION, artifact_entry, set_artifact, utc_now, write_manifest
 from ..models.ibit import ibit_attentions
 from ..trt.build import EngineTools
-from ..trt.kit import AUTO, PRECISIONS, check_batch_range
-from ..trt.kit import DEFAULT_ONNX as ONNX_FILES
 from .flashbias import AttentionOption, attention_report, flashbias_stage, quantize_overrides
 from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx, max_opset
 from .preflight import preflight
 from .probe import parity_images
 from .replacing import carry_over, previous_bundle
-from .staging import clean_leftovers, new_staging, swap_in
 
 __all__ = ["ExportFailed", "ExportOptions", "ONNX_FILES", "PRECISIONS", "TARGETS", "export_checkpoint",
            "parity_images"]
@@ -120,7 +122,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
                       engine_tools: EngineTools | None = None) -> dict[str, Any]:
     """Export a checkpoint directory into bundle ``out``; returns the manifest (also written to out/manifest.json).
 
-    The bundle is locked for the whole export, staging and swap included (:mod:`ibit_deploy.locking`): another
+    The bundle is locked for the whole export, staging and swap included (:mod:`ibit_deploy.devicekit.locking`): another
     writer makes this call fail at once with LockBusy naming it, or, with ``options.wait``, wait for it. Leftovers
     of dead exports beside ``out`` are cleaned up first. ``progress`` is an optional callable taking a stage name,
     for progress bars; ``engine_tools`` builds and verifies a TensorRT engine (tests pass fakes). A replaced bundle
@@ -261,7 +263,7 @@ def _build(checkpoint: str | os.PathLike, out: Path, shown: Path, fingerprint: d
 
 def _ort_parity(onnx_path: Path, folded: torch.nn.Module, probe: torch.Tensor, probe_kind: str,
                 shown: Path) -> dict[str, Any]:
-    """ONNX Runtime against PyTorch on ``probe`` (compare_metrics names; a cheap self-check of every export)."""
+    """ONNX Runtime against PyTorch on ``probe`` (devicekit.agreement names; a cheap self-check of every export)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

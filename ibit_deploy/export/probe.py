@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..bundle import EvalSet, InputSpec
+from ..data.eval_split import EvalSet
+from ..devicekit.profile import InputSpec
 
 RANDOM_INPUTS = "random normal inputs, NOT real images"  # the words a fallback record carries (tests look for them)
 

@@ -7,7 +7,7 @@
 - anything else (a file, a directory that is not a bundle): refused, since the whole directory is replaced.
 
 Bench results of the replaced bundle are carried over when what they measured is byte-identical in the new one
-(:func:`~ibit_deploy.manifest.carry_results`), with its ``bench/`` reports when all are; the rest are dropped and
+(:func:`~ibit_deploy.devicekit.manifest.carry_results`), with its ``bench/`` reports when all are; the rest are dropped and
 the manifest's ``export.replaced`` record says which and why.
 """
 
@@ -18,8 +18,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..fileio import is_atomic_temp
-from ..manifest import BENCH_DIR, MANIFEST_FILE, carry_results, load_manifest
+from ..devicekit.fileio import is_atomic_temp
+from ..devicekit.layout import BENCH_DIR, MANIFEST_FILE
+from ..devicekit.manifest import carry_results, load_manifest
 
 
 def same_source(recorded: Any, fingerprint: dict[str, str] | None) -> bool:

@@ -12,11 +12,14 @@ from typing import Any
 
 import torch
 
-from ..bundle import InputSpec
+from ..devicekit.auto_build import AUTO
+from ..devicekit.layout import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE
+from ..devicekit.manifest import artifact_entry, onnx_for, set_artifact
+from ..devicekit.profile import InputSpec
+from ..devicekit.session import EngineBuildError
+from ..devicekit.verify import engine_entry
 from ..errors import BackendUnavailable, ExportFailed
-from ..manifest import artifact_entry, find_artifact, set_artifact
 from ..trt.build import EngineTools
-from ..trt.kit import AUTO, DEFAULT_ENGINE, DEFAULT_TIMING_CACHE, EngineBuildError, engine_entry
 from .probe import parity_images
 
 ENGINE_FILE = DEFAULT_ENGINE
@@ -24,19 +27,12 @@ TIMING_CACHE_FILE = DEFAULT_TIMING_CACHE
 VERIFY_COUNT = 64  # images the engine is compared with ONNX Runtime on
 
 
-def _onnx_for(manifest: dict[str, Any], precision: str) -> str:
-    art = find_artifact(manifest, kind="onnx", precision=precision)
-    if art is None:
-        raise ValueError(f"the bundle has no {precision} ONNX to build a TensorRT engine from")
-    return art["path"]
-
-
 def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
                     tools: EngineTools | None = None, *, shown: Path | None = None) -> dict[str, Any]:
     """Write the on-device build kit; build and verify the engine too when TensorRT and a GPU are here.
 
     ``tools`` builds and verifies the engine (default: TensorRT through :mod:`ibit_deploy.trt.build`). The engine's
-    manifest entry carries its check and the acceptance rule (:func:`ibit_deploy.trt.kit.engine_entry`), exactly
+    manifest entry carries its check and the acceptance rule (:func:`ibit_deploy.devicekit.verify.engine_entry`), exactly
     as the on-device kit writes it. Files are written into ``out``; messages name ``shown`` (default ``out``): the
     bundle's place once an export's staging directory is swapped in.
     """
@@ -47,7 +43,7 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
     precision = options.target_precision
     if precision == AUTO:
         return _auto_target(out, manifest, tools)
-    onnx_name = _onnx_for(manifest, precision)
+    onnx_name = onnx_for(manifest, precision)
     for entry in write_device_scripts(out, manifest, precision):
         set_artifact(manifest, entry)
     how = (f"On the target (Jetson: JetPack 6 / TensorRT 10.3; desktop: TensorRT 10.x or 11.x), copy {shown} and run "
@@ -101,8 +97,7 @@ def _auto_target(out: Path, manifest: dict[str, Any], tools: EngineTools) -> dic
         return {"engine": None, "status": "no-engine-passed", "precision": AUTO,
                 "reason": f"--precision auto: {record['reason']}", "message": record["reason"]}
     chosen = next(c for c in record["candidates"] if c["precision"] == record["chosen"])
-    entry = engine_entry(ENGINE_FILE, record["chosen"], profile, sha256="", built_from=_onnx_for(manifest,
-                                                                                                record["chosen"]),
+    entry = engine_entry(ENGINE_FILE, record["chosen"], profile, sha256="", built_from=onnx_for(manifest, record["chosen"]),
                          tensorrt=record.get("tensorrt_version"), verification=chosen["accuracy"],
                          selected_by="--precision auto")
     entry.update(artifact_entry(out, ENGINE_FILE, "engine", record["chosen"]))  # the sha256 of the file on disk

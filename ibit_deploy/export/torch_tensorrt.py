@@ -17,14 +17,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..fileio import sha256_file
+from ..devicekit.build import DEFAULT_WORKSPACE_MIB
+from ..devicekit.fileio import atomic_named_path, sha256_file
+from ..devicekit.profile import EngineProfile
 from ..runtime.base import BackendUnavailable
-from ..trt.kit import DEFAULT_WORKSPACE_MIB, EngineProfile
 
 
 def _compilation_settings(torch_tensorrt: Any) -> set[str]:
@@ -101,7 +100,7 @@ def export_torch_tensorrt(model: Any, profile: EngineProfile, out_path: str | os
 
 
 def _save(torch_tensorrt: Any, compiled: Any, example: Any, out: Path, min_batch: int, max_batch: int) -> None:
-    """``torch_tensorrt.save`` into a temporary directory beside ``out``, then rename (keeps the file name intact)."""
+    """``torch_tensorrt.save`` to ``out`` atomically (its temporary file keeps the name: the format follows it)."""
     import torch
 
     params = inspect.signature(torch_tensorrt.save).parameters
@@ -111,10 +110,5 @@ def _save(torch_tensorrt: Any, compiled: Any, example: Any, out: Path, min_batch
         kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=min_batch, max=max_batch)},)
         if "retrace" in params:
             kwargs["retrace"] = True
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        torch_tensorrt.save(compiled, str(tmp_dir / out.name), **kwargs)
-        os.replace(tmp_dir / out.name, out)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    with atomic_named_path(out) as tmp:
+        torch_tensorrt.save(compiled, str(tmp), **kwargs)

@@ -8,10 +8,10 @@ first layer where the target's keys cannot express the bundle's normalisation) a
 every file's sha256, the preprocessing and the fold.
 """
 
-from .bundle import BundleView, PackageError, read_bundle
 from .core import package_bundle
 from .model_variant import PackageCheckFailed
 from .options import PACKAGE_MANIFEST, TARGETS, PackageOptions
+from .source import BundleView, PackageError, read_bundle
 
 __all__ = ["PACKAGE_MANIFEST", "TARGETS", "BundleView", "PackageCheckFailed", "PackageError", "PackageOptions",
            "package_bundle", "read_bundle"]

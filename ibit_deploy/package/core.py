@@ -13,12 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..export.staging import swap_in
-from ..fileio import atomic_write_json, sha256_file
-from ..manifest import utc_now
-from .bundle import PackageError, read_bundle
+from ..devicekit.fileio import atomic_write_json, sha256_file
+from ..devicekit.manifest import utc_now
+from ..devicekit.staging import swap_in
 from .model_variant import PackageCheckFailed
 from .options import PACKAGE_MANIFEST, TARGET_PRECISIONS, TARGETS, TRITON_PLATFORMS, PackageOptions
+from .source import PackageError, read_bundle
 
 PACKAGE_FORMAT_VERSION = 1
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write_text
-from .bundle import BundleView, PackageError
+from ..devicekit.fileio import atomic_write_text
 from .labels import write_labels
 from .model_variant import PROB_OUTPUT, check_parity, write_variant
 from .options import PackageOptions
 from .preprocess import nvinfer_keys_for, nvinfer_transform
+from .source import BundleView, PackageError
 
 CONFIG_FILE = "config_infer_primary_classifier.txt"
 ONNX_FILE = "model.onnx"

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..fileio import atomic_path
+from ..devicekit.fileio import atomic_path
 
 FOLD_SUFFIX = "_ibit_prep_fold"
 

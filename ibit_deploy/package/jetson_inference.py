@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write_text
-from .bundle import BundleView
+from ..devicekit.fileio import atomic_write_text
 from .labels import write_labels
 from .model_variant import PROB_OUTPUT, check_parity, write_variant
 from .options import PackageOptions
 from .preprocess import jetson_inference_transform
+from .source import BundleView
 
 ONNX_FILE = "model.onnx"
 LABELS_FILE = "labels.txt"

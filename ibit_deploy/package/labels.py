@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..fileio import atomic_write_text
-from .bundle import PackageError
+from ..devicekit.fileio import atomic_write_text
+from .source import PackageError
 
 
 def write_labels(path: Path, classes: list[str], separator: str, target: str, manifest: Path) -> Path:

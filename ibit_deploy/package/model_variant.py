@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..compare_metrics import compare_logits
-from ..fileio import sha256_file
-from .bundle import BundleView, PackageError
+from ..devicekit.agreement import compare_logits
+from ..devicekit.fileio import sha256_file
 from .graph_edit import append_softmax, fix_batch, fold_input_affine, save_checked
 from .preprocess import PixelTransform, apply_transform, bundle_transform, colour_map, fold_affine, is_identity
+from .source import BundleView, PackageError
 
 PROB_OUTPUT = "probabilities"
 # packaged fp32 model vs the bundle's fp32 ONNX on the same pixels (the issue's exactness bar)
@@ -30,7 +30,7 @@ def write_variant(view: BundleView, precision: str, target: PixelTransform, dest
                   softmax: bool, batch: int | None = None) -> dict[str, Any]:
     """Write the ONNX ``dest`` for a target whose preprocessing is ``target``; returns the manifest record."""
     spec = view.input
-    a, beta = fold_affine(bundle_transform(spec.mean, spec.std), target)
+    a, beta = fold_affine(bundle_transform(spec.mean, spec.std, spec.order), target)
     fold = not is_identity(a, beta)
     if fold and precision == "int8":
         raise PackageError(f"{view.manifest_path}: this target's preprocessing cannot express the bundle's "
@@ -87,7 +87,7 @@ def check_parity(view: BundleView, packaged: Path, precision: str, target: Pixel
     if pixels is None:
         rng = np.random.default_rng(seed)
         pixels = rng.integers(0, 256, (count, *view.input.image_size, len(target.order)), dtype=np.uint8)
-    model_transform = bundle_transform(view.input.mean, view.input.std)
+    model_transform = bundle_transform(view.input.mean, view.input.std, view.input.order)
     model_pixels = np.einsum("nhwc,kc->nhwk", pixels.astype(np.float64), colour_map(model_transform.order,
                                                                                     target.order))
     ref_in = apply_transform(model_pixels, model_transform)

@@ -40,9 +40,9 @@ class PixelTransform:
                 "scale": list(self.scale), "shift": list(self.shift)}
 
 
-def bundle_transform(mean: tuple[float, ...], std: tuple[float, ...]) -> PixelTransform:
-    """The transform the bundle was trained with: ``(p / 255 - mean) / std``."""
-    order = "L" if len(mean) == 1 else "RGB"
+def bundle_transform(mean: tuple[float, ...], std: tuple[float, ...], order: str) -> PixelTransform:
+    """The transform the bundle was trained with: ``(p / 255 - mean) / std`` over pixels in ``order`` (the manifest's
+    ``input.channel_order``, read by :class:`~ibit_deploy.devicekit.profile.InputSpec`)."""
     return PixelTransform(order, tuple(1.0 / (255.0 * s) for s in std), tuple(-m / s for m, s in zip(mean, std, strict=True)))
 
 
@@ -54,7 +54,7 @@ def nvinfer_transform(net_scale_factor: float, offsets: tuple[float, ...], order
 
 def jetson_inference_transform() -> PixelTransform:
     """imageNet's hard-coded ImageNet normalisation of RGB pixels / 255."""
-    return bundle_transform(JETSON_MEAN, JETSON_STD)
+    return bundle_transform(JETSON_MEAN, JETSON_STD, "RGB")
 
 
 def nvinfer_keys_for(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[float, tuple[float, ...]] | None:

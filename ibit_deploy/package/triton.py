@@ -14,14 +14,14 @@ from typing import Any
 
 from onnx import TensorProto
 
-from ..bundle import Artifact
+from ..devicekit.bundle import Artifact
+from ..devicekit.fileio import atomic_write_text
 from ..export.device_bundle import SHELL_SCRIPT as BUILD_SCRIPT
-from ..fileio import atomic_write_text
-from .bundle import BundleView, PackageError
 from .graph_edit import io_types
 from .labels import write_labels
 from .options import PackageOptions
 from .preprocess import bundle_transform
+from .source import BundleView, PackageError
 
 CONFIG_FILE = "config.pbtxt"
 LABELS_FILE = "labels.txt"
@@ -102,8 +102,8 @@ def write_triton(view: BundleView, out: Path, options: PackageOptions) -> dict[s
         "references": {f"{name}/{CONFIG_FILE}": [f"{name}/{LABELS_FILE}", model_rel]},
         "triton": {"model_name": name, "platform": platform, "max_batch_size": int(hi),
                    "preferred_batch_size": preferred, "source": source.name},
-        "preprocessing": {"target": "triton (client side)", **bundle_transform(view.input.mean,
-                                                                              view.input.std).to_dict(),
+        "preprocessing": {"target": "triton (client side)", **bundle_transform(
+                              view.input.mean, view.input.std, view.input.order).to_dict(),
                           "note": "Triton passes tensors through; the client sends (pixels / 255 - mean) / std"},
         "model": {"source": source.name, "precision": options.precision, "fold": None, "softmax": False},
         "commands": ["docker run --gpus all --rm -p8000:8000 -p8001:8001 -p8002:8002 -v \"$PWD\":/models "

@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import EvalSet, InputSpec
 from ..calibration import CalibrationRecipe, calibrate, load_calibration, load_recipe
-from ..manifest import artifact_entry
-from ..trt.kit import DEFAULT_CALIBRATION, DEFAULT_ONNX
+from ..data.eval_split import EvalSet
+from ..devicekit.layout import DEFAULT_CALIBRATION, DEFAULT_ONNX
+from ..devicekit.manifest import artifact_entry
+from ..devicekit.profile import InputSpec
 from .config import Fp16Config, Int8Config
 from .emulate import PROBE_MIN_COSINE, emulate_logits
 from .gate import AccuracyGate, compare_logits, run_logits
@@ -149,7 +150,7 @@ def quantize_artifact(bundle: str | Path, manifest: dict[str, Any], precision: s
     """
     if precision not in ("fp16", "int8"):
         raise ValueError(f"quantize_artifact: precision must be 'fp16' or 'int8', got {precision!r}")
-    from ..locking import directory_lock
+    from ..devicekit.locking import directory_lock
 
     if not lock:
         return _quantize_locked(Path(bundle), manifest, precision, options, progress)

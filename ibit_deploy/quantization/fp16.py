@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..fileio import atomic_path
+from ..devicekit.fileio import atomic_path
 from .config import Fp16Config
 from .graph import ensure_node_names, frobenius_norm_nodes, matching_nodes
 

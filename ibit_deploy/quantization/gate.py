@@ -1,7 +1,7 @@
 """The accuracy gate: a quantized model is measured against its fp32 reference on held-out real images.
 
 ``evaluate_against_reference`` runs both models through the same :class:`~ibit_deploy.runtime.OrtRunner` the harness
-and the runtime use and compares them with :func:`ibit_deploy.compare_metrics.compare_logits` (top-1 of each, the
+and the runtime use and compares them with :func:`ibit_deploy.devicekit.agreement.compare_logits` (top-1 of each, the
 drop, agreement, logit differences; all fractions). ``AccuracyGate`` turns those numbers into a pass/fail with a
 reason; ``max_drop=0.01`` means "at most one top-1 point lost".
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import InputSpec
-from ..compare_metrics import compare_logits
+from ..devicekit.agreement import compare_logits
+from ..devicekit.profile import InputSpec
 from ..runtime.ort_runner import OrtRunner
 
 __all__ = ["EVAL_BATCH", "AccuracyGate", "compare_logits", "evaluate_against_reference", "run_logits"]

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from ..calibration import validate_calibration
-from ..fileio import atomic_path
+from ..devicekit.fileio import atomic_path
 from .config import Int8Config
 from .graph import GraphIndex, ensure_node_names, head_nodes, layer_names, matching_nodes, residual_adds
 from .ranges import calibrate_ranges, calibration_method

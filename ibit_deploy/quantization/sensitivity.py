@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import InputSpec
+from ..devicekit.profile import InputSpec
 from .config import Int8Config
 from .gate import AccuracyGate, compare_logits, run_logits
 from .int8 import quantize_int8

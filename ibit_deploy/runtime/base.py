@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import InputSpec
+from ..devicekit.profile import InputSpec
 from ..errors import BackendUnavailable
 
 __all__ = ["BackendUnavailable", "InputSpec", "Runner"]

@@ -20,10 +20,10 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..bundle import InputSpec
+from ..devicekit.acceptance import artifact_verdict
+from ..devicekit.manifest import load_manifest
+from ..devicekit.profile import InputSpec
 from ..errors import BackendUnavailable
-from ..manifest import load_manifest
-from ..trt.kit import engine_accepted
 from .base import Runner
 
 BACKENDS = ("torch-ref", "torch-folded", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
@@ -200,11 +200,11 @@ def _engine_runners(bundle: Path, manifest: dict[str, Any], spec: InputSpec,
         if missing:
             choices.append(RunnerChoice(name, missing, "tensorrt", precision, ""))
             continue
-        # The one acceptance table (trt.kit), applied to the check recorded when the engine was built.
-        if engine_accepted(precision, art.get("verification") or {}) is False:
+        # The verdict recorded when the engine was checked, with the rule then applied (devicekit.acceptance).
+        verdict = artifact_verdict(art)
+        if verdict.failed:
             choices.append(RunnerChoice(name, f"{art['path']} failed its check against ONNX Runtime when it was "
-                                              f"built ({(art.get('gate') or {}).get('reason', 'see the manifest')})",
-                                        "tensorrt", precision, art["path"]))
+                                              f"built ({verdict.reason})", "tensorrt", precision, art["path"]))
             continue
         try:
             from .tensorrt_runner import TrtRunner

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import open_bundle
+from ..devicekit.bundle import open_bundle
 from .base import Runner
 from .load import load
 

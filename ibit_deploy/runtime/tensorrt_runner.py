@@ -6,7 +6,7 @@ Not torch CUDA tensors: JetPack's TensorRT does not need a CUDA build of torch, 
 cuda-python helpers are :mod:`ibit_deploy.trt`'s, the ground-floor TensorRT package; the runtime never imports the
 export package.)
 
-The engine work is :class:`ibit_deploy.trt.kit.EngineSession`, the one engine-execution core the on-device kit uses
+The engine work is :class:`ibit_deploy.devicekit.session.EngineSession`, the one engine-execution core the on-device kit uses
 too: buffers are allocated once, at the engine profile's largest batch, and bound with ``set_tensor_address`` when the
 runner opens; each call sets the input shape, copies in, ``execute_async_v3``, copies out, synchronizes.
 Host arrays are ordinary (pageable) numpy arrays: :meth:`TrtRunner.time_stages` times the copies apart from the
@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import open_bundle
+from ..devicekit.bundle import open_bundle
+from ..devicekit.layout import DEFAULT_ENGINE
+from ..devicekit.session import STAGE_EVENTS, EngineSession, cuda_check, import_cudart
 from ..errors import BackendUnavailable
 from ..trt.build import import_tensorrt
-from ..trt.kit import DEFAULT_ENGINE, STAGE_EVENTS, EngineSession, cuda_check, import_cudart
 from .base import InputSpec, Runner
 
 

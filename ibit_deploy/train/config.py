@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..configs import checked_fields
-from ..fileio import read_json
+from ..devicekit.fileio import read_json
 
 DISTILL_KINDS = ("soft", "hard")
 DEVICES = ("auto", "cpu", "cuda")

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fileio import atomic_path
+from ..devicekit.fileio import atomic_path
 
 LOGITS_FORMAT = 1
 _REQUIRED = ("format_version", "logits", "indices", "fingerprint", "teachers", "weights", "spec")

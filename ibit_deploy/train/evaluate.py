@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..bundle import EvalSet
 from ..data import ImageDataset, eval_transform, load_source, split_arrays
-from ..fileio import atomic_path, atomic_write_json
+from ..data.eval_split import EvalSet
+from ..devicekit.fileio import atomic_path, atomic_write_json
 from .build import load_trained
 from .distributed import resolve_device
 

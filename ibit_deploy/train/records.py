@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_path, atomic_write_text
+from ..devicekit.fileio import atomic_path, atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"

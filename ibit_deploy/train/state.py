@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..fileio import atomic_path
+from ..devicekit.fileio import atomic_path
 
 STATE_FILE = "train_state.pt"
 STATE_FORMAT = 1

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ..checkpoint import checkpoint_config, library_versions, save_checkpoint
 from ..data import AugmentConfig, build_dataset
-from ..fileio import is_atomic_temp, sha256_file
+from ..devicekit.fileio import is_atomic_temp, sha256_file
 from . import records
 from .build import build_model, model_kwargs_for, unwrap
 from .config import RESUMABLE_CHANGES, TrainConfig
@@ -76,7 +76,7 @@ def train(config: TrainConfig, resume: bool = False, *, wait: bool = False) -> d
     Returns the final metrics (last epoch's record plus best_val_acc1, best_epoch, weights_sha256, out). Works the
     same under ``torchrun --nproc_per_node N``: the process group is set up from the environment.
 
-    The run directory is locked (:mod:`ibit_deploy.locking`) from the check of what it holds to the last write: a
+    The run directory is locked (:mod:`ibit_deploy.devicekit.locking`) from the check of what it holds to the last write: a
     second training into it raises LockBusy at once, naming the holder, or with ``wait`` waits for it first.
     """
     config.validate()
@@ -94,7 +94,7 @@ def _run_lock(out: str, env: DistEnv, wait: bool) -> contextlib.AbstractContextM
     """The run directory's lock, held by the one process that writes it (rank 0); other ranks only compute."""
     if not env.is_main:
         return contextlib.nullcontext()
-    from ..locking import directory_lock
+    from ..devicekit.locking import directory_lock
 
     return directory_lock(out, "ibit-train", wait=wait)
 

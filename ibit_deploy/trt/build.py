@@ -1,7 +1,7 @@
-"""``build_engine`` / ``verify_built_engine``: the package's face of :mod:`ibit_deploy.trt.kit`.
+"""``build_engine`` / ``verify_built_engine``: the package's face of :mod:`ibit_deploy.devicekit`.
 
-The version rules, the build and the verification live in ``kit.py``, the module every bundle also carries as its
-standalone ``build_engine.py``; this module adds the package's conventions around it: lazy imports,
+The version rules, the build and the verification live in the device kit, the package every bundle also carries
+(run by its ``build_engine.py``); this module adds the package's conventions around it: lazy imports,
 :class:`~ibit_deploy.errors.BackendUnavailable`, atomic writes, and explicit seams (``trt``, ``run``) through which
 tests pass a fake TensorRT module or engine runner.
 
@@ -22,10 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from ..devicekit import auto_build, build, session, verify
+from ..devicekit.build import DEFAULT_WORKSPACE_MIB
+from ..devicekit.fileio import atomic_write_bytes, sha256_file
+from ..devicekit.profile import EngineProfile
+from ..devicekit.session import CudaUnavailable
+from ..devicekit.trtexec_tool import find_trtexec
 from ..errors import BackendUnavailable
-from ..fileio import atomic_write_bytes, sha256_file
-from . import kit
-from .kit import DEFAULT_WORKSPACE_MIB, CudaUnavailable, EngineProfile
 
 
 def import_tensorrt() -> ModuleType:
@@ -40,7 +43,7 @@ def import_tensorrt() -> ModuleType:
     return tensorrt
 
 
-def require_cuda_device(device_count: Callable[[], int | None] = kit.cuda_device_count) -> None:
+def require_cuda_device(device_count: Callable[[], int | None] = session.cuda_device_count) -> None:
     """Raise BackendUnavailable when cuda-python reports no CUDA GPU (unknown without cuda-python: carry on)."""
     if device_count() == 0:
         raise BackendUnavailable("no CUDA GPU is visible (cudaGetDeviceCount reports none or the NVIDIA driver is "
@@ -50,7 +53,7 @@ def require_cuda_device(device_count: Callable[[], int | None] = kit.cuda_device
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, profile: EngineProfile, *,
                  workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: str | os.PathLike | None = None,
                  strongly_typed: bool = True, legacy_precision: str | None = None, trt: Any = None,
-                 device_count: Callable[[], int | None] = kit.cuda_device_count) -> dict[str, Any]:
+                 device_count: Callable[[], int | None] = session.cuda_device_count) -> dict[str, Any]:
     """Build ``engine_path`` from ``onnx_path`` for ``profile`` (its batch range, tuned for its opt batch).
 
     ``timing_cache``, if given, is loaded when it exists and written back atomically. ``trt`` is the TensorRT
@@ -73,7 +76,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
     trt = trt if trt is not None else import_tensorrt()
     require_cuda_device(device_count)
     try:
-        engine, info = kit.build_serialized_engine(
+        engine, info = build.build_serialized_engine(
             trt, onnx_path, profile, workspace_mib=workspace_mib, timing_cache=timing_cache,
             strongly_typed=strongly_typed, legacy_precision=legacy_precision, write_bytes=atomic_write_bytes)
     except CudaUnavailable as exc:
@@ -86,10 +89,10 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
 def verify_built_engine(engine_path: str | os.PathLike, onnx_path: str | os.PathLike, precision: str,
                         profile: EngineProfile, images: np.ndarray, inputs: str, *, trt: Any = None,
                         run: Callable[..., list[Any]] | None = None) -> dict[str, Any]:
-    """The kit's engine verification (:func:`kit.verify_engine`) on ``images``, chunked to the profile's batch range.
+    """The kit's engine verification (:func:`verify.verify_engine`) on ``images``, chunked to the profile's batch range.
 
     Chunks shorter than the profile's minimum are dropped (the kit compares whole batches). ``trt``/``run`` as in
-    :func:`build_engine` / :func:`kit.verify_engine`.
+    :func:`build_engine` / :func:`verify.verify_engine`.
     """
     hi, lo = profile.max_batch, profile.min_batch
     batches = [c for c in (images[i:i + hi] for i in range(0, len(images), hi)) if len(c) >= lo]
@@ -97,7 +100,7 @@ def verify_built_engine(engine_path: str | os.PathLike, onnx_path: str | os.Path
         raise ValueError(f"no verification batch fits the engine profile [{lo}, {hi}] ({len(images)} images)")
     if trt is None and run is None:  # a caller's own engine runner may not need TensorRT's module
         trt = import_tensorrt()
-    return kit.verify_engine(trt, Path(engine_path).read_bytes(), Path(onnx_path),
+    return verify.verify_engine(trt, Path(engine_path).read_bytes(), Path(onnx_path),
                              [np.ascontiguousarray(b, dtype=np.float32) for b in batches],
                              input_name=profile.input_name, precision=precision,
                              inputs=inputs if sum(map(len, batches)) == len(images) else
@@ -106,10 +109,10 @@ def verify_built_engine(engine_path: str | os.PathLike, onnx_path: str | os.Path
 
 def build_engine_auto(bundle: str | os.PathLike, manifest: dict[str, Any], profile: EngineProfile,
                       engine_path: str | os.PathLike, *, timing_cache: str | os.PathLike | None = None,
-                      trt: Any = None, device_count: Callable[[], int | None] = kit.cuda_device_count,
+                      trt: Any = None, device_count: Callable[[], int | None] = session.cuda_device_count,
                       trtexec_run: Callable[[list[str]], str] | None = None,
                       run: Callable[..., list[Any]] | None = None) -> dict[str, Any]:
-    """``--precision auto`` here (:func:`kit.build_auto`): build fp32/fp16/int8 engines from the bundle's ONNX, check
+    """``--precision auto`` here (:func:`auto_build.build_auto`): build fp32/fp16/int8 engines from the bundle's ONNX, check
     each against ONNX Runtime, time each with trtexec, move the fastest that passes to ``engine_path``; return the
     selection record (``chosen`` None: every candidate failed) with ``tensorrt_version``.
 
@@ -118,19 +121,19 @@ def build_engine_auto(bundle: str | os.PathLike, manifest: dict[str, Any], profi
     """
     trt = trt if trt is not None else import_tensorrt()
     try:
-        major = kit.check_trt_major(kit.parse_trt_version(trt.__version__)[0])
+        major = build.check_trt_major(build.parse_trt_version(trt.__version__)[0])
     except ValueError as exc:
         raise BackendUnavailable(f"the installed TensorRT ({trt.__version__}) cannot be used: {exc}") from exc
     require_cuda_device(device_count)
     trtexec = "trtexec"
     if trtexec_run is None:
-        exe = kit.find_trtexec()
+        exe = find_trtexec()
         if exe is None:
             raise BackendUnavailable("--precision auto times every candidate with trtexec, which was not found here "
                                      "($TRTEXEC, /usr/src/tensorrt/bin/trtexec, PATH)")
-        trtexec, trtexec_run = str(exe), kit.run_trtexec_stdout
+        trtexec, trtexec_run = str(exe), auto_build.run_trtexec_stdout
     try:
-        record = kit.build_auto(trt, Path(bundle), manifest, profile, Path(engine_path), trt_major=major,
+        record = auto_build.build_auto(trt, Path(bundle), manifest, profile, Path(engine_path), trt_major=major,
                                 trtexec_run=trtexec_run, trtexec=trtexec,
                                 timing_cache=Path(timing_cache) if timing_cache else None, run=run)
     except CudaUnavailable as exc:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..fileio import atomic_path
+from ..devicekit.fileio import atomic_path
 from ..models.ibit import ibit_attentions
 
 

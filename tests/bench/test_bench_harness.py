@@ -11,7 +11,7 @@ import pytest
 from ibit_deploy.bench.harness import run_benchmark
 from ibit_deploy.bench.report import check_report
 from ibit_deploy.cli.bench import main
-from ibit_deploy.manifest import artifact_entry, load_manifest, set_artifact, update_manifest, write_manifest
+from ibit_deploy.devicekit.manifest import artifact_entry, load_manifest, set_artifact, update_manifest, write_manifest
 from ibit_deploy.runtime.base import InputSpec, Runner
 from ibit_deploy.runtime.load import RunnerChoice
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from ibit_deploy.bench.trtexec import find_trtexec, parse_exported_times, parse_trtexec_output, run_trtexec
+from ibit_deploy.devicekit.profile import EngineProfile
 from ibit_deploy.runtime.base import BackendUnavailable
-from ibit_deploy.trt.kit import EngineProfile
 
 PROFILE = EngineProfile("images", (1, 28, 28), 1, 8, 32)
 

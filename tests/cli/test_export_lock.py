@@ -10,14 +10,14 @@ import time
 
 import pytest
 
-from ibit_deploy.locking import read_holder
-from ibit_deploy.manifest import load_manifest
+from ibit_deploy.devicekit.locking import read_holder
+from ibit_deploy.devicekit.manifest import load_manifest
 
 # A real second process holding the bundle's lock as an export does, until the test lets it go.
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from ibit_deploy.locking import directory_lock
+    from ibit_deploy.devicekit.locking import directory_lock
     with directory_lock(sys.argv[1], "ibit-export"):
         while not Path(sys.argv[2]).exists():
             time.sleep(0.05)

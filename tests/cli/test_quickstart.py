@@ -10,7 +10,7 @@ import pytest
 
 from ibit_deploy.cli.main import main as ibit_deploy_main
 from ibit_deploy.cli.quickstart import exit_code
-from ibit_deploy.manifest import load_manifest
+from ibit_deploy.devicekit.manifest import load_manifest
 from ibit_deploy.quantization.artifact import QuantizeOptions
 from ibit_deploy.quickstart import QuickstartConfig, quickstart
 

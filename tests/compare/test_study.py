@@ -16,7 +16,7 @@ from ibit_deploy.compare import layout
 from ibit_deploy.compare.plan import StudyConfig
 from ibit_deploy.compare.report import write_report
 from ibit_deploy.compare.study import prepare, run_study
-from ibit_deploy.locking import LockBusy
+from ibit_deploy.devicekit.locking import LockBusy
 
 # synthetic:256 -> 204 training images = 12 batches of 16; 120 steps = 10 epochs of ~0.1 s each
 TINY = dict(data="synthetic:256", steps=120, seeds=[0], fractions=[1.0], embed_dim=32, depth=2, num_heads=2,

@@ -71,11 +71,11 @@ def test_uses_are_recorded_with_sites(project_report):
                  "Runtime.deserialize_cuda_engine", "IExecutionContext.execute_async_v3",
                  "ICudaEngine.get_tensor_profile_shape"):
         assert name in uses, name
-    assert any(site.startswith("ibit_deploy/trt/kit.py:") for site in uses["Builder.create_network"])
-    # One engine-execution core (kit.EngineSession): the kit's and TrtRunner's engine runs both deserialize and
+    assert any(site.startswith("ibit_deploy/devicekit/build.py:") for site in uses["Builder.create_network"])
+    # One engine-execution core (devicekit.session.EngineSession): the kit's and TrtRunner's engine runs both deserialize and
     # execute there, nowhere else.
     for name in ("Runtime.deserialize_cuda_engine", "IExecutionContext.execute_async_v3"):
-        assert {site.rsplit(":", 1)[0] for site in uses[name]} == {"ibit_deploy/trt/kit.py"}, (name, uses[name])
+        assert {site.rsplit(":", 1)[0] for site in uses[name]} == {"ibit_deploy/devicekit/session.py"}, (name, uses[name])
     legacy = "BuilderFlag.FP16" in uses
     assert legacy == (project_report["major"] == 10)  # the legacy flag path runs on 10.x only
 

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ibit_deploy.export import device_bundle
+from ibit_deploy.devicekit.manifest import load_manifest, set_artifact, write_manifest
 from ibit_deploy.export.device_bundle import render_build_script, write_device_scripts
-from ibit_deploy.manifest import load_manifest, set_artifact, write_manifest
 
 BASH = shutil.which("bash")
 needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")
@@ -53,26 +52,20 @@ def test_scripts_are_written_executable_and_listed(scripts):
         entry = next(a for a in manifest["artifacts"] if a["path"] == name)
         assert entry["kind"] == "script" and entry["precision"] == "fp16"
     load_manifest(root)  # every sha256 matches
-    # one source of truth: the kit is the package's own modules, byte for byte
-    import ibit_deploy.compare_metrics
-    import ibit_deploy.fileio
-    import ibit_deploy.locking
-    import ibit_deploy.trt.kit
-    import ibit_deploy.trt.precision_auto
-    import ibit_deploy.trt.trtexec_tool
+    # one source of truth: the kit is the package's own devicekit, byte for byte, every file listed as kind "kit"
+    import ibit_deploy.devicekit as devicekit
 
-    for name, module in (("build_engine.py", ibit_deploy.trt.kit), ("compare_metrics.py", ibit_deploy.compare_metrics),
-                         ("locking.py", ibit_deploy.locking), ("precision_auto.py", ibit_deploy.trt.precision_auto),
-                         ("trtexec_tool.py", ibit_deploy.trt.trtexec_tool), ("fileio.py", ibit_deploy.fileio)):
-        assert (root / name).read_bytes() == Path(module.__file__).read_bytes(), name
-        assert any(a["path"] == name for a in manifest["artifacts"])
-    assert set(device_bundle.kit_sources()) == {"build_engine.py", "compare_metrics.py", "locking.py",
-                                                "precision_auto.py", "trtexec_tool.py", "fileio.py"}
-    assert not list(root.glob(".*.tmp"))
+    package = Path(devicekit.__file__).parent
+    kit_files = {f"devicekit/{p.name}" for p in package.glob("*.py") if p.name != "launcher.py"}
+    assert {a["path"] for a in manifest["artifacts"] if a["kind"] == "kit"} == kit_files
+    for rel in kit_files:
+        assert (root / rel).read_bytes() == (package / Path(rel).name).read_bytes(), rel
+    assert (root / "build_engine.py").read_bytes() == (package / "launcher.py").read_bytes()
+    assert not list(root.glob(".*.tmp")) and not list(root.glob("devicekit/.*.tmp"))
 
 
 def test_the_copied_kit_imports_nothing_from_ibit_deploy(scripts, tmp_path):
-    """Run from a bundle with ibit_deploy made unimportable: the kit works on its sibling copies alone."""
+    """Run from a bundle with ibit_deploy made unimportable: the kit works on the bundle's copy alone."""
     root, _ = scripts
     code = ("import runpy, sys; sys.modules['ibit_deploy'] = None; sys.argv = ['build_engine.py', '--bundle', "
             f"{str(root)!r}, '--print-trtexec', '--trt-major', '10']; runpy.run_path({str(root / 'build_engine.py')!r}, "
@@ -250,7 +243,7 @@ def test_values_that_bash_would_expand_are_refused(bundle):
 
 
 def test_python_script_builds_with_the_tensorrt_api(scripts, fake_trt, monkeypatch, capsys):
-    from ibit_deploy.trt import kit as script
+    from ibit_deploy.devicekit import cli as script
 
     root, _ = scripts
     monkeypatch.setitem(sys.modules, "tensorrt", fake_trt)
@@ -268,7 +261,8 @@ def test_python_script_builds_with_the_tensorrt_api(scripts, fake_trt, monkeypat
 
 
 def test_verification_batches_follow_the_profile(bundle):
-    from ibit_deploy.trt.kit import EngineProfile, verification_batches
+    from ibit_deploy.devicekit.profile import EngineProfile
+    from ibit_deploy.devicekit.verify import verification_batches
 
     root, manifest = bundle
     batches, source = verification_batches(root, manifest, EngineProfile("images", (3, 32, 32), 1, 4, 16), samples=64)

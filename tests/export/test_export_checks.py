@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from ibit_deploy.cli.export import main
+from ibit_deploy.devicekit.fileio import sha256_file
 from ibit_deploy.export.pipeline import export_checkpoint
-from ibit_deploy.fileio import sha256_file
 
 
 def _variant(checkpoint, tmp_path, edit):

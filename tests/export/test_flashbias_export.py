@@ -6,11 +6,11 @@ import onnx
 import pytest
 
 from ibit_deploy.cli.export import main
+from ibit_deploy.devicekit.manifest import load_manifest
 from ibit_deploy.export.attention_graph import check_no_dense_bias
 from ibit_deploy.export.flashbias import AttentionOption
 from ibit_deploy.export.pipeline import ExportFailed, ExportOptions, export_checkpoint
 from ibit_deploy.fold import RankPolicy
-from ibit_deploy.manifest import load_manifest
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_stage_without_the_dataset_says_it_gated_on_random_inputs(capsys):
 
 def test_cli_warns_when_the_gate_ran_on_random_inputs(tmp_path, checkpoint_factory, capsys):
     from ibit_deploy.checkpoint import CONFIG_FILE
-    from ibit_deploy.fileio import atomic_write_json, read_json
+    from ibit_deploy.devicekit.fileio import atomic_write_json, read_json
 
     ckpt = checkpoint_factory(tmp_path / "nodata", attn_mode="bias")
     config = read_json(ckpt / CONFIG_FILE)

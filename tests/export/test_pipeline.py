@@ -9,9 +9,10 @@ import onnx
 import pytest
 
 from ibit_deploy.cli.export import main
+from ibit_deploy.devicekit.fileio import sha256_file
+from ibit_deploy.devicekit.layout import kit_sources
+from ibit_deploy.devicekit.manifest import load_manifest
 from ibit_deploy.export.pipeline import ExportOptions, export_checkpoint
-from ibit_deploy.fileio import sha256_file
-from ibit_deploy.manifest import load_manifest
 
 
 def test_onnx_bundle_manifest(tiny_checkpoint, tmp_path):
@@ -46,9 +47,9 @@ def test_tensorrt_without_gpu_writes_device_kit(tiny_checkpoint, tmp_path, capsy
     assert f"copy {out} and run" in text and ".export-" not in text  # the bundle's place, not its staging directory
     manifest = load_manifest(out)
     kinds = {a["path"]: a["kind"] for a in manifest["artifacts"]}
-    assert kinds == {"model.onnx": "onnx", "build_engine.sh": "script", "build_engine.py": "script",
-                     "compare_metrics.py": "module", "locking.py": "module", "precision_auto.py": "module",
-                     "trtexec_tool.py": "module", "fileio.py": "module"}
+    kit = {rel: "kit" for rel in kit_sources() if rel.startswith("devicekit/")}
+    assert kinds == {"model.onnx": "onnx", "build_engine.sh": "script", "build_engine.py": "script", **kit}
+    assert "devicekit/manifest.py" in kit and "devicekit/launcher.py" not in kit
     assert manifest["tensorrt"]["status"] == "build-on-device"
     assert main([str(tiny_checkpoint), "--to", "tensorrt", "--out", str(tmp_path / "t2"), "--require-engine"]) == 3
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from ibit_deploy.cli.export import main
-from ibit_deploy.export import staging
+from ibit_deploy.devicekit import staging
+from ibit_deploy.devicekit.fileio import sha256_file
+from ibit_deploy.devicekit.locking import read_holder
+from ibit_deploy.devicekit.manifest import load_manifest, update_manifest
+from ibit_deploy.devicekit.session import EngineBuildError
 from ibit_deploy.export.pipeline import ExportFailed, ExportOptions, export_checkpoint
-from ibit_deploy.fileio import sha256_file
-from ibit_deploy.locking import read_holder
-from ibit_deploy.manifest import load_manifest, update_manifest
 from ibit_deploy.trt.build import EngineTools
-from ibit_deploy.trt.kit import EngineBuildError
 
 FAST_GATE = {"eval_count": 32, "fp16_probe": 0}  # the gate's cost, not its subject here
 FAST = ["--eval-count", "32"]
@@ -197,3 +197,14 @@ def test_a_killed_export_leaves_the_previous_bundle_and_its_staging_is_cleaned_u
     with pytest.warns(UserWarning, match="left by an export that did not finish"):
         export_checkpoint(tiny_checkpoint, out, ExportOptions(precision="fp16", quantize=FAST_GATE))
     assert leftovers(out) == []  # ... is removed by the next export
+
+
+def test_publish_new_keeps_whoever_finished_first(tmp_path):
+    """A cache any process may fill (the conformance bindings): the first complete folder wins, the second is dropped."""
+    target = tmp_path / "cache"
+    first, second = staging.new_staging(target), staging.new_staging(target)
+    (first / "who").write_text("first")
+    (second / "who").write_text("second")
+    assert staging.publish_new(first, target) is True
+    assert staging.publish_new(second, target) is False
+    assert (target / "who").read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["cache"]

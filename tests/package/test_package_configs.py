@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ibit_deploy.fileio import sha256_file
-from ibit_deploy.manifest import artifact_entry, load_manifest, set_artifact, write_manifest
+from ibit_deploy.devicekit.fileio import sha256_file
+from ibit_deploy.devicekit.manifest import artifact_entry, load_manifest, set_artifact, write_manifest
 from ibit_deploy.package import PACKAGE_MANIFEST, PackageCheckFailed, PackageError, PackageOptions, package_bundle
 from ibit_deploy.package.schema import NVINFER_KEYS, check_nvinfer_config, check_triton_config, load_model_config_pb2
 
@@ -151,9 +151,9 @@ def test_precisions_a_target_cannot_take(trained_bundle, tmp_path):
 
 
 def test_int8_cannot_take_a_fold(rgb_bundle, tmp_path):
-    from ibit_deploy.package.bundle import read_bundle
     from ibit_deploy.package.model_variant import write_variant
     from ibit_deploy.package.preprocess import nvinfer_transform
+    from ibit_deploy.package.source import read_bundle
 
     with pytest.raises(PackageError, match="INT8 .* cannot take the fold.*--precision fp16"):
         write_variant(read_bundle(rgb_bundle), "int8", nvinfer_transform(1 / 255, (0, 0, 0), "RGB"),

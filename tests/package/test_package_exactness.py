@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 
 from ibit_deploy.data import preprocess_images
-from ibit_deploy.manifest import load_manifest
+from ibit_deploy.devicekit.manifest import load_manifest
 from ibit_deploy.package import package_bundle
 from ibit_deploy.runtime import load
 

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ibit_deploy.bundle import InputSpec
+from ibit_deploy.devicekit.profile import InputSpec
 from ibit_deploy.package import package_bundle
 
 from .test_package_exactness import jetson_tensor, nvinfer_tensor
@@ -24,9 +24,10 @@ pytest.importorskip("cuda", reason="needs cuda-python for device buffers")
 @pytest.mark.tensorrt
 @pytest.mark.parametrize("target", ["deepstream", "jetson-inference"])
 def test_packaged_onnx_builds_and_matches_ort(trained_bundle, digits, tmp_path, target):
+    from ibit_deploy.devicekit.profile import EngineProfile
+    from ibit_deploy.devicekit.session import cuda_device_count
     from ibit_deploy.runtime.tensorrt_runner import TrtRunner
     from ibit_deploy.trt.build import build_engine
-    from ibit_deploy.trt.kit import EngineProfile, cuda_device_count
 
     if not cuda_device_count():
         pytest.skip("needs a CUDA GPU")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from ibit_deploy.calibration import load_calibration
+from ibit_deploy.devicekit.fileio import sha256_file
+from ibit_deploy.devicekit.manifest import find_artifact, load_manifest
 from ibit_deploy.errors import GateFailed
 from ibit_deploy.export.pipeline import ExportFailed, ExportOptions, export_checkpoint
-from ibit_deploy.fileio import sha256_file
-from ibit_deploy.manifest import find_artifact, load_manifest
 from ibit_deploy.quantization import Int8Config, quantize_artifact
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ibit_deploy.bundle import open_bundle
+from ibit_deploy.devicekit.bundle import open_bundle
 from ibit_deploy.runtime import OrtRunner, Predictor
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "bundle_v1"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ibit_deploy.data import load_source, preprocess_images
-from ibit_deploy.manifest import load_manifest
+from ibit_deploy.devicekit.manifest import load_manifest
 from ibit_deploy.runtime.base import BackendUnavailable, InputSpec
 from ibit_deploy.runtime.load import canonical_backend, load, make_runners
 from ibit_deploy.runtime.ort_runner import OrtRunner

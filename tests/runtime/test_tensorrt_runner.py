@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ibit_deploy.manifest import artifact_entry, write_manifest
+from ibit_deploy.devicekit.manifest import artifact_entry, write_manifest
 from ibit_deploy.runtime import tensorrt_runner
 from ibit_deploy.runtime.base import BackendUnavailable, InputSpec
 from ibit_deploy.runtime.tensorrt_runner import TrtRunner, cuda_check
@@ -88,8 +88,9 @@ def _tiny_onnx(path: Path) -> np.ndarray:
 def test_engine_matches_onnxruntime_on_gpu(tmp_path):
     pytest.importorskip("tensorrt", reason="needs the TensorRT Python package (JetPack or NVIDIA's wheel)")
     pytest.importorskip("cuda", reason="needs cuda-python for device buffers")
+    from ibit_deploy.devicekit.profile import EngineProfile
+    from ibit_deploy.devicekit.session import cuda_device_count
     from ibit_deploy.trt.build import build_engine
-    from ibit_deploy.trt.kit import EngineProfile, cuda_device_count
 
     if not cuda_device_count():
         pytest.skip("needs a CUDA GPU")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ibit_deploy.locking import read_holder
+from ibit_deploy.devicekit.locking import read_holder
 
 # a run that lasts until the test stops it: one step per epoch, no validation until the (far) last epoch
 LONG_RUN = ["--model", "ibit_test_patch4_28", "--data", "synthetic:64", "--batch-size", "8", "--epochs", "100000",

@@ -7,18 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from ibit_deploy.errors import BackendUnavailable
-from ibit_deploy.trt.build import build_engine
-from ibit_deploy.trt.kit import (
-    CudaUnavailable,
-    EngineBuildError,
-    EngineProfile,
+from ibit_deploy.devicekit.build import (
     build_serialized_engine,
     parse_trt_version,
     trt_build_settings,
     trtexec_benchmark_command,
     trtexec_command,
 )
+from ibit_deploy.devicekit.profile import EngineProfile
+from ibit_deploy.devicekit.session import CudaUnavailable, EngineBuildError
+from ibit_deploy.errors import BackendUnavailable
+from ibit_deploy.trt.build import build_engine
 
 
 def _profile(lo: int = 1, opt: int = 4, hi: int = 16, chw=(3, 32, 32), name: str = "images") -> EngineProfile:

@@ -1,8 +1,7 @@
 """Find NVIDIA's ``trtexec`` and read the performance summary it prints: the one trtexec output parser.
 
-Standalone on purpose (standard library only, no ibit_deploy import): the on-device kit (``trt/kit.py``, every
-bundle's ``build_engine.py``) times engines with trtexec for ``--precision auto`` and bundles carry a verbatim copy
-beside it (``kit.KIT_FILES``); ``ibit-bench`` (:mod:`ibit_deploy.bench.trtexec`) parses the same way through this
+Part of the device kit (standard library only): the kit times engines with trtexec for ``--precision auto`` on
+the device; ``ibit-bench`` (:mod:`ibit_deploy.bench.trtexec`) parses the same way through this
 module.
 
 trtexec is looked for at ``$TRTEXEC``, ``/usr/src/tensorrt/bin/trtexec`` (JetPack) and on ``PATH``. The summary it

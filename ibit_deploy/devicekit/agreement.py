@@ -14,8 +14,7 @@ verification (ibit-export and the on-device kit), ibit-bench and the manifest:
 
 Differences and cosine are None when a candidate logit is non-finite (JSON has no inf).
 
-Standalone on purpose (numpy only, no ibit_deploy import): the on-device kit (``ibit_deploy/trt/kit.py``, copied into
-every bundle as ``build_engine.py``) imports this file, and bundles carry a verbatim copy beside the script.
+Part of the device kit (numpy only): the kit checks engines on the device with the same comparison.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -61,6 +62,9 @@ def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
             if stale and entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
+            elif stale and entry.is_dir(follow_symlinks=False):  # an atomic_named_path folder
+                shutil.rmtree(entry.path)
+                removed.append(Path(entry.path))
         except OSError:  # gone meanwhile, or not ours to remove: never fail a write over a leftover
             continue
     return removed
@@ -88,6 +92,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_named_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Like :func:`atomic_path`, but the temporary file keeps ``path``'s own name, inside a temporary folder beside
+    it: for writers that choose a format by the file's extension (``torch_tensorrt.save``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield folder / path.name
+        os.replace(folder / path.name, path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _umask() -> int:
@@ -122,15 +141,60 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
-    """Read JSON from ``path`` with an error that names the file and what was expected."""
+# Bounds of every JSON file the tools read (manifests, configs, studies, run and package records): a hostile file
+# gets a clear error naming it instead of exhausting memory or the interpreter's recursion limit.
+JSON_MAX_BYTES = 64 << 20
+JSON_MAX_DEPTH = 64
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON ``text`` (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_json_text(text: str, where: str | os.PathLike, what: str = "JSON file", *,
+                    max_depth: int = JSON_MAX_DEPTH) -> Any:
+    """Parse JSON ``text`` (from ``where``) with bounded nesting; ValueError naming ``where`` and what was expected."""
+    if json_depth(text) > max_depth:
+        raise ValueError(f"{where} is not a valid {what}: JSON nested deeper than {max_depth} levels")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{where} is not a valid {what} (expected UTF-8 JSON): {exc}") from exc
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file", *, max_bytes: int = JSON_MAX_BYTES,
+              max_depth: int = JSON_MAX_DEPTH) -> Any:
+    """Read JSON from ``path`` with an error that names the file and what was expected; the file's size and nesting
+    are bounded (``max_bytes``, ``max_depth``) so a hostile file is refused, never a crash."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path} is not a valid {what}: {size} bytes, more than the {max_bytes} a {what} may have")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ValueError(f"{path} is not a valid {what} (expected UTF-8 JSON): {exc}") from exc
+    return parse_json_text(text, path, what, max_depth=max_depth)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

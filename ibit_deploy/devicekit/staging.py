@@ -6,7 +6,7 @@ exactly as it was.
 
 The swap is one ``renameat2(RENAME_EXCHANGE)`` where Linux offers it (readers see the old bundle or the new one,
 never none); elsewhere the previous bundle is renamed aside and the new one into place. Callers hold the target's
-:func:`~ibit_deploy.locking.directory_lock` (its lock file lies beside the target, so it survives the swap); under
+:func:`~ibit_deploy.devicekit.locking.directory_lock` (its lock file lies beside the target, so it survives the swap); under
 it, any staging or replaced directory of the same target is a leftover of a dead export, which
 :func:`clean_leftovers` removes (putting a replaced bundle back if the swap itself was interrupted).
 """
@@ -80,6 +80,22 @@ def swap_in(staging: str | os.PathLike, target: str | os.PathLike) -> None:
         os.rename(aside, target)
         raise
     shutil.rmtree(aside)
+
+
+def publish_new(staging: str | os.PathLike, target: str | os.PathLike) -> bool:
+    """Rename the complete folder ``staging`` to ``target`` if nothing is there yet (True); if another process got
+    there first, discard ``staging`` and keep theirs (False). For caches that any process may fill."""
+    staging, target = Path(staging), Path(target)
+    try:
+        if not os.path.lexists(target):
+            os.rename(staging, target)
+            return True
+    except OSError as exc:
+        if not os.path.lexists(target) or exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return False
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -1,6 +1,7 @@
-"""The one place the packagers read a bundle: :func:`read_bundle` opens it through :func:`ibit_deploy.bundle.open_bundle`
+"""The one place the packagers read their source bundle: :func:`read_bundle` opens it through
+:func:`ibit_deploy.devicekit.bundle.open_bundle`
 (manifest checks, sha256 of every file, v1 migration) and adds what only packaging needs: finite batch profiles
-(:class:`~ibit_deploy.trt.kit.EngineProfile`), the output tensor of the ONNX graph, and PackageError messages that
+(:class:`~ibit_deploy.devicekit.profile.EngineProfile`), the output tensor of the ONNX graph, and PackageError messages that
 say how to produce a missing artifact.
 """
 
@@ -11,8 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import Artifact, Bundle, InputSpec, open_bundle
-from ..trt.kit import MANIFEST_FILE, EngineProfile
+from ..devicekit.bundle import Artifact, Bundle, open_bundle
+from ..devicekit.layout import MANIFEST_FILE
+from ..devicekit.manifest import onnx_for
+from ..devicekit.profile import EngineProfile, InputSpec
 from .graph_edit import graph_outputs
 
 
@@ -56,23 +59,17 @@ class BundleView:
         return self.bundle.find(kind, precision)
 
     def require_onnx(self, precision: str) -> Path:
-        """The ONNX file of ``precision``, or a PackageError saying how to produce it."""
-        art = self.artifact("onnx", precision)
-        if art is None:
-            have = sorted({a.precision for a in self.bundle.artifacts if a.kind == "onnx"})
-            raise PackageError(f"{self.manifest_path} lists no {precision} ONNX (it has: {', '.join(have) or 'none'});"
-                               f" re-export with `ibit-export CHECKPOINT --precision {precision} --out {self.path}`")
-        return self.bundle.file(art)
+        """The ONNX file of ``precision`` (:func:`~ibit_deploy.devicekit.manifest.onnx_for`), or a PackageError
+        saying how to produce it."""
+        try:
+            return self.bundle.path / onnx_for(self.bundle.manifest, precision, where=self.manifest_path)
+        except ValueError as exc:
+            raise PackageError(f"{exc}: `ibit-export CHECKPOINT --precision {precision} --out {self.path}`") from None
 
     def profile(self, engine: Artifact | None = None) -> EngineProfile:
         """The batch profile of ``engine`` (the one it was built with) or, without one, of the bundle's input."""
         try:
-            base = self.input.profile()
-            if engine is None or "batch_range" not in engine.entry:
-                return base
-            lo, hi = engine.entry["batch_range"]
-            return dataclasses.replace(base, min_batch=int(lo), max_batch=int(hi),
-                                       opt_batch=int(engine.entry.get("opt_batch", lo)))
+            return self.input.profile(None if engine is None else engine.entry)
         except (TypeError, ValueError) as exc:
             where = f"{engine.path}'s entry" if engine is not None else "input.batch_range"
             raise PackageError(f"{self.manifest_path} {where}: {exc}; re-export with --min-batch/--opt-batch/"

@@ -7,15 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from ibit_deploy.manifest import artifact_entry, load_manifest, set_artifact, write_manifest
-from ibit_deploy.trt import kit
-from ibit_deploy.trt.kit import ENGINE_ACCEPTANCE, EngineProfile, engine_acceptance, engine_accepted, engine_entry
+from ibit_deploy.devicekit.acceptance import (
+    ENGINE_ACCEPTANCE,
+    Verdict,
+    artifact_verdict,
+    engine_acceptance,
+    engine_accepted,
+)
+from ibit_deploy.devicekit.layout import PRECISIONS
+from ibit_deploy.devicekit.manifest import artifact_entry, load_manifest, set_artifact, write_manifest
+from ibit_deploy.devicekit.profile import EngineProfile
+from ibit_deploy.devicekit.verify import engine_entry
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "bundle_v1"
 
 
 def test_one_table_for_every_precision():
-    assert set(ENGINE_ACCEPTANCE) == set(kit.PRECISIONS)
+    assert set(ENGINE_ACCEPTANCE) == set(PRECISIONS)
     for precision, minimum in ENGINE_ACCEPTANCE.items():
         assert engine_acceptance(precision)["min"] == minimum and engine_acceptance(precision)["metric"] == "agreement"
 
@@ -40,19 +48,55 @@ def test_the_entry_carries_the_rule_beside_the_check():
     assert "needs >= 0.97" in entry["gate"]["reason"] and entry["batch_range"] == [1, 8]
 
 
-def test_runtime_load_applies_the_table_not_the_recorded_verdict(tmp_path):
-    """An int8 engine recorded as passed at 93% (the old device threshold) is refused by runtime.load's runner list."""
-    from ibit_deploy.runtime.load import make_runners
-
+def _bundle_with_engine(tmp_path, **entry) -> Path:
     bundle = tmp_path / "b"
     shutil.copytree(FIXTURE, bundle)
     manifest = load_manifest(bundle)
     (bundle / "engine.int8.plan").write_bytes(b"engine")
-    set_artifact(manifest, artifact_entry(bundle, "engine.int8.plan", "engine", "int8",
-                                          verification={"agreement": 0.93, "passed": True}))
+    set_artifact(manifest, artifact_entry(bundle, "engine.int8.plan", "engine", "int8", **entry))
     write_manifest(bundle, manifest)
-    choices = make_runners(bundle, ["tensorrt"], load_manifest(bundle), precisions=["int8"])
+    return bundle
+
+
+def _engine_rows(bundle: Path) -> list:
+    from ibit_deploy.runtime.load import make_runners
+
+    return make_runners(bundle, ["tensorrt"], load_manifest(bundle), precisions=["int8"])
+
+
+def test_an_engine_recorded_without_a_verdict_is_judged_by_the_table(tmp_path):
+    """An int8 engine a version-1 kit recorded as passed at 93% (its old threshold, no rule beside it) is refused."""
+    choices = _engine_rows(_bundle_with_engine(tmp_path, verification={"agreement": 0.93, "passed": True}))
     assert len(choices) == 1 and isinstance(choices[0].runner, str) and "failed its check" in choices[0].runner
+
+
+def test_the_recorded_verdict_with_its_rule_is_the_truth(tmp_path):
+    """Judged once, by the rule of its day, recorded beside the check: a reader never re-judges it by a newer table."""
+    passed_then = {"verification": {"agreement": 0.95}, "acceptance": {"metric": "agreement", "min": 0.95},
+                   "gate": {"passed": True, "checked": True}}
+    assert artifact_verdict({"kind": "engine", "precision": "int8", **passed_then}) == Verdict(True)
+    assert engine_accepted("int8", passed_then["verification"]) is False  # today's table would refuse it
+    rows = _engine_rows(_bundle_with_engine(tmp_path, **passed_then))
+    assert not (isinstance(rows[0].runner, str) and "failed its check" in rows[0].runner)
+
+    failed_then = {"verification": {"agreement": 0.99}, "gate": {"passed": False, "reason": "below 0.995 then"}}
+    verdict = artifact_verdict({"kind": "engine", "precision": "int8", **failed_then})
+    assert verdict.failed and verdict.reason == "below 0.995 then"
+    rows = _engine_rows(_bundle_with_engine(tmp_path / "2", **failed_then))
+    assert isinstance(rows[0].runner, str) and "below 0.995 then" in rows[0].runner
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ({"kind": "onnx", "gate": {"passed": False, "reason": "top-1 drop 3 points"}}, Verdict(False, "top-1 drop 3 points")),
+    ({"kind": "onnx", "gate": {"passed": True}}, Verdict(True)),
+    ({"kind": "onnx"}, Verdict(None)),
+    ({"kind": "engine", "precision": "fp16", "gate": {"passed": True, "checked": False}}, Verdict(None)),
+    ({"kind": "engine", "precision": "fp16", "verification": {"skipped": "no GPU"}}, Verdict(None)),
+    ({"kind": "engine", "precision": "fp16", "verification": {"agreement": 0.96},
+      "acceptance": {"min": 0.95}}, Verdict(True)),
+])
+def test_verdicts_of_every_kind_of_record(entry, expected):
+    assert artifact_verdict(entry) == expected
 
 
 def _ort_engine(noise: float):

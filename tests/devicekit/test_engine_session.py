@@ -16,9 +16,9 @@ import types
 import numpy as np
 import pytest
 
+from ibit_deploy.devicekit.session import EngineBuildError, EngineSession, run_engine
 from ibit_deploy.runtime.base import InputSpec
 from ibit_deploy.runtime.tensorrt_runner import TrtRunner
-from ibit_deploy.trt.kit import EngineBuildError, EngineSession, run_engine
 
 CHW, CLASSES, PROFILE = (3, 4, 4), 5, (1, 2, 4)
 PLAN = b"fake engine"

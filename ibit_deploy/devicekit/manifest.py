@@ -20,12 +20,17 @@ Schema (format_version 2)::
     }
 
 Every comparison record (a quantized file's ``gate``, an ONNX file's ``parity``, an engine's ``verification``, a
-result's ``accuracy``) uses the names and units of :mod:`ibit_deploy.compare_metrics` (fractions). Version 1 wrote
+result's ``accuracy``) uses the names and units of :mod:`ibit_deploy.devicekit.agreement` (fractions). Version 1 wrote
 some in percent and under other names; :func:`load_manifest` migrates a version-1 manifest in memory
-(:func:`migrate_v1`), so old bundles still load. Typed access: :mod:`ibit_deploy.bundle`.
+(:func:`migrate_v1`), so old bundles still load. Typed access: :mod:`.bundle`.
+
+This module is the ONE reader and writer of manifest.json, for ibit-export, every later stage and the device kit
+(``build_engine.py`` records its engine through :func:`put_artifact`). It also owns the bundle file checks
+(:func:`check_bundle_files`: every artifact path inside the bundle, every sha256 as recorded) and the one lookup of
+which ONNX file serves a precision (:func:`onnx_for`).
 
 The manifest is written last (atomically): a bundle without one is incomplete by definition. Writers hold the
-bundle's lock (:mod:`ibit_deploy.locking`) from reading the manifest to writing it, so no update is lost.
+bundle's lock (:mod:`.locking`) from reading the manifest to writing it, so no update is lost.
 """
 
 from __future__ import annotations
@@ -33,14 +38,16 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .acceptance import engine_acceptance
 from .fileio import atomic_write_json, read_json, sha256_file
-from .trt.kit import MANIFEST_FILE, check_bundle_files, engine_acceptance  # the standalone device kit needs these too
+from .layout import MANIFEST_FILE, PRECISIONS
+from .locking import directory_lock
 
 FORMAT_VERSION = 2
-BENCH_DIR = "bench"  # ibit-bench's default report folder inside a bundle (carried over by a re-export, see export)
 READABLE_VERSIONS = (1, 2)
 # version 1 name -> version 2 name in comparison records (values in percent are converted where marked below)
 _V1_RENAMES = {"drop": "top1_drop", "samples": "count", "top1_agreement": "agreement",
@@ -100,16 +107,24 @@ def load_manifest(bundle: str | os.PathLike, verify: bool = True) -> dict[str, A
         raise FileNotFoundError(f"{bundle} has no {MANIFEST_FILE}: the bundle is incomplete (an export that did not "
                                 f"finish) or not a bundle written by ibit-export")
     manifest = read_json(path, "bundle manifest")
-    if not isinstance(manifest, dict) or manifest.get("format_version") not in READABLE_VERSIONS:
-        found = manifest.get("format_version") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ValueError(f"{path}: expected format_version {' or '.join(map(str, READABLE_VERSIONS))}, "
-                         f"found {found!r}")
-    if manifest["format_version"] == 1:
-        manifest = migrate_v1(manifest)
+    manifest = check_format(manifest, path)
     for key in ("input", "artifacts"):
         if key not in manifest:
             raise ValueError(f"{path}: missing required field {key!r}")
     check_bundle_files(bundle, manifest, verify=verify)
+    return manifest
+
+
+def check_format(manifest: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """``manifest`` as a version-2 dict (a version-1 one migrated); ValueError naming ``path`` for any other."""
+    if not isinstance(manifest, dict) or manifest.get("format_version") not in READABLE_VERSIONS:
+        found = manifest.get("format_version") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ValueError(f"{path}: expected format_version {' or '.join(map(str, READABLE_VERSIONS))}, "
+                         f"found {found!r}")
+    if isinstance(manifest["format_version"], bool):
+        raise ValueError(f"{path}: expected format_version {' or '.join(map(str, READABLE_VERSIONS))}, found True")
+    if manifest["format_version"] == 1:
+        manifest = migrate_v1(manifest)
     return manifest
 
 
@@ -150,8 +165,6 @@ def update_manifest(bundle: str | os.PathLike, *, wait: bool = True, measured_on
     manifest the ``results`` were measured on; results whose artifact has changed since (the bundle was re-exported
     meanwhile) are left out, so no result describes a file it did not measure.
     """
-    from .locking import directory_lock
-
     with directory_lock(bundle, "update manifest", wait=wait):
         manifest = load_manifest(bundle, verify=False)
         for key, value in fields.items():
@@ -208,3 +221,63 @@ def _v1_record(record: dict[str, Any], percent: bool) -> dict[str, Any]:
             if isinstance(renamed.get(key), (int, float)) and not isinstance(renamed.get(key), bool):
                 renamed[key] = renamed[key] / 100.0
     return renamed
+
+
+def put_artifact(bundle: str | os.PathLike, entry: dict[str, Any] | None, *, holder: str = "update manifest",
+                 **fields: Any) -> dict[str, Any]:
+    """Under the bundle lock: read the manifest again, put ``entry`` in place of any entry for its path, set
+    top-level ``fields``, rewrite atomically; return the manifest. Results another writer added meanwhile are kept."""
+    with directory_lock(bundle, holder):
+        manifest = load_manifest(bundle, verify=False)
+        if entry is not None:
+            set_artifact(manifest, entry)
+        manifest.update(fields)
+        write_manifest(bundle, manifest)
+    return manifest
+
+
+def check_bundle_files(bundle: str | os.PathLike, manifest: dict[str, Any], *, verify: bool = True,
+                       skip: Sequence[str] = ()) -> None:
+    """The bundle checks every reader applies: each artifact has a string path and sha256, the path stays inside the
+    bundle, and (``verify``) the file exists with that sha256. ``skip``: paths not hashed (a file about to be
+    rewritten). Raises ValueError (or FileNotFoundError for a missing file) naming the file.
+    """
+    bundle = Path(bundle)
+    path, root = bundle / MANIFEST_FILE, bundle.resolve()
+    artifacts = manifest.get("artifacts")
+    if not isinstance(artifacts, list):
+        raise ValueError(f"{path}: 'artifacts' must be a list, got {type(artifacts).__name__}")
+    for art in artifacts:
+        rel = art.get("path") if isinstance(art, dict) else None
+        if not isinstance(rel, str) or not isinstance(art.get("sha256"), str):
+            raise ValueError(f"{path}: every artifact needs a string 'path' and 'sha256', got {art!r}")
+        if not rel or "\0" in rel or Path(rel).is_absolute() or not (bundle / rel).resolve().is_relative_to(root):
+            raise ValueError(f"{path}: artifact path {rel!r} points outside the bundle {bundle}; refusing it")
+    if not verify:
+        return
+    for art in artifacts:
+        if art["path"] in skip:
+            continue
+        file = bundle / art["path"]
+        if not file.is_file():
+            raise FileNotFoundError(f"{path} lists {art['path']}, which is missing from {bundle}")
+        digest = sha256_file(file)
+        if digest != art["sha256"]:
+            raise ValueError(f"{file} was altered after export: sha256 {digest[:12]}... does not match the "
+                             f"manifest's {art['sha256'][:12]}...")
+
+
+def onnx_artifact(manifest: dict[str, Any], precision: str) -> dict[str, Any] | None:
+    """The manifest entry of the ONNX file that serves ``precision``, or None: the one precision -> file lookup."""
+    return find_artifact(manifest, kind="onnx", precision=precision)
+
+
+def onnx_for(manifest: dict[str, Any], precision: str, *, where: str | os.PathLike = MANIFEST_FILE) -> str:
+    """The bundle-relative ONNX file of ``precision``; ValueError naming ``where`` and what the bundle has."""
+    art = onnx_artifact(manifest, precision)
+    if art is None:
+        have = sorted({str(a.get("precision", "fp32")) for a in manifest.get("artifacts", [])
+                       if isinstance(a, dict) and a.get("kind") == "onnx"})
+        how = f" (re-export with --precision {precision})" if precision in PRECISIONS else ""
+        raise ValueError(f"{where} lists no {precision} ONNX (it has: {', '.join(have) or 'none'}){how}")
+    return str(art["path"])

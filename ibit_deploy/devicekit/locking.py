@@ -12,8 +12,7 @@ died is reported as stale and taken over.
 Re-entrant within a process: a stage that locks (quantize, the engine build) may run inside one that already holds
 the lock (export); the inner call just counts.
 
-Standalone on purpose (stdlib only, no ibit_deploy import): the on-device kit (``trt/kit.py``) locks the bundle
-through it and bundles carry a verbatim copy. POSIX only (``fcntl``); on a network file system flock may be local.
+Part of the device kit (standard library only): the kit locks the bundle through it on the device too. POSIX only (``fcntl``); on a network file system flock may be local.
 """
 
 from __future__ import annotations

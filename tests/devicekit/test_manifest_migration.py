@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ibit_deploy.bundle import open_bundle
-from ibit_deploy.manifest import FORMAT_VERSION, load_manifest, update_manifest
+from ibit_deploy.data.eval_split import EvalSet
+from ibit_deploy.devicekit.bundle import open_bundle
+from ibit_deploy.devicekit.manifest import FORMAT_VERSION, load_manifest, update_manifest
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "bundle_v1"
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "bundle_v1"
 
 
 def test_the_fixture_really_is_version_1():
@@ -42,7 +43,7 @@ def test_a_version_1_bundle_runs(tmp_path):
 
     bundle = open_bundle(FIXTURE)
     assert bundle.input.chw == (1, 28, 28) and bundle.input.profile().opt_batch == 4
-    assert bundle.eval_set.spec == "mnist5k" and bundle.find("onnx", "fp16").path == "model.fp16.onnx"
+    assert EvalSet.from_manifest(bundle.manifest).spec == "mnist5k" and bundle.find("onnx", "fp16").path == "model.fp16.onnx"
     with Predictor(FIXTURE, backend="ort-cpu", precision="fp16", threads=1) as predictor:
         result = predictor.predict([np.zeros((28, 28), np.uint8)] * 11)  # 11 images: chunks of 8, then 3
     assert result.logits.shape == (11, 10) and np.isfinite(result.logits).all()

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ibit_deploy.compare_metrics import LABEL_METRICS, METRICS, accuracy, compare_logits
+from ibit_deploy.devicekit.agreement import LABEL_METRICS, METRICS, accuracy, compare_logits
 
 REF = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [2.0, 1.0, 0.0]])
 CAND = np.array([[2.0, 0.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 2.0], [2.0, 1.0, 0.0]])

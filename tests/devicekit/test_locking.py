@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ibit_deploy.locking import LockBusy, directory_lock, lock_path, read_holder
+from ibit_deploy.devicekit.locking import LockBusy, directory_lock, lock_path, read_holder
 
 
 def test_lock_file_lives_beside_the_directory(tmp_path):
@@ -84,7 +84,7 @@ def test_the_lock_survives_the_directory_being_replaced(tmp_path, lock_holder):
 
 UPDATE = textwrap.dedent("""
     import sys
-    from ibit_deploy.manifest import update_manifest
+    from ibit_deploy.devicekit.manifest import update_manifest
     for i in range(int(sys.argv[3])):
         update_manifest(sys.argv[1], results=[{"writer": sys.argv[2], "i": i}])
 """)
@@ -95,7 +95,7 @@ def test_concurrent_manifest_updates_lose_nothing(tmp_path):
     import shutil
 
     bundle = tmp_path / "b"
-    shutil.copytree(Path(__file__).resolve().parent / "fixtures" / "bundle_v1", bundle)
+    shutil.copytree(Path(__file__).resolve().parent.parent / "fixtures" / "bundle_v1", bundle)
     procs = [subprocess.Popen([sys.executable, "-c", UPDATE, str(bundle), name, "15"], stderr=subprocess.PIPE,
                               text=True) for name in ("a", "b")]
     for proc in procs:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ibit_deploy.devicekit.manifest import set_artifact, write_manifest
 from ibit_deploy.export.device_bundle import write_device_scripts
-from ibit_deploy.manifest import set_artifact, write_manifest
 
 # A stand-in `tensorrt` that leaves a mark when imported: the kit must refuse a bad bundle before importing it.
 FAKE_TENSORRT = "import os\nopen(os.environ['TRT_IMPORTED'], 'w').close()\n__version__ = '10.3.0'\n"

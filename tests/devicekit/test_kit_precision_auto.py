@@ -18,8 +18,9 @@ import onnxruntime as ort
 import pytest
 
 from ibit_deploy.conformance.trtexec_flags import check_trtexec_argv
-from ibit_deploy.fileio import sha256_file
-from ibit_deploy.trt import kit
+from ibit_deploy.devicekit import auto_build, launcher, session
+from ibit_deploy.devicekit import cli as kit
+from ibit_deploy.devicekit.fileio import sha256_file
 
 from ..conftest import make_fake_trt
 
@@ -53,12 +54,12 @@ def auto_bundle(tmp_path):
     labels = session.run(None, {"images": images})[0].argmax(1)  # FP32 ONNX top-1 = 1.0 on these
     np.savez(root / "calib.npz", images=images, labels=labels)
     artifacts.append({"path": "calib.npz", "kind": "calibration"})
-    shutil.copy(kit.__file__, root / "build_engine.py")
+    shutil.copy(launcher.__file__, root / "build_engine.py")
     artifacts.append({"path": "build_engine.py", "kind": "script", "precision": "fp16"})
     for entry in artifacts:  # the kit checks every listed file against its sha256 before anything else
         entry["sha256"] = sha256_file(root / entry["path"])
-    manifest = {"input": {"name": "images", "shape": ["batch", *CHW], "batch_range": [1, 8], "opt_batch": 4},
-                "artifacts": artifacts}
+    manifest = {"format_version": 2, "artifacts": artifacts,
+                "input": {"name": "images", "shape": ["batch", *CHW], "batch_range": [1, 8], "opt_batch": 4}}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
@@ -163,7 +164,7 @@ def test_unknown_tensorrt_versions_exit_3_naming_the_supported(auto_bundle, monk
 
 def test_without_cuda_python_auto_exits_3(auto_bundle, monkeypatch, capsys):
     try:
-        kit.import_cudart()
+        session.import_cudart()
         pytest.skip("cuda-python is installed here")
     except ImportError:
         pass
@@ -186,11 +187,11 @@ def test_without_trtexec_auto_exits_3(auto_bundle, monkeypatch, capsys, tmp_path
 def test_budget_comes_from_the_tightest_gate_else_acceptance_only():
     gates = {"artifacts": [{"path": "model.int8.onnx", "gate": {"max_drop": 0.02}},
                            {"path": "model.fp16.onnx", "gate": {"max_drop": 0.005}}, {"path": "model.onnx"}]}
-    assert kit.accuracy_budget(gates, 0.9).to_dict() == {"max_top1_drop": 0.005, "reference_top1": 0.9,
+    assert auto_build.accuracy_budget(gates, 0.9).to_dict() == {"max_top1_drop": 0.005, "reference_top1": 0.9,
                                                          "source": "quantization gate of model.fp16.onnx"}
-    none = kit.accuracy_budget({"artifacts": []}, None)
+    none = auto_build.accuracy_budget({"artifacts": []}, None)
     assert none.max_top1_drop is None and none.check({"top1": 0.0}) == [] and "acceptance table only" in none.source
-    assert kit.accuracy_budget(gates, 0.9, max_drop=0.0).check({"top1": 0.89})  # --max-drop 0 points
+    assert auto_build.accuracy_budget(gates, 0.9, max_drop=0.0).check({"top1": 0.89})  # --max-drop 0 points
 
 
 def test_max_drop_without_auto_is_refused(auto_bundle):

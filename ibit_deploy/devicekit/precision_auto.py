@@ -2,13 +2,12 @@
 table and the bundle's accuracy budget, ship the fastest. A measurement, not a rule: INT8 is often slower than FP16
 for ViTs (METHODS.md section 7).
 
-Standalone on purpose (standard library only, and no ibit_deploy import): bundles carry a verbatim copy beside
-``build_engine.py`` (``kit.KIT_FILES``). The TensorRT work is passed in as callables, so the selection is tested
-here on outputs in trtexec's documented format; ``kit.build_auto`` passes the real ones:
+Part of the device kit (standard library only). The TensorRT work is passed in as callables, so the selection is tested
+here on outputs in trtexec's documented format; ``auto_build.build_auto`` passes the real ones:
 
 - ``build(precision) -> engine path`` (raise to fail the candidate),
 - ``verify(precision, engine) -> record``: the kit's engine check against ONNX Runtime on real images
-  (compare_metrics keys, fractions: ``agreement``, ``max_abs_diff``, ... and, with labels, ``top1``),
+  (devicekit.agreement keys, fractions: ``agreement``, ``max_abs_diff``, ... and, with labels, ``top1``),
 - ``accepted(precision, record) -> bool | None``: the engine acceptance table (``kit.engine_accepted``),
 - ``benchmark(precision, engine, batch) -> trtexec stdout`` from ONE fixed trtexec recipe for every candidate,
 - ``parse(stdout) -> summary``: the one trtexec output parser (``trtexec_tool.parse_trtexec_output``).

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ibit_deploy.trt import precision_auto as pa
-from ibit_deploy.trt.kit import engine_acceptance, engine_accepted
-from ibit_deploy.trt.trtexec_tool import parse_trtexec_output
+from ibit_deploy.devicekit import precision_auto as pa
+from ibit_deploy.devicekit.acceptance import engine_acceptance, engine_accepted
+from ibit_deploy.devicekit.trtexec_tool import parse_trtexec_output
 
 BUDGET = pa.AccuracyBudget(max_top1_drop=0.01, reference_top1=0.90, source="test")
 

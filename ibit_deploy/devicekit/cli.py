@@ -1,0 +1,310 @@
+"""The device kit's command line (``python3 build_engine.py`` in a bundle): build ``engine.plan`` from the bundle's
+ONNX on the device, check it against ONNX Runtime, record it in manifest.json.
+
+Run it on the machine that will run the engine (a Jetson, a desktop GPU): TensorRT engines are tied to the GPU
+architecture and the TensorRT version that built them. Needs python3 and the ``tensorrt`` Python package (JetPack
+ships it; on a desktop, NVIDIA's wheel); the output check also needs numpy, ``cuda-python`` and ``onnxruntime``, and
+is skipped with a note when they are missing. Before it reads, builds or prints anything it applies the bundle checks
+every reader applies (:func:`.manifest.check_bundle_files`); the launcher has already checked every kit file.
+
+- ``--precision auto``: builds fp32, fp16 and int8 engines, checks each against ONNX Runtime (acceptance table and the
+  bundle's accuracy budget), times each with trtexec (one recipe, batch 1 and the opt batch) and keeps the fastest
+  that passes; every candidate is recorded in manifest.json (``engine_selection``). Exit 1 when none passes.
+
+Exit codes: 0 done, 1 build or check failed, 2 bad arguments or bundle, 3 TensorRT or a GPU is not available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import precision_auto
+from .acceptance import engine_acceptance, engine_accepted, verification_summary
+from .auto_build import AUTO, build_auto, run_trtexec_stdout
+from .build import (
+    DEFAULT_WORKSPACE_MIB,
+    build_serialized_engine,
+    check_trt_major,
+    onnx_precision_for,
+    parse_trt_version,
+    trtexec_command,
+)
+from .fileio import atomic_write_bytes, sha256_file
+from .layout import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE, LAUNCHER, PRECISIONS
+from .manifest import check_bundle_files, load_manifest, onnx_for, put_artifact
+from .profile import EngineProfile
+from .session import CudaUnavailable, EngineBuildError, cuda_device_name, import_cudart
+from .trtexec_tool import find_trtexec
+from .verify import engine_entry, verification_batches, verify_engine
+
+SCRIPT_NAME = LAUNCHER
+
+
+def _parser(default_bundle: Path | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="build_engine.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Build a TensorRT engine (engine.plan) from this ibit-deploy bundle's ONNX on this device, check "
+                    "it against ONNX Runtime and record it in manifest.json.",
+        epilog="Shapes, names and the batch range default to manifest.json. Exit codes: 0 ok, 1 build/check failed, "
+               "2 bad arguments, 3 TensorRT or GPU unavailable.")
+    p.add_argument("--bundle", type=Path, default=default_bundle, required=default_bundle is None,
+                   help="bundle directory (default: the directory of build_engine.py)")
+    p.add_argument("--precision", choices=(*PRECISIONS, AUTO),
+                   help="engine precision (default: the one ibit-export chose); auto: build fp32, fp16 and int8, "
+                        "check each against ONNX Runtime, time each with trtexec, keep the fastest that passes")
+    p.add_argument("--max-drop", type=float, metavar="POINTS",
+                   help="with --precision auto: top-1 points an engine may lose against the FP32 ONNX on calib.npz's "
+                        "labels (default: the tightest quantization gate in manifest.json)")
+    p.add_argument("--onnx", type=Path, help="ONNX file to build (default: the bundle's file for the precision)")
+    p.add_argument("--engine", type=Path, help=f"engine file to write (default: BUNDLE/{DEFAULT_ENGINE})")
+    p.add_argument("--min-batch", type=int)
+    p.add_argument("--opt-batch", type=int)
+    p.add_argument("--max-batch", type=int)
+    p.add_argument("--workspace-mib", type=int, default=DEFAULT_WORKSPACE_MIB, help="builder workspace pool (MiB)")
+    p.add_argument("--timing-cache", type=Path, help=f"timing cache file (default: BUNDLE/{DEFAULT_TIMING_CACHE})")
+    p.add_argument("--no-timing-cache", action="store_true")
+    p.add_argument("--legacy", action="store_true",
+                   help="TensorRT 10.x only: weakly typed network with BuilderFlag.FP16/INT8 (removed in 11)")
+    p.add_argument("--skip-build", action="store_true",
+                   help="use an existing engine (e.g. built by trtexec in build_engine.sh): check and record it only")
+    p.add_argument("--tensorrt-version", help="with --skip-build: the TensorRT version that built the engine")
+    p.add_argument("--no-verify", action="store_true", help="do not compare engine outputs with ONNX Runtime")
+    p.add_argument("--verify-samples", type=int, default=64, help="calibration images to compare (default 64)")
+    p.add_argument("--report", type=Path, help="JSON report (default: the engine path with .json)")
+    p.add_argument("--no-manifest", action="store_true", help="do not add the engine to manifest.json")
+    p.add_argument("--print-trtexec", action="store_true", help="print the equivalent trtexec command and exit")
+    p.add_argument("--trt-major", type=int, help="TensorRT major version for --print-trtexec (default: installed)")
+    return p
+def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, Any]:
+    """Fill defaults from the manifest and validate everything before TensorRT is imported."""
+    bundle = args.bundle.resolve()
+    engine = (args.engine or bundle / DEFAULT_ENGINE).resolve()
+    try:
+        manifest = load_manifest(bundle, verify=False)
+        # runtime.load's checks, before anything is read, built or printed; the engine is this run's output (or
+        # trtexec's, with --skip-build), so its old hash does not apply
+        check_bundle_files(bundle, manifest, skip=[engine.relative_to(bundle).as_posix()]
+                           if engine.is_relative_to(bundle) else [])
+    except (OSError, ValueError) as exc:
+        p.error(str(exc))
+    inp = dict(manifest.get("input", {}))
+    script = next((a for a in manifest.get("artifacts", []) if a.get("path") == SCRIPT_NAME), {})
+    precision = args.precision or script.get("precision") or "fp32"
+    lo, hi = (inp.get("batch_range") or [1, None])[:2]
+    lo = args.min_batch if args.min_batch is not None else lo
+    hi = args.max_batch if args.max_batch is not None else hi
+    inp.update(batch_range=[lo, hi], opt_batch=args.opt_batch if args.opt_batch is not None else inp.get("opt_batch", lo))
+    if hi is None:
+        p.error("manifest input.batch_range has no maximum: pass --max-batch (TensorRT needs a finite profile)")
+    try:
+        profile = EngineProfile.from_input_block(inp)
+    except (ValueError, TypeError) as exc:
+        p.error(str(exc))
+    if precision != AUTO and precision not in PRECISIONS:
+        p.error(f"manifest.json gives {SCRIPT_NAME} the precision {precision!r}; expected one of {PRECISIONS}")
+    onnx_precision = "fp32" if precision == AUTO else onnx_precision_for(precision, args.legacy)
+    try:
+        onnx = args.onnx or bundle / onnx_for(manifest, onnx_precision, where=bundle / "manifest.json")
+    except ValueError as exc:
+        p.error(str(exc))
+    if not args.skip_build and not onnx.is_file():
+        p.error(f"ONNX file not found: {onnx} (needed for the {precision} engine"
+                f"{' with --legacy' if args.legacy else ''}; does the bundle contain it?)")
+    if args.skip_build and not engine.is_file():
+        p.error(f"--skip-build given but the engine file does not exist: {engine}")
+    if args.verify_samples < 1:
+        p.error(f"--verify-samples must be >= 1, got {args.verify_samples}")
+    if precision == AUTO:
+        clash = [flag for flag, on in (("--legacy", args.legacy), ("--skip-build", args.skip_build),
+                                       ("--onnx", args.onnx), ("--print-trtexec", args.print_trtexec),
+                                       ("--no-verify", args.no_verify), ("--no-manifest", args.no_manifest)) if on]
+        if clash:
+            p.error(f"--precision auto builds, checks and records every candidate itself; drop {', '.join(clash)}")
+    if args.max_drop is not None and precision != AUTO:
+        p.error("--max-drop applies to --precision auto only (a single-precision build is judged by the acceptance "
+                "table)")
+    if args.max_drop is not None and not 0 <= args.max_drop <= 100:
+        p.error(f"--max-drop is in top-1 points, 0..100; got {args.max_drop}")
+    cache = None if args.no_timing_cache else (args.timing_cache or bundle / DEFAULT_TIMING_CACHE)
+    return {"bundle": bundle, "manifest": manifest, "precision": precision, "onnx": Path(onnx), "engine": engine,
+            "profile": profile, "timing_cache": cache, "report": args.report or engine.with_suffix(".json")}
+def _supported_version(trt: Any) -> str | None:
+    """None when the installed TensorRT is one this kit knows; else the message saying which it supports."""
+    try:
+        check_trt_major(parse_trt_version(trt.__version__)[0])
+    except ValueError as exc:
+        return f"build_engine.py: the installed TensorRT ({trt.__version__}) cannot be used: {exc}"
+    return None
+
+
+def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error: str,
+               trtexec_run: Callable[[list[str]], str] | None, engine_runner: Callable[..., list[Any]] | None) -> int:
+    """``--precision auto``: exit 0 an engine was chosen, 1 every candidate failed (nothing recorded as passed),
+    3 TensorRT, trtexec or a GPU is missing."""
+    if trt is None:
+        print(f"build_engine.py: {trt_error}; --precision auto builds with TensorRT's Python API.", file=sys.stderr)
+        return 3
+    if (message := _supported_version(trt)) is not None:
+        print(message, file=sys.stderr)
+        return 3
+    missing = []
+    if engine_runner is None:
+        try:
+            import_cudart()
+        except ImportError:
+            missing.append("cuda-python (pip install cuda-python) to run the engines")
+    try:
+        import numpy  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        missing.append("numpy and onnxruntime to check them")
+    if missing:  # every candidate would go unchecked: a requirement, not a failed selection
+        print(f"build_engine.py: --precision auto needs {'; '.join(missing)}", file=sys.stderr)
+        return 3
+    trtexec = "trtexec"
+    if trtexec_run is None:
+        exe = find_trtexec()
+        if exe is None:
+            print("build_engine.py: --precision auto times every candidate with trtexec, which was not found "
+                  "($TRTEXEC, /usr/src/tensorrt/bin/trtexec, PATH); it ships with TensorRT (JetPack, NVIDIA's "
+                  "tar/deb packages), not with the Python wheel.", file=sys.stderr)
+            return 3
+        trtexec, trtexec_run = str(exe), run_trtexec_stdout
+    profile: EngineProfile = r["profile"]
+    try:
+        record = build_auto(trt, r["bundle"], r["manifest"], profile, r["engine"],
+                            trt_major=parse_trt_version(trt.__version__)[0], trtexec_run=trtexec_run, trtexec=trtexec,
+                            workspace_mib=args.workspace_mib, timing_cache=r["timing_cache"],
+                            verify_samples=args.verify_samples,
+                            max_drop=None if args.max_drop is None else args.max_drop / 100, run=engine_runner)
+    except CudaUnavailable as exc:
+        print(f"build_engine.py: {exc}", file=sys.stderr)
+        return 3
+    record["tensorrt_version"], record["device"] = str(trt.__version__), cuda_device_name()
+    entry = None
+    if record["chosen"]:
+        chosen = next(c for c in record["candidates"] if c["precision"] == record["chosen"])
+        try:
+            rel = r["engine"].relative_to(r["bundle"]).as_posix()
+        except ValueError:
+            rel = None
+        if rel:
+            entry = engine_entry(rel, record["chosen"], profile, sha256=sha256_file(r["engine"]),
+                                 built_from=onnx_for(r["manifest"], record["chosen"]),
+                                 tensorrt=record["tensorrt_version"], verification=chosen["accuracy"],
+                                 device=record["device"], selected_by="--precision auto")
+    put_artifact(r["bundle"], entry, holder="build_engine.py", engine_selection=record)
+    atomic_write_bytes(r["report"], (precision_auto.dumps(record) + "\n").encode("utf-8"))
+    print(precision_auto.format_table(record))
+    print(f"engine: {r['engine'] if record['chosen'] else 'none shipped'}; report: {r['report']}")
+    return precision_auto.exit_status(record)
+
+
+def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
+         trtexec_run: Callable[[list[str]], str] | None = None,
+         engine_runner: Callable[..., list[Any]] | None = None) -> int:
+    """The CLI. ``bundle``: the default of ``--bundle`` (the launcher passes its own directory; without it,
+    ``--bundle`` is required). Seams for ``--precision auto`` (tests answer through them): ``trtexec_run`` runs one trtexec argv
+    and returns its stdout (default: the trtexec found here), ``engine_runner`` runs an engine for its check
+    (default :func:`run_engine`)."""
+    p = _parser(bundle)
+    args = p.parse_args(argv)
+    r = _resolve(args, p)
+    profile: EngineProfile = r["profile"]
+
+    trt, trt_error = None, ""
+    try:
+        import tensorrt as trt
+    except Exception as exc:  # ImportError, or the PyPI stub failing to fetch the real wheel
+        trt_error = f"the TensorRT Python package is not importable ({exc})"
+    if args.print_trtexec:
+        major = args.trt_major or (parse_trt_version(trt.__version__)[0] if trt else None)
+        if major is None:
+            p.error("--print-trtexec needs --trt-major when TensorRT is not installed")
+        try:
+            cmd = trtexec_command(major, str(r["onnx"]), str(r["engine"]), r["precision"], profile,
+                                  timing_cache=str(r["timing_cache"]) if r["timing_cache"] else None,
+                                  legacy=args.legacy, workspace_mib=args.workspace_mib)
+        except ValueError as exc:
+            p.error(str(exc))
+        print(shlex.join(cmd))
+        return 0
+
+    if r["precision"] == AUTO:
+        return _main_auto(args, r, trt, trt_error, trtexec_run, engine_runner)
+    if trt is not None and not args.skip_build and (message := _supported_version(trt)) is not None:
+        print(message, file=sys.stderr)
+        return 3
+
+    report: dict[str, Any] = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                              "precision": r["precision"], "engine": str(r["engine"])}
+    if args.skip_build:
+        engine_bytes = r["engine"].read_bytes()
+        report.update(built_by="external (trtexec)", tensorrt_version=args.tensorrt_version)
+    else:
+        if trt is None:
+            print(f"build_engine.py: {trt_error}. On a Jetson it comes with JetPack (python3-libnvinfer); on a "
+                  f"desktop install NVIDIA's tensorrt wheel. Or build with trtexec: build_engine.sh.", file=sys.stderr)
+            return 3
+        try:
+            engine_bytes, info = build_serialized_engine(
+                trt, r["onnx"], profile, workspace_mib=args.workspace_mib, timing_cache=r["timing_cache"],
+                strongly_typed=not args.legacy, legacy_precision=r["precision"] if args.legacy else None)
+        except CudaUnavailable as exc:
+            print(f"build_engine.py: {exc}", file=sys.stderr)
+            return 3
+        except ValueError as exc:
+            p.error(str(exc))
+        except EngineBuildError as exc:
+            print(f"build_engine.py: {exc}", file=sys.stderr)
+            return 1
+        atomic_write_bytes(r["engine"], engine_bytes)
+        report.update(info, built_by="build_engine.py (TensorRT Python API)")
+    report.update(engine_sha256=sha256_file(r["engine"]), engine_bytes=r["engine"].stat().st_size,
+                  onnx=str(r["onnx"]), device=cuda_device_name(),
+                  tensorrt_version=str(trt.__version__) if trt else report.get("tensorrt_version"))
+
+    if args.no_verify:
+        report["verification"] = {"skipped": "--no-verify"}
+    elif trt is None:
+        report["verification"] = {"skipped": f"{trt_error}; engine outputs were not checked"}
+    else:
+        try:
+            batches, inputs = verification_batches(r["bundle"], r["manifest"], profile, args.verify_samples)
+            report["verification"] = verify_engine(trt, engine_bytes, r["onnx"], batches,
+                                                   input_name=profile.input_name, precision=r["precision"],
+                                                   inputs=inputs)
+        except EngineBuildError as exc:  # TensorRT could not load or run the engine: that is a failed check
+            report["verification"] = {"passed": False, "error": str(exc)}
+        except (ImportError, RuntimeError) as exc:  # no cuda-python, no GPU, CUDA errors: nothing was checked
+            report["verification"] = {"skipped": f"engine could not be run here: {exc}"}
+    report["acceptance"] = engine_acceptance(r["precision"])
+    atomic_write_bytes(r["report"], (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+
+    if not args.no_manifest:
+        try:
+            rel = r["engine"].relative_to(r["bundle"]).as_posix()
+        except ValueError:
+            rel = None
+            print(f"build_engine.py: {r['engine']} is outside the bundle; manifest.json not updated", file=sys.stderr)
+        if rel:
+            put_artifact(r["bundle"], engine_entry(
+                rel, r["precision"], profile, sha256=report["engine_sha256"], built_from=r["onnx"].name,
+                tensorrt=report["tensorrt_version"], verification=report["verification"], device=report["device"]),
+                holder="build_engine.py")
+
+    check = report["verification"]
+    print(f"engine: {r['engine']} ({report['engine_bytes']} bytes, {r['precision']}); check: "
+          f"{verification_summary(check, r['precision'])}; report: {r['report']}")
+    return 1 if engine_accepted(r["precision"], check) is False else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""build_engine.py, the bundle's launcher: every kit file's sha256 is checked BEFORE any of them is imported, and the
+kit then runs from exactly the bytes that were checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ibit_deploy.devicekit import launcher, layout
+from ibit_deploy.devicekit.manifest import set_artifact, write_manifest
+from ibit_deploy.export.device_bundle import write_device_scripts
+
+
+@pytest.fixture
+def kit_bundle(bundle):
+    root, manifest = bundle
+    for entry in write_device_scripts(root, manifest, "fp32"):
+        set_artifact(manifest, entry)
+    write_manifest(root, manifest)
+    return root
+
+
+def _launch(root: Path, *args: str) -> subprocess.CompletedProcess:
+    # -I: no user site, no PYTHONPATH, no current directory on sys.path (what a device has: no ibit_deploy)
+    return subprocess.run([sys.executable, "-I", str(root / layout.LAUNCHER), *args], capture_output=True, text=True,
+                          timeout=60, cwd=root.parent)
+
+
+def test_a_checked_kit_runs(kit_bundle):
+    result = _launch(kit_bundle, "--print-trtexec", "--trt-major", "10")
+    assert result.returncode == 0, result.stderr
+    assert "--optShapes=images:4x3x32x32" in result.stdout
+    assert not (kit_bundle / layout.KIT_DIR / "__pycache__").exists()  # nothing cached that a later run could load
+
+
+def test_an_altered_kit_file_is_refused_before_any_kit_code_runs(kit_bundle, tmp_path):
+    marker = tmp_path / "ran"
+    victim = kit_bundle / layout.KIT_DIR / "fileio.py"  # imported by every kit module that writes
+    victim.write_text(victim.read_text() + f"\nopen({str(marker)!r}, 'w').write('kit code ran')\n")
+    result = _launch(kit_bundle, "--print-trtexec", "--trt-major", "10")
+    assert result.returncode == 2
+    assert "devicekit/fileio.py was altered after export" in result.stderr and "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+def test_a_kit_file_the_manifest_does_not_list_is_refused(kit_bundle, tmp_path):
+    marker = tmp_path / "ran"
+    (kit_bundle / layout.KIT_DIR / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w')\n")
+    result = _launch(kit_bundle, "--help")
+    assert result.returncode == 2 and "devicekit/sitecustomize.py" in result.stderr and "not listed" in result.stderr
+    assert not marker.exists()
+
+
+def test_a_missing_kit_file_is_refused(kit_bundle):
+    (kit_bundle / layout.KIT_DIR / "build.py").unlink()
+    result = _launch(kit_bundle, "--help")
+    assert result.returncode == 2 and "devicekit/build.py cannot be read" in result.stderr
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"artifacts": "no"}', "\xff\xfe", "[]"])
+def test_a_hostile_manifest_is_refused_in_one_line(kit_bundle, text):
+    (kit_bundle / layout.MANIFEST_FILE).write_bytes(text.encode("latin-1"))
+    result = _launch(kit_bundle, "--help")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("build_engine.py: ") and str(kit_bundle / layout.MANIFEST_FILE) in result.stderr
+
+
+def test_a_manifest_path_outside_the_kit_folder_is_refused(kit_bundle):
+    manifest = json.loads((kit_bundle / layout.MANIFEST_FILE).read_text())
+    manifest["artifacts"].append({"path": "devicekit/../model.onnx", "sha256": "0" * 64, "kind": layout.KIT_KIND})
+    (kit_bundle / layout.MANIFEST_FILE).write_text(json.dumps(manifest))
+    result = _launch(kit_bundle, "--help")
+    assert result.returncode == 2 and "is not devicekit/<module>.py" in result.stderr
+
+
+def test_the_launcher_names_what_the_layout_names():
+    """The launcher is standard library only (it runs before anything is checked), so it spells its names out; they
+    must be the layout's."""
+    assert (launcher.KIT_PACKAGE, launcher.KIT_KIND, launcher.MANIFEST_FILE) == \
+        (layout.KIT_DIR, layout.KIT_KIND, layout.MANIFEST_FILE)
+    sources = layout.kit_sources()
+    assert sources[layout.LAUNCHER].name == "launcher.py"
+    assert {f"{layout.KIT_DIR}/__init__.py", f"{layout.KIT_DIR}/cli.py"} <= set(sources)
