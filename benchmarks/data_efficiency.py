@@ -1,12 +1,12 @@
 """Data efficiency on real MNIST (mnist5k): top-1 vs the fraction of training data, every candidate, equal budget.
 
-A thin script over ``ibit_deploy.compare`` (the library behind ``ibit-deploy compare``): the same study, with the
+A thin script over ``ibit_deploy.study`` (the library behind ``ibit-deploy compare``): the same study, with the
 defaults of the converged run recorded in benchmarks/RESULTS.md, and its report copied into benchmarks/results/.
 
 Budget: the quickstart's recipe (IBiT dims 96 x depth 4 x 3 heads, patch 4; batch 64; AdamW lr 2e-3; warm-up over
 2/30 of the steps, cosine decay; no RandAugment/erasing) and its step count, 1875 optimizer steps = 30 epochs of the
 4,000 training images, for every candidate at every fraction (10% trains 313 epochs of 400 images). Converged means
-the smoothed held-out top-1 and training loss are flat over the last 10% of steps (ibit_deploy/compare/convergence.py).
+the smoothed held-out top-1 and training loss are flat over the last 10% of steps (ibit_deploy/study/convergence.py).
 
     python benchmarks/data_efficiency.py --workers 2 --study runs/data_efficiency     # ~10 core-hours
     python benchmarks/data_efficiency.py --study runs/data_efficiency --report-only  # report of the runs so far
@@ -22,10 +22,10 @@ import argparse
 import shutil
 from pathlib import Path
 
-from ibit_deploy.compare.candidates import CANDIDATES
-from ibit_deploy.compare.plan import StudyConfig
-from ibit_deploy.compare.report import write_report
-from ibit_deploy.compare.study import run_study
+from ibit_deploy.study.candidates import CANDIDATES
+from ibit_deploy.study.plan import StudyConfig
+from ibit_deploy.study.report import write_report
+from ibit_deploy.study.scheduler import run_study
 
 RESULTS = Path(__file__).with_name("results") / "data_efficiency_study"
 

@@ -25,9 +25,9 @@ OWN_DATA_EXAMPLE = (f"{PROG} --data imagefolder:/path/to/images --candidates ibi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..compare.candidates import CANDIDATES
-    from ..compare.plan import StudyConfig
-    from ..compare.report import DEFAULT_MARGIN
+    from ..study.candidates import CANDIDATES
+    from ..study.plan import StudyConfig
+    from ..study.report import DEFAULT_MARGIN
 
     d = StudyConfig()
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_main(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..compare.plan import StudyConfig
+    from ..study.plan import StudyConfig
 
     try:
         if args.report_only:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads, batch_size=args.batch_size,
             lr=args.lr, backend=args.backend, latency_seconds=args.latency_seconds, threads=args.threads,
             latency_batches=_ints(args.latency_batches, "--latency-batches"))
-        from ..compare.study import run_study
+        from ..study.scheduler import run_study
 
         summary = run_study(config, args.out, workers=args.workers)
     except (FileNotFoundError, ValueError) as exc:
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(out: Path, margin: float, latency_rounds: int, standins: bool) -> int:
-    from ..compare.report import write_report
+    from ..study.report import write_report
 
     paths = write_report(out, margin=margin, latency_rounds=latency_rounds, standins=standins)
     print(Path(paths["markdown"]).read_text())

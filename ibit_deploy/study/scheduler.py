@@ -206,7 +206,7 @@ class _Scheduler:
             env = {**os.environ, "OMP_NUM_THREADS": str(self.config.threads),
                    "MKL_NUM_THREADS": str(self.config.threads)}
             with open(directory / layout.LOG_FILE, "ab") as log_file:
-                proc = subprocess.Popen([sys.executable, "-m", "ibit_deploy.compare.worker", str(self.out), spec.id],
+                proc = subprocess.Popen([sys.executable, "-m", "ibit_deploy.study.worker", str(self.out), spec.id],
                                         stdout=log_file, stderr=subprocess.STDOUT, env=env)
             self.running[spec.id] = (proc, time.monotonic(), spec)
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ibit_deploy.compare import layout
-from ibit_deploy.compare.plan import StudyConfig
-from ibit_deploy.compare.report import write_report
-from ibit_deploy.compare.study import prepare, run_study
+from ibit_deploy.study import layout
+from ibit_deploy.study.plan import StudyConfig
+from ibit_deploy.study.report import write_report
+from ibit_deploy.study.scheduler import prepare, run_study
 from ibit_deploy.locking import LockBusy
 
 # synthetic:256 -> 204 training images = 12 batches of 16; 120 steps = 10 epochs of ~0.1 s each
@@ -35,7 +35,7 @@ def test_killed_run_resumes_and_finished_runs_are_kept(tmp_path):
     prepare(config, killed)
     run_dir = layout.run_dir(killed, "s0/f100/ibit")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "ibit_deploy.compare.worker", str(killed), "s0/f100/ibit"], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "ibit_deploy.study.worker", str(killed), "s0/f100/ibit"], env=env)
     deadline = time.monotonic() + 120
     while _metrics_lines(run_dir) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -82,7 +82,7 @@ def test_another_recipe_is_refused_and_a_locked_study_is_busy(tmp_path, lock_hol
 
 
 def test_a_run_held_by_another_process_is_not_touched(tmp_path, lock_holder):
-    from ibit_deploy.compare import worker
+    from ibit_deploy.study import worker
 
     prepare(StudyConfig(**TINY, candidates=["vit"]), tmp_path)
     directory = layout.run_dir(tmp_path, "s0/f100/vit")
@@ -130,7 +130,7 @@ def test_a_teacher_run_is_kept_when_its_candidate_is_added(tmp_path):
 
 
 def test_runs_planned_under_the_legacy_digest_are_rekeyed_and_kept(tmp_path):
-    from ibit_deploy.compare.worker import finished_result
+    from ibit_deploy.study.worker import finished_result
 
     config = StudyConfig(**TINY, candidates=["vit"])
     (spec,) = prepare(config, tmp_path)
@@ -207,7 +207,7 @@ def test_a_study_continued_from_its_records_retrains_missing_teachers_and_report
 
 
 def test_a_checkpoint_killed_before_its_first_resume_state_is_cleared(tmp_path):
-    from ibit_deploy.compare.worker import _resumable
+    from ibit_deploy.study.worker import _resumable
     from ibit_deploy.train.state import STATE_FILE
 
     checkpoint = tmp_path / layout.CHECKPOINT_DIR
@@ -220,7 +220,7 @@ def test_a_checkpoint_killed_before_its_first_resume_state_is_cleared(tmp_path):
 
 
 def test_time_left_charges_running_runs_only_what_they_have_left():
-    from ibit_deploy.compare.study import _Eta
+    from ibit_deploy.study.scheduler import _Eta
 
     eta = _Eta(workers=2)
     assert eta.left(["ibit"]) is None  # nothing finished yet: unknown

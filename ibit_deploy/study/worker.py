@@ -1,6 +1,6 @@
 """One run of a study, in its own process: train (resuming a killed run) -> export -> latency -> ``result.json``.
 
-    python -m ibit_deploy.compare.worker OUT RUN_ID
+    python -m ibit_deploy.study.worker OUT RUN_ID
 
 Exit codes: 0 finished (or already finished), 1 failed (the traceback is in the run's worker.log), 75 another
 process holds the run. ``result.json`` is written last and atomically, carrying the run spec's digest, so a run is
@@ -229,7 +229,7 @@ def _export_and_time(directory: Path, config, study: dict[str, Any]) -> dict[str
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 2:
-        print("usage: python -m ibit_deploy.compare.worker OUT RUN_ID", file=sys.stderr)
+        print("usage: python -m ibit_deploy.study.worker OUT RUN_ID", file=sys.stderr)
         return 2
     try:
         result = run(argv[0], argv[1])

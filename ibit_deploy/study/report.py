@@ -20,7 +20,7 @@ from . import layout
 from .convergence import ACC_TOLERANCE, LOSS_TOLERANCE, WINDOW
 from .plan import SAMPLE_EFFICIENCY_FRACTION
 from .provenance import machines_line, restored_teachers_lines
-from .standins import STANDIN_STEPS, standin_bundle
+from .latency_standins import STANDIN_STEPS, standin_bundle
 from .worker import finished_result
 
 DEFAULT_MARGIN = 0.5  # top-1 points: "as good as the best" for the recommendation
@@ -262,7 +262,7 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
         lines += ["", machines]
     lines += ["", f"Converged = over the last {WINDOW:.0%} of a run's steps the smoothed held-out top-1 moves by at "
               f"most {ACC_TOLERANCE:g} points and the smoothed training loss by at most {LOSS_TOLERANCE:.0%} "
-              "(ibit_deploy/compare/convergence.py)."]
+              "(ibit_deploy/study/convergence.py)."]
     unconverged = [x for n in order for x in table[n]["not_converged"]]
     if unconverged:
         lines += ["", f"Runs not (known to be) converged: {'; '.join(unconverged[:20])}"
@@ -322,7 +322,7 @@ def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: i
     still in the study folder ``out`` (every run of a candidate has the same architecture, so the same graph). It is
     found through the run's folder, not the path recorded in result.json, so a moved study folder still works. A
     candidate none of whose bundles is left (runs kept as records only) is timed on a latency stand-in
-    (:mod:`.standins`), or with ``standins=False`` keeps its runs' own measurements.
+    (:mod:`.latency_standins`), or with ``standins=False`` keeps its runs' own measurements.
     """
     from ..manifest import MANIFEST_FILE
     from .latency import interleaved_latency

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ibit_deploy.compare.convergence import ACC_TOLERANCE, convergence
+from ibit_deploy.study.convergence import ACC_TOLERANCE, convergence
 
 
 def _history(acc, loss):

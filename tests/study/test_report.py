@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ibit_deploy.compare.report import _seedwise, aggregate, paired, pareto_front, recommend, targets
+from ibit_deploy.study.report import _seedwise, aggregate, paired, pareto_front, recommend, targets
 
 
 def _result(name, fraction, seed, acc, ms, role="candidate"):
@@ -73,7 +73,7 @@ def test_paired_differences_use_the_seeds_both_have():
 
 
 def test_a_failed_stand_in_keeps_the_runs_own_latency_and_says_why(tmp_path, capsys):
-    from ibit_deploy.compare.report import _no_bundle_note, side_by_side_latency
+    from ibit_deploy.study.report import _no_bundle_note, side_by_side_latency
 
     results = [_result("ibit", 1.0, 0, 95.0, 1.5), _result("rednet", 1.0, 0, 97.0, 2.0, role="teacher")]
     study = {**_study(results), "recipe": {"backend": "ort-cpu", "threads": 1, "latency_batches": [1]}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ibit_deploy.compare.plots import fraction_series
+from ibit_deploy.study.plots import fraction_series
 
 
 def test_a_missing_fraction_breaks_the_line():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ibit_deploy.compare.provenance import machines_line, restored_teachers_lines
+from ibit_deploy.study.provenance import machines_line, restored_teachers_lines
 
 
 def test_machines_counted_and_unrecorded_runs_named():
