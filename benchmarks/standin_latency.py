@@ -17,12 +17,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from ibit_deploy.manifest import MANIFEST_FILE
 from ibit_deploy.study import layout
 from ibit_deploy.study.latency import interleaved_latency
-from ibit_deploy.study.report import load_study, representative_first
 from ibit_deploy.study.latency_standins import standin_bundle
+from ibit_deploy.study.report import load_study, representative_first
 from ibit_deploy.study.worker import checkpoint_finished, timing_export_options
-from ibit_deploy.manifest import MANIFEST_FILE
 
 
 def trained_bundle(out: Path, run_id: str, scratch: Path, study: dict) -> Path | None:

@@ -18,9 +18,9 @@ import numpy as np
 from ..fileio import atomic_write_json, atomic_write_text, read_json
 from . import layout
 from .convergence import ACC_TOLERANCE, LOSS_TOLERANCE, WINDOW
+from .latency_standins import STANDIN_STEPS, standin_bundle
 from .plan import SAMPLE_EFFICIENCY_FRACTION
 from .provenance import machines_line, restored_teachers_lines
-from .latency_standins import STANDIN_STEPS, standin_bundle
 from .worker import finished_result
 
 DEFAULT_MARGIN = 0.5  # top-1 points: "as good as the best" for the recommendation

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from ibit_deploy.locking import LockBusy
 from ibit_deploy.study import layout
 from ibit_deploy.study.plan import StudyConfig
 from ibit_deploy.study.report import write_report
 from ibit_deploy.study.scheduler import prepare, run_study
-from ibit_deploy.locking import LockBusy
 
 # synthetic:256 -> 204 training images = 12 batches of 16; 120 steps = 10 epochs of ~0.1 s each
 TINY = dict(data="synthetic:256", steps=120, seeds=[0], fractions=[1.0], embed_dim=32, depth=2, num_heads=2,
