@@ -10,6 +10,7 @@ the smoothed held-out top-1 and training loss are flat over the last 10% of step
 
     python benchmarks/data_efficiency.py --workers 2 --study runs/data_efficiency     # ~10 core-hours
     python benchmarks/data_efficiency.py --study runs/data_efficiency --report-only  # report of the runs so far
+    python benchmarks/data_efficiency.py --study runs/data_efficiency --retime       # re-time side by side, report
 
 Writes the study into ``--study`` (resumable: re-run the same command) and the report into
 benchmarks/results/data_efficiency_study/ (compare.json, compare.md, top1_vs_fraction.png, top1_vs_latency.png,
@@ -38,15 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fractions", default="0.1,0.25,0.5,1.0")
     p.add_argument("--steps", type=int, default=StudyConfig.steps)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--latency-rounds", type=int, default=5, help="interleaved latency rounds for the report")
-    p.add_argument("--report-only", action="store_true", help="only copy a report of the runs finished so far")
+    p.add_argument("--latency-rounds", type=int, default=5,
+                   help="interleaved latency rounds when re-timing (after the study, or with --retime)")
+    p.add_argument("--report-only", action="store_true",
+                   help="only copy a report of the runs finished so far (reads the study, times nothing)")
+    p.add_argument("--retime", action="store_true", help="no training: re-time side by side, then the report")
     p.add_argument("--out", type=Path, default=RESULTS, help="where the report is copied")
     args = p.parse_args(argv)
-    if not args.report_only:
+    training = not (args.report_only or args.retime)
+    if training:
         config = StudyConfig(data="mnist5k", candidates=args.candidates, seeds=args.seeds, fractions=args.fractions,
                              steps=args.steps, latency_batches=[1, 32])
         run_study(config, args.study, workers=args.workers)
-    paths = write_report(args.study, latency_rounds=args.latency_rounds)
+    paths = write_report(args.study, latency_rounds=args.latency_rounds if training or args.retime else 0)
     args.out.mkdir(parents=True, exist_ok=True)
     for path in paths.values():
         shutil.copy2(path, args.out / path.name)

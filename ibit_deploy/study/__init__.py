@@ -7,8 +7,8 @@ those above it):
 
     candidates        the candidate registry: model name and kwargs per candidate, LIB-KD teachers
     plan              StudyConfig (the recipe), the run list, bad-input checks and option ranges
-    convergence       "converged": the curve flat over the last 10% of steps
     records           the unit of accuracies in run results and reports (fractions; old percent records read)
+    convergence       "converged": the curve flat over the last 10% of steps
     lifetime          worker processes end with their parent (parent-death signal, or a watchdog)
     worker            one run in its own process: train (resumable) -> export -> latency -> result.json
     scheduler         the scheduler: worker processes, resume, progress

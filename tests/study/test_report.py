@@ -1,4 +1,5 @@
-"""Aggregation, targets, recommendation and the Pareto front, on result records shaped like the worker's."""
+"""Aggregation, targets, recommendation and the Pareto front, on result records shaped like the worker's (top-1 a
+fraction: the helpers below take percent, as people write it, and store fractions)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ibit_deploy.study.report import _seedwise, aggregate, paired, pareto_front,
 
 def _result(name, fraction, seed, acc, ms, role="candidate"):
     return {"id": f"s{seed}/{fraction}/{name}", "name": name, "role": role, "fraction": fraction, "seed": seed,
-            "val_acc1": acc, "train_seconds": 10.0, "export": {"num_params": 100},
+            "val_acc1": acc / 100, "train_seconds": 10.0, "export": {"num_params": 100},
             "convergence": {"converged": True}, "latency": {"batches": {"1": {"p50_ms": ms}}}}
 
 
@@ -30,7 +31,7 @@ def test_the_role_is_the_studys_not_the_runs():
 def test_mean_std_over_seeds_and_median_latency():
     table = aggregate(_study([_result("ibit", 1.0, 0, 90.0, 1.0), _result("ibit", 1.0, 1, 92.0, 3.0)]))
     cell = table["ibit"]["top1"][1.0]
-    assert cell["mean"] == pytest.approx(91.0) and cell["std"] == pytest.approx(1.4142, abs=1e-4) and cell["n"] == 2
+    assert cell["mean"] == pytest.approx(0.91) and cell["std"] == pytest.approx(0.014142, abs=1e-6) and cell["n"] == 2
     assert table["ibit"]["latency_p50_ms"]["1"] == pytest.approx(2.0)
 
 
@@ -42,18 +43,18 @@ def test_targets_and_recommendation():
               [_result("resnet", 1.0, s, 96.8, 1.5) for s in (0, 1)]
     table = aggregate(_study(results))
     goals = targets(table, [0.25, 1.0])
-    assert goals[0]["met"] is True and goals[0]["difference"] == pytest.approx(1.5)
+    assert goals[0]["met"] is True and goals[0]["difference"] == pytest.approx(0.015)
     assert goals[1]["met"] is False  # IBiT 95.5 < ConViT 96.0 at 25%
     # paired by seed (a seed fixes the held-out images): IBiT at 25% is 95, 96 against ViT's 94, 94 at 100%
-    assert goals[0]["paired"]["values"] == [1.0, 2.0] and goals[0]["paired"]["wins"] == 2
+    assert goals[0]["paired"]["values"] == pytest.approx([0.01, 0.02]) and goals[0]["paired"]["wins"] == 2
     at_25 = goals[1]["per_fraction"][0]["paired"]
-    assert at_25["values"] == [-1.0, 0.0] and at_25["wins"] == 1 and at_25["mean"] == pytest.approx(-0.5)
+    assert at_25["values"] == pytest.approx([-0.01, 0.0]) and at_25["wins"] == 1 and at_25["mean"] == pytest.approx(-0.005)
     assert _seedwise(goals[0]) == " on every seed" and _seedwise(goals[1]) == ""  # only for a target met
     close = {"met": True, "paired": {"wins": 1, "n": 3}}
     assert _seedwise(close) == " on the mean, not on every seed (1/3 paired)"
-    rec = recommend(table, [0.25, 1.0], margin=0.5)
+    rec = recommend(table, [0.25, 1.0], margin_points=0.5)
     assert rec["best"] == "ibit" and rec["choice"] == "resnet"  # within 0.5 of 97.0 and faster than ibit
-    assert recommend(table, [0.25, 1.0], margin=0.1)["choice"] == "ibit"
+    assert recommend(table, [0.25, 1.0], margin_points=0.1)["choice"] == "ibit"
     assert "PROVISIONAL" not in rec["line"]
     partial = recommend(table, [0.25, 1.0], planned=["ibit", "vit", "ibit_kd"], seeds=3)["line"]
     assert "PROVISIONAL: ibit, vit, ibit_kd have not yet finished every seed at 100%" in partial
@@ -65,11 +66,11 @@ def test_pareto_front():
 
 
 def test_paired_differences_use_the_seeds_both_have():
-    a = {"values": [90.0, 92.0, 95.0], "seeds": [0, 1, 2]}
-    b = {"values": [91.0, 91.0], "seeds": [1, 2]}
+    a = {"values": [0.90, 0.92, 0.95], "seeds": [0, 1, 2]}
+    b = {"values": [0.91, 0.91], "seeds": [1, 2]}
     diff = paired(a, b)
-    assert diff["values"] == [1.0, 4.0] and diff["n"] == 2 and diff["wins"] == 2
-    assert paired(a, {"values": [80.0], "seeds": [7]}) is None and paired(a, None) is None
+    assert diff["values"] == pytest.approx([0.01, 0.04]) and diff["n"] == 2 and diff["wins"] == 2
+    assert paired(a, {"values": [0.80], "seeds": [7]}) is None and paired(a, None) is None
 
 
 def test_a_failed_stand_in_keeps_the_runs_own_latency_and_says_why(tmp_path, capsys):
