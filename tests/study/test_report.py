@@ -3,9 +3,14 @@ fraction: the helpers below take percent, as people write it, and store fraction
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 
-from ibit_deploy.study.report import _seedwise, aggregate, paired, pareto_front, recommend, targets
+from ibit_deploy.study import layout
+from ibit_deploy.study.report import _seedwise, aggregate, paired, pareto_front, recommend, targets, write_report
 
 
 def _result(name, fraction, seed, acc, ms, role="candidate"):
@@ -88,3 +93,73 @@ def test_a_failed_stand_in_keeps_the_runs_own_latency_and_says_why(tmp_path, cap
     note = _no_bundle_note(interleaved)
     assert "ibit: median over the runs' own measurements" in note and "stand-in failed: ibit:" in note
     assert "teacher rows (rednet): median over their runs' own measurements" in note
+
+
+COMMITTED_STATE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "data_efficiency_study" / "state"
+
+
+def _copy_state(target: Path, keep=lambda run_id: True, edit=lambda result: result) -> Path:
+    """A study folder made of the committed study's records (study.json, run.json, result.json; no bundles, no
+    checkpoints), ``keep`` choosing the runs and ``edit`` changing each result as it is copied."""
+    study = json.loads((COMMITTED_STATE / layout.STUDY_FILE).read_text())
+    target.mkdir(parents=True)
+    (target / layout.STUDY_FILE).write_text(json.dumps(study))
+    for run_id in filter(keep, study["runs"]):
+        source, directory = layout.run_dir(COMMITTED_STATE, run_id), layout.run_dir(target, run_id)
+        directory.mkdir(parents=True)
+        shutil.copyfile(source / layout.RUN_FILE, directory / layout.RUN_FILE)
+        result = edit(json.loads((source / layout.RESULT_FILE).read_text()))
+        (directory / layout.RESULT_FILE).write_text(json.dumps(result))
+    return target
+
+
+def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_report_only_reads_the_study_and_writes_only_the_report(tmp_path, capsys):
+    from ibit_deploy.cli.main import main
+
+    out = _copy_state(tmp_path / "study")  # 96 finished runs, none with a bundle left: nothing to time here
+    before = _snapshot(tmp_path)
+    assert main(["compare", "--out", str(out), "--report-only"]) == 0
+    after = _snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before  # every file: same bytes, same mtime
+    assert sorted(set(after) - set(before)) == sorted(f"study/{layout.REPORT_DIR}/{name}" for name in (
+        "compare.json", "compare.md", "top1_vs_fraction.png", "top1_vs_latency.png", "curves.png"))
+    assert not (out / layout.STANDIN_DIR).exists() and not (out / layout.SIDE_BY_SIDE_FILE).exists()
+    text = (out / layout.REPORT_DIR / "compare.md").read_text()
+    assert "median over the candidate's runs (each timed by its worker)" in text  # what was measured: per run
+    assert "96 of 96 planned runs finished" in capsys.readouterr().out
+
+
+def _batch_1_only(result: dict) -> dict:
+    result["latency"]["batches"] = {"1": result["latency"]["batches"]["1"]}
+    return result
+
+
+def test_a_batch_1_only_study_has_no_other_latency_column(tmp_path):
+    out = _copy_state(tmp_path / "study", keep=lambda run_id: run_id.startswith("s0/f100/"), edit=_batch_1_only)
+    paths = write_report(out)
+    text = paths["markdown"].read_text()
+    assert "latency b1 p50 (ms)" in text and "b32" not in text and "nan" not in text
+    header = next(line for line in text.splitlines() if line.startswith("| candidate | params"))
+    assert header.count("|") == next(line for line in text.splitlines()
+                                     if line.startswith("| ibit | 4")).count("|")  # one cell per column
+    assert json.loads(paths["json"].read_text())["summary"]["ibit"]["latency_p50_ms"].keys() == {"1"}
+
+
+def test_nothing_timed_means_no_latency_column_and_no_pareto_plot(tmp_path):
+    def unavailable(result: dict) -> dict:
+        result["latency"] = {"backend": "tensorrt", "unavailable": "no NVIDIA GPU"}
+        return result
+
+    out = _copy_state(tmp_path / "study", keep=lambda run_id: run_id.startswith("s0/f100/"), edit=unavailable)
+    stale = out / layout.REPORT_DIR / "top1_vs_latency.png"
+    stale.parent.mkdir()
+    stale.write_bytes(b"an earlier report's plot")
+    paths = write_report(out)
+    text = paths["markdown"].read_text()
+    assert "latency b" not in text and "No latency was measured: no NVIDIA GPU." in text
+    assert "pareto_plot" not in paths and not stale.exists() and "top1_vs_latency.png" not in text
+    assert "(no latency measured)" in text  # the recommendation says so too
