@@ -51,6 +51,8 @@ def test_killed_run_resumes_and_finished_runs_are_kept(tmp_path):
     # tests/train/test_resume.py)
     assert resumed["resumed"] is True and [c["epoch"] for c in resumed["curve"]] == list(range(1, 11))
     assert resumed["steps"] == resumed["budget"]["steps"] == 120
+    assert resumed["accuracy_unit"] == "fraction" and 0.0 <= resumed["val_acc1"] <= 1.0
+    assert all(c["val_acc1"] is None or 0.0 <= c["val_acc1"] <= 1.0 for c in resumed["curve"])
 
     # a finished run is never redone: a second session launches no worker and leaves result.json alone
     stamp = (run_dir / layout.RESULT_FILE).stat().st_mtime_ns
@@ -200,6 +202,12 @@ def test_a_study_continued_from_its_records_retrains_missing_teachers_and_report
     trained = json.loads((layout.run_dir(first, "s0/f100/ibit") / layout.BUNDLE_DIR / "manifest.json").read_text())
     assert standin["model"]["num_params"] == trained["model"]["num_params"]  # the same architecture
     assert "ibit: timed on a latency stand-in" in text
+    # a later report only reads: it uses the kept side-by-side measurement and rebuilds or times nothing
+    kept = {p: p.stat().st_mtime_ns for p in later.rglob("*") if p.is_file() and layout.REPORT_DIR not in p.parts}
+    reread = json.loads(write_report(later)["json"].read_text())
+    assert {p: p.stat().st_mtime_ns for p in later.rglob("*") if p.is_file() and layout.REPORT_DIR not in p.parts} == kept
+    assert reread["summary"]["ibit"]["latency_p50_ms"] == report["summary"]["ibit"]["latency_p50_ms"]
+    assert reread["latency_interleaved"]["standins"] == ["ibit"]
     # without stand-ins the candidate keeps its runs' own measurement, and the report says so
     report = json.loads(write_report(later, latency_rounds=1, standins=False)["json"].read_text())
     assert report["latency_interleaved"]["no_bundle_left"] == ["ibit"]
