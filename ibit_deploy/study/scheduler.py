@@ -22,7 +22,7 @@ from tqdm import tqdm
 from ..fileio import atomic_write_json, read_json
 from . import layout, lifetime
 from .candidates import CANDIDATES, KD_WEIGHTS
-from .plan import RunSpec, StudyConfig, build_plan, validate
+from .plan import OPTION_RANGES, RunSpec, StudyConfig, build_plan, validate
 from .records import as_points
 from .worker import EXIT_BUSY, finished_result
 
@@ -136,8 +136,7 @@ def _fmt(seconds: float | None) -> str:
 def run_study(config: StudyConfig, out: str | os.PathLike, workers: int = 1,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every unfinished run of the study in ``out``; returns {planned, done, failed, blocked} (run ids)."""
-    if workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
+    workers = OPTION_RANGES["workers"].check(workers, "--workers")
     out = Path(out)
     # locked before prepare: a second compare on a folder in use must not rewrite its study.json or re-key its runs
     with layout.locked(out, "ibit-deploy compare", then="run the same command again to resume the study"):
