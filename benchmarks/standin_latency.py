@@ -1,9 +1,10 @@
 """Is a latency stand-in as fast as the trained model? Trained bundle vs stand-in, side by side, one study folder.
 
-``ibit-deploy compare`` times a stand-in (the run's architecture trained 2 steps, exported the same way; see
-ibit_deploy/compare/standins.py) for a candidate whose trained bundles are gone, on the premise that an fp32 graph's
-latency does not depend on its weight values. This checks the premise on the candidates of a study that still have
-a trained model: a trained bundle in a run folder, or else a finished checkpoint (exported here, as the worker does).
+``ibit-deploy compare --retime`` times a stand-in (the run's architecture trained 2 steps, exported the same way;
+see ibit_deploy/study/latency_standins.py) for a candidate whose trained bundles are gone, on the premise that an fp32
+graph's latency does not depend on its weight values. This checks the premise on the candidates of a study that
+still have a trained model: a trained bundle in a run folder, or else a finished checkpoint (exported here, as the
+worker does).
 Both are timed in the same interleaved rounds; the ratio stand-in / trained should be 1 within the rounds' noise.
 The stand-ins are built as the report builds them, into the study's ``latency_standins/`` (a later report reuses
 them); exports of checkpoints go to a temporary folder.
@@ -17,12 +18,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from ibit_deploy.compare import layout
-from ibit_deploy.compare.latency import interleaved_latency
-from ibit_deploy.compare.report import load_study, representative_first
-from ibit_deploy.compare.standins import standin_bundle
-from ibit_deploy.compare.worker import checkpoint_finished, timing_export_options
 from ibit_deploy.devicekit.layout import MANIFEST_FILE
+from ibit_deploy.study import layout
+from ibit_deploy.study.latency import interleaved_latency
+from ibit_deploy.study.latency_standins import standin_bundle
+from ibit_deploy.study.report import load_study, representative_first
+from ibit_deploy.study.worker import checkpoint_finished, timing_export_options
 
 
 def trained_bundle(out: Path, run_id: str, scratch: Path, study: dict) -> Path | None:

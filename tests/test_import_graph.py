@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("package", ("ibit_deploy.package",)),  # DeepStream / Triton / jetson-inference packages of a bundle
     ("conformance", ("ibit_deploy.conformance",)),  # runs the TensorRT code paths of trt, export and runtime
     ("bench", ("ibit_deploy.bench", "ibit_deploy.quickstart")),
-    ("studies", ("ibit_deploy.compare",)),  # ibit-deploy compare: trains, exports and times many runs
+    ("studies", ("ibit_deploy.study",)),  # ibit-deploy compare: trains, exports and times many runs
     ("cli", ("ibit_deploy.cli",)),
     ("package root", ("ibit_deploy",)),  # __init__: registers the models with timm; nothing imports it back
 ]

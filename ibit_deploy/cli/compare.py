@@ -4,16 +4,19 @@ per data fraction and seed, evaluated on one held-out split, exported like ibit-
     ibit-deploy compare --data imagefolder:/data/parts --out runs/compare
     ibit-deploy compare --data mnist5k --candidates ibit,vit,convit,resnet --seeds 0,1,2 \\
         --fractions 0.1,0.25,0.5,1.0 --steps 1875 --workers 2 --out runs/compare
-    ibit-deploy compare --out runs/compare --report-only        # redraw the report from the runs finished so far
+    ibit-deploy compare --out runs/compare --report-only   # redraw the report from the runs finished so far (reads only)
+    ibit-deploy compare --out runs/compare --retime        # re-time the candidates side by side, then the report
 
 Re-running the same command resumes a killed study: finished runs are kept, a half-finished run resumes from its
-last epoch. Exit codes: 0 done, 1 some runs failed, 2 bad input.
+last epoch. The workers end with this command, however it ends. Exit codes: 0 done, 1 some runs failed (or the study
+folder is in use), 2 bad input.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .entry import cli_main
@@ -22,60 +25,96 @@ PROG = "ibit-deploy compare"
 # printed by the quickstart: the same question asked of the user's own images
 OWN_DATA_EXAMPLE = (f"{PROG} --data imagefolder:/path/to/images --candidates ibit,vit,convit,resnet "
                     f"--seeds 0,1,2 --fractions 0.25,1.0 --out runs/compare")
+DEFAULT_RETIME_ROUNDS = 5
+
+
+def _checked(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse ``type`` from a parser that raises ValueError: a bad value is a usage error (exit 2) when parsed."""
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def _ranged(name: str) -> Callable[[str], object]:
+    from ..study.plan import OPTION_RANGES, flag
+
+    return _checked(lambda text: OPTION_RANGES[name].check(text, flag(name)))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..compare.candidates import CANDIDATES
-    from ..compare.plan import StudyConfig
-    from ..compare.report import DEFAULT_MARGIN
+    from ..study.candidates import CANDIDATES, parse_candidates
+    from ..study.plan import StudyConfig, parse_fractions, parse_latency_batches, parse_seeds
+    from ..study.report import DEFAULT_MARGIN_POINTS
 
     d = StudyConfig()
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=d.data, help="dataset spec: mnist5k, imagefolder:DIR, cifar10:DIR, synthetic[:N]")
-    p.add_argument("--candidates", default=",".join(d.candidates), help=f"comma-separated, from {', '.join(CANDIDATES)}")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps per run (default {d.steps}, the "
-                                                              f"quickstart's 30 epochs of 4,000 images at batch 64)")
-    p.add_argument("--seeds", default=",".join(map(str, d.seeds)))
-    p.add_argument("--fractions", default=",".join(map(str, d.fractions)), help="fractions of the training split")
+    p.add_argument("--candidates", type=_checked(parse_candidates), default=list(d.candidates),
+                   help=f"comma-separated, from {', '.join(CANDIDATES)}")
+    p.add_argument("--steps", type=_ranged("steps"), default=d.steps,
+                   help=f"optimizer steps per run (default {d.steps}, the quickstart's 30 epochs of 4,000 images at "
+                        f"batch 64)")
+    p.add_argument("--seeds", type=_checked(parse_seeds), default=list(d.seeds))
+    p.add_argument("--fractions", type=_checked(parse_fractions), default=list(d.fractions),
+                   help="fractions of the training split, each in (0, 1]")
     p.add_argument("--out", type=Path, required=True, help="study folder (re-use it to resume)")
-    p.add_argument("--workers", type=int, default=1, help="runs at a time, one process of --threads threads each")
-    p.add_argument("--threads", type=int, default=d.threads)
-    p.add_argument("--embed-dim", type=int, default=d.embed_dim)
-    p.add_argument("--depth", type=int, default=d.depth)
-    p.add_argument("--num-heads", type=int, default=d.num_heads)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--workers", type=_ranged("workers"), default=1,
+                   help="runs at a time, one process of --threads threads each")
+    p.add_argument("--threads", type=_ranged("threads"), default=d.threads)
+    p.add_argument("--embed-dim", type=_ranged("embed_dim"), default=d.embed_dim)
+    p.add_argument("--depth", type=_ranged("depth"), default=d.depth)
+    p.add_argument("--num-heads", type=_ranged("num_heads"), default=d.num_heads)
+    p.add_argument("--batch-size", type=_ranged("batch_size"), default=d.batch_size)
+    p.add_argument("--lr", type=_ranged("lr"), default=d.lr)
     p.add_argument("--backend", default=d.backend, help="latency backend: ort-cpu, ort-cuda, ort-trt, tensorrt")
-    p.add_argument("--latency-batches", default=",".join(map(str, d.latency_batches)))
-    p.add_argument("--latency-seconds", type=float, default=d.latency_seconds)
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                   help=f"recommend the fastest candidate within this many top-1 points of the best at the largest "
-                        f"fraction (default {DEFAULT_MARGIN})")
-    p.add_argument("--latency-rounds", type=int, default=5,
-                   help="re-time one bundle per candidate side by side in this many interleaved rounds for the report "
-                        "(0: use each run's own measurement)")
+    p.add_argument("--latency-batches", type=_checked(parse_latency_batches), default=list(d.latency_batches),
+                   help="batch sizes each run is timed at, including 1 (default 1; the report has a latency column "
+                        "for each)")
+    p.add_argument("--latency-seconds", type=_ranged("latency_seconds"), default=d.latency_seconds)
+    p.add_argument("--margin", type=_ranged("margin"), default=DEFAULT_MARGIN_POINTS,
+                   help=f"recommend the fastest candidate within this many top-1 percentage points of the best at the "
+                        f"largest fraction, 0 to 100 (default {DEFAULT_MARGIN_POINTS})")
+    p.add_argument("--latency-rounds", type=_ranged("latency_rounds"), default=None,
+                   help=f"re-time one bundle per candidate side by side in this many interleaved rounds (default "
+                        f"{DEFAULT_RETIME_ROUNDS}) at the end of a study or with --retime; 0 at the end of a study: "
+                        f"keep each run's own measurement")
     p.add_argument("--no-latency-standins", action="store_true",
-                   help="in the side-by-side latency pass, keep the runs' own measurements for a candidate with no "
-                        "trained bundle left (default: time a stand-in of its architecture, exported the same way)")
-    p.add_argument("--report-only", action="store_true", help="only (re)write OUT/report from the finished runs")
+                   help="when re-timing, keep the runs' own measurements for a candidate with no trained bundle left "
+                        "(default: time a stand-in of its architecture, exported the same way)")
+    p.add_argument("--report-only", action="store_true",
+                   help="only (re)write OUT/report from the finished runs; reads the study, writes nothing else")
+    p.add_argument("--retime", action="store_true",
+                   help="no training: re-time the candidates side by side (building latency stand-ins where no "
+                        "trained bundle is left), keep that measurement in the study, and write the report")
     p.add_argument("--no-report", action="store_true", help="run the study without writing the report at the end")
     return p
 
 
 @cli_main(PROG)
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from ..compare.plan import StudyConfig
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.retime and args.latency_rounds == 0:
+        parser.error("--retime with --latency-rounds 0 has nothing to time; give 1 or more rounds")
+    if args.report_only and not args.retime and args.latency_rounds is not None:
+        parser.error("--report-only reads the study and times nothing; add --retime to re-time it side by side")
+    rounds = DEFAULT_RETIME_ROUNDS if args.latency_rounds is None else args.latency_rounds
+    from ..study.plan import StudyConfig
 
     try:
-        if args.report_only:
-            return _report(args.out, args.margin, args.latency_rounds, not args.no_latency_standins)
+        if args.report_only or args.retime:
+            return _report(args.out, args.margin, rounds if args.retime else 0, not args.no_latency_standins)
         config = StudyConfig(
             data=args.data, candidates=args.candidates, steps=args.steps, seeds=args.seeds, fractions=args.fractions,
             embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads, batch_size=args.batch_size,
             lr=args.lr, backend=args.backend, latency_seconds=args.latency_seconds, threads=args.threads,
-            latency_batches=_ints(args.latency_batches, "--latency-batches"))
-        from ..compare.study import run_study
+            latency_batches=args.latency_batches)
+        from ..study.scheduler import run_study
 
         summary = run_study(config, args.out, workers=args.workers)
     except (FileNotFoundError, ValueError) as exc:
@@ -84,26 +123,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     if not args.no_report:
-        _report(args.out, args.margin, args.latency_rounds, not args.no_latency_standins)
+        _report(args.out, args.margin, rounds, not args.no_latency_standins)
     for run_id, reason in summary["failed"].items():
         print(f"{PROG}: run {run_id} failed: {reason}", file=sys.stderr)
     return 1 if summary["failed"] else 0
 
 
-def _report(out: Path, margin: float, latency_rounds: int, standins: bool) -> int:
-    from ..compare.report import write_report
+def _report(out: Path, margin_points: float, latency_rounds: int, standins: bool) -> int:
+    """Write the report (re-timing first when ``latency_rounds`` > 0) and print it; 0."""
+    from ..study.report import write_report
 
-    paths = write_report(out, margin=margin, latency_rounds=latency_rounds, standins=standins)
+    paths = write_report(out, margin_points=margin_points, latency_rounds=latency_rounds, standins=standins)
     print(Path(paths["markdown"]).read_text())
     print(f"report: {', '.join(str(p) for p in paths.values())}")
     return 0
-
-
-def _ints(text: str, flag: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from exc
 
 
 if __name__ == "__main__":

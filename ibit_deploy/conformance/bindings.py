@@ -5,7 +5,7 @@ and NVIDIA's download host). Their ``tensorrt.so`` links libnvinfer / libnvonnxp
 only the few C entry points in :data:`STUB_SYMBOLS`; a C file defining them (each returning null) compiled into
 those sonames lets the real bindings import without a GPU (../shared/docs/METHODS.md section 7). Creating a
 Builder or Runtime then fails ("factory function returned nullptr"), which is why the code paths run against
-stand-ins generated from these real classes (``standins``).
+stand-ins generated from these real classes (``binding_standins``).
 """
 
 from __future__ import annotations

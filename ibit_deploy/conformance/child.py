@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import cudart_double
+from .binding_standins import Recorder, ScenarioError, StandInTensorRT
 from .paths import CONFORMANCE_TARGETS, DRIVERS, Target, resolve_entry
-from .standins import Recorder, ScenarioError, StandInTensorRT
 from .static_scan import scan_names
 
 _CONFORMANCE_DIR = Path(__file__).resolve().parent

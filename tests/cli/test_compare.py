@@ -1,13 +1,25 @@
-"""``ibit-deploy compare`` bad input: exit 2 with a clear message, before any training starts."""
+"""``ibit-deploy compare`` bad input: exit 2 with a clear message, before any training starts (a bad option value
+when it is parsed); the hints it prints name only flags it has."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from ibit_deploy.cli.compare import build_parser
 from ibit_deploy.cli.main import main
 
 BASE = ["compare", "--data", "synthetic:256", "--embed-dim", "32", "--depth", "2", "--num-heads", "2",
         "--batch-size", "16", "--seeds", "0"]
+
+
+def _exit_code(argv: list[str]) -> int:
+    """The exit code of ``ibit-deploy ARGV``: argparse's usage errors end in SystemExit(2), the rest return it."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -21,7 +33,7 @@ BASE = ["compare", "--data", "synthetic:256", "--embed-dim", "32", "--depth", "2
 ])
 def test_bad_input_exits_2_before_training(tmp_path, capsys, extra, message):
     out = tmp_path / "study"
-    assert main([*BASE, "--out", str(out), *extra]) == 2
+    assert _exit_code([*BASE, "--out", str(out), *extra]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -50,3 +62,69 @@ def test_quickstart_prints_the_compare_command_and_it_is_a_valid_command_line(tm
             for a in argv]
     assert main(argv) == 2
     assert "ImageFolder root not found" in capsys.readouterr().err
+
+
+NOT_NUMBERS = ["nan", "inf", "-inf", "abc", ""]
+# every numeric option of compare -> values it must refuse when parsed (exit 2, nothing written)
+BAD_VALUES = {
+    "--steps": ["0", "-5", "1.5", *NOT_NUMBERS],
+    "--workers": ["0", "-1", "2.5", *NOT_NUMBERS],
+    "--threads": ["0", "-1", *NOT_NUMBERS],
+    "--embed-dim": ["0", "-32", *NOT_NUMBERS],
+    "--depth": ["0", "-2", *NOT_NUMBERS],
+    "--num-heads": ["0", "-2", *NOT_NUMBERS],
+    "--batch-size": ["0", "-16", "16.5", *NOT_NUMBERS],
+    "--lr": ["0", "-0.001", "1e400", *NOT_NUMBERS],
+    "--latency-seconds": ["0", "-1", "1e9", *NOT_NUMBERS],
+    "--margin": ["-0.5", "100.5", "1e400", *NOT_NUMBERS],
+    "--latency-rounds": ["-1", "2.5", *NOT_NUMBERS],
+    "--seeds": ["-1", "0,-2", "4294967296", "0.5", "nan", ""],
+    "--fractions": ["0", "-0.5", "1.5", "nan", "inf", "0.5,nan", ""],
+    "--latency-batches": ["0", "-1,1", "8,32", "1,nan", "1.5", ""],
+}
+
+
+@pytest.mark.parametrize("option, value", [(o, v) for o, values in BAD_VALUES.items() for v in values])
+def test_every_numeric_option_refuses_bad_values_when_parsed(tmp_path, capsys, option, value):
+    out = tmp_path / "study"
+    # --report-only: refused at parse time, before even the study folder is looked at
+    assert _exit_code(["compare", "--out", str(out), "--report-only", f"{option}={value}"]) == 2
+    err = capsys.readouterr().err
+    assert option in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_the_table_covers_every_numeric_option():
+    numeric = {a.option_strings[0] for a in build_parser()._actions
+               if a.option_strings and a.option_strings[0] not in ("-h", "--data", "--candidates", "--out", "--backend")
+               and a.nargs != 0}
+    assert numeric == set(BAD_VALUES)
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "100"])
+def test_the_margin_accepts_points_from_0_to_100(value):
+    assert build_parser().parse_args(["--out", "x", "--margin", value]).margin == float(value)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--report-only", "--latency-rounds", "3"], "--report-only reads the study and times nothing"),
+    (["--retime", "--latency-rounds", "0"], "--retime with --latency-rounds 0 has nothing to time"),
+])
+def test_contradictory_timing_options_exit_2(tmp_path, capsys, extra, message):
+    assert _exit_code(["compare", "--out", str(tmp_path / "study"), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def _flags(text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text))
+
+
+def test_a_busy_study_hint_names_only_flags_compare_has(tmp_path, capsys, lock_holder):
+    out = tmp_path / "study"
+    lock_holder(out, 60)  # another compare (or an orphaned worker's session) holds the study
+    assert _exit_code([*BASE, "--out", str(out), "--candidates", "vit", "--fractions", "1.0", "--steps", "12"]) == 1
+    err = capsys.readouterr().err
+    assert "is in use by" in err and "run the same command again to resume the study" in err
+    known = {s for a in build_parser()._actions for s in a.option_strings}
+    assert _flags(err) <= known, f"the hint names flags compare does not have: {_flags(err) - known}"
+    assert not (out / "study.json").exists()

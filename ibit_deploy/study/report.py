@@ -1,8 +1,15 @@
 """The study's report: every finished run, top-1 mean +- std over seeds, the targets, and a recommendation.
 
 Written to ``OUT/report/``: ``compare.json`` (every run), ``compare.md`` (tables, targets, recommendation),
-``top1_vs_fraction.png``, ``top1_vs_latency.png`` (Pareto front marked) and ``curves.png`` (convergence). A report
-of an unfinished study says how many of the planned runs it covers; cells with fewer seeds than planned say so.
+``top1_vs_fraction.png``, ``top1_vs_latency.png`` (Pareto front marked; only when some candidate has a batch-1
+latency) and ``curves.png`` (convergence). A report of an unfinished study says how many of the planned runs it covers;
+cells with fewer seeds than planned say so. A report shows what was measured and nothing else: one latency column per
+batch size some run was timed at.
+
+Writing a report only reads the study (:func:`write_report` with ``latency_rounds=0``): it writes nothing but the
+report's files. Re-timing is its own step (:func:`retime`): it times one bundle per candidate side by side (building
+latency stand-ins where needed) and keeps the measurement in ``OUT/latency_side_by_side.json``, which later reports
+use. Accuracies are fractions in every record (:mod:`.records`); the Markdown and the plots show percent.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ import numpy as np
 from ..devicekit.fileio import atomic_write_json, atomic_write_text, read_json
 from . import layout
 from .convergence import ACC_TOLERANCE, LOSS_TOLERANCE, WINDOW
+from .latency_standins import STANDIN_STEPS, standin_bundle
 from .plan import SAMPLE_EFFICIENCY_FRACTION
 from .provenance import machines_line, restored_teachers_lines
-from .standins import STANDIN_STEPS, standin_bundle
+from .records import FRACTION, UNIT_KEY, as_points, at_least
 from .worker import finished_result
 
-DEFAULT_MARGIN = 0.5  # top-1 points: "as good as the best" for the recommendation
+DEFAULT_MARGIN_POINTS = 0.5  # top-1 percentage points (the command line's unit): "as good as the best"
 LATENCY_BATCH = "1"  # the Pareto plot and the recommendation use batch-1 latency
 IBIT, VIT, CONVIT, CNN = "ibit", "vit", "convit", "resnet"
 DISPLAY = {IBIT: "IBiT", VIT: "ViT", CONVIT: "ConViT", CNN: "the CNN"}
@@ -63,7 +71,7 @@ def paired(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]
     diffs = [va - other[s] for s, va in zip(a["seeds"], a["values"], strict=True) if s in other]
     if not diffs:
         return None
-    return {**_stats(diffs), "wins": sum(d >= 0 for d in diffs)}
+    return {**_stats(diffs), "wins": sum(at_least(d, 0.0) for d in diffs)}
 
 
 def _seedwise(goal: dict[str, Any]) -> str:
@@ -78,7 +86,8 @@ def _seedwise(goal: dict[str, Any]) -> str:
 def _paired_text(diff: dict[str, Any] | None, name: str, other: str) -> str:
     if not diff:
         return ""
-    return (f"; paired by seed {diff['mean']:+.2f} ± {diff['std']:.2f}, {name} >= {other} on {diff['wins']}/"
+    return (f"; paired by seed {as_points(diff['mean']):+.2f} ± {as_points(diff['std']):.2f}, {name} >= {other} on "
+            f"{diff['wins']}/"
             f"{diff['n']} seeds")
 
 
@@ -124,12 +133,12 @@ def aggregate(study: dict[str, Any]) -> dict[str, Any]:
 def _cell(stats: dict[str, Any] | None, seeds: int) -> str:
     if not stats:
         return "-"
-    text = f"{stats['mean']:.2f} ± {stats['std']:.2f}"
+    text = f"{as_points(stats['mean']):.2f} ± {as_points(stats['std']):.2f}"
     return text if stats["n"] == seeds else f"{text} (n={stats['n']})"
 
 
 def _per_seed(stats: dict[str, Any]) -> str:
-    return "[" + ", ".join(f"{v:.1f}" for v in stats["values"]) + "]"
+    return "[" + ", ".join(f"{as_points(v):.1f}" for v in stats["values"]) + "]"
 
 
 def targets(table: dict[str, Any], fractions: list[float]) -> list[dict[str, Any]]:
@@ -143,7 +152,7 @@ def targets(table: dict[str, Any], fractions: list[float]) -> list[dict[str, Any
     a, b = top1(IBIT, SAMPLE_EFFICIENCY_FRACTION), top1(VIT, full)
     out.append({"target": f"IBiT on {SAMPLE_EFFICIENCY_FRACTION:.0%} of the data >= ViT on {full:.0%} "
                           f"({full / SAMPLE_EFFICIENCY_FRACTION:g}x sample efficiency)",
-                "ibit": a, "other": b, "met": None if not (a and b) else a["mean"] >= b["mean"],
+                "ibit": a, "other": b, "met": None if not (a and b) else at_least(a["mean"], b["mean"]),
                 "difference": None if not (a and b) else a["mean"] - b["mean"], "paired": paired(a, b)})
     rows = []
     for f in fractions:
@@ -152,8 +161,8 @@ def targets(table: dict[str, Any], fractions: list[float]) -> list[dict[str, Any
                      "difference": None if not (a and b) else a["mean"] - b["mean"]})
     known = [r for r in rows if r["difference"] is not None]
     out.append({"target": "IBiT >= ConViT at every fraction", "per_fraction": rows, "other": CONVIT,
-                "met": None if len(known) < len(rows) and all(r["difference"] >= 0 for r in known)
-                else bool(known) and all(r["difference"] >= 0 for r in known)})
+                "met": None if len(known) < len(rows) and all(at_least(r["difference"], 0.0) for r in known)
+                else bool(known) and all(at_least(r["difference"], 0.0) for r in known)})
     cnn = []
     for f in fractions:
         a, b = top1(IBIT, f), top1(CNN, f)
@@ -164,9 +173,10 @@ def targets(table: dict[str, Any], fractions: list[float]) -> list[dict[str, Any
     return out
 
 
-def recommend(table: dict[str, Any], fractions: list[float], margin: float = DEFAULT_MARGIN,
+def recommend(table: dict[str, Any], fractions: list[float], margin_points: float = DEFAULT_MARGIN_POINTS,
               planned: list[str] | None = None, seeds: int | None = None) -> dict[str, Any]:
-    """The fastest candidate (batch-1 p50) whose mean top-1 at the largest fraction is within ``margin`` of the best.
+    """The fastest candidate (batch-1 p50) whose mean top-1 at the largest fraction is within ``margin_points``
+    percentage points of the best. The returned record holds the margin as a fraction, like every accuracy.
 
     With ``planned`` (candidate names) and ``seeds``, a recommendation made before every candidate has every seed at
     that fraction says it is provisional.
@@ -177,13 +187,15 @@ def recommend(table: dict[str, Any], fractions: list[float], margin: float = DEF
         return {"line": f"no recommendation yet: no candidate has finished a run at fraction {full}", "choice": None}
     best = max(scored, key=lambda n: scored[n]["top1"][full]["mean"])
     best_acc = scored[best]["top1"][full]["mean"]
-    close = [n for n, r in scored.items() if r["top1"][full]["mean"] >= best_acc - margin]
+    margin = margin_points / as_points(1.0)
+    close = [n for n, r in scored.items() if at_least(r["top1"][full]["mean"], best_acc - margin)]
     timed = [n for n in close if LATENCY_BATCH in scored[n]["latency_p50_ms"]]
     choice = min(timed, key=lambda n: scored[n]["latency_p50_ms"][LATENCY_BATCH]) if timed else best
     acc = scored[choice]["top1"][full]
     lat = scored[choice]["latency_p50_ms"].get(LATENCY_BATCH)
-    line = (f"Ship **{choice}**: top-1 {acc['mean']:.2f} ± {acc['std']:.2f}% at {full:.0%} of the data (n={acc['n']}), "
-            f"within {margin} points of the best ({best}, {best_acc:.2f}%)"
+    line = (f"Ship **{choice}**: top-1 {as_points(acc['mean']):.2f} ± {as_points(acc['std']):.2f}% at {full:.0%} of "
+            f"the data (n={acc['n']}), within {margin_points:g} points of the best ({best}, "
+            f"{as_points(best_acc):.2f}%)"
             + (f", and the fastest of those at batch 1 ({lat:.3f} ms p50)" if lat is not None else
                " (no latency measured)")
             + f"; candidates within the margin: {', '.join(sorted(close))}.")
@@ -206,7 +218,14 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     return sorted(front, key=lambda n: points[n][0])
 
 
-def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str, Any]], rec: dict[str, Any]) -> str:
+def measured_batches(table: dict[str, Any]) -> list[str]:
+    """The batch sizes (as strings, ascending) at which at least one row has a latency: the report's columns."""
+    return sorted({b for row in table.values() for b in row["latency_p50_ms"]}, key=int)
+
+
+def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str, Any]], rec: dict[str, Any],
+             pareto: bool = True) -> str:
+    """The report's Markdown; ``pareto`` whether the top-1 vs latency plot was drawn (some batch-1 latency)."""
     recipe, fractions, seeds = study["recipe"], sorted(study["fractions"]), len(study["seeds"])
     planned, finished = len(study["runs"]), len(study["results"])
     budgets = {float(r["fraction"]): r["budget"] for r in study["results"]}
@@ -236,17 +255,23 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
         row = table[name]
         label = name if row["role"] == "candidate" else f"{name} (teacher only)"
         lines.append(f"| {label} | " + " | ".join(_cell(row["top1"].get(f), seeds) for f in fractions) + " |")
+    batches = measured_batches(table)
     lines += ["", "## Deployment and cost", "",
-              "| candidate | params | latency b1 p50 (ms) | latency b32 p50 (ms) | train s/run (mean) | converged |",
-              "|---|---|---|---|---|---|"]
+              "| candidate | params | " + "".join(f"latency b{b} p50 (ms) | " for b in batches)
+              + "train s/run (mean) | converged |",
+              "|---" * (4 + len(batches)) + "|"]
     for name in order:
         row = table[name]
         lat = row["latency_p50_ms"]
         c = row["converged"]
         lines.append(f"| {name}{'' if row['role'] == 'candidate' else ' (teacher only)'} | {row['num_params']:,} | "
-                     f"{lat.get('1', float('nan')):.3f} | {lat.get('32', float('nan')):.3f} | "
-                     f"{row['train_seconds_mean']:.0f} | {c['yes']}/{row['runs_finished']}"
+                     + "".join(f"{lat[b]:.3f} | " if b in lat else "- | " for b in batches)
+                     + f"{row['train_seconds_mean']:.0f} | {c['yes']}/{row['runs_finished']}"
                      + (f" ({c['unknown']} unknown)" if c["unknown"] else "") + " |")
+    unavailable = sorted({why for row in table.values() for why in row["latency_unavailable"]})
+    if not batches or unavailable:
+        lines += ["", ("No latency was measured" if not batches else "Latency not measured for some runs")
+                  + (f": {'; '.join(unavailable)}" if unavailable else "") + "."]
     kd_logits = [r["teacher_logits_seconds"] for r in study["results"] if r.get("teacher_logits_seconds")]
     lines += ["", "LIB-KD teacher cost (apart from the candidates): the resnet teacher is the resnet candidate's own "
               "run; the rednet teacher is trained only for LIB-KD"
@@ -261,8 +286,8 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
     if machines:
         lines += ["", machines]
     lines += ["", f"Converged = over the last {WINDOW:.0%} of a run's steps the smoothed held-out top-1 moves by at "
-              f"most {ACC_TOLERANCE:g} points and the smoothed training loss by at most {LOSS_TOLERANCE:.0%} "
-              "(ibit_deploy/compare/convergence.py)."]
+              f"most {as_points(ACC_TOLERANCE):g} points and the smoothed training loss by at most {LOSS_TOLERANCE:.0%} "
+              "(ibit_deploy/study/convergence.py)."]
     unconverged = [x for n in order for x in table[n]["not_converged"]]
     if unconverged:
         lines += ["", f"Runs not (known to be) converged: {'; '.join(unconverged[:20])}"
@@ -274,20 +299,20 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
         if "per_fraction" in goal:
             other = goal["other"]
             cells = [f"{r['fraction']:.0%}: {_cell(r['ibit'], seeds)} vs {_cell(r[other], seeds)}"
-                     + (f" ({r['difference']:+.2f}; per seed {_per_seed(r['ibit'])} vs {_per_seed(r[other])}"
+                     + (f" ({as_points(r['difference']):+.2f}; per seed {_per_seed(r['ibit'])} vs {_per_seed(r[other])}"
                         f"{_paired_text(r['paired'], 'IBiT', DISPLAY[other])})"
                         if r["difference"] is not None else "")
                      for r in goal["per_fraction"]]
             lines.append(head + " — " + "; ".join(cells))
         else:
             detail = (f"IBiT {_cell(goal['ibit'], seeds)} vs ViT {_cell(goal['other'], seeds)} "
-                      f"({goal['difference']:+.2f}); per seed {_per_seed(goal['ibit'])} vs {_per_seed(goal['other'])}"
+                      f"({as_points(goal['difference']):+.2f}); per seed {_per_seed(goal['ibit'])} vs {_per_seed(goal['other'])}"
                       f"{_paired_text(goal['paired'], 'IBiT', 'ViT')}"
                       if goal["difference"] is not None else "runs missing")
             lines.append(f"{head} — {detail}")
-    lines += ["", "## Recommendation", "", rec["line"], "",
-              "Plots: top1_vs_fraction.png, top1_vs_latency.png (Pareto front marked), curves.png (held-out top-1 "
-              "per step, seed 0)."]
+    plots = ["top1_vs_fraction.png"] + (["top1_vs_latency.png (Pareto front marked)"] if pareto else []) + [
+        "curves.png (held-out top-1 per step, seed 0)"]
+    lines += ["", "## Recommendation", "", rec["line"], "", f"Plots: {', '.join(plots)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -303,6 +328,9 @@ def _no_bundle_note(interleaved: dict[str, Any]) -> str:
         why = "".join(f"; stand-in failed: {name}: {reason}" for name, reason in failed.items())
         parts.append(f"{', '.join(missing)}: median over the runs' own measurements (no exported bundle left in the "
                      f"study folder{why})")
+    if later := interleaved.get("not_in_pass"):
+        parts.append(f"{', '.join(later)}: median over the runs' own measurements (not in the side-by-side pass: "
+                     f"no finished run when it was timed; --retime times it)")
     if teachers := interleaved.get("teachers_not_timed"):
         parts.append(f"teacher rows ({', '.join(teachers)}): median over their runs' own measurements (teachers are "
                      f"not in the side-by-side pass)")
@@ -316,13 +344,14 @@ def representative_first(result: dict[str, Any]) -> tuple[float, int]:
 
 def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: int,
                          out: str | os.PathLike, standins: bool = True) -> dict[str, Any]:
-    """Time one bundle per candidate in interleaved rounds (:mod:`.latency`) and make it the table's latency.
+    """Time one bundle per candidate in interleaved rounds (:mod:`.latency`); returns the measurement record.
 
     The bundle is that of the candidate's finished run at the largest fraction and smallest seed whose bundle is
     still in the study folder ``out`` (every run of a candidate has the same architecture, so the same graph). It is
     found through the run's folder, not the path recorded in result.json, so a moved study folder still works. A
     candidate none of whose bundles is left (runs kept as records only) is timed on a latency stand-in
-    (:mod:`.standins`), or with ``standins=False`` keeps its runs' own measurements.
+    (:mod:`.latency_standins`, built in ``out``), or with ``standins=False`` keeps its runs' own measurements.
+    ``table`` is only read (:func:`apply_side_by_side` puts the figures into it).
     """
     from ..devicekit.layout import MANIFEST_FILE
     from .latency import interleaved_latency
@@ -353,53 +382,98 @@ def side_by_side_latency(study: dict[str, Any], table: dict[str, Any], rounds: i
     measured = interleaved_latency(bundles, recipe["backend"], sorted(recipe["latency_batches"]), rounds=rounds,
                                    threads=recipe["threads"]) if bundles else {
         "backend": recipe["backend"], "threads": recipe["threads"], "rounds": rounds, "candidates": {}}
-    for name, lat in measured["candidates"].items():
-        row = table[name]
-        row["latency_per_run_p50_ms"] = row["latency_p50_ms"]
-        row["latency_p50_ms"] = {b: v["p50_ms"] for b, v in lat.items() if isinstance(v, dict)}
-        row["latency_source"] = "interleaved"
     teachers = sorted(n for n, row in table.items() if row["role"] == "teacher")
     return {**measured, "bundles": bundles, "standins": built, "standin_failed": failed, "no_bundle_left": missing,
             "teachers_not_timed": teachers}
 
 
-def write_report(out: str | os.PathLike, margin: float = DEFAULT_MARGIN, report_dir: str | os.PathLike | None = None,
-                 latency_rounds: int = 0, standins: bool = True) -> dict[str, Path]:
-    """Write compare.json, compare.md and the plots for the study in ``out``; returns their paths.
+def apply_side_by_side(table: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """Make a side-by-side measurement ``record`` the latency of the candidates it timed; returns the record with
+    ``not_in_pass`` (candidates of ``table`` it did not cover: they keep their runs' own measurements) and the teacher
+    rows brought up to date with ``table``."""
+    for name, lat in record.get("candidates", {}).items():
+        row = table.get(name)
+        if row is None or row["role"] != "candidate" or "unavailable" in lat:
+            continue
+        row["latency_per_run_p50_ms"] = row["latency_p50_ms"]
+        row["latency_p50_ms"] = {b: v["p50_ms"] for b, v in lat.items() if isinstance(v, dict)}
+        row["latency_source"] = "interleaved"
+    covered = set(record.get("candidates", {})) | set(record.get("no_bundle_left", []))
+    return {**record,
+            "not_in_pass": sorted(n for n, row in table.items() if row["role"] == "candidate" and n not in covered),
+            "teachers_not_timed": sorted(n for n, row in table.items() if row["role"] == "teacher")}
 
-    ``latency_rounds`` > 0 re-times one bundle per candidate side by side in that many interleaved rounds and uses
-    those figures (else: the median of the per-run measurements); ``standins`` times a stand-in of a candidate with
-    no trained bundle left (see :func:`side_by_side_latency`).
+
+def retime(out: str | os.PathLike, rounds: int, standins: bool = True) -> dict[str, Any]:
+    """Re-time the study in ``out`` side by side (:func:`side_by_side_latency`) and keep the measurement in
+    ``OUT/latency_side_by_side.json`` for this and later reports; returns it.
+
+    The one step of the report that measures, and so writes into the study folder (the record, and latency stand-ins
+    where needed). Held under the study's lock: timing beside a running study's workers would measure the machine's
+    load, not the models.
+    """
+    if rounds < 1:
+        raise ValueError(f"--latency-rounds must be >= 1 to re-time, got {rounds}")
+    with layout.locked(out, "ibit-deploy compare --retime", then="run the same command again"):
+        study = load_study(out)
+        if not study["results"]:
+            raise ValueError(f"{out}: no run of the study has finished yet; nothing to time")
+        record = side_by_side_latency(study, aggregate(study), rounds, out, standins)
+        atomic_write_json(Path(out) / layout.SIDE_BY_SIDE_FILE, _jsonable(record))
+    return record
+
+
+def read_side_by_side(out: str | os.PathLike) -> dict[str, Any] | None:
+    """The study's last side-by-side latency measurement (:func:`retime`), or None when it was never re-timed."""
+    path = Path(out) / layout.SIDE_BY_SIDE_FILE
+    return read_json(path, "side-by-side latency record") if path.is_file() else None
+
+
+def write_report(out: str | os.PathLike, margin_points: float = DEFAULT_MARGIN_POINTS,
+                 report_dir: str | os.PathLike | None = None, latency_rounds: int = 0,
+                 standins: bool = True) -> dict[str, Path]:
+    """Write compare.json, compare.md and the plots for the study in ``out``; returns the paths written.
+
+    With ``latency_rounds`` 0 this only reads the study and writes the report's files (into ``report_dir``, default
+    ``OUT/report``): latency is the last side-by-side measurement kept in the study (:func:`retime`), else the median
+    of each candidate's per-run measurements. ``latency_rounds`` > 0 first re-times (:func:`retime`, with
+    ``standins``). A plot of something not measured is not drawn (and an earlier report's copy is removed).
     """
     from .plots import plot_curves, plot_fraction, plot_pareto
 
+    if latency_rounds:
+        retime(out, latency_rounds, standins)
     study = load_study(out)
     if not study["results"]:
         raise ValueError(f"{out}: no run of the study has finished yet; nothing to report")
     fractions = sorted(study["fractions"])
     table = aggregate(study)
-    study["latency_interleaved"] = side_by_side_latency(study, table, latency_rounds, out,
-                                                        standins) if latency_rounds else None
+    recorded = read_side_by_side(out)
+    study["latency_interleaved"] = apply_side_by_side(table, recorded) if recorded else None
     goals = targets(table, fractions)
-    rec = recommend(table, fractions, margin, planned=study["candidates"], seeds=len(study["seeds"]))
+    rec = recommend(table, fractions, margin_points, planned=study["candidates"], seeds=len(study["seeds"]))
+    full = max(fractions)
+    points = {n: (r["latency_p50_ms"][LATENCY_BATCH], r["top1"][full]["mean"]) for n, r in table.items()
+              if r["role"] == "candidate" and full in r["top1"] and LATENCY_BATCH in r["latency_p50_ms"]}
     directory = Path(report_dir) if report_dir else Path(out) / layout.REPORT_DIR
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / "compare.json", "markdown": directory / "compare.md",
              "fraction_plot": directory / "top1_vs_fraction.png", "pareto_plot": directory / "top1_vs_latency.png",
              "curves_plot": directory / "curves.png"}
-    atomic_write_json(paths["json"], {"recipe": study["recipe"], "candidates": study["candidates"],
-                                      "seeds": study["seeds"], "fractions": fractions,
-                                      "runs_planned": len(study["runs"]), "runs_finished": len(study["results"]),
+    atomic_write_json(paths["json"], {UNIT_KEY: FRACTION, "recipe": study["recipe"],
+                                      "candidates": study["candidates"], "seeds": study["seeds"],
+                                      "fractions": fractions, "runs_planned": len(study["runs"]),
+                                      "runs_finished": len(study["results"]),
                                       "summary": {n: {**r, "top1": {str(f): s for f, s in r["top1"].items()}}
                                                   for n, r in table.items()},
                                       "targets": _jsonable(goals), "recommendation": rec,
                                       "latency_interleaved": study["latency_interleaved"], "runs": study["results"]})
-    atomic_write_text(paths["markdown"], markdown(study, table, goals, rec))
+    atomic_write_text(paths["markdown"], markdown(study, table, goals, rec, pareto=bool(points)))
     plot_fraction(table, fractions, len(study["seeds"]), paths["fraction_plot"])
-    full = max(fractions)
-    points = {n: (r["latency_p50_ms"][LATENCY_BATCH], r["top1"][full]["mean"]) for n, r in table.items()
-              if r["role"] == "candidate" and full in r["top1"] and LATENCY_BATCH in r["latency_p50_ms"]}
-    plot_pareto(table, points, pareto_front(points), full, study["recipe"]["backend"], paths["pareto_plot"])
+    if points:
+        plot_pareto(table, points, pareto_front(points), full, study["recipe"]["backend"], paths["pareto_plot"])
+    else:  # nothing at batch 1 was measured: no plot, and no earlier report's plot left to contradict this one
+        paths.pop("pareto_plot").unlink(missing_ok=True)
     plot_curves(study["results"], paths["curves_plot"])
     return paths
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from .records import as_points
+
 
 def machines_line(results: list[dict[str, Any]]) -> str | None:
     """One sentence naming the CPUs the runs trained on (with counts); None when no run recorded its machine."""
@@ -28,7 +30,7 @@ def machines_line(results: list[dict[str, Any]]) -> str | None:
 def _teacher_text(record: dict[str, Any]) -> str:
     same = "bit-identical to" if record.get("identical") else "NOT bit-identical to"
     acc, recorded = record.get("val_acc1"), record.get("recorded_val_acc1")
-    top1 = (f"top-1 {acc:.2f} retrained vs {recorded:.2f} recorded" if acc is not None and recorded is not None
+    top1 = (f"top-1 {as_points(acc):.2f} retrained vs {as_points(recorded):.2f} recorded" if acc is not None and recorded is not None
             else "top-1 of the retrained teacher not recorded")
     return f"{record['teacher']} {same} its record ({top1})"
 

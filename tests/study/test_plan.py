@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ibit_deploy.compare.candidates import CANDIDATES, model_spec, parse_candidates
-from ibit_deploy.compare.plan import StudyConfig, budget, build_plan, fraction_order, parse_fractions, validate
+from ibit_deploy.study.candidates import CANDIDATES, model_spec, parse_candidates
+from ibit_deploy.study.plan import StudyConfig, budget, build_plan, fraction_order, parse_fractions, validate
 
 TINY = dict(data="synthetic:256", steps=24, embed_dim=32, depth=2, num_heads=2, batch_size=16)
 

@@ -1,6 +1,6 @@
 """One run of a study, in its own process: train (resuming a killed run) -> export -> latency -> ``result.json``.
 
-    python -m ibit_deploy.compare.worker OUT RUN_ID
+    python -m ibit_deploy.study.worker OUT RUN_ID
 
 Exit codes: 0 finished (or already finished), 1 failed (the traceback is in the run's worker.log), 75 another
 process holds the run. ``result.json`` is written last and atomically, carrying the run spec's digest, so a run is
@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ..devicekit.fileio import atomic_write_json, read_json
-from ..devicekit.locking import LockBusy, directory_lock
+from ..devicekit.locking import LockBusy
 from . import layout
 from .convergence import convergence
+from .lifetime import tie_to_parent
+from .records import FRACTION, UNIT_KEY, as_points, from_trainer, result_in_fractions, teachers_in_fractions
 
 EXIT_BUSY = 75
 
@@ -31,7 +33,8 @@ def read_run(out: Path, run_id: str) -> dict[str, Any]:
 
 
 def finished_result(directory: Path, digest: str) -> dict[str, Any] | None:
-    """The run's result if it finished under the spec with ``digest``; None otherwise."""
+    """The run's result if it finished under the spec with ``digest`` (accuracies in fractions, whatever unit the
+    file holds: :mod:`.records`); None otherwise."""
     path = directory / layout.RESULT_FILE
     if not path.is_file():
         return None
@@ -39,14 +42,14 @@ def finished_result(directory: Path, digest: str) -> dict[str, Any] | None:
         result = read_json(path, "run result")
     except ValueError:
         return None
-    return result if result.get("digest") == digest else None
+    return result_in_fractions(result, str(path)) if result.get("digest") == digest else None
 
 
 def run(out: str | Path, run_id: str) -> dict[str, Any]:
     """Carry out run ``run_id`` of the study in ``out``; returns its result (also in result.json)."""
     out = Path(out)
     directory = layout.run_dir(out, run_id)
-    with directory_lock(directory, f"compare worker {run_id}", wait=False):
+    with layout.locked(directory, f"compare worker {run_id}", then="the study retries this run"):
         spec = read_run(out, run_id)
         done = finished_result(directory, spec["digest"])
         if done is not None:
@@ -74,27 +77,32 @@ def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
             start = time.perf_counter()
             compute_teacher_logits(dirs, logits, spec["kd_weights"], device="cpu")
             teachers = {"teacher_logits_seconds": round(time.perf_counter() - start, 2), "teachers_restored": restored}
-            atomic_write_json(record, teachers)
+            atomic_write_json(record, {UNIT_KEY: FRACTION, **teachers})
         elif record.is_file():  # a resumed student: the cost was paid by an earlier attempt
-            teachers = read_json(record, "teacher logits record")
+            teachers = teachers_in_fractions(read_json(record, "teacher logits record"), str(record))
+            teachers.pop(UNIT_KEY)
     resumed = _resumable(Path(config.out))
     start = time.perf_counter()
     final = train(config, resume=resumed)
     wall = time.perf_counter() - start
     history = read_metrics(config.out)
+    curve = [{"epoch": r.get("epoch"), "step": r.get("step"), "train_loss": r.get("train_loss"),
+              "val_acc1": from_trainer(r.get("val_acc1"))} for r in history]
     result: dict[str, Any] = {
+        UNIT_KEY: FRACTION,
         "id": spec["run"]["id"], "digest": spec["digest"], "role": spec["run"]["role"], "name": spec["run"]["name"],
         "fraction": spec["run"]["fraction"], "seed": spec["run"]["seed"], "model": config.model,
         "model_kwargs": config.model_kwargs, "budget": spec["run"]["budget"],
-        "val_acc1": final["val_acc1"], "val_acc5": final.get("val_acc5"), "val_loss": final["val_loss"],
-        "train_loss": final["train_loss"], "steps": final["step"], "epochs": final["epoch"],
-        "best_val_acc1": final["best_val_acc1"], "weights_sha256": final["weights_sha256"],
+        "val_acc1": from_trainer(final["val_acc1"]), "val_acc5": from_trainer(final.get("val_acc5")),
+        "val_loss": final["val_loss"], "train_loss": final["train_loss"], "steps": final["step"],
+        "epochs": final["epoch"], "best_val_acc1": from_trainer(final["best_val_acc1"]),
+        "weights_sha256": final["weights_sha256"],
         # the sum of epoch times spans every resume; wall is this process's share only
         "train_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in history), 2),
         "resumed": resumed, "wall_seconds_this_attempt": round(wall, 2),
         **teachers,
-        "convergence": convergence(history),
-        "curve": [{k: r.get(k) for k in ("epoch", "step", "train_loss", "val_acc1")} for r in history],
+        "convergence": convergence(curve),
+        "curve": curve,
     }
     result.update(_export_and_time(directory, config, study))
     # the machine that finished the run (a run resumed elsewhere names the last one); no hostname in a record that
@@ -148,8 +156,8 @@ def _teacher_checkpoints(out: Path, spec: dict[str, Any]) -> tuple[list[Path], l
         if recorded is None:
             raise RuntimeError(f"LIB-KD teacher {teacher_id} has not finished (no result.json matching its spec in "
                                f"{folder}); the study runs teachers before their students")
-        with directory_lock(folder, f"compare worker {spec['run']['id']}: retraining teacher {teacher_id}",
-                            wait=False):
+        with layout.locked(folder, f"compare worker {spec['run']['id']}: retraining teacher {teacher_id}",
+                           then="the study retries this run"):
             start = time.perf_counter()
             final = train(_train_config(folder, teacher), resume=_resumable(checkpoint))
         restored.append({"teacher": teacher_id, "seconds": round(time.perf_counter() - start, 2),
@@ -157,7 +165,7 @@ def _teacher_checkpoints(out: Path, spec: dict[str, Any]) -> tuple[list[Path], l
                          "recorded_weights_sha256": recorded.get("weights_sha256"),
                          "identical": final["weights_sha256"] == recorded.get("weights_sha256"),
                          # another CPU's kernels round differently: then how far the retrained teacher is off
-                         "val_acc1": final["val_acc1"], "recorded_val_acc1": recorded.get("val_acc1")})
+                         "val_acc1": from_trainer(final["val_acc1"]), "recorded_val_acc1": recorded.get("val_acc1")})
         print(f"worker: teacher {teacher_id} had no checkpoint; retrained it "
               f"({'identical to' if restored[-1]['identical'] else 'DIFFERENT from'} the recorded weights)",
               flush=True)
@@ -227,16 +235,19 @@ def _export_and_time(directory: Path, config, study: dict[str, Any]) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m ibit_deploy.study.worker OUT RUN_ID``; started by the study, it ends with it (:mod:`.lifetime`)."""
+    tie_to_parent()
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 2:
-        print("usage: python -m ibit_deploy.compare.worker OUT RUN_ID", file=sys.stderr)
+        print("usage: python -m ibit_deploy.study.worker OUT RUN_ID", file=sys.stderr)
         return 2
     try:
         result = run(argv[0], argv[1])
-    except LockBusy as exc:
+    except LockBusy as exc:  # the scheduler retries the run later (EXIT_BUSY)
         print(f"worker: {exc}", file=sys.stderr)
         return EXIT_BUSY
-    print(f"worker: {result['id']} top-1 {result['val_acc1']:.2f}% after {result['steps']} steps", flush=True)
+    print(f"worker: {result['id']} top-1 {as_points(result['val_acc1']):.2f}% after {result['steps']} steps",
+          flush=True)
     return 0
 
 

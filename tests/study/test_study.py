@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ibit_deploy.compare import layout
-from ibit_deploy.compare.plan import StudyConfig
-from ibit_deploy.compare.report import write_report
-from ibit_deploy.compare.study import prepare, run_study
 from ibit_deploy.devicekit.locking import LockBusy
+from ibit_deploy.study import layout
+from ibit_deploy.study.plan import StudyConfig
+from ibit_deploy.study.report import write_report
+from ibit_deploy.study.scheduler import prepare, run_study
 
 # synthetic:256 -> 204 training images = 12 batches of 16; 120 steps = 10 epochs of ~0.1 s each
 TINY = dict(data="synthetic:256", steps=120, seeds=[0], fractions=[1.0], embed_dim=32, depth=2, num_heads=2,
@@ -35,7 +35,7 @@ def test_killed_run_resumes_and_finished_runs_are_kept(tmp_path):
     prepare(config, killed)
     run_dir = layout.run_dir(killed, "s0/f100/ibit")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "ibit_deploy.compare.worker", str(killed), "s0/f100/ibit"], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "ibit_deploy.study.worker", str(killed), "s0/f100/ibit"], env=env)
     deadline = time.monotonic() + 120
     while _metrics_lines(run_dir) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -51,6 +51,8 @@ def test_killed_run_resumes_and_finished_runs_are_kept(tmp_path):
     # tests/train/test_resume.py)
     assert resumed["resumed"] is True and [c["epoch"] for c in resumed["curve"]] == list(range(1, 11))
     assert resumed["steps"] == resumed["budget"]["steps"] == 120
+    assert resumed["accuracy_unit"] == "fraction" and 0.0 <= resumed["val_acc1"] <= 1.0
+    assert all(c["val_acc1"] is None or 0.0 <= c["val_acc1"] <= 1.0 for c in resumed["curve"])
 
     # a finished run is never redone: a second session launches no worker and leaves result.json alone
     stamp = (run_dir / layout.RESULT_FILE).stat().st_mtime_ns
@@ -82,7 +84,7 @@ def test_another_recipe_is_refused_and_a_locked_study_is_busy(tmp_path, lock_hol
 
 
 def test_a_run_held_by_another_process_is_not_touched(tmp_path, lock_holder):
-    from ibit_deploy.compare import worker
+    from ibit_deploy.study import worker
 
     prepare(StudyConfig(**TINY, candidates=["vit"]), tmp_path)
     directory = layout.run_dir(tmp_path, "s0/f100/vit")
@@ -130,7 +132,7 @@ def test_a_teacher_run_is_kept_when_its_candidate_is_added(tmp_path):
 
 
 def test_runs_planned_under_the_legacy_digest_are_rekeyed_and_kept(tmp_path):
-    from ibit_deploy.compare.worker import finished_result
+    from ibit_deploy.study.worker import finished_result
 
     config = StudyConfig(**TINY, candidates=["vit"])
     (spec,) = prepare(config, tmp_path)
@@ -142,7 +144,7 @@ def test_runs_planned_under_the_legacy_digest_are_rekeyed_and_kept(tmp_path):
     (directory / layout.RESULT_FILE).write_text(json.dumps({"digest": legacy, "val_acc1": 91.0}))
     prepare(config, tmp_path)
     assert json.loads((directory / layout.RUN_FILE).read_text())["digest"] == spec.digest()
-    assert finished_result(directory, spec.digest())["val_acc1"] == 91.0
+    assert finished_result(directory, spec.digest())["val_acc1"] == pytest.approx(0.91)  # an unmarked record: percent
 
 
 def _copy_records(source: Path, target: Path, run_ids: list[str]) -> None:
@@ -200,6 +202,12 @@ def test_a_study_continued_from_its_records_retrains_missing_teachers_and_report
     trained = json.loads((layout.run_dir(first, "s0/f100/ibit") / layout.BUNDLE_DIR / "manifest.json").read_text())
     assert standin["model"]["num_params"] == trained["model"]["num_params"]  # the same architecture
     assert "ibit: timed on a latency stand-in" in text
+    # a later report only reads: it uses the kept side-by-side measurement and rebuilds or times nothing
+    kept = {p: p.stat().st_mtime_ns for p in later.rglob("*") if p.is_file() and layout.REPORT_DIR not in p.parts}
+    reread = json.loads(write_report(later)["json"].read_text())
+    assert {p: p.stat().st_mtime_ns for p in later.rglob("*") if p.is_file() and layout.REPORT_DIR not in p.parts} == kept
+    assert reread["summary"]["ibit"]["latency_p50_ms"] == report["summary"]["ibit"]["latency_p50_ms"]
+    assert reread["latency_interleaved"]["standins"] == ["ibit"]
     # without stand-ins the candidate keeps its runs' own measurement, and the report says so
     report = json.loads(write_report(later, latency_rounds=1, standins=False)["json"].read_text())
     assert report["latency_interleaved"]["no_bundle_left"] == ["ibit"]
@@ -207,7 +215,7 @@ def test_a_study_continued_from_its_records_retrains_missing_teachers_and_report
 
 
 def test_a_checkpoint_killed_before_its_first_resume_state_is_cleared(tmp_path):
-    from ibit_deploy.compare.worker import _resumable
+    from ibit_deploy.study.worker import _resumable
     from ibit_deploy.train.state import STATE_FILE
 
     checkpoint = tmp_path / layout.CHECKPOINT_DIR
@@ -220,7 +228,7 @@ def test_a_checkpoint_killed_before_its_first_resume_state_is_cleared(tmp_path):
 
 
 def test_time_left_charges_running_runs_only_what_they_have_left():
-    from ibit_deploy.compare.study import _Eta
+    from ibit_deploy.study.scheduler import _Eta
 
     eta = _Eta(workers=2)
     assert eta.left(["ibit"]) is None  # nothing finished yet: unknown

@@ -11,14 +11,19 @@
     OUT/report/                     compare.json, compare.md, plots
     OUT/latency_standins/ibit/      a candidate's architecture, briefly trained and exported, for the report's
                                     side-by-side latency when none of its trained bundles is left (checkpoint/, bundle/)
+    OUT/latency_side_by_side.json   the last side-by-side latency pass (--retime), which later reports use
 
 The study folder and each run folder are locked with ``ibit_deploy.devicekit.locking.directory_lock`` (lock files beside them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+from ..devicekit.locking import LockBusy, describe_holder, directory_lock, read_holder
 
 STUDY_FILE = "study.json"
 RUNS_DIR = "runs"
@@ -31,7 +36,22 @@ LOGITS_RECORD = "teachers.json"
 LOG_FILE = "worker.log"
 REPORT_DIR = "report"
 STANDIN_DIR = "latency_standins"
+SIDE_BY_SIDE_FILE = "latency_side_by_side.json"
 
 
 def run_dir(out: str | os.PathLike, run_id: str) -> Path:
     return Path(out) / RUNS_DIR / run_id
+
+
+@contextlib.contextmanager
+def locked(directory: str | os.PathLike, purpose: str, then: str) -> Iterator[Path]:
+    """Hold ``directory``'s lock (never waiting); when another process holds it, LockBusy says who and what to do
+    next, ``then``, in words that name only what ``ibit-deploy compare`` offers (it has no ``--wait``)."""
+    stack = contextlib.ExitStack()
+    try:
+        path = stack.enter_context(directory_lock(directory, purpose, wait=False))
+    except LockBusy:
+        raise LockBusy(f"{directory} is in use by {describe_holder(read_holder(directory))}; wait for it to finish, "
+                       f"then {then}") from None
+    with stack:
+        yield path

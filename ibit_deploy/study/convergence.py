@@ -3,7 +3,7 @@
 Both curves are smoothed with a centred 3-point moving average (the ends use the points available), then read at
 the start of the window (linear interpolation in steps) and at its end (the last point):
 
-- held-out top-1 changes by at most ``ACC_TOLERANCE`` percentage points, and
+- held-out top-1 (a fraction, see :mod:`.records`) changes by at most ``ACC_TOLERANCE`` (0.5 percentage points), and
 - the training loss (per-epoch mean) changes by at most ``LOSS_TOLERANCE`` of its value at the window start.
 
 A run whose curves have fewer than two points in reach of the window is "unknown", not converged.
@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from .records import as_points
+
 WINDOW = 0.10  # the last 10% of the steps
-ACC_TOLERANCE = 0.5  # percentage points of top-1
+ACC_TOLERANCE = 0.005  # of top-1 (a fraction): 0.5 percentage points
 LOSS_TOLERANCE = 0.02  # relative change of the training loss
 
 
@@ -38,7 +40,7 @@ def _window_change(steps: np.ndarray, values: np.ndarray, start: float) -> float
 
 
 def convergence(history: list[dict[str, Any]], window: float = WINDOW) -> dict[str, Any]:
-    """Convergence verdict of a run from its per-epoch records (``step``, ``train_loss``, ``val_acc1``)."""
+    """Convergence verdict of a run from its per-epoch records (``step``, ``train_loss``, ``val_acc1`` a fraction)."""
     if not history:
         return {"converged": None, "reason": "no epochs recorded"}
     total = history[-1]["step"]
@@ -55,7 +57,7 @@ def convergence(history: list[dict[str, Any]], window: float = WINDOW) -> dict[s
                            "train_loss_change": loss_change,
                            "train_loss_rel_change": (loss_change / loss_start if loss_change is not None and loss_start
                                                      else None),
-                           "tolerances": {"val_acc1_points": ACC_TOLERANCE, "train_loss_relative": LOSS_TOLERANCE}}
+                           "tolerances": {"val_acc1": ACC_TOLERANCE, "train_loss_relative": LOSS_TOLERANCE}}
     if acc_change is None or out["train_loss_rel_change"] is None:
         out.update(converged=None, reason="too few curve points before the last 10% of steps")
         return out
@@ -63,7 +65,7 @@ def convergence(history: list[dict[str, Any]], window: float = WINDOW) -> dict[s
     flat_loss = abs(out["train_loss_rel_change"]) <= LOSS_TOLERANCE
     out["converged"] = bool(flat_acc and flat_loss)
     out["reason"] = ("flat" if out["converged"] else
-                     ", ".join(m for m, ok in ((f"top-1 moved {acc_change:+.2f} points", flat_acc),
+                     ", ".join(m for m, ok in ((f"top-1 moved {as_points(acc_change):+.2f} points", flat_acc),
                                                 (f"train loss moved {100 * out['train_loss_rel_change']:+.1f}%",
                                                  flat_loss)) if not ok))
     return out

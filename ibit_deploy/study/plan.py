@@ -39,6 +39,58 @@ SAMPLE_EFFICIENCY_FRACTION = 0.25
 EVAL_POINTS = 30  # held-out evaluations per run (evenly spaced in epochs): the convergence curve
 # Within one fraction and seed: the headline comparison first, then the teacher, the student, the IBiT variants.
 RUN_ORDER = ("ibit", "vit", "convit", "resnet", "rednet", "ibit_kd", "ibit_bias", "ibit_impulse")
+MAX_SEED = 2**32 - 1  # numpy and torch generators take it; larger seeds overflow the trainer's per-epoch seed
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric option takes: from ``low`` (excluded when ``low_open``) to ``high`` (None: no bound),
+    finite, and whole numbers when ``integer``. The one rule for both the command line and :func:`validate`."""
+
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    integer: bool = False
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a finite number"
+        low = f"> {self.low:g}" if self.low_open else f">= {self.low:g}"
+        return f"{kind} {low}" + (f" and <= {self.high:g}" if self.high is not None else "")
+
+    def check(self, value: Any, flag: str) -> int | float:
+        """``value`` (a number or its text) if it is in range, else ValueError naming ``flag`` and the range."""
+        try:
+            number = int(value) if self.integer and not isinstance(value, float) else float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{flag} must be {self.describe()}, got {value!r}") from None
+        bad = (not math.isfinite(number) or (self.integer and number != int(number))
+               or (number <= self.low if self.low_open else number < self.low)
+               or (self.high is not None and number > self.high))
+        if bad:
+            raise ValueError(f"{flag} must be {self.describe()}, got {value!r}")
+        return int(number) if self.integer else number
+
+
+# every numeric option of ``ibit-deploy compare`` (by its flag's name): checked when parsed, and again by validate()
+OPTION_RANGES: dict[str, Range] = {
+    "steps": Range(1, integer=True),
+    "batch_size": Range(1, integer=True),
+    "embed_dim": Range(1, integer=True),
+    "depth": Range(1, integer=True),
+    "num_heads": Range(1, integer=True),
+    "threads": Range(1, integer=True),
+    "workers": Range(1, integer=True),
+    "lr": Range(0.0, low_open=True),
+    "latency_seconds": Range(0.0, 3600.0, low_open=True),
+    "margin": Range(0.0, 100.0),  # top-1 percentage points
+    "latency_rounds": Range(0, integer=True),  # 0: no side-by-side pass at the end of a study
+}
+CONFIG_RANGES = ("steps", "batch_size", "embed_dim", "depth", "num_heads", "threads", "lr", "latency_seconds")
+
+
+def flag(name: str) -> str:
+    """The command-line flag of option ``name`` (``batch_size`` -> ``--batch-size``)."""
+    return "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -157,12 +209,28 @@ def parse_fractions(text: str | list[float]) -> list[float]:
 
 
 def parse_seeds(text: str | list[int]) -> list[int]:
+    """Seeds from ``"0,1,2"`` (or a list), each an integer in [0, :data:`MAX_SEED`]; no repeats."""
+    message = f"--seeds must be comma-separated integers from 0 to {MAX_SEED}, got {text!r}"
     try:
         values = [int(v) for v in (text.split(",") if isinstance(text, str) else text) if str(v).strip()]
-    except ValueError as exc:
-        raise ValueError(f"--seeds must be comma-separated non-negative integers, got {text!r}") from exc
-    if not values or min(values) < 0:
-        raise ValueError(f"--seeds must be comma-separated non-negative integers, got {text!r}")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(message) from exc
+    if not values or min(values) < 0 or max(values) > MAX_SEED:
+        raise ValueError(message)
+    return list(dict.fromkeys(values))
+
+
+def parse_latency_batches(text: str | list[int]) -> list[int]:
+    """Batch sizes from ``"1,32"`` (or a list): positive integers including 1; order kept, no repeats."""
+    try:
+        values = [int(v) for v in (text.split(",") if isinstance(text, str) else text) if str(v).strip()]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--latency-batches must be comma-separated positive integers, got {text!r}") from exc
+    if not values or min(values) < 1:
+        raise ValueError(f"--latency-batches must be positive integers, got {text!r}")
+    if 1 not in values:
+        raise ValueError(f"--latency-batches must include 1 (the Pareto plot and the recommendation rank candidates "
+                         f"by batch-1 latency), got {values}")
     return list(dict.fromkeys(values))
 
 
@@ -205,19 +273,14 @@ def validate(config: StudyConfig) -> dict[float, int]:
     config.candidates = parse_candidates(config.candidates)
     config.fractions = parse_fractions(config.fractions)
     config.seeds = parse_seeds(config.seeds)
+    config.latency_batches = parse_latency_batches(config.latency_batches)
     config.backend = canonical_backend(config.backend)  # stored canonical: the worker compares it by name
+    for name in CONFIG_RANGES:
+        OPTION_RANGES[name].check(getattr(config, name), flag(name))
     if config.embed_dim % config.num_heads:
         raise ValueError(f"--embed-dim {config.embed_dim} must be divisible by --num-heads {config.num_heads}")
-    for name, value in (("steps", config.steps), ("batch_size", config.batch_size), ("depth", config.depth)):
-        if value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if not 0 <= config.warmup < 1:
+    if not (math.isfinite(config.warmup) and 0 <= config.warmup < 1):
         raise ValueError(f"warmup must be a fraction of the budget in [0, 1), got {config.warmup}")
-    if not config.latency_batches or min(config.latency_batches) < 1:
-        raise ValueError(f"--latency-batches must be positive integers, got {config.latency_batches}")
-    if 1 not in config.latency_batches:
-        raise ValueError(f"--latency-batches must include 1 (the Pareto plot and the recommendation rank candidates "
-                         f"by batch-1 latency), got {config.latency_batches}")
     sizes = check_data(config)
     smallest = min(config.fractions)
     one_epoch = max(1, sizes[smallest] // config.batch_size)

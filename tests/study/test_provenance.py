@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ibit_deploy.compare.provenance import machines_line, restored_teachers_lines
+from ibit_deploy.study.provenance import machines_line, restored_teachers_lines
 
 
 def test_machines_counted_and_unrecorded_runs_named():
@@ -18,7 +18,7 @@ def test_machines_counted_and_unrecorded_runs_named():
 def test_a_retrained_teacher_that_differs_is_named_with_both_top1():
     results = [
         {"id": "s0/f025/ibit_kd", "teachers_restored": [
-            {"teacher": "s0/f025/resnet", "identical": False, "val_acc1": 98.2, "recorded_val_acc1": 98.4}]},
+            {"teacher": "s0/f025/resnet", "identical": False, "val_acc1": 0.982, "recorded_val_acc1": 0.984}]},
         {"id": "s1/f025/ibit_kd", "teachers_restored": [{"teacher": "s1/f025/resnet", "identical": True}]},
         {"id": "s0/f025/ibit", "teachers_restored": []},
     ]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ibit_deploy.compare.convergence import ACC_TOLERANCE, convergence
+from ibit_deploy.study.convergence import ACC_TOLERANCE, convergence
 
 
 def _history(acc, loss):
-    return [{"epoch": i + 1, "step": 10 * (i + 1), "val_acc1": a, "train_loss": loss_}
+    """Per-epoch records with top-1 given in percent and stored as fractions, as the worker stores them."""
+    return [{"epoch": i + 1, "step": 10 * (i + 1), "val_acc1": a / 100, "train_loss": loss_}
             for i, (a, loss_) in enumerate(zip(acc, loss, strict=True))]
 
 

@@ -20,10 +20,10 @@ from typing import Any
 from tqdm import tqdm
 
 from ..devicekit.fileio import atomic_write_json, read_json
-from ..devicekit.locking import directory_lock
-from . import layout
+from . import layout, lifetime
 from .candidates import CANDIDATES, KD_WEIGHTS
-from .plan import RunSpec, StudyConfig, build_plan, validate
+from .plan import OPTION_RANGES, RunSpec, StudyConfig, build_plan, validate
+from .records import as_points
 from .worker import EXIT_BUSY, finished_result
 
 BUSY_RETRY_S = 30.0  # a run held by another process (an orphaned worker) is retried this often
@@ -72,7 +72,7 @@ def _migrate_digest(directory: Path, record: dict[str, Any], legacy: str) -> Non
     result.json first, then run.json: a kill in between leaves run.json on the legacy digest, and the next prepare
     finishes the job (a result already on the new digest is accepted).
     """
-    with directory_lock(directory, "compare digest migration", wait=False):
+    with layout.locked(directory, "compare digest migration", then="run the same command again to resume the study"):
         result_path = directory / layout.RESULT_FILE
         if result_path.is_file():
             result = read_json(result_path, "run result")
@@ -136,11 +136,10 @@ def _fmt(seconds: float | None) -> str:
 def run_study(config: StudyConfig, out: str | os.PathLike, workers: int = 1,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every unfinished run of the study in ``out``; returns {planned, done, failed, blocked} (run ids)."""
-    if workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
+    workers = OPTION_RANGES["workers"].check(workers, "--workers")
     out = Path(out)
     # locked before prepare: a second compare on a folder in use must not rewrite its study.json or re-key its runs
-    with directory_lock(out, "ibit-deploy compare", wait=False):
+    with layout.locked(out, "ibit-deploy compare", then="run the same command again to resume the study"):
         runs = prepare(config, out)
         return _Scheduler(config, out, runs, workers, log).run()
 
@@ -205,9 +204,9 @@ class _Scheduler:
             directory = layout.run_dir(self.out, spec.id)
             env = {**os.environ, "OMP_NUM_THREADS": str(self.config.threads),
                    "MKL_NUM_THREADS": str(self.config.threads)}
-            with open(directory / layout.LOG_FILE, "ab") as log_file:
-                proc = subprocess.Popen([sys.executable, "-m", "ibit_deploy.compare.worker", str(self.out), spec.id],
-                                        stdout=log_file, stderr=subprocess.STDOUT, env=env)
+            with open(directory / layout.LOG_FILE, "ab") as log_file:  # the worker ends with this process
+                proc = lifetime.spawn([sys.executable, "-m", "ibit_deploy.study.worker", str(self.out), spec.id],
+                                      env=env, stdout=log_file, stderr=subprocess.STDOUT)
             self.running[spec.id] = (proc, time.monotonic(), spec)
 
     def _reap(self, bar: tqdm) -> int:
@@ -237,16 +236,10 @@ class _Scheduler:
             left = _fmt(self.eta.left([r.name for r in self.pending],
                                       [(r.name, now - t) for _, t, r in self.running.values()]))
             conv = result["convergence"].get("converged")
-            self.log(f"[{len(self.done)}/{len(self.runs)}] {run_id}: top-1 {result['val_acc1']:.2f}% after "
+            self.log(f"[{len(self.done)}/{len(self.runs)}] {run_id}: top-1 {as_points(result['val_acc1']):.2f}% after "
                      f"{result['steps']} steps, {seconds:.0f} s, converged={conv}; ~{left} left")
             bar.set_postfix_str(f"~{left} left")
         return finished
 
     def _terminate(self) -> None:
-        for proc, _, _ in self.running.values():
-            proc.terminate()
-        for proc, _, _ in self.running.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        lifetime.stop_all([proc for proc, _, _ in self.running.values()])
