@@ -14,7 +14,6 @@ import json
 import sys
 
 from ..calibration import CalibrationRecipe, calibrate, check_count, count_note, load_recipe
-from ..data.fit import ModelInput, check_data_fits
 from .entry import cli_main
 
 
@@ -57,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.count is not None:
             check_count(args.count, recipe.get("method", CalibrationRecipe.method), "--count")
         if args.bundle:  # the images must fit the bundle's model: classes, channels, image size
+            from ..data.fit import ModelInput, check_data_fits
+
             check_data_fits(recipe.get("spec", CalibrationRecipe.spec),
                             ModelInput.from_manifest(bundle.manifest, f"bundle {args.bundle}"))
         meta = calibrate(args.out, CalibrationRecipe.from_dict(recipe), input_block)

@@ -173,7 +173,9 @@ def read_image(source: str | os.PathLike | BinaryIO, name: str | None = None):
             image = im.copy()
     except ValueError:
         raise
-    except Exception as exc:  # Pillow raises many types for corrupt files (and DecompressionBombError)
+    except Image.DecompressionBombError as exc:  # Pillow's own header check, above twice its limit (and ours)
+        raise ImageTooLarge(f"{where}: {exc}") from exc
+    except Exception as exc:  # Pillow raises many types for corrupt files
         raise ValueError(f"{where} is not a readable image: {exc}") from exc
     if image.mode in SIXTEEN_BIT_MODES:
         values = np.asarray(image).astype(np.float64)
