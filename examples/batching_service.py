@@ -8,8 +8,8 @@
 Requests wait in one queue; a worker takes the oldest and keeps collecting until the batch holds ``--max-batch``
 images (default: the top of the runner's batch range, which the bundle's manifest records) or the oldest has waited
 ``--max-queue-delay-ms``; then it runs the batch (the runner pads a batch below the engine's minimum and drops the
-padding's outputs) and answers every request in it. Uses only ``ibit_deploy.runtime`` (Predictor: the manifest's
-preprocessing, the best backend available here).
+padding's outputs) and answers every request in it. Uses ``ibit_deploy.runtime`` (Predictor: the manifest's
+preprocessing, the best backend available here) and the dataset reader's image checks (413/400 with the reason).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ibit_deploy.data.sources import ImageTooLarge, read_image
 from ibit_deploy.runtime import BackendUnavailable, Predictor
 from ibit_deploy.runtime.base import DEFAULT_CHUNK
 
@@ -101,8 +102,12 @@ class DynamicBatcher:
 
 
 def make_server(batcher: DynamicBatcher, host: str, port: int, timeout: float = 30.0) -> ThreadingHTTPServer:
-    """POST /classify (body: an encoded image) -> {"top_k": [[label, prob], ...]}; GET /health, GET /stats."""
-    from PIL import Image, UnidentifiedImageError
+    """POST /classify (body: an encoded image) -> {"top_k": [[label, prob], ...]}; GET /health, GET /stats.
+
+    An upload is decoded by the dataset reader (:func:`ibit_deploy.data.sources.read_image`) and refused with its
+    reason as training data would be: 413 when its header claims more pixels than the reader's limit (before it is
+    decoded: a decompression bomb), 400 when it is not a readable 8- or 16-bit image.
+    """
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -133,12 +138,13 @@ def make_server(batcher: DynamicBatcher, host: str, port: int, timeout: float = 
                 self._reply(413 if length else 400, {"error": f"send one encoded image of 1..{MAX_REQUEST_BYTES} "
                                                               f"bytes, got {length}"})
                 return
-            try:
-                with Image.open(io.BytesIO(self.rfile.read(length))) as image:
-                    image.load()
-                    image = image.copy()
-            except (UnidentifiedImageError, OSError) as exc:
-                self._reply(400, {"error": f"not a readable image: {exc}"})
+            try:  # the dataset reader's limits: pixel count from the header, 8/16-bit modes, decodable
+                image = read_image(io.BytesIO(self.rfile.read(length)), name="the uploaded image")
+            except ImageTooLarge as exc:
+                self._reply(413, {"error": str(exc)})
+                return
+            except ValueError as exc:
+                self._reply(400, {"error": str(exc)})
                 return
             try:
                 top = batcher.submit(image).result(timeout=timeout)
@@ -202,16 +208,13 @@ def load_test(url: str, images: list[bytes], seconds: float, concurrency: int) -
 
 
 def read_images(folder: Path, limit: int = 256) -> list[bytes]:
-    """Encoded images of ``folder`` for the load test; files PIL cannot decode are skipped with a warning."""
-    from PIL import Image
-
+    """Encoded images of ``folder`` for the load test; files the service would refuse are skipped with a warning."""
     bodies = []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)[:limit]:
         data = path.read_bytes()
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-        except OSError as exc:
+            read_image(io.BytesIO(data), name=str(path))
+        except ValueError as exc:
             print(f"batching_service: skipping {path}: {exc}", file=sys.stderr)
             continue
         bodies.append(data)

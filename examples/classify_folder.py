@@ -3,9 +3,11 @@
 
     python examples/classify_folder.py BUNDLE IMAGES_DIR --top-k 3 --out predictions.csv
 
-Uses only ``ibit_deploy.runtime``: the Predictor preprocesses exactly as the bundle's manifest says and runs on the
-best backend this machine has (a TensorRT engine, ONNX Runtime CUDA, else ONNX Runtime CPU). Unreadable files are
-reported and skipped. Exit codes: 0 done, 1 no image could be classified, 2 bad arguments.
+Uses ``ibit_deploy.runtime``: the Predictor preprocesses exactly as the bundle's manifest says and runs on the
+best backend this machine has (a TensorRT engine, ONNX Runtime CUDA, else ONNX Runtime CPU). Files the dataset
+reader (``ibit_deploy.data.sources.read_image``) refuses are reported and skipped: unreadable or truncated, more
+pixels than its limit (read from the header), 32-bit or float pixels. Exit codes: 0 done, 1 no image could be
+classified, 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ibit_deploy.data.sources import read_image
 from ibit_deploy.runtime import BackendUnavailable, Predictor
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -29,15 +32,6 @@ def find_images(folder: Path, recursive: bool) -> list[Path]:
     """Image files of ``folder`` (by suffix), sorted, so the CSV order is stable."""
     pattern = "**/*" if recursive else "*"
     return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in SUFFIXES)
-
-
-def read_image(path: Path):
-    """The image as a PIL image (decoded now, so a broken file fails here and not mid-batch)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        image.load()
-        return image.copy()
 
 
 def warm_up(predictor: Predictor) -> None:
@@ -64,10 +58,10 @@ def classify_folder(bundle: Path, folder: Path, out: Path, top_k: int = 3, backe
         for i in range(0, len(paths), READ_CHUNK):
             chunk, images = [], []
             for path in paths[i:i + READ_CHUNK]:
-                try:
+                try:  # decoded now, so a broken file fails here and not mid-batch
                     images.append(read_image(path))
                     chunk.append(path)
-                except (OSError, ValueError) as exc:  # PIL raises OSError for truncated/unknown files
+                except ValueError as exc:  # unreadable, too many pixels, 32-bit: the dataset reader's rule
                     skipped.append((str(path), str(exc)))
             if not images:
                 continue

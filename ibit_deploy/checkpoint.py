@@ -82,6 +82,10 @@ def read_checkpoint_config(directory: str | os.PathLike) -> dict[str, Any]:
     model = config.get("model") if isinstance(config, dict) else None
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         raise ValueError(f"{directory / CONFIG_FILE}: expected a 'model' object with a 'name' and 'kwargs'")
+    version = config.get("format_version", CHECKPOINT_FORMAT)  # absent: written before the field existed
+    if isinstance(version, bool) or version != CHECKPOINT_FORMAT:
+        raise ValueError(f"{directory / CONFIG_FILE}: format_version {version!r} is not one this version of "
+                         f"ibit-deploy reads (it reads {CHECKPOINT_FORMAT}); was it written by a newer ibit-train?")
     return config
 
 

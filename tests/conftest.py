@@ -48,6 +48,29 @@ def checkpoint_factory():
     return make_checkpoint
 
 
+@pytest.fixture(scope="session")
+def png_claiming() -> Callable[[int, int], bytes]:
+    """A function writing a small PNG whose header claims ``width`` x ``height`` pixels (its data is an 8x8 image's):
+    what a decompression bomb or a huge upload looks like to a reader that checks the header."""
+    import io
+    import struct
+    import zlib
+
+    import numpy as np
+    from PIL import Image
+
+    def write(width: int, height: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(buffer, format="PNG")
+        data = bytearray(buffer.getvalue())
+        start = 8 + 8  # the signature, then the IHDR chunk's length and type
+        data[start:start + 8] = struct.pack(">II", width, height)
+        data[start + 13:start + 17] = struct.pack(">I", zlib.crc32(bytes(data[start - 4:start + 13])))
+        return bytes(data)
+
+    return write
+
+
 TRAIN_STEPS = 400
 
 

@@ -157,24 +157,15 @@ def measured_anything(report: dict[str, Any]) -> bool:
 
 def evaluation_set(manifest: dict[str, Any], options: BenchOptions) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Preprocessed images, labels and their description, as the manifest's ``data`` and ``input`` say."""
-    from ..data import load_source
+    from ..data.fit import ModelInput, check_data_fits
 
     eval_set = EvalSet.from_manifest(manifest, options.data)  # another dataset than the recorded one: default split
     spec = eval_set.spec
     if not spec:
         raise ValueError("the manifest records no dataset (manifest['data']['spec']); give one with --data SPEC")
-    inp = manifest["input"]
     input_spec = InputSpec.from_manifest(manifest)
-    mean = input_spec.mean
     classes = list(manifest.get("classes") or [])
-    raw = load_source(spec)
-    chans = int(raw.images.shape[-1])
-    if chans != len(mean):
-        raise ValueError(f"dataset {spec!r} has {chans}-channel images, but the bundle's input is "
-                         f"{inp['shape']} ({len(mean)} channel(s), {inp.get('channel_order')}); benchmark it on the "
-                         f"data it was trained for")
-    if classes and len(raw.classes) != len(classes):
-        raise ValueError(f"dataset {spec!r} has {len(raw.classes)} classes, the bundle's model has {len(classes)}")
+    raw = check_data_fits(spec, ModelInput.from_manifest(manifest, "the bundle's model"))
     images, labels = eval_set.arrays(options.split, input_spec, limit=options.limit)
     val_fraction, seed = eval_set.val_fraction, eval_set.seed
     if len(labels) == 0:

@@ -20,6 +20,30 @@ from .dataset import MIN_SAMPLES, build_calibration_set, input_geometry, validat
 from .store import save_calibration
 
 
+def check_count(count: object, method: str, name: str) -> None:
+    """Raise ValueError unless ``count`` is an integer of at least ``MIN_SAMPLES[method]`` images.
+
+    ``name`` is what the user typed the count as (``--calib-count``, ``--count``, ``recipe count``), so the message
+    names it.
+    """
+    least = MIN_SAMPLES.get(method, 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < least:
+        raise ValueError(f"{name} must be an integer >= {least} for {method} calibration, got {count!r}")
+
+
+def count_note(meta: dict[str, Any], name: str) -> str | None:
+    """One line when a calibration set holds fewer images than ``name`` (the flag) asked for; None otherwise.
+
+    ``meta`` is what :func:`calibrate` returns (or a manifest's calibration entry): ``requested_count``, ``count``,
+    ``spec`` and ``split``.
+    """
+    requested, used = meta.get("requested_count"), meta.get("count")
+    if requested is None or used is None or used >= requested:
+        return None
+    return (f"{name} {requested}: calibrated on {used} images, all that the {meta.get('split', 'train')} split of "
+            f"{meta.get('spec')} holds")
+
+
 @dataclass
 class CalibrationRecipe:
     """Which images calibrate a model, and for which method.
@@ -44,9 +68,7 @@ class CalibrationRecipe:
         if self.split not in ("train", "test"):
             raise ValueError(f"recipe split must be 'train' or 'test' (val is held out for the accuracy gate), got "
                              f"{self.split!r}")
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < MIN_SAMPLES[self.method]:
-            raise ValueError(f"recipe count must be an integer >= {MIN_SAMPLES[self.method]} for {self.method}, got "
-                             f"{self.count!r}")
+        check_count(self.count, self.method, "recipe count")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

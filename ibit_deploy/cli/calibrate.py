@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from ..calibration import CalibrationRecipe, calibrate, load_recipe
+from ..calibration import CalibrationRecipe, calibrate, check_count, count_note, load_recipe
 from .entry import cli_main
 
 
@@ -54,10 +54,20 @@ def main(argv: list[str] | None = None) -> int:
              "percentile": args.percentile}
     recipe.update({k: v for k, v in flags.items() if v is not None})
     try:
+        if args.count is not None:
+            check_count(args.count, recipe.get("method", CalibrationRecipe.method), "--count")
+        if args.bundle:  # the images must fit the bundle's model: classes, channels, image size
+            from ..data.fit import ModelInput, check_data_fits
+
+            check_data_fits(recipe.get("spec", CalibrationRecipe.spec),
+                            ModelInput.from_manifest(bundle.manifest, f"bundle {args.bundle}"))
         meta = calibrate(args.out, CalibrationRecipe.from_dict(recipe), input_block)
     except (ValueError, FileNotFoundError) as exc:
         print(f"ibit-calibrate: error: {exc}", file=sys.stderr)
         return 2
+    note = count_note(meta, "--count" if args.count is not None else "recipe count")
+    if note:
+        print(f"ibit-calibrate: note: {note}", file=sys.stderr)
     summary = {k: meta[k] for k in ("spec", "split", "count", "seed", "method", "shape", "images_sha256")}
     print(json.dumps({"out": args.out, **summary}))
     return 0

@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         extra = (f"  gate: top-1 drop {gate['top1_drop']:.2%} (<= {gate['max_drop']:.2%}) passed"
                  if "top1_drop" in gate else "")
         print(f"  {art['kind']:<12} {art.get('precision', ''):<5} {args.out / art['path']}{extra}")
+        if art["kind"] == "calibration":
+            _say_calibration_count(art, args)
     fb = manifest.get("attention", {})
     if fb.get("form") == "flashbias":
         print(f"  flashbias {fb['policy']}: ranks {[layer['rank'] for layer in fb['layers']]}, max |bias error| "
@@ -143,6 +145,15 @@ def main(argv: list[str] | None = None) -> int:
             return 3
     print(f"wrote {args.out / 'manifest.json'}")
     return _packages(args)
+
+
+def _say_calibration_count(entry: dict, args: argparse.Namespace) -> None:
+    """Say so when the calibration set is smaller than the count asked for (the split holds fewer images)."""
+    from ..calibration import count_note
+
+    note = count_note(entry, "--calib-count" if args.calib_count is not None else "calibration count")
+    if note:
+        print(f"ibit-export: note: {note}", file=sys.stderr)
 
 
 def _packages(args: argparse.Namespace) -> int:

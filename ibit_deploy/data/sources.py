@@ -8,9 +8,13 @@ statistics, and, where the format has one, a separate test pool. Nothing is down
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -141,41 +145,92 @@ def load_cifar10(root: str | Path) -> RawImages:
                      classes, CIFAR10_MEAN, CIFAR10_STD, test[0], test[1])
 
 
-def read_image(path: Path):
-    """Decode one image file with Pillow as an 8-bit image (L, RGB, RGBA, P, ...), checking its size first.
+class ImageTooLarge(ValueError):
+    """An image whose header claims more than :data:`MAX_IMAGE_PIXELS` pixels (refused before it is decoded)."""
 
-    16-bit images are scaled onto 0..255 (x / 257), so they normalise like 8-bit ones instead of clipping to white;
-    32-bit integer and float images have no defined range and are refused. Images above MAX_IMAGE_PIXELS are refused
-    from their header, before their pixels are decoded.
+
+def read_image(source: str | os.PathLike | BinaryIO, name: str | None = None):
+    """Decode one image with Pillow as an 8-bit image (L, RGB, RGBA, P, ...): the rule every reader of user images
+    applies (the ImageFolder loader, the example service and folder classifier).
+
+    ``source`` is a path or a binary file object (an upload); ``name`` names it in messages (default: the path).
+    Images above :data:`MAX_IMAGE_PIXELS` are refused from their header, before their pixels are decoded
+    (:class:`ImageTooLarge`). 16-bit images are scaled onto 0..255 (x / 257), so they normalise like 8-bit ones
+    instead of clipping to white; 32-bit integer and float images have no defined range and are refused. Anything
+    Pillow cannot decode (including its own decompression-bomb error) is a ValueError naming the file.
     """
     from PIL import Image
 
+    where = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "image")
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             pixels = im.width * im.height
             if pixels > MAX_IMAGE_PIXELS:
-                raise ValueError(f"{path}: {im.width}x{im.height} = {pixels} pixels exceeds the limit of "
-                                 f"{MAX_IMAGE_PIXELS} pixels; downscale it")
+                raise ImageTooLarge(f"{where}: {im.width}x{im.height} = {pixels} pixels exceeds the limit of "
+                                    f"{MAX_IMAGE_PIXELS} pixels; downscale it")
+            _check_bit_depth(im.mode, where)  # known from the header for most formats: refuse before decoding
             im.load()
             image = im.copy()
     except ValueError:
         raise
+    except Image.DecompressionBombError as exc:  # Pillow's own header check, above twice its limit (and ours)
+        raise ImageTooLarge(f"{where}: {exc}") from exc
     except Exception as exc:  # Pillow raises many types for corrupt files
-        raise ValueError(f"{path} is not a readable image: {exc}") from exc
+        raise ValueError(f"{where} is not a readable image: {exc}") from exc
     if image.mode in SIXTEEN_BIT_MODES:
         values = np.asarray(image).astype(np.float64)
         return Image.fromarray(np.round(values / SIXTEEN_TO_EIGHT).astype(np.uint8))  # 2-D uint8: mode L
-    if image.mode in ("I", "F"):
-        raise ValueError(f"{path}: mode {image.mode!r} ({'32-bit integer' if image.mode == 'I' else 'floating-point'} "
-                         f"pixels) has no defined 8-bit range; save it as an 8- or 16-bit image")
+    _check_bit_depth(image.mode, where)  # a format whose mode is only known once decoded
     return image
 
 
-def load_imagefolder(root: str | Path, image_size: int | None = None) -> RawImages:
+def _check_bit_depth(mode: str, where: str) -> None:
+    if mode in ("I", "F"):
+        raise ValueError(f"{where}: mode {mode!r} ({'32-bit integer' if mode == 'I' else 'floating-point'} pixels) "
+                         f"has no defined 8-bit range; save it as an 8- or 16-bit image")
+
+
+GREY_MODES = ("L", "1")
+
+
+def folder_mode(modes: list[str], channels: int | None = None) -> str:
+    """The mode a folder of images is stacked in: ``L`` (1 channel) or ``RGB`` (3).
+
+    ``channels`` (1 or 3) decides when given; otherwise the mode most images have (greyscale: L, 1 and 16-bit
+    images, which :func:`read_image` returns as L; anything else counts as colour), colour on a tie. One RGB image
+    among greyscale ones no longer turns the dataset (and a model trained on it) into 3 channels.
+    """
+    if channels is not None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels!r}")
+        return "L" if channels == 1 else "RGB"
+    grey = sum(mode in GREY_MODES for mode in modes)
+    return "L" if grey > len(modes) - grey else "RGB"
+
+
+def conversion_note(root: str | os.PathLike, modes: list[str], mode: str) -> str | None:
+    """One line saying how many images were converted from which mode to ``mode``; None if none were."""
+    converted = Counter(m for m in modes if m != mode and not (mode == "L" and m in GREY_MODES))
+    if not converted:
+        return None
+    parts = ", ".join(f"{n} from {m}" for m, n in sorted(converted.items()))
+    grey = sum(m in GREY_MODES for m in modes)
+    if 2 * grey == len(modes):
+        why = "as many greyscale as colour images: colour kept"
+    elif (mode == "L") == (2 * grey > len(modes)):
+        why = "most images are greyscale" if mode == "L" else "most images are in colour"
+    else:
+        why = f"{mode} was asked for"
+    return f"imagefolder:{root}: converted {sum(converted.values())} of {len(modes)} images to {mode} ({parts}): {why}"
+
+
+def load_imagefolder(root: str | Path, image_size: int | None = None, channels: int | None = None) -> RawImages:
     """An ImageFolder tree, ``root/<class>/<image>``; class names are the sorted folder names.
 
-    Images are decoded with Pillow, converted to RGB (or L when every image is grayscale) and resized to
-    ``image_size`` (default: the first image's size) so they stack into one array.
+    Images are decoded with :func:`read_image`, converted to the mode :func:`folder_mode` picks (``channels`` 1 or
+    3, else the mode most images have; the conversion is printed on stderr in one line and kept in
+    ``notes["converted"]``) and resized to ``image_size`` (default: the first image's size) so they stack into one
+    array.
     """
     from PIL import Image
 
@@ -193,7 +248,11 @@ def load_imagefolder(root: str | Path, image_size: int | None = None) -> RawImag
         raise ValueError(f"{root}: class folder(s) without images: {', '.join(empty)}; add images "
                          f"({'|'.join(IMAGE_SUFFIXES)}) or remove the folder(s)")
     decoded = [read_image(path) for path, _ in files]
-    mode = "L" if all(im.mode in ("L", "1") for im in decoded) else "RGB"
+    modes = [im.mode for im in decoded]
+    mode = folder_mode(modes, channels)
+    note = conversion_note(root, modes, mode)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     size = (image_size, image_size) if image_size else decoded[0].size
     arrays = [np.asarray(im.convert(mode).resize(size, Image.BILINEAR), dtype=np.uint8) for im in decoded]
     images = np.stack([a[..., None] if a.ndim == 2 else a for a in arrays])
@@ -203,4 +262,5 @@ def load_imagefolder(root: str | Path, image_size: int | None = None) -> RawImag
     scaled = images.astype(np.float64) / 255.0
     mean = tuple(float(v) for v in scaled.mean(axis=(0, 1, 2)))
     std = tuple(float(max(v, 1e-3)) for v in scaled.std(axis=(0, 1, 2)))
-    return RawImages(f"imagefolder:{root}", images, labels, classes, mean[:chans], std[:chans])
+    return RawImages(f"imagefolder:{root}", images, labels, classes, mean[:chans], std[:chans],
+                     notes={"converted": note} if note else {})

@@ -1,6 +1,7 @@
 """Every check of an export's inputs that can fail, run before the bundle directory is touched.
 
-The checkpoint's config against its model, the quantization options and their dataset, and ``--require-engine``: an
+The checkpoint's config against its model (and itself), ``--data`` against the model
+(:func:`~ibit_deploy.data.fit.check_data_fits`), the quantization options and their dataset, and ``--require-engine``: an
 export that would stop on one of these stops before it writes (or deletes) anything.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from ..checkpoint_contract import check_checkpoint_contract
+from ..data.fit import ModelInput, check_data_fits
 from ..errors import RequirementUnmet
 
 # the Python package each engine-building target needs, besides a CUDA GPU
@@ -49,6 +51,9 @@ def preflight(model: nn.Module, config: dict[str, Any], checkpoint: str | os.Pat
     from ..quantization.artifact import check_quantize_options  # lazy: quantization imports export
 
     check_checkpoint_contract(model, config, checkpoint)
+    data = options.quantize.get("data")
+    if data:  # --data: the images the fp16/int8/FlashBias gates and calibration run on
+        check_data_fits(data, ModelInput.from_config(config, f"checkpoint {os.fspath(checkpoint)}"))
     check_quantize_options(options.quantize, options.precisions, config.get("data", {}))
     if options.require_engine:
         require_engine_here(options.to)

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..calibration import CalibrationRecipe, calibrate, load_calibration, load_recipe
+from ..calibration import CalibrationRecipe, calibrate, check_count, load_calibration, load_recipe
 from ..data.eval_split import EvalSet
+from ..data.fit import ModelInput, check_data_fits
 from ..devicekit.layout import DEFAULT_CALIBRATION, DEFAULT_ONNX
 from ..devicekit.manifest import artifact_entry
 from ..devicekit.profile import InputSpec
@@ -97,6 +98,8 @@ class QuantizeOptions:
             if value is not None:
                 base[key] = value
         base.pop("input", None)  # the manifest's input block is the authority on preprocessing
+        if self.calib_count is not None:  # name the option the user set, not the recipe field it fills
+            check_count(self.calib_count, base.get("method", CalibrationRecipe.method), "--calib-count")
         return CalibrationRecipe.from_dict(base, source=str(self.recipe or "quantization options"))
 
     def int8_config(self, recipe: CalibrationRecipe) -> Int8Config:
@@ -169,6 +172,8 @@ def _quantize_locked(bundle: Path, manifest: dict[str, Any], precision: str, opt
     if not spec:
         raise ValueError("quantization needs real images: the manifest records no data spec; pass options['data'] "
                          "(e.g. 'mnist5k' or 'imagefolder:DIR')")
+    if opts.data:  # another dataset than the one the model was trained on: it must fit the model
+        check_data_fits(spec, ModelInput.from_manifest(manifest, f"bundle {bundle}"))
     input_spec = InputSpec.from_manifest(manifest)
     images, labels, described = _eval_set(spec, manifest, opts.eval_count)
     gate = AccuracyGate(max_drop=float(opts.max_drop), min_agreement=opts.min_agreement)
@@ -224,7 +229,7 @@ def _int8_entries(bundle: Path, manifest: dict[str, Any], opts: QuantizeOptions,
                                                config.method)
     calib_entry = artifact_entry(bundle, FILES["calibration"], "calibration", "int8",
                                  **{k: calib_meta[k] for k in ("spec", "split", "seed", "split_seed", "count",
-                                                               "method", "images_sha256")})
+                                                               "requested_count", "method", "images_sha256")})
     auto = None
     if opts.auto:
         step("auto: per-layer sensitivity")

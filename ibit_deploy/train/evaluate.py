@@ -15,8 +15,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data import ImageDataset, eval_transform, load_source, split_arrays
+from ..data import ImageDataset, eval_transform, split_arrays
 from ..data.eval_split import EvalSet
+from ..data.fit import ModelInput, check_data_fits
 from ..devicekit.fileio import atomic_path, atomic_write_json
 from .build import load_trained
 from .distributed import resolve_device
@@ -65,15 +66,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
     if not spec:
         raise ValueError("no dataset given and the checkpoint records none; pass data='mnist5k' / --data SPEC")
     classes = list(config.get("classes") or [])
-    source_classes = list(load_source(spec).classes)
-    if classes and len(source_classes) != len(classes):
-        raise ValueError(f"dataset {spec!r} has {len(source_classes)} classes but checkpoint {checkpoint} was trained "
-                         f"on {len(classes)} ({classes[:10]})")
+    source_classes = list(check_data_fits(spec, ModelInput.from_config(config, f"checkpoint {checkpoint}")).classes)
     recorded = EvalSet.from_manifest(config)  # the checkpoint's split (same "data" block as a manifest's)
     images, labels, fingerprint = split_arrays(spec, split, recorded.val_fraction, recorded.seed)
-    if images.shape[-1] != inputs["in_chans"]:
-        raise ValueError(f"dataset {spec!r} has {images.shape[-1]}-channel images, checkpoint {checkpoint} expects "
-                         f"{inputs['in_chans']}")
     transform = eval_transform(tuple(inputs["image_size"]), tuple(inputs["mean"]), tuple(inputs["std"]))
     loader = DataLoader(ImageDataset(images, labels, transform, split, fingerprint), batch_size=batch_size)
     result = evaluate_model(model, loader, len(source_classes), resolve_device(device))

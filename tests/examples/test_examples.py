@@ -7,6 +7,7 @@ import json
 import threading
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from ibit_deploy.runtime import Predictor
@@ -92,3 +93,70 @@ def test_service_refuses_a_batch_outside_the_engine_range(trained_bundle, digit_
     code = load_example("batching_service").main([str(trained_bundle[0]), "--load-test", "1", "--images",
                                                   str(folder), "--max-batch", "65"])
     assert code == 2
+
+
+def _hostile_images(folder, png_claiming) -> dict[str, bytes]:
+    """A decompression bomb, a 151-megapixel PNG of a few hundred bytes and a 32-bit TIFF, written into ``folder``."""
+    import io
+
+    tiff = io.BytesIO()
+    Image.fromarray(np.full((28, 28), 70000, np.int32)).save(tiff, format="TIFF")
+    files = {"bomb.png": png_claiming(40000, 40000), "huge.png": png_claiming(12300, 12300),
+             "wide.tif": tiff.getvalue()}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return files
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_service_refuses_hostile_images_with_the_reason(trained_bundle, digit_folder, png_claiming, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    service = load_example("batching_service")
+    files = _hostile_images(tmp_path / "hostile", png_claiming)
+    good = (digit_folder[0] / "0000.png").read_bytes()
+    with Predictor(trained_bundle[0], backend="ort-cpu", threads=1) as predictor:
+        batcher = service.DynamicBatcher(predictor, max_batch=4, max_delay=0.01)
+        server = service.make_server(batcher, "127.0.0.1", 0)
+        serving = threading.Thread(target=server.serve_forever, daemon=True)
+        serving.start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/classify"
+
+        def post(body: bytes) -> tuple[int, dict]:
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=30) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, json.loads(exc.read())
+
+        try:
+            replies = {name: post(body) for name, body in files.items()}
+            after = post(good)
+        finally:
+            server.shutdown()
+            server.server_close()
+            batcher.close()
+    assert replies["bomb.png"][0] == 413 and "decompression bomb" in replies["bomb.png"][1]["error"]
+    assert replies["huge.png"] == (413, {"error": "the uploaded image: 12300x12300 = 151290000 pixels exceeds the "
+                                                  "limit of 67108864 pixels; downscale it"})
+    assert replies["wide.tif"][0] == 400 and "mode 'I' (32-bit integer pixels)" in replies["wide.tif"][1]["error"]
+    assert after[0] == 200 and len(after[1]["top_k"]) == 3  # the service kept serving
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_classify_folder_skips_hostile_images_and_says_why(trained_bundle, digit_folder, png_claiming, tmp_path,
+                                                           capsys):
+    import shutil
+
+    folder = tmp_path / "mixed"
+    _hostile_images(folder, png_claiming)
+    shutil.copy(digit_folder[0] / "0000.png", folder / "digit.png")
+    out = tmp_path / "predictions.csv"
+    assert load_example("classify_folder").main([str(trained_bundle[0]), str(folder), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped {folder / 'huge.png'}: {folder / 'huge.png'}: 12300x12300 = 151290000 pixels exceeds" in err
+    assert f"skipped {folder / 'bomb.png'}: " in err and "decompression bomb" in err
+    assert f"skipped {folder / 'wide.tif'}: {folder / 'wide.tif'}: mode 'I' (32-bit integer pixels)" in err
+    assert [row[0] for row in csv.reader(out.open())][1:] == ["digit.png"]

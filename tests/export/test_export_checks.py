@@ -29,7 +29,18 @@ def _variant(checkpoint, tmp_path, edit):
     (lambda c: c["input"].update(mean=[0.1, 0.2, 0.3]), r"input.mean has 3 values, the model takes 1-channel"),
     (lambda c: c["input"].update(in_chans=3), r"input.in_chans is 3, but the model's weights take 1-channel"),
     (lambda c: c["input"].update(std=["wide"]), r"input.std must be a non-empty list of numbers"),
-], ids=["classes", "std0", "mean-length", "in_chans", "std-type"])
+    (lambda c: c["data"].update(classes=c["data"]["classes"][:5]),
+     r"data.classes has 5 names beside 10 in classes; the config contradicts itself"),
+    (lambda c: c["data"].update(classes=c["data"]["classes"][::-1]), r"data.classes has the same number of names"),
+    (lambda c: [c.update(classes=["0"] * 10), c["data"].update(classes=["0"] * 10)],
+     r"classes names \['0'\] more than once"),
+    (lambda c: c["data"].update(std=[0.0]), r"data.std must be > 0 for every channel"),
+    (lambda c: c.update(format_version=99), r"format_version 99 is not one this version of ibit-deploy reads"),
+    (lambda c: c["input"].update(image_size=[32, 32]), r"input.image_size is 32x32, but the model takes 28x28"),
+    (lambda c: c["data"].update(image_size=[14, 28]), r"data.image_size is 14x28, but the model takes 28x28"),
+    (lambda c: c["input"].update(image_size="big"), r"input.image_size must be \[height, width\] in pixels"),
+], ids=["classes", "std0", "mean-length", "in_chans", "std-type", "data.classes-count", "data.classes-order",
+        "duplicate-classes", "data.std0", "format_version", "image_size", "data.image_size", "image_size-type"])
 def test_inconsistent_checkpoint_config_is_bad_input(tiny_checkpoint, tmp_path, capsys, edit, message):
     out = tmp_path / "bundle"
     assert main([str(_variant(tiny_checkpoint, tmp_path, edit)), "--out", str(out)]) == 2

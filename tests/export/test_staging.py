@@ -63,6 +63,7 @@ def _another_checkpoint(checkpoint: Path, tmp_path: Path) -> Path:
     shutil.copytree(checkpoint, copy)
     config = json.loads((copy / "config.json").read_text())
     config["classes"] = [f"class-{c}" for c in config["classes"]]  # another checkpoint: other bytes, same shapes
+    config["data"]["classes"] = config["classes"]  # (a config that contradicts itself is refused before anything)
     (copy / "config.json").write_text(json.dumps(config))
     return copy
 

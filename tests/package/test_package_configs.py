@@ -79,7 +79,7 @@ def _with_engine(bundle: Path, batch_range: list[int], opt: int) -> bytes:
     (bundle / "engine.plan").write_bytes(blob)
     manifest = load_manifest(bundle)
     set_artifact(manifest, artifact_entry(bundle, "engine.plan", "engine", "fp16", batch_range=batch_range,
-                                          opt_batch=opt, built_from="model.onnx"))  # as trt.kit.engine_entry records
+                                          opt_batch=opt, built_from="model.onnx"))  # as devicekit.verify.engine_entry records
     write_manifest(bundle, manifest)
     return blob
 

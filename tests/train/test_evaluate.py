@@ -61,5 +61,5 @@ def test_bad_data_path_is_named(trained_run, tmp_path, capsys):
 
 
 def test_class_count_mismatch(trained_run, tmp_path):
-    with pytest.raises(ValueError, match="has 10 classes but checkpoint .* was trained on 4"):
+    with pytest.raises(ValueError, match=r"has 10 classes \(0, 1, .*\) but checkpoint .* predicts 4"):
         evaluate_checkpoint(trained_run[0], "mnist5k")

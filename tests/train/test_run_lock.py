@@ -22,10 +22,38 @@ LONG_RUN = ["--model", "ibit_test_patch4_28", "--data", "synthetic:64", "--batch
             "--no-progress"]
 
 
+def _default_sigint() -> None:
+    """Run in the child before it starts: SIGINT back to its default action.
+
+    A non-interactive shell starts background jobs with SIGINT ignored and children inherit that, so a suite run
+    from one (``pytest &``, CI runners) would send a SIGINT the child never receives. Only tests that interrupt a
+    child need this; they must pass however the suite was launched.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interruptible(argv: list[str], **kwargs) -> subprocess.Popen:
+    """``subprocess.Popen(argv, **kwargs)`` with SIGINT at its default in the child, so the test can interrupt it."""
+    return subprocess.Popen(argv, preexec_fn=_default_sigint, **kwargs)
+
+
 def _train(out: Path, *extra: str, stderr=subprocess.PIPE) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ibit_deploy.cli.train", *LONG_RUN, "--out", str(out), *extra],
-                            stdout=subprocess.DEVNULL, stderr=stderr, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return interruptible([sys.executable, "-m", "ibit_deploy.cli.train", *LONG_RUN, "--out", str(out), *extra],
+                         stdout=subprocess.DEVNULL, stderr=stderr, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_children_the_test_interrupts_get_sigint_even_when_the_suite_ignores_it():
+    """What a background shell does to the suite: SIGINT ignored, inherited by every child started without care."""
+    probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        careless = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+        child = interruptible(probe, stdout=subprocess.PIPE, text=True)
+        careful = child.communicate(timeout=60)[0].strip()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert careless == "False"  # Python leaves an inherited SIG_IGN alone: the SIGINT would never arrive
+    assert careful == "True"
 
 
 def _wait_for(condition, what: str, timeout: float = 120) -> None:
