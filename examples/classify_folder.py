@@ -44,14 +44,14 @@ def warm_up(predictor: Predictor) -> None:
 
 
 def classify_folder(bundle: Path, folder: Path, out: Path, top_k: int = 3, backend: str = "auto",
-                    precision: str = "fp32", recursive: bool = False) -> dict:
+                    precision: str = "fp32", recursive: bool = False, allow_failed: bool = False) -> dict:
     """Write ``out`` (CSV: path, top-1 and the top-k labels/probabilities); returns a summary."""
     paths = find_images(folder, recursive)
     if not paths:
         raise ValueError(f"{folder} holds no image files ({', '.join(SUFFIXES)})")
     skipped: list[tuple[str, str]] = []
     rows: list[list] = []
-    with Predictor(bundle, backend=backend, precision=precision) as predictor:
+    with Predictor(bundle, backend=backend, precision=precision, allow_failed=allow_failed) as predictor:
         warm_up(predictor)
         start = time.perf_counter()
         k = min(top_k, len(predictor.classes) or top_k)
@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="auto", help="auto (best available), tensorrt, ort-cuda, ort-cpu")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--recursive", action="store_true")
+    p.add_argument("--allow-failed", action="store_true",
+                   help="use the artifact even if it FAILED its accuracy gate at export (a warning says so)")
     args = p.parse_args(argv)
     if args.top_k < 1 or not args.images.is_dir():
         print(f"classify_folder: need --top-k >= 1 and an existing folder, got {args.top_k} and {args.images}",
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         summary = classify_folder(args.bundle, args.images, args.out, args.top_k, args.backend, args.precision,
-                                  args.recursive)
+                                  args.recursive, args.allow_failed)
     except (ValueError, FileNotFoundError, BackendUnavailable) as exc:
         print(f"classify_folder: error: {exc}", file=sys.stderr)
         return 2

@@ -60,6 +60,7 @@ class BenchOptions:
     tegrastats_interval_ms: int = 100
     trtexec: bool = False  # also time engines with trtexec
     progress: bool = True
+    allow_failed: bool = False  # also run artifacts whose recorded gate failed (runtime.load's allow_failed)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option."""
@@ -124,7 +125,7 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
     }
     monitor = _power_monitor(options, jetson)
     choices = runners(bundle, options.backends, manifest, precisions=options.precisions,
-                           threads=options.threads, torch_device=options.torch_device)
+                      threads=options.threads, torch_device=options.torch_device, allow_failed=options.allow_failed)
     # The reference runs first, so a run interrupted half-way still has its yardstick.
     choices.sort(key=lambda c: c.backend != "torch-ref")
     logits: dict[str, np.ndarray] = {}

@@ -80,12 +80,20 @@ class Verdict:
         return self.passed is False
 
 
-def artifact_verdict(entry: dict[str, Any]) -> Verdict:
+def artifact_verdict(entry: dict[str, Any], manifest: dict[str, Any] | None = None) -> Verdict:
     """The verdict recorded for one manifest artifact ``entry`` (see the module docstring for why it is the truth).
 
     ``gate`` (an ONNX file's accuracy gate, an engine's acceptance verdict) decides when present. An engine entry
-    without one is judged by the rule recorded beside its check (``acceptance.min``), else by today's table.
+    without one is judged by the rule recorded beside its check (``acceptance.min``), else by today's table. With the
+    bundle's ``manifest``, a failed gate of its attention form (``attention.gate``: the FlashBias decomposition
+    against the dense bias, which every ONNX file and engine of the bundle carries) fails its models too.
     """
+    attention = (manifest or {}).get("attention")
+    attention_gate = attention.get("gate") if isinstance(attention, dict) else None
+    if isinstance(attention_gate, dict) and attention_gate.get("passed") is False and \
+            entry.get("kind") in ("onnx", "engine"):
+        return Verdict(False, f"the bundle's {attention.get('form', 'attention')} attention failed its gate: "
+                              f"{attention_gate.get('reason', 'see the manifest')}")
     gate = entry.get("gate")
     if isinstance(gate, dict) and isinstance(gate.get("passed"), bool):
         checked = gate.get("checked", True)

@@ -32,11 +32,6 @@ class Artifact:
     precision: str
     entry: dict[str, Any] = field(repr=False, compare=False)
 
-    @property
-    def verdict(self) -> Verdict:
-        """The verdict recorded for this file when it was checked (:func:`.acceptance.artifact_verdict`)."""
-        return artifact_verdict(self.entry)
-
     @classmethod
     def from_entry(cls, entry: dict[str, Any]) -> Artifact:
         return cls(entry["path"], entry["sha256"], str(entry.get("kind", "")), str(entry.get("precision", "fp32")),
@@ -63,6 +58,10 @@ class Bundle:
         """The first artifact matching every given field, or None."""
         return next((a for a in self.artifacts if (kind is None or a.kind == kind)
                      and (precision is None or a.precision == precision) and (path is None or a.path == path)), None)
+
+    def verdict(self, artifact: Artifact) -> Verdict:
+        """The verdict recorded for ``artifact`` when it was checked (:func:`.acceptance.artifact_verdict`)."""
+        return artifact_verdict(artifact.entry, self.manifest)
 
     def file(self, artifact: Artifact | str) -> Path:
         return self.path / (artifact.path if isinstance(artifact, Artifact) else artifact)

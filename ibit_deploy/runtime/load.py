@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -81,11 +82,13 @@ def reference_checkpoint(manifest: dict[str, Any]) -> Path | str:
 
 def make_runners(bundle: str | os.PathLike, backends: list[str], manifest: dict[str, Any], *,
                  precisions: list[str] | None = None, threads: int = 0,
-                 torch_device: str = "cpu") -> list[RunnerChoice]:
+                 torch_device: str = "cpu", allow_failed: bool = False) -> list[RunnerChoice]:
     """One :class:`RunnerChoice` per (backend, artifact) pair of ``bundle``, in the order of ``backends``.
 
     ``precisions`` filters the ONNX and engine artifacts (None: every precision the manifest lists); a requested
-    precision without an artifact comes back as a reason. Runners are not opened.
+    precision without an artifact comes back as a reason. An artifact whose recorded verdict failed
+    (:func:`~ibit_deploy.devicekit.acceptance.artifact_verdict`) comes back as a reason too, unless
+    ``allow_failed``: then it runs and a warning says so. Runners are not opened.
     """
     bundle = Path(bundle)
     spec = InputSpec.from_manifest(manifest)
@@ -116,23 +119,47 @@ def make_runners(bundle: str | os.PathLike, backends: list[str], manifest: dict[
                 if missing:
                     choices.append(RunnerChoice(name, missing, backend, precision, ""))
                     continue
+                refused = failed_artifact(bundle, manifest, art, allow_failed)
+                if refused:
+                    choices.append(RunnerChoice(name, refused, backend, precision, art["path"]))
+                    continue
                 from .ort_runner import OrtRunner
 
                 runner = OrtRunner(bundle / art["path"], spec, device=ORT_DEVICES[backend], threads=threads)
                 choices.append(RunnerChoice(name, runner, backend, precision, art["path"]))
         else:
-            choices.extend(_engine_runners(bundle, manifest, spec, precisions))
+            choices.extend(_engine_runners(bundle, manifest, spec, precisions, allow_failed))
     return choices
 
 
+def failed_artifact(bundle: Path, manifest: dict[str, Any], art: dict[str, Any], allow_failed: bool) -> str | None:
+    """Why artifact ``art`` may not run (its recorded verdict failed and ``allow_failed`` is off), else None; with
+    ``allow_failed`` a failed artifact runs, and a warning on stderr says so plainly."""
+    verdict = artifact_verdict(art, manifest)
+    if not verdict.failed:
+        return None
+    what = "check against ONNX Runtime" if art.get("kind") == "engine" else "accuracy gate"
+    if not allow_failed:
+        return (f"{art['path']} FAILED its {what} at export ({verdict.reason}); it is not loaded unless asked for "
+                f"by name (allow_failed=True, --allow-failed)")
+    warnings.warn(f"{Path(bundle) / art['path']} FAILED its {what} at export ({verdict.reason}) and is used only "
+                  f"because allow_failed was given: its outputs may be wrong", FailedArtifactWarning, stacklevel=3)
+    return None
+
+
+class FailedArtifactWarning(UserWarning):
+    """An artifact that failed its gate is being used because the caller asked for it."""
+
+
 def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp32", *, threads: int = 0,
-         verify: bool = True) -> Runner:
+         verify: bool = True, allow_failed: bool = False) -> Runner:
     """An **open** runner for ``bundle``: the Python embedding API (``with load(b) as r: logits = r.infer(x)``).
 
     ``backend`` is "auto" (the first of a TensorRT engine, ORT CUDA, ORT CPU that opens here), a backend name of
     this module ("ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt"), or "torch" (the folded checkpoint, fp32).
-    ``verify`` checks every artifact's sha256 against the manifest first. Raises BackendUnavailable with every
-    reason when nothing suitable can run.
+    ``verify`` checks every artifact's sha256 against the manifest first. An artifact whose gate failed at export is
+    never loaded unless ``allow_failed`` (then a :class:`FailedArtifactWarning` says so). Raises BackendUnavailable
+    with every reason when nothing suitable can run.
     """
     manifest = load_manifest(bundle, verify=verify)
     if backend.strip().lower() == "auto":
@@ -144,7 +171,8 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp3
                          f"to ONNX and engine artifacts")
     reasons = []
     for candidate in candidates:
-        for choice in make_runners(bundle, [candidate], manifest, precisions=[precision], threads=threads):
+        for choice in make_runners(bundle, [candidate], manifest, precisions=[precision], threads=threads,
+                                   allow_failed=allow_failed):
             if isinstance(choice.runner, str):
                 reasons.append(f"{choice.name}: {choice.runner}")
                 continue
@@ -188,7 +216,7 @@ def _artifacts(manifest: dict[str, Any], kind: str,
 
 
 def _engine_runners(bundle: Path, manifest: dict[str, Any], spec: InputSpec,
-                    precisions: list[str] | None) -> list[RunnerChoice]:
+                    precisions: list[str] | None, allow_failed: bool) -> list[RunnerChoice]:
     if not any(a.get("kind") == "engine" for a in manifest.get("artifacts", [])):
         return [RunnerChoice("tensorrt", "the bundle has no TensorRT engine (manifest artifact of kind 'engine'); "
                                          "build one on the target GPU with the bundle's build_engine.sh",
@@ -201,10 +229,9 @@ def _engine_runners(bundle: Path, manifest: dict[str, Any], spec: InputSpec,
             choices.append(RunnerChoice(name, missing, "tensorrt", precision, ""))
             continue
         # The verdict recorded when the engine was checked, with the rule then applied (devicekit.acceptance).
-        verdict = artifact_verdict(art)
-        if verdict.failed:
-            choices.append(RunnerChoice(name, f"{art['path']} failed its check against ONNX Runtime when it was "
-                                              f"built ({verdict.reason})", "tensorrt", precision, art["path"]))
+        refused = failed_artifact(bundle, manifest, art, allow_failed)
+        if refused:
+            choices.append(RunnerChoice(name, refused, "tensorrt", precision, art["path"]))
             continue
         try:
             from .tensorrt_runner import TrtRunner

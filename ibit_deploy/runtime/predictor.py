@@ -39,17 +39,19 @@ class Predictions:
 
 
 class Predictor:
-    """A bundle ready to classify images; ``backend``/``precision`` as in :func:`ibit_deploy.runtime.load.load`."""
+    """A bundle ready to classify images; ``backend``/``precision``/``allow_failed`` as in
+    :func:`ibit_deploy.runtime.load.load` (an artifact that failed its gate is used only when asked for)."""
 
     def __init__(self, bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp32", *,
-                 threads: int = 0, verify: bool = True) -> None:
+                 threads: int = 0, verify: bool = True, allow_failed: bool = False) -> None:
         self.bundle = open_bundle(bundle, verify=verify)
         self.manifest = self.bundle.manifest
         spec = self.bundle.input
         self.image_size, self.mean, self.std = spec.image_size, spec.mean, spec.std
         self.channels = len(self.mean)
         self.classes = list(self.bundle.classes)
-        self.runner: Runner = load(bundle, backend, precision, threads=threads, verify=False)
+        self.runner: Runner = load(bundle, backend, precision, threads=threads, verify=False,
+                                   allow_failed=allow_failed)
 
     def preprocess(self, images: Any) -> np.ndarray:
         """float32 NCHW batch for the runner, from PIL images or uint8 arrays (see the module docstring)."""

@@ -12,6 +12,7 @@ from PIL import Image
 
 from ibit_deploy.runtime import Predictor
 
+from ..runtime.test_failed_artifacts import FailedArtifactWarning, failed_bundle
 from .conftest import load_example
 
 
@@ -160,3 +161,15 @@ def test_classify_folder_skips_hostile_images_and_says_why(trained_bundle, digit
     assert f"skipped {folder / 'bomb.png'}: " in err and "decompression bomb" in err
     assert f"skipped {folder / 'wide.tif'}: {folder / 'wide.tif'}: mode 'I' (32-bit integer pixels)" in err
     assert [row[0] for row in csv.reader(out.open())][1:] == ["digit.png"]
+
+
+def test_classify_folder_refuses_a_failed_artifact_unless_asked(tmp_path, digit_folder, capsys):
+    bundle = failed_bundle(tmp_path, fp16_failed=True)
+    example = load_example("classify_folder")
+    folder, _ = digit_folder
+    out = tmp_path / "p.csv"
+    assert example.main([str(bundle), str(folder), "--out", str(out), "--precision", "fp16"]) != 0
+    assert "FAILED its accuracy gate" in capsys.readouterr().err and not out.exists()
+    with pytest.warns(FailedArtifactWarning):
+        code = example.main([str(bundle), str(folder), "--out", str(out), "--precision", "fp16", "--allow-failed"])
+    assert code == 0 and out.is_file()
