@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import errors
+from .args import add_backends, add_quiet
 from .entry import cli_main
 
 PROG = "ibit-deploy compare"
@@ -45,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-heads", type=int, default=d.num_heads)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--backend", default=d.backend, help="latency backend: ort-cpu, ort-cuda, ort-trt, tensorrt")
+    add_backends(p, default=d.backend, type=None, old=("--backend",),
+                 help="latency backend (one): ort-cpu, ort-cuda, ort-trt, tensorrt")
     p.add_argument("--latency-batches", default=",".join(map(str, d.latency_batches)))
     p.add_argument("--latency-seconds", type=float, default=d.latency_seconds)
     p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
@@ -59,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "trained bundle left (default: time a stand-in of its architecture, exported the same way)")
     p.add_argument("--report-only", action="store_true", help="only (re)write OUT/report from the finished runs")
     p.add_argument("--no-report", action="store_true", help="run the study without writing the report at the end")
+    add_quiet(p)
     return p
 
 
@@ -67,27 +71,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..compare.plan import StudyConfig
 
-    try:
-        if args.report_only:
-            return _report(args.out, args.margin, args.latency_rounds, not args.no_latency_standins)
-        config = StudyConfig(
-            data=args.data, candidates=args.candidates, steps=args.steps, seeds=args.seeds, fractions=args.fractions,
-            embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads, batch_size=args.batch_size,
-            lr=args.lr, backend=args.backend, latency_seconds=args.latency_seconds, threads=args.threads,
-            latency_batches=_ints(args.latency_batches, "--latency-batches"))
-        from ..compare.study import run_study
+    if args.report_only:
+        return _report(args.out, args.margin, args.latency_rounds, not args.no_latency_standins)
+    config = StudyConfig(
+        data=args.data, candidates=args.candidates, steps=args.steps, seeds=args.seeds, fractions=args.fractions,
+        embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads, batch_size=args.batch_size,
+        lr=args.lr, backend=args.backends, latency_seconds=args.latency_seconds, threads=args.threads,
+        latency_batches=_ints(args.latency_batches, "--latency-batches"))
+    from ..compare.study import run_study
 
-        summary = run_study(config, args.out, workers=args.workers)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    summary = run_study(config, args.out, workers=args.workers, log=_silent if args.quiet else print)
     if not args.no_report:
         _report(args.out, args.margin, args.latency_rounds, not args.no_latency_standins)
     for run_id, reason in summary["failed"].items():
         print(f"{PROG}: run {run_id} failed: {reason}", file=sys.stderr)
-    return 1 if summary["failed"] else 0
+    return errors.CHECK_FAILED if summary["failed"] else errors.DONE
+
+
+def _silent(line: str) -> None:
+    """``--quiet``: the study's progress lines go nowhere."""
 
 
 def _report(out: Path, margin: float, latency_rounds: int, standins: bool) -> int:
@@ -96,7 +98,7 @@ def _report(out: Path, margin: float, latency_rounds: int, standins: bool) -> in
     paths = write_report(out, margin=margin, latency_rounds=latency_rounds, standins=standins)
     print(Path(paths["markdown"]).read_text())
     print(f"report: {', '.join(str(p) for p in paths.values())}")
-    return 0
+    return errors.DONE
 
 
 def _ints(text: str, flag: str) -> list[int]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from .. import errors
 from .entry import cli_main
 
 
@@ -29,19 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     from ..outputs import check_output_file, is_png
     from ..viz import plot_masks
 
-    try:
-        check_output_file(args.out, "mask plot (PNG)", is_png)
-        if Path(args.source).is_dir():
-            model, config = load_checkpoint(args.source)
-            title = f"{config['model']['name']} ({args.source})"
-        else:
-            model, title = create_model(args.source), f"{args.source} at initialisation"
-        path = plot_masks(model, args.out, args.query, title=title)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"ibit-masks: error: {exc}", file=sys.stderr)
-        return 2
+    check_output_file(args.out, "mask plot (PNG)", is_png)
+    if Path(args.source).is_dir():
+        model, config = load_checkpoint(args.source)
+        title = f"{config['model']['name']} ({args.source})"
+    else:
+        model, title = create_model(args.source), f"{args.source} at initialisation"
+    path = plot_masks(model, args.out, args.query, title=title)
     print(f"wrote {path}")
-    return 0
+    return errors.DONE
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from ..compare_metrics import compare_logits
+from ..errors import CheckFailed
 from ..fileio import sha256_file
 from .bundle import BundleView, PackageError
 from .graph_edit import append_softmax, fix_batch, fold_input_affine, save_checked
@@ -22,8 +23,8 @@ PROB_OUTPUT = "probabilities"
 FP32_PARITY_ATOL = 1e-4
 
 
-class PackageCheckFailed(RuntimeError):
-    """A package was written but its self-check failed (parity with the bundle, or a schema check)."""
+class PackageCheckFailed(CheckFailed):
+    """A package was written but its self-check failed (parity with the bundle, or a schema check): exit 1."""
 
 
 def write_variant(view: BundleView, precision: str, target: PixelTransform, dest: Path, *,

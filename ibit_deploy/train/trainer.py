@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from ..checkpoint import checkpoint_config, library_versions, save_checkpoint
 from ..data import AugmentConfig, build_dataset
+from ..errors import CheckFailed
 from ..fileio import is_atomic_temp, sha256_file
 from . import records
 from .build import build_model, model_kwargs_for, unwrap
@@ -49,8 +50,8 @@ from .optim import build_optimizer, cosine_lr, set_lr
 from .state import STATE_FILE, capture_rng, load_train_state, restore_rng, save_train_state
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf; the run stopped and the last good checkpoint was kept."""
+class NonFiniteLossError(CheckFailed):
+    """The loss became NaN or inf; the run stopped and the last good checkpoint was kept (a failed check: exit 1)."""
 
 
 def seed_everything(seed: int) -> None:
