@@ -19,8 +19,7 @@ from .args import add_comma_list, add_device, comma_floats
 from .entry import cli_main
 
 
-@cli_main("ibit-distill-logits")
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ibit-distill-logits", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("teachers", nargs="+", type=Path, help="teacher checkpoint directories (from ibit-train)")
@@ -29,7 +28,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="one weight per teacher, comma-separated (default: equal)")
     parser.add_argument("--batch-size", type=int, default=256)
     add_device(parser, default="auto")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@cli_main("ibit-distill-logits")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from ..outputs import check_output_file, is_npz
     from ..train.teachers import compute_teacher_logits
 

@@ -13,9 +13,8 @@ from .args import add_backends, add_precision, add_quiet
 from .entry import cli_main
 
 
-@cli_main("ibit-deploy quickstart")
-def main(argv: list[str] | None = None) -> int:
-    from ..quickstart import TOP1_TARGET, QuickstartConfig, default_out
+def build_parser() -> argparse.ArgumentParser:
+    from ..quickstart import QuickstartConfig, default_out
 
     defaults = QuickstartConfig()
     parser = argparse.ArgumentParser(prog="ibit-deploy quickstart", description=__doc__)
@@ -30,9 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (default: all cores)")
     add_quiet(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+@cli_main("ibit-deploy quickstart")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from ..fileio import atomic_write_text
-    from ..quickstart import quickstart
+    from ..quickstart import TOP1_TARGET, QuickstartConfig, quickstart
 
     config = QuickstartConfig(out=args.out, data=args.data, epochs=args.epochs, precisions=args.precision,
                               backends=args.backends, batches=args.batches, seed=args.seed,

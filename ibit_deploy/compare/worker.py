@@ -59,7 +59,7 @@ def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
 
     from ..bench.machine import machine_description
     from ..train import compute_teacher_logits, train
-    from ..train.records import read_metrics
+    from ..train.records import in_points, read_metrics
 
     study = spec["study"]
     torch.set_num_threads(study["threads"])
@@ -82,6 +82,8 @@ def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
     final = train(config, resume=resumed)
     wall = time.perf_counter() - start
     history = read_metrics(config.out)
+    # issue 21: training records are fractions now; this study's records stay in top-1 points until compare/ moves
+    final, history = in_points(final), [in_points(r) for r in history]
     result: dict[str, Any] = {
         "id": spec["run"]["id"], "digest": spec["digest"], "role": spec["run"]["role"], "name": spec["run"]["name"],
         "fraction": spec["run"]["fraction"], "seed": spec["run"]["seed"], "model": config.model,
@@ -135,6 +137,7 @@ def _teacher_checkpoints(out: Path, spec: dict[str, Any]) -> tuple[list[Path], l
     kernels round differently): the returned records say so, with both top-1 values.
     """
     from ..train import train
+    from ..train.records import in_points
 
     dirs, restored = [], []
     for teacher_id in spec["run"]["after"]:
@@ -152,6 +155,7 @@ def _teacher_checkpoints(out: Path, spec: dict[str, Any]) -> tuple[list[Path], l
                             wait=False):
             start = time.perf_counter()
             final = train(_train_config(folder, teacher), resume=_resumable(checkpoint))
+        final = in_points(final)  # issue 21: training records are fractions; the study's records are in points
         restored.append({"teacher": teacher_id, "seconds": round(time.perf_counter() - start, 2),
                          "weights_sha256": final["weights_sha256"],
                          "recorded_weights_sha256": recorded.get("weights_sha256"),
