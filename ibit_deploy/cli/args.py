@@ -97,11 +97,21 @@ def add_comma_list(parser: argparse.ArgumentParser | argparse._ArgumentGroup, fl
     parser.add_argument(flag, action=_CommaOrSpaces, item=item, **kwargs)
 
 
+class _Bundle(argparse.Action):
+    """The optional positional BUNDLE: left out, it keeps a value the old ``--bundle`` flag set."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if values is None and getattr(namespace, self.dest, None) is not None:
+            return
+        setattr(namespace, self.dest, values)
+
+
 def add_bundle(parser: argparse.ArgumentParser, *, optional: bool = False, old_flag: str | None = None,
                help: str = "bundle directory written by ibit-export (with manifest.json)") -> None:
     """The bundle: the first positional argument (``optional``: may be left out). ``old_flag`` (e.g. ``--bundle``)
     keeps working with a note."""
-    parser.add_argument("bundle", nargs="?" if optional else None, default=None, help=help)
+    parser.add_argument("bundle", nargs="?" if optional else None, default=None, action=_Bundle, help=help)
     if old_flag:
         renamed(parser, old_flag, "the bundle as the first argument (BUNDLE)", dest="bundle")
 

@@ -16,8 +16,7 @@ from .args import add_device
 from .entry import cli_main
 
 
-@cli_main("ibit-eval")
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ibit-eval", description=__doc__)
     parser.add_argument("checkpoint", type=Path, help="checkpoint directory written by ibit-train")
     parser.add_argument("--data", help="dataset spec (default: the one the checkpoint was trained on)")
@@ -25,7 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write the JSON and PNG (default: the checkpoint directory)")
     parser.add_argument("--batch-size", type=int, default=256)
     add_device(parser, default="auto")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@cli_main("ibit-eval")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from ..train.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out or args.checkpoint,

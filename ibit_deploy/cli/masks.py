@@ -17,13 +17,17 @@ def parse_query(text: str) -> tuple[int, int]:
     return row, col
 
 
-@cli_main("ibit-masks")
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ibit-masks", description=__doc__)
     parser.add_argument("source", help="a checkpoint directory (from ibit-train) or an IBiT model name (initial masks)")
     parser.add_argument("--query", type=parse_query, default=None, help="query patch ROW,COL (default: grid centre)")
     parser.add_argument("--out", type=Path, default=Path("masks.png"), help="output PNG")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@cli_main("ibit-masks")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from ..checkpoint import load_checkpoint
     from ..models import create_model
     from ..outputs import check_output_file, is_png
