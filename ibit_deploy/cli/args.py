@@ -32,7 +32,7 @@ def comma_list(text: str) -> list[str]:
 
 
 def comma_ints(text: str) -> list[int]:
-    """Comma-separated integers >= 1 (batch sizes, seeds are checked by their own layer)."""
+    """Comma-separated integers >= 1 (batch sizes)."""
     try:
         values = [int(t) for t in comma_list(text)]
     except ValueError as exc:
