@@ -4,7 +4,7 @@ Examples::
 
     ibit-bench runs/mnist/bundle                                   # every available backend, batches 1,8,32
     ibit-bench bundle --backends torch-ref,ort-cpu --batches 1,16 --limit 500 --seconds 2 --threads 2
-    ibit-bench bundle --backends tensorrt,ort-cuda --precisions fp16,int8 --jetson --trtexec --out bench/orin
+    ibit-bench bundle --backends tensorrt,ort-cuda --precision fp16,int8 --jetson --trtexec --out bench/orin
 
 Exit status (ibit_deploy/errors.py): 0 something was measured and every backend ran or was skipped with a reason,
 1 some backend failed (the report says which), 2 bad arguments or an unusable bundle, or batch sizes outside the
@@ -18,38 +18,23 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .. import errors
 from ..bench.harness import DEFAULT_BACKENDS, PRECISIONS, SPLITS, BenchOptions, measured_anything, run_benchmark
 from ..bench.report import markdown_table
+from .args import add_backends, add_bundle, add_device, add_precision, add_quiet, comma_ints, comma_list
 from .entry import cli_main
-
-
-def _names(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(t) for t in _names(text)]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
-    return values
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ibit-bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bundle", help="bundle directory written by ibit-export (with manifest.json)")
-    p.add_argument("--backends", type=_names, default=list(DEFAULT_BACKENDS),
-                   help=f"comma-separated: torch-ref, torch-folded, ort-cpu, ort-cuda, ort-trt, tensorrt "
-                        f"(default: {','.join(DEFAULT_BACKENDS)})")
-    p.add_argument("--precisions", type=_names, default=None,
-                   help=f"artifact precisions to run, from {','.join(PRECISIONS)} (default: all in the bundle)")
-    p.add_argument("--batches", type=_ints, default=[1, 8, 32], help="batch sizes of the latency sweep (1,8,32)")
+    add_bundle(p)
+    add_backends(p, default=list(DEFAULT_BACKENDS),
+                 help=f"comma-separated: torch-ref, torch-folded, ort-cpu, ort-cuda, ort-trt, tensorrt "
+                      f"(default: {','.join(DEFAULT_BACKENDS)})")
+    add_precision(p, type=comma_list, default=None, old=("--precisions",),
+                  help=f"artifact precisions to run, from {','.join(PRECISIONS)} (default: all in the bundle)")
+    p.add_argument("--batches", type=comma_ints, default=[1, 8, 32], help="batch sizes of the latency sweep (1,8,32)")
     p.add_argument("--data", default=None, help="dataset spec (default: the one the manifest records)")
     p.add_argument("--split", default="val", choices=SPLITS, help="dataset split (val)")
     p.add_argument("--limit", type=int, default=None, help="evaluate a stratified subset of N images")
@@ -58,13 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--iters", type=int, default=None, help="timed calls per batch size (default 50)")
     budget.add_argument("--seconds", type=float, default=None, help="time each batch size for S seconds instead")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads for PyTorch and ORT (0: default)")
-    p.add_argument("--torch-device", default="cpu", choices=("cpu", "cuda"), help="device of the torch backends")
+    add_device(p, default="cpu", choices=("cpu", "cuda"), help="device of the torch backends (cpu)",
+               old=("--torch-device",))
     p.add_argument("--jetson", action="store_true", help="Jetson protocol: power with tegrastats, mode and clocks")
     p.add_argument("--jetson-clocks", action="store_true",
                    help="run `sudo -n jetson_clocks` first (changes the board's clocks until reboot)")
     p.add_argument("--trtexec", action="store_true", help="also time TensorRT engines with trtexec")
     p.add_argument("--out", default=None, help="report directory (default: BUNDLE/bench)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
     return p
 
 
@@ -72,30 +58,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = BenchOptions(
-        backends=args.backends, precisions=args.precisions, batches=args.batches, data=args.data, split=args.split,
+        backends=args.backends, precisions=args.precision, batches=args.batches, data=args.data, split=args.split,
         limit=args.limit, warmup=args.warmup, iters=args.iters, seconds=args.seconds, threads=args.threads,
-        torch_device=args.torch_device, jetson=args.jetson, jetson_clocks=args.jetson_clocks, trtexec=args.trtexec,
+        torch_device=args.device, jetson=args.jetson, jetson_clocks=args.jetson_clocks, trtexec=args.trtexec,
         progress=not args.quiet,
     )
     try:
         report = run_benchmark(args.bundle, options, out_dir=args.out)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"ibit-bench: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("ibit-bench: interrupted; the report written is marked \"interrupted\"", file=sys.stderr)
-        return 130
+        return errors.INTERRUPTED
     print(markdown_table(report))
     if args.jetson and not report["jetson"]["available"]:
         print(f"note: Jetson mode unavailable: {report['jetson']['reason']}", file=sys.stderr)
     out = args.out or f"{args.bundle}/bench"
     print(f"report: {out}/report.json ({report['status']})", file=sys.stderr)
     if not measured_anything(report):
-        skipped = all(r["status"] == "skipped" for r in report["runs"])
-        print("ibit-bench: nothing was measured: " + ("every backend was skipped (see the reasons above)" if skipped
-              else "no run timed any batch size"), file=sys.stderr)
-        return 3 if skipped else 1
-    return 0 if report["complete"] else 1
+        if all(r["status"] == "skipped" for r in report["runs"]):
+            raise errors.RequirementUnmet("nothing was measured: every backend was skipped (see the reasons above)")
+        raise errors.CheckFailed("nothing was measured: no run timed any batch size")
+    return errors.DONE if report["complete"] else errors.CHECK_FAILED
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """``ibit-calibrate``: build a calibration ``.npz`` from a recipe file or from flags.
 
     ibit-calibrate --recipe calibration/mnist5k_int8.json --out calib.npz
-    ibit-calibrate --spec mnist5k --count 512 --seed 1 --bundle export/mnist_ibit --out calib.npz
+    ibit-calibrate export/mnist_ibit --spec mnist5k --count 512 --seed 1 --out calib.npz
 
-With ``--bundle`` the preprocessing (image size, mean, std) and the dataset's train/val split come from the bundle's
+With a BUNDLE the preprocessing (image size, mean, std) and the dataset's train/val split come from the bundle's
 manifest, so the images match what the exported model expects. Flags override the recipe.
 """
 
@@ -13,16 +13,19 @@ import argparse
 import json
 import sys
 
+from .. import errors
 from ..calibration import CalibrationRecipe, calibrate, check_count, count_note, load_recipe
+from .args import add_bundle
 from .entry import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ibit-calibrate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_bundle(parser, optional=True, old_flag="--bundle",
+               help="exported bundle (optional): take preprocessing and the data split from its manifest")
     parser.add_argument("--out", required=True, help="output .npz file")
     parser.add_argument("--recipe", help="recipe JSON (calibration/*.json)")
-    parser.add_argument("--bundle", help="exported bundle: take preprocessing and the data split from its manifest")
     parser.add_argument("--spec", help="dataset spec, e.g. mnist5k, cifar10:DIR, imagefolder:DIR")
     parser.add_argument("--split", choices=("train", "test"), help="split to draw from (default train)")
     parser.add_argument("--count", type=int, help="number of images (default 256)")
@@ -53,24 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     flags = {"spec": args.spec, "split": args.split, "count": args.count, "seed": args.seed, "method": args.method,
              "percentile": args.percentile}
     recipe.update({k: v for k, v in flags.items() if v is not None})
-    try:
-        if args.count is not None:
-            check_count(args.count, recipe.get("method", CalibrationRecipe.method), "--count")
-        if args.bundle:  # the images must fit the bundle's model: classes, channels, image size
-            from ..data.fit import ModelInput, check_data_fits
+    if args.count is not None:
+        check_count(args.count, recipe.get("method", CalibrationRecipe.method), "--count")
+    if args.bundle:  # the images must fit the bundle's model: classes, channels, image size
+        from ..data.fit import ModelInput, check_data_fits
 
-            check_data_fits(recipe.get("spec", CalibrationRecipe.spec),
-                            ModelInput.from_manifest(bundle.manifest, f"bundle {args.bundle}"))
-        meta = calibrate(args.out, CalibrationRecipe.from_dict(recipe), input_block)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"ibit-calibrate: error: {exc}", file=sys.stderr)
-        return 2
+        check_data_fits(recipe.get("spec", CalibrationRecipe.spec),
+                        ModelInput.from_manifest(bundle.manifest, f"bundle {args.bundle}"))
+    meta = calibrate(args.out, CalibrationRecipe.from_dict(recipe), input_block)
     note = count_note(meta, "--count" if args.count is not None else "recipe count")
     if note:
         print(f"ibit-calibrate: note: {note}", file=sys.stderr)
     summary = {k: meta[k] for k in ("spec", "split", "count", "seed", "method", "shape", "images_sha256")}
     print(json.dumps({"out": args.out, **summary}))
-    return 0
+    return errors.DONE
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import errors
+from .args import add_backends, add_quiet
 from .entry import cli_main
 
 PROG = "ibit-deploy compare"
@@ -71,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-heads", type=_ranged("num_heads"), default=d.num_heads)
     p.add_argument("--batch-size", type=_ranged("batch_size"), default=d.batch_size)
     p.add_argument("--lr", type=_ranged("lr"), default=d.lr)
-    p.add_argument("--backend", default=d.backend, help="latency backend: ort-cpu, ort-cuda, ort-trt, tensorrt")
+    add_backends(p, default=d.backend, type=None, old=("--backend",),
+                 help="latency backend (one): ort-cpu, ort-cuda, ort-trt, tensorrt")
     p.add_argument("--latency-batches", type=_checked(parse_latency_batches), default=list(d.latency_batches),
                    help="batch sizes each run is timed at, including 1 (default 1; the report has a latency column "
                         "for each)")
@@ -92,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no training: re-time the candidates side by side (building latency stand-ins where no "
                         "trained bundle is left), keep that measurement in the study, and write the report")
     p.add_argument("--no-report", action="store_true", help="run the study without writing the report at the end")
+    add_quiet(p)
     return p
 
 
@@ -106,27 +110,25 @@ def main(argv: list[str] | None = None) -> int:
     rounds = DEFAULT_RETIME_ROUNDS if args.latency_rounds is None else args.latency_rounds
     from ..study.plan import StudyConfig
 
-    try:
-        if args.report_only or args.retime:
-            return _report(args.out, args.margin, rounds if args.retime else 0, not args.no_latency_standins)
-        config = StudyConfig(
-            data=args.data, candidates=args.candidates, steps=args.steps, seeds=args.seeds, fractions=args.fractions,
-            embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads, batch_size=args.batch_size,
-            lr=args.lr, backend=args.backend, latency_seconds=args.latency_seconds, threads=args.threads,
-            latency_batches=args.latency_batches)
-        from ..study.scheduler import run_study
+    if args.report_only or args.retime:
+        return _report(args.out, args.margin, rounds if args.retime else 0, not args.no_latency_standins)
+    config = StudyConfig(
+        data=args.data, candidates=args.candidates, steps=args.steps, seeds=args.seeds, fractions=args.fractions,
+        embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads, batch_size=args.batch_size,
+        lr=args.lr, backend=args.backends, latency_seconds=args.latency_seconds, threads=args.threads,
+        latency_batches=args.latency_batches)
+    from ..study.scheduler import run_study
 
-        summary = run_study(config, args.out, workers=args.workers)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    summary = run_study(config, args.out, workers=args.workers, log=_silent if args.quiet else print)
     if not args.no_report:
         _report(args.out, args.margin, rounds, not args.no_latency_standins)
     for run_id, reason in summary["failed"].items():
         print(f"{PROG}: run {run_id} failed: {reason}", file=sys.stderr)
-    return 1 if summary["failed"] else 0
+    return errors.CHECK_FAILED if summary["failed"] else errors.DONE
+
+
+def _silent(line: str) -> None:
+    """``--quiet``: the study's progress lines go nowhere."""
 
 
 def _report(out: Path, margin_points: float, latency_rounds: int, standins: bool) -> int:
@@ -136,7 +138,7 @@ def _report(out: Path, margin_points: float, latency_rounds: int, standins: bool
     paths = write_report(out, margin_points=margin_points, latency_rounds=latency_rounds, standins=standins)
     print(Path(paths["markdown"]).read_text())
     print(f"report: {', '.join(str(p) for p in paths.values())}")
-    return 0
+    return errors.DONE
 
 
 if __name__ == "__main__":

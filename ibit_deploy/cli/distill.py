@@ -2,7 +2,7 @@
 
     ibit-train --model resnet_small --data mnist5k --out runs/resnet
     ibit-train --model rednet_small --data mnist5k --out runs/rednet
-    python -m ibit_deploy.cli.distill runs/resnet runs/rednet --weights 0.5 0.5 --out runs/teachers.npz
+    python -m ibit_deploy.cli.distill runs/resnet runs/rednet --weights 0.5,0.5 --out runs/teachers.npz
     ibit-train --model ibit_tiny_patch4_28 --data mnist5k --distill-logits runs/teachers.npz --out runs/student
 
 Logits are computed in eval mode on un-augmented images and keyed by sample index with the split's fingerprint; the
@@ -12,33 +12,35 @@ student refuses them if its training split differs. Exit codes: 0 done, 2 bad in
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from .. import errors
+from .args import add_comma_list, add_device, comma_floats
 from .entry import cli_main
 
 
-@cli_main("ibit-distill-logits")
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ibit-distill-logits", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("teachers", nargs="+", type=Path, help="teacher checkpoint directories (from ibit-train)")
     parser.add_argument("--out", type=Path, required=True, help="output .npz")
-    parser.add_argument("--weights", type=float, nargs="+", help="one weight per teacher (default: equal)")
+    add_comma_list(parser, "--weights", item=comma_floats, metavar="W[,W...]",
+                   help="one weight per teacher, comma-separated (default: equal)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    args = parser.parse_args(argv)
+    add_device(parser, default="auto")
+    return parser
+
+
+@cli_main("ibit-distill-logits")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from ..outputs import check_output_file, is_npz
     from ..train.teachers import compute_teacher_logits
 
-    try:
-        check_output_file(args.out, "teacher-logits .npz", is_npz)
-        path = compute_teacher_logits(args.teachers, args.out, args.weights, args.batch_size, args.device)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"ibit-distill-logits: error: {exc}", file=sys.stderr)
-        return 2
+    check_output_file(args.out, "teacher-logits .npz", is_npz)
+    path = compute_teacher_logits(args.teachers, args.out, args.weights, args.batch_size, args.device)
     print(f"wrote {path}")
-    return 0
+    return errors.DONE
 
 
 if __name__ == "__main__":

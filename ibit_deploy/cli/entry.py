@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import errors
-from ..devicekit.locking import LockBusy
 
 LOG_DIR_ENV = "IBIT_DEPLOY_LOG_DIR"
 
@@ -42,6 +41,26 @@ def write_crash_log(prog: str, argv: Sequence[str] | None, exc: BaseException) -
     return path
 
 
+def exit_code_of(exc: BaseException) -> int:
+    """The code ``exc`` ends a command with: its class's (``ibit_deploy.errors.exit_code_of``; the device kit's
+    classes carry theirs as a plain ``exit_code`` attribute, since the kit imports nothing of the package)."""
+    return errors.exit_code_of(exc)
+
+
+def report(prog: str, argv: Sequence[str] | None, exc: BaseException) -> int:
+    """Print the one line that says why ``exc`` ended the command, and return its exit code.
+
+    A known failure names the problem; an unexpected one (a bug) names a log file holding the traceback."""
+    code = exit_code_of(exc)
+    if code == errors.UNEXPECTED:
+        log = write_crash_log(prog, argv, exc)
+        where = f"traceback in {log}" if log else "no log could be written"
+        print(f"{prog}: unexpected error ({type(exc).__name__}: {exc}); {where}. Please report it.", file=sys.stderr)
+    else:
+        print(f"{prog}: {errors.describe(exc, code)}", file=sys.stderr)
+    return code
+
+
 def cli_main(prog: str) -> Callable[[Main], Callable[[Sequence[str] | None], int]]:
     """Decorate a command's ``main(argv)`` so that whatever escapes it ends in the documented exit code."""
 
@@ -55,21 +74,8 @@ def cli_main(prog: str) -> Callable[[Main], Callable[[Sequence[str] | None], int
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 return errors.INTERRUPTED
-            except (errors.CheckFailed, LockBusy) as exc:  # a busy output directory: the check that it is free failed
-                print(f"{prog}: FAILED: {exc}", file=sys.stderr)
-                return errors.CHECK_FAILED
-            except errors.RequirementUnmet as exc:
-                print(f"{prog}: requirement unmet: {exc}", file=sys.stderr)
-                return errors.REQUIREMENT_UNMET
-            except errors.BAD_INPUT_ERRORS as exc:
-                print(f"{prog}: error: {exc}", file=sys.stderr)
-                return errors.BAD_INPUT
-            except Exception as exc:  # a bug: one line here, the traceback in the log
-                log = write_crash_log(prog, argv, exc)
-                where = f"traceback in {log}" if log else "no log could be written"
-                print(f"{prog}: unexpected error ({type(exc).__name__}: {exc}); {where}. Please report it.",
-                      file=sys.stderr)
-                return errors.UNEXPECTED
+            except Exception as exc:
+                return report(prog, argv, exc)
             return errors.DONE if code is None else int(code)
 
         return wrapped

@@ -16,15 +16,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..devicekit.locking import LockBusy
-from ..export.pipeline import PRECISIONS, TARGETS, ExportFailed, ExportOptions, export_checkpoint
+from .. import errors
+from ..export.pipeline import PRECISIONS, TARGETS, ExportOptions, export_checkpoint
 from ..export.replacing import describe_replaced
 from ..package.options import TARGETS as PACKAGE_TARGETS
+from .args import add_precision, add_quiet, comma_list
 from .entry import cli_main
 
 
-class EngineRequired(RuntimeError):
-    """--require-engine was given and no engine could be built on this machine."""
+def _package_targets(text: str) -> list[str]:
+    """``--package deepstream,triton``: the package targets, each checked."""
+    targets = comma_list(text)
+    unknown = [t for t in targets if t not in PACKAGE_TARGETS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown package target(s) {', '.join(unknown)}; choose from "
+                                         f"{', '.join(PACKAGE_TARGETS)}")
+    return targets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,11 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="checkpoint directory written by ibit-train")
     p.add_argument("--to", choices=TARGETS, default="onnx", help="target format (default: onnx)")
-    p.add_argument("--precision", default="fp32", metavar="P[,P...]",
-                   help=f"precision(s) of the artifacts, from {', '.join(PRECISIONS)}; comma-separated for several "
+    add_precision(p, default="fp32",
+                  help=f"precision(s) of the artifacts, from {', '.join(PRECISIONS)}; comma-separated for several "
                         f"(the last one is the TensorRT engine's); with --to tensorrt, 'auto': all three, and the engine "
                         f"of the fastest that passes its checks (built here with TensorRT, else on the device). fp32 "
-                        f"model.onnx is always written as the reference")
+                       f"model.onnx is always written as the reference")
     p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17)")
     p.add_argument("--min-batch", type=int, default=1)
@@ -48,14 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "call (default energy=0.995), gated against the dense model (--max-drop); see README")
     p.add_argument("--require-engine", action="store_true",
                    help="with --to tensorrt: fail (exit 3) unless an engine is built here")
-    p.add_argument("--package", action="append", default=[], choices=PACKAGE_TARGETS, metavar="TARGET",
+    p.add_argument("--package", type=_package_targets, action="extend", default=[], metavar="TARGET[,TARGET...]",
                    help=f"after the export, also write OUT/packages/TARGET for {', '.join(PACKAGE_TARGETS)} "
-                        f"(repeatable; same as `ibit-deploy package`)")
+                        f"(comma-separated; same as `ibit-deploy package`)")
     p.add_argument("--wait", action="store_true",
                    help="if another process is writing the bundle, wait for it (default: fail at once, exit 1)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a bundle in --out that was exported from another checkpoint (all its files and "
                         "bench results go); a re-export of the same checkpoint needs no flag")
+    add_quiet(p)
     q = p.add_argument_group("quantization (fp16 / int8)")
     q.add_argument("--max-drop", type=float, default=1.0,
                    help="largest top-1 drop in percentage points vs fp32 (default 1.0; the manifest records it as a "
@@ -97,23 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     stages = tqdm(desc="ibit-export", unit="stage", bar_format="{desc}: {n_fmt} stages {elapsed} | {postfix}",
-                  disable=None)
+                  disable=True if args.quiet else None)
 
     def progress(stage: str) -> None:
         stages.set_postfix_str(stage)
         stages.update(1)
 
-    try:
+    with stages:  # closed before the wrapper prints why the export stopped
         manifest = export_checkpoint(args.checkpoint, args.out, options_from_args(args), progress=progress)
-    except (ExportFailed, LockBusy) as exc:
-        stages.close()
-        print(f"ibit-export: FAILED: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as exc:  # missing/unreadable/unwritable files, bad values
-        stages.close()
-        print(f"ibit-export: error: {exc}", file=sys.stderr)
-        return 2
-    stages.close()
     replaced = manifest.get("export", {}).get("replaced")
     if replaced is not None:
         print(describe_replaced(replaced))
@@ -135,16 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     if trt is not None:
         print(trt["message"])
         if args.require_engine and not trt.get("engine"):
-            print("ibit-export: --require-engine: no TensorRT engine was built on this machine", file=sys.stderr)
-            return 3
+            raise errors.RequirementUnmet("--require-engine: no TensorRT engine was built on this machine")
     tt = manifest.get("torch_tensorrt")
     if tt is not None:
         print(tt["message"])
         if args.require_engine and not tt.get("program"):
-            print("ibit-export: --require-engine: no torch-tensorrt program was built on this machine", file=sys.stderr)
-            return 3
+            raise errors.RequirementUnmet("--require-engine: no torch-tensorrt program was built on this machine")
     print(f"wrote {args.out / 'manifest.json'}")
-    return _packages(args)
+    _packages(args)
+    return errors.DONE
 
 
 def _say_calibration_count(entry: dict, args: argparse.Namespace) -> None:
@@ -156,18 +154,16 @@ def _say_calibration_count(entry: dict, args: argparse.Namespace) -> None:
         print(f"ibit-export: note: {note}", file=sys.stderr)
 
 
-def _packages(args: argparse.Namespace) -> int:
-    """``--package``: the same library call as ``ibit-deploy package``, into OUT/packages/TARGET."""
+def _packages(args: argparse.Namespace) -> None:
+    """``--package``: the same library call as ``ibit-deploy package``, into OUT/packages/TARGET; a failed package
+    check raises (exit 1)."""
     from ..package import PackageOptions
     from ..package.options import precision_for
     from .package import run_package
 
     for target in dict.fromkeys(args.package):
         options = PackageOptions(precision=precision_for(target, options_from_args(args).precisions), overwrite=True)
-        code = run_package(args.out, target, args.out / "packages" / target, options, prog="ibit-export --package")
-        if code:
-            return code
-    return 0
+        run_package(args.out, target, args.out / "packages" / target, options)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from .. import errors
 from .entry import cli_main
 
 COMMANDS = {
@@ -35,16 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
-        return 0 if argv else 2
+        return errors.DONE if argv else errors.BAD_INPUT
     if argv[0] in ("-V", "--version"):
         from ..version import __version__
 
         print(f"ibit-deploy {__version__}")
-        return 0
+        return errors.DONE
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        print(f"ibit-deploy: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
+        raise errors.BadInput(f"unknown command {command!r}; choose from {', '.join(COMMANDS)}")
     return importlib.import_module(COMMANDS[command]).main(rest)
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from .. import errors
 from .entry import cli_main
 
 
@@ -17,31 +17,31 @@ def parse_query(text: str) -> tuple[int, int]:
     return row, col
 
 
-@cli_main("ibit-masks")
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ibit-masks", description=__doc__)
     parser.add_argument("source", help="a checkpoint directory (from ibit-train) or an IBiT model name (initial masks)")
     parser.add_argument("--query", type=parse_query, default=None, help="query patch ROW,COL (default: grid centre)")
     parser.add_argument("--out", type=Path, default=Path("masks.png"), help="output PNG")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@cli_main("ibit-masks")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from ..checkpoint import load_checkpoint
     from ..models import create_model
     from ..outputs import check_output_file, is_png
     from ..viz import plot_masks
 
-    try:
-        check_output_file(args.out, "mask plot (PNG)", is_png)
-        if Path(args.source).is_dir():
-            model, config = load_checkpoint(args.source)
-            title = f"{config['model']['name']} ({args.source})"
-        else:
-            model, title = create_model(args.source), f"{args.source} at initialisation"
-        path = plot_masks(model, args.out, args.query, title=title)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"ibit-masks: error: {exc}", file=sys.stderr)
-        return 2
+    check_output_file(args.out, "mask plot (PNG)", is_png)
+    if Path(args.source).is_dir():
+        model, config = load_checkpoint(args.source)
+        title = f"{config['model']['name']} ({args.source})"
+    else:
+        model, title = create_model(args.source), f"{args.source} at initialisation"
+    path = plot_masks(model, args.out, args.query, title=title)
     print(f"wrote {path}")
-    return 0
+    return errors.DONE
 
 
 if __name__ == "__main__":

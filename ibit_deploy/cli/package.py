@@ -10,21 +10,22 @@ Exit codes: 0 written; 1 a written file failed its check (parity with the bundle
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from ..package import PACKAGE_MANIFEST, TARGETS, PackageCheckFailed, PackageError, PackageOptions, package_bundle
+from .. import errors
+from ..package import PACKAGE_MANIFEST, TARGETS, PackageOptions, package_bundle
 from ..package.options import TRITON_PLATFORMS
+from .args import add_bundle, add_precision
 from .entry import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ibit-deploy package", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bundle", type=Path, help="bundle directory written by ibit-export")
+    add_bundle(p)
     p.add_argument("--for", dest="target", choices=TARGETS, required=True, help="application to package for")
     p.add_argument("--out", type=Path, required=True, help="package directory to write")
-    p.add_argument("--precision", default="fp32", help="fp32, fp16 or int8 (jetson-inference: fp32/fp16)")
+    add_precision(p, default="fp32", metavar="P", help="fp32, fp16 or int8 (jetson-inference: fp32/fp16)")
     p.add_argument("--name", default=None, help="model name (Triton model directory); default: the bundle's model")
     p.add_argument("--batch-size", type=int, default=1, help="nvinfer batch-size (frames per batch; default 1)")
     p.add_argument("--threshold", type=float, default=0.0,
@@ -42,16 +43,10 @@ def options_from_args(args: argparse.Namespace) -> PackageOptions:
                           max_queue_delay_us=args.max_queue_delay_us, overwrite=args.overwrite)
 
 
-def run_package(bundle: Path, target: str, out: Path, options: PackageOptions, prog: str = "ibit-deploy package") -> int:
-    """Package and print what was written; returns the exit code (shared with ``ibit-export --package``)."""
-    try:
-        manifest = package_bundle(bundle, target, out, options)
-    except PackageCheckFailed as exc:
-        print(f"{prog}: FAILED: {exc}", file=sys.stderr)
-        return 1
-    except (PackageError, OSError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+def run_package(bundle: str | Path, target: str, out: Path, options: PackageOptions) -> None:
+    """Package and print what was written (shared with ``ibit-export --package``). Raises what ``package_bundle``
+    raises: PackageError (bad input, exit 2), PackageCheckFailed (a written file failed its check, exit 1)."""
+    manifest = package_bundle(Path(bundle), target, out, options)
     for entry in manifest["files"]:
         print(f"  {entry['role']:<22} {out / entry['path']}")
     fold = manifest.get("model", {}).get("fold")
@@ -65,13 +60,13 @@ def run_package(bundle: Path, target: str, out: Path, options: PackageOptions, p
     for command in manifest.get("commands", []):
         print(f"  run: {command}")
     print(f"wrote {out / PACKAGE_MANIFEST}")
-    return 0
 
 
 @cli_main("ibit-deploy package")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_package(args.bundle, args.target, args.out, options_from_args(args))
+    run_package(args.bundle, args.target, args.out, options_from_args(args))
+    return errors.DONE
 
 
 if __name__ == "__main__":

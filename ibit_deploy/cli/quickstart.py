@@ -8,39 +8,40 @@ import json
 import sys
 from pathlib import Path
 
+from .. import errors
+from .args import add_backends, add_precision, add_quiet
 from .entry import cli_main
 
 
-@cli_main("ibit-deploy quickstart")
-def main(argv: list[str] | None = None) -> int:
-    from ..quickstart import TOP1_TARGET, QuickstartConfig, default_out
+def build_parser() -> argparse.ArgumentParser:
+    from ..quickstart import QuickstartConfig, default_out
 
     defaults = QuickstartConfig()
     parser = argparse.ArgumentParser(prog="ibit-deploy quickstart", description=__doc__)
     parser.add_argument("--out", default=default_out(), help=f"output directory (default {defaults.out})")
     parser.add_argument("--data", default=defaults.data, help="dataset spec (default: the bundled mnist5k)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--precisions", default=defaults.precisions)
-    parser.add_argument("--backends", default=defaults.backends)
-    parser.add_argument("--batches", default=defaults.batches)
+    add_precision(parser, default=defaults.precisions, old=("--precisions",),
+                  help=f"artifact precisions, comma-separated (default {defaults.precisions})")
+    add_backends(parser, default=defaults.backends, type=None,
+                 help=f"benchmark backends, comma-separated (default {defaults.backends})")
+    parser.add_argument("--batches", default=defaults.batches, help=f"comma-separated (default {defaults.batches})")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (default: all cores)")
-    args = parser.parse_args(argv)
-    from ..devicekit.fileio import atomic_write_text
-    from ..errors import ExportFailed
-    from ..quickstart import quickstart
+    add_quiet(parser)
+    return parser
 
-    config = QuickstartConfig(out=args.out, data=args.data, epochs=args.epochs, precisions=args.precisions,
+
+@cli_main("ibit-deploy quickstart")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..devicekit.fileio import atomic_write_text
+    from ..quickstart import TOP1_TARGET, QuickstartConfig, quickstart
+
+    config = QuickstartConfig(out=args.out, data=args.data, epochs=args.epochs, precisions=args.precision,
                               backends=args.backends, batches=args.batches, seed=args.seed,
-                              threads=args.threads)
-    try:
-        summary = quickstart(config)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"ibit-deploy quickstart: error: {exc}", file=sys.stderr)
-        return 2
-    except ExportFailed as exc:  # the export could not write a bundle (a failed gate does not get here)
-        print(f"ibit-deploy quickstart: FAILED: {exc}", file=sys.stderr)
-        return 1
+                              threads=args.threads, progress=not args.quiet)
+    summary = quickstart(config)  # an ExportFailed (no bundle written; a failed gate does not get here): exit 1
     print(Path(summary["report_markdown"]).read_text())
     print(summary["tensorrt"])
     verdict = "meets" if summary["top1_target_met"] else "DOES NOT meet"
@@ -57,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def exit_code(summary: dict) -> int:
-    """0 when the accuracy target is met, every gate passed and the benchmark completed; else 1."""
+    """DONE when the accuracy target is met, every gate passed and the benchmark completed; else CHECK_FAILED."""
     done = summary["top1_target_met"] and summary["gates_passed"] and summary["bench_status"] == "complete"
-    return 0 if done else 1
+    return errors.DONE if done else errors.CHECK_FAILED
 
 
 if __name__ == "__main__":

@@ -4,17 +4,20 @@ Settings come from, in increasing precedence: TrainConfig defaults, ``--config F
 ``--resume``), then the flags given on the command line. Under ``torchrun --nproc_per_node N`` the same command
 trains on N processes. The run directory is locked while it is written: a second ``ibit-train`` into the same
 ``--out`` fails at once naming the holder (pid, command), or waits with ``--wait``.
-Exit codes: 0 done, 1 training diverged (non-finite loss) or --out is being written by another process, 2 bad input.
+Accuracies in the run's records (metrics.jsonl, config.json, the printed result) are fractions (0.953, not 95.3).
+Exit codes: 0 done, 1 training diverged (non-finite loss) or --out is being written by another process, 2 bad input
+or an output the disk cannot take (full, read-only: nothing was written), 70 unexpected error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+from .. import errors
+from .args import add_comma_list, add_device, add_quiet, comma_floats
 from .entry import cli_main
 
 # flag -> TrainConfig field, for every flag that maps one to one
@@ -25,7 +28,7 @@ _FIELDS = {
     "clip_grad": "clip_grad", "ema_decay": "ema_decay", "amp": "amp", "randaugment": "randaugment_magnitude",
     "random_erasing": "random_erasing", "mixup": "mixup", "cutmix": "cutmix", "hflip": "hflip",
     "num_workers": "num_workers", "device": "device", "out": "out", "max_steps_per_epoch": "max_steps_per_epoch",
-    "val_every": "val_every", "progress": "progress",
+    "val_every": "val_every",
 }
 _DISTILL = {"distill_logits": "logits", "distill_alpha": "alpha", "distill_tau": "tau", "distill_type": "kind",
             "teacher_weights": "teacher_weights"}
@@ -77,16 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--distill-alpha", type=float)
     g.add_argument("--distill-tau", type=float)
     g.add_argument("--distill-type", choices=("soft", "hard"))
-    g.add_argument("--teacher-weights", type=float, nargs="+", help="override the weights stored with the logits")
+    add_comma_list(g, "--teacher-weights", item=comma_floats, metavar="W[,W...]",
+                   help="override the weights stored with the logits (comma-separated)")
     g = p.add_argument_group("runtime")
     g.add_argument("--num-workers", type=int)
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    add_device(g, default=None, help="device to train on (default: auto)")
     g.add_argument("--out", help="checkpoint directory")
     g.add_argument("--wait", action="store_true",
                    help="if another process is writing --out, wait for it (default: fail at once, exit 1)")
     g.add_argument("--max-steps-per-epoch", type=int)
     g.add_argument("--val-every", type=int, help="validate and redraw curves.png every N epochs (and after the last)")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, help="tqdm progress bar (TTY, rank 0 only)")
+    add_quiet(g, default=None, old_progress=True)  # None: keep the --config / saved run's setting
     return p
 
 
@@ -104,6 +108,8 @@ def config_from_args(args: argparse.Namespace):
             raise ValueError("--resume needs --out DIR (the run to continue)")
         base = TrainConfig.load(Path(out) / CONFIG_FILE).to_dict()
     given = {field: getattr(args, flag) for flag, field in _FIELDS.items() if getattr(args, flag) is not None}
+    if args.quiet is not None:
+        given["progress"] = not args.quiet
     if args.model_kwargs is not None:
         given["model_kwargs"] = args.model_kwargs
     if "model" in given and "model_kwargs" not in given and base.get("model") != given["model"]:
@@ -121,20 +127,13 @@ def config_from_args(args: argparse.Namespace):
 @cli_main("ibit-train")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..train import NonFiniteLossError, train
+    from ..train import train
 
-    try:
-        config = config_from_args(args)
-        result = train(config, resume=args.resume, wait=args.wait)
-    except NonFiniteLossError as exc:
-        print(f"ibit-train: {exc}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"ibit-train: error: {exc}", file=sys.stderr)
-        return 2
+    # a NonFiniteLossError is a failed check (exit 1); the wrapper prints it
+    result = train(config_from_args(args), resume=args.resume, wait=args.wait)
     if result.get("rank", 0) == 0:
         print(json.dumps(result, indent=2))
-    return 0
+    return errors.DONE
 
 
 if __name__ == "__main__":

@@ -38,6 +38,11 @@ _held_guard = threading.Lock()
 class LockBusy(RuntimeError):
     """Another process holds the directory's lock (``wait=False``, or the wait timed out); the message names it."""
 
+    # How a command ends when this escapes it (ibit_deploy.errors reads the attribute; the kit cannot import it):
+    # the check that the output is free failed.
+    exit_code = 1
+    label = "FAILED"
+
 
 def lock_path(directory: str | os.PathLike) -> Path:
     """The lock file of ``directory``: ``.<name>.lock`` in its parent (absolute, symlinks resolved)."""

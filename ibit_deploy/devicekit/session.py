@@ -13,9 +13,15 @@ from typing import Any
 class EngineBuildError(RuntimeError):
     """TensorRT could not parse the ONNX or build, load or run the engine; the message carries TensorRT's errors."""
 
+    exit_code = 1  # a check failed (read by ibit_deploy.errors, which the kit cannot import)
+    label = "FAILED"
+
 
 class CudaUnavailable(RuntimeError):
     """No usable CUDA GPU or driver: nothing can be built or run here."""
+
+    exit_code = 3  # a requirement is unmet here
+    label = "requirement unmet"
 
 
 def import_cudart() -> Any:

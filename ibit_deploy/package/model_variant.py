@@ -13,6 +13,7 @@ import onnx
 
 from ..devicekit.agreement import compare_logits
 from ..devicekit.fileio import sha256_file
+from ..errors import CheckFailed
 from .graph_edit import append_softmax, fix_batch, fold_input_affine, save_checked
 from .preprocess import PixelTransform, apply_transform, bundle_transform, colour_map, fold_affine, is_identity
 from .source import BundleView, PackageError
@@ -22,8 +23,8 @@ PROB_OUTPUT = "probabilities"
 FP32_PARITY_ATOL = 1e-4
 
 
-class PackageCheckFailed(RuntimeError):
-    """A package was written but its self-check failed (parity with the bundle, or a schema check)."""
+class PackageCheckFailed(CheckFailed):
+    """A package was written but its self-check failed (parity with the bundle, or a schema check): exit 1."""
 
 
 def write_variant(view: BundleView, precision: str, target: PixelTransform, dest: Path, *,

@@ -28,8 +28,9 @@ TEACHER_FIELDS = ("val_acc1", "recorded_val_acc1")
 
 
 def from_trainer(value: float | None) -> float | None:
-    """A top-1/top-5 value as the trainer reports it (percent) -> a fraction (None stays None)."""
-    return None if value is None else float(value) / PERCENT_PER_FRACTION
+    """A top-1/top-5 value as the trainer reports it -> a fraction (None stays None). The trainer's records are
+    fractions (``train.records`` reads older percent ones into fractions), so this only normalises the type."""
+    return None if value is None else float(value)
 
 
 def as_points(fraction: float) -> float:

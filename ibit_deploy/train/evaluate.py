@@ -21,14 +21,15 @@ from ..data.fit import ModelInput, check_data_fits
 from ..devicekit.fileio import atomic_path, atomic_write_json
 from .build import load_trained
 from .distributed import resolve_device
+from .records import marked
 
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, loader: DataLoader, num_classes: int,
                    device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Cross-entropy, top-1 and top-5 in percent, and the (true x predicted) confusion matrix.
+    """Cross-entropy, top-1 and top-5 as fractions, and the (true x predicted) confusion matrix.
 
-    With fewer than 5 classes, "top5" counts the top min(5, classes) predictions (so it is 100%).
+    With fewer than 5 classes, "top5" counts the top min(5, classes) predictions (so it is 1.0).
     """
     model.eval().to(device)
     k = min(5, num_classes)
@@ -44,8 +45,8 @@ def evaluate_model(model: nn.Module, loader: DataLoader, num_classes: int,
     if n == 0:
         raise ValueError("evaluate_model: the loader yielded no samples")
     correct = confusion.diag()
-    per_class = (100.0 * correct / confusion.sum(1).clamp(min=1)).tolist()
-    return {"n": n, "loss": loss_sum / n, "top1": 100.0 * correct.sum().item() / n, "top5": 100.0 * top_k / n,
+    per_class = (correct / confusion.sum(1).clamp(min=1)).tolist()
+    return {"n": n, "loss": loss_sum / n, "top1": correct.sum().item() / n, "top5": top_k / n,
             "per_class": per_class, "per_class_count": confusion.sum(1).tolist(), "confusion": confusion.tolist()}
 
 
@@ -73,14 +74,14 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
     loader = DataLoader(ImageDataset(images, labels, transform, split, fingerprint), batch_size=batch_size)
     result = evaluate_model(model, loader, len(source_classes), resolve_device(device))
     names = classes or source_classes
-    result = {"checkpoint": str(checkpoint), "data": spec, "split": split, "fingerprint": fingerprint,
-              "classes": names, **result,
-              "per_class": {name: acc for name, acc in zip(names, result["per_class"], strict=True)}}
+    result = marked({"checkpoint": str(checkpoint), "data": spec, "split": split, "fingerprint": fingerprint,
+                     "classes": names, **result,
+                     "per_class": {name: acc for name, acc in zip(names, result["per_class"], strict=True)}})
     if out_dir is not None:
         out = Path(out_dir)
         atomic_write_json(out / f"eval_{split}.json", result)
         plot_confusion(np.asarray(result["confusion"]), names, out / f"confusion_{split}.png",
-                       title=f"{Path(checkpoint).name}: {spec} {split}, top-1 {result['top1']:.2f}%")
+                       title=f"{Path(checkpoint).name}: {spec} {split}, top-1 {result['top1']:.2%}")
         result["files"] = [str(out / f"eval_{split}.json"), str(out / f"confusion_{split}.png")]
     return result
 

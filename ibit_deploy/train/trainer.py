@@ -32,6 +32,7 @@ from tqdm import tqdm
 from ..checkpoint import checkpoint_config, library_versions, save_checkpoint
 from ..data import AugmentConfig, build_dataset
 from ..devicekit.fileio import is_atomic_temp, sha256_file
+from ..errors import CheckFailed
 from . import records
 from .build import build_model, model_kwargs_for, unwrap
 from .config import RESUMABLE_CHANGES, TrainConfig
@@ -49,8 +50,8 @@ from .optim import build_optimizer, cosine_lr, set_lr
 from .state import STATE_FILE, capture_rng, load_train_state, restore_rng, save_train_state
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf; the run stopped and the last good checkpoint was kept."""
+class NonFiniteLossError(CheckFailed):
+    """The loss became NaN or inf; the run stopped and the last good checkpoint was kept (a failed check: exit 1)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -252,7 +253,8 @@ class _Run:
             self.ema.module.load_state_dict(state["ema"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.step, self.epoch, self.history = int(state["step"]), int(state["epoch"]), list(state["history"])
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.history = [records.as_fractions(r) for r in state["history"]]  # a run saved in percent resumes too
         if self.steps_per_epoch * self.epoch != self.step:
             raise ValueError(f"cannot resume {self.out}: {self.step} steps were taken over {self.epoch} epochs, but the "
                              f"data now gives {self.steps_per_epoch} steps per epoch")
@@ -274,8 +276,8 @@ class _Run:
             validate = epoch % c.val_every == 0 or epoch == c.epochs
             val_metrics = self._validate() if validate else {"val_loss": None, "val_acc1": None, "val_acc5": None}
             seconds = time.perf_counter() - start
-            record = {"epoch": epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"], **train_metrics,
-                      **val_metrics, "epoch_seconds": round(seconds, 3)}
+            record = records.marked({"epoch": epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
+                                     **train_metrics, **val_metrics, "epoch_seconds": round(seconds, 3)})
             self.history.append(record)
             self.epoch = epoch
             self._save(record, plot=validate)
@@ -315,12 +317,12 @@ class _Run:
             sums += torch.tensor([loss.item() * n, (logits.argmax(-1) == labels).sum().item(), n], dtype=torch.float64)
             rate = sums[2].item() * env.world_size / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{sums[0].item() / sums[2].item():.4f}",
-                            acc=f"{100 * sums[1].item() / sums[2].item():.1f}", img_s=f"{rate:.0f}")
+                            acc=f"{sums[1].item() / sums[2].item():.1%}", img_s=f"{rate:.0f}")
             bar.update()
         bar.close()
         elapsed = time.perf_counter() - t0
         total = all_reduce_sum(sums, env)
-        return {"train_loss": total[0].item() / total[2].item(), "train_acc1": 100 * total[1].item() / total[2].item(),
+        return {"train_loss": total[0].item() / total[2].item(), "train_acc1": total[1].item() / total[2].item(),
                 "train_img_per_s": round(total[2].item() / max(elapsed, 1e-9), 1)}
 
     def _forward(self, images: torch.Tensor, labels: torch.Tensor,
@@ -373,8 +375,7 @@ class _Run:
                                   labels.shape[0]], dtype=torch.float64)
         total = all_reduce_sum(sums, self.env)
         n = max(total[3].item(), 1.0)
-        return {"val_loss": total[0].item() / n, "val_acc1": 100 * total[1].item() / n,
-                "val_acc5": 100 * total[2].item() / n}
+        return {"val_loss": total[0].item() / n, "val_acc1": total[1].item() / n, "val_acc5": total[2].item() / n}
 
     # saving -----------------------------------------------------------------------------------------------------
     def _weights_model(self) -> nn.Module:
@@ -423,10 +424,10 @@ class _Run:
         return {"best_val_acc1": best["val_acc1"], "best_epoch": best["epoch"]}
 
     def _print_summary(self, r: dict[str, Any]) -> None:
-        val = (f"val loss {r['val_loss']:.4f} top-1 {r['val_acc1']:.2f}%" if r.get("val_acc1") is not None
+        val = (f"val loss {r['val_loss']:.4f} top-1 {r['val_acc1']:.2%}" if r.get("val_acc1") is not None
                else "not validated this epoch")
         print(f"epoch {r['epoch']}/{self.config.epochs}  train loss {r['train_loss']:.4f} top-1 "
-              f"{r['train_acc1']:.2f}%  {val}  lr {r['lr']:.2e}  {r['train_img_per_s']:.0f} img/s", flush=True)
+              f"{r['train_acc1']:.2%}  {val}  lr {r['lr']:.2e}  {r['train_img_per_s']:.0f} img/s", flush=True)
 
     def _final(self) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}

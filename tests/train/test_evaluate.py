@@ -25,8 +25,8 @@ def test_metrics_math():
     labels = torch.tensor([0, 1, 2, 2])
     loader = DataLoader(TensorDataset(logits, labels, torch.arange(4)), batch_size=3)
     result = evaluate_model(_Fixed(), loader, 3)
-    assert result["top1"] == 75.0 and result["top5"] == 100.0
-    assert result["per_class"] == [100.0, 100.0, 50.0]
+    assert result["top1"] == 0.75 and result["top5"] == 1.0  # fractions, like every record
+    assert result["per_class"] == [1.0, 1.0, 0.5]
     assert result["confusion"] == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
 
 
@@ -37,6 +37,7 @@ def test_cli_writes_json_and_confusion_png(trained_run, tmp_path, capsys):
     saved = json.loads((tmp_path / "eval_val.json").read_text())
     assert printed["top1"] == saved["top1"] == pytest.approx(result["val_acc1"])
     assert set(saved["per_class"]) == {"class0", "class1", "class2", "class3"}
+    assert saved["accuracy_unit"] == "fraction" and 0 <= saved["top1"] <= 1
     assert sum(map(sum, saved["confusion"])) == saved["n"]
     assert (tmp_path / "confusion_val.png").read_bytes()[:4] == b"\x89PNG"
 

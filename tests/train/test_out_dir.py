@@ -20,7 +20,7 @@ def test_checkpoint_without_resume_state_is_not_replaced(trained_run, tmp_path, 
     before = {p.name: p.read_bytes() for p in keep.iterdir()}
     config = tiny_config(keep)
     assert main(["--model", config.model, "--data", config.data, "--epochs", "1", "--max-steps-per-epoch", "1",
-                 "--num-workers", "0", "--no-progress", "--out", str(keep)]) == 2
+                 "--num-workers", "0", "--quiet", "--out", str(keep)]) == 2
     err = capsys.readouterr().err
     assert "is not empty" in err and "config.json" in err and "new or empty --out" in err
     assert {p.name: p.read_bytes() for p in keep.iterdir()} == before
@@ -42,7 +42,7 @@ def test_any_non_empty_directory_is_refused_but_an_empty_one_or_leftover_temps_a
 def test_invalid_model_kwargs_exit_2_and_write_nothing(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["--model", "ibit_test_patch4_28", "--model-kwargs", '{"depth": -1}', "--data", "synthetic:64",
-                 "--num-workers", "0", "--no-progress", "--out", str(out)]) == 2
+                 "--num-workers", "0", "--quiet", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "cannot build model 'ibit_test_patch4_28' with kwargs {" in err and "'depth': -1}" in err and "Traceback" not in err
     assert not out.exists()

@@ -27,7 +27,7 @@ def _flags(config) -> list[str]:
     return ["--model", config.model, "--data", config.data, "--epochs", str(config.epochs), "--batch-size",
             str(config.batch_size), "--warmup-epochs", str(config.warmup_epochs), "--ema-decay", str(config.ema_decay),
             "--mixup", str(config.mixup), "--cutmix", str(config.cutmix), "--seed", str(config.seed),
-            "--num-workers", "0", "--no-progress", "--out", config.out]
+            "--num-workers", "0", "--quiet", "--out", config.out]
 
 
 def test_kill_after_epoch_one_then_resume_matches_uninterrupted_run(tmp_path):

@@ -19,7 +19,7 @@ from ibit_deploy.devicekit.locking import read_holder
 # a run that lasts until the test stops it: one step per epoch, no validation until the (far) last epoch
 LONG_RUN = ["--model", "ibit_test_patch4_28", "--data", "synthetic:64", "--batch-size", "8", "--epochs", "100000",
             "--max-steps-per-epoch", "1", "--val-every", "100000", "--warmup-epochs", "0", "--num-workers", "0",
-            "--no-progress"]
+            "--quiet"]
 
 
 def _default_sigint() -> None:

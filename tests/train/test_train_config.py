@@ -58,7 +58,7 @@ def test_distill_validation():
 def test_cli_flags_override_the_config_file(tmp_path):
     path = tmp_path / "base.json"
     path.write_text(TrainConfig(model="ibit_test_patch4_28", model_kwargs={"depth": 1}, epochs=9, lr=0.01).to_json())
-    args = build_parser().parse_args(["--config", str(path), "--epochs", "2", "--no-progress",
+    args = build_parser().parse_args(["--config", str(path), "--epochs", "2", "--quiet",
                                       "--distill-logits", "t.npz", "--distill-type", "hard"])
     config = config_from_args(args)
     assert (config.epochs, config.lr, config.model_kwargs, config.progress) == (2, 0.01, {"depth": 1}, False)
