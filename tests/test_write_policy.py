@@ -88,17 +88,33 @@ def test_package_replaces_its_own_package_with_overwrite(bundle: Path, tmp_path:
 
 
 # ----------------------------------------------------------------------------------------------- re-export
-def test_reexport_keeps_the_bundles_packages_and_says_so(tiny_checkpoint: Path, bundle: Path, capsys):
+def test_reexport_keeps_the_bundles_packages_and_the_users_files(tiny_checkpoint: Path, bundle: Path):
     assert package_main([str(bundle), "--for", "triton", "--out", str(bundle / "packages" / "triton")]) == 0
     assert package_main([str(bundle), "--for", "jetson-inference", "--out", str(bundle / "pkg")]) == 0
     (bundle / "notes.txt").write_text("my notes")
+    kept = {rel: tree(bundle / rel) for rel in ("packages", "pkg")}
     manifest = export_checkpoint(tiny_checkpoint, bundle)
-    for folder in (bundle / "packages" / "triton", bundle / "pkg"):
-        record = json.loads((folder / "package.json").read_text())
-        assert record["bundle"]["manifest_sha256"] == sha256_file(bundle / "manifest.json")  # made from the new one
+    assert {rel: tree(bundle / rel) for rel in ("packages", "pkg")} == kept
     assert (bundle / "notes.txt").read_text() == "my notes"
-    packages = manifest["export"]["replaced"]["packages"]
-    assert {p["path"]: p["action"] for p in packages} == {"packages/triton": "regenerated", "pkg": "regenerated"}
+    replaced = manifest["export"]["replaced"]
+    assert replaced["packages"] == ["packages/triton", "pkg"]
+    assert replaced["kept"] == ["notes.txt", "packages", "pkg"]
+
+
+def test_ibit_export_regenerates_the_kept_packages_and_says_so(tiny_checkpoint: Path, bundle: Path, capsys):
+    from ibit_deploy.cli.export import main as export_main
+
+    assert package_main([str(bundle), "--for", "triton", "--out", str(bundle / "packages" / "triton"),
+                         "--name", "digits"]) == 0
+    assert package_main([str(bundle), "--for", "jetson-inference", "--out", str(bundle / "pkg")]) == 0
+    capsys.readouterr()
+    assert export_main([str(tiny_checkpoint), "--out", str(bundle)]) == 0
+    printed = capsys.readouterr().out
+    for rel, target in (("packages/triton", "triton"), ("pkg", "jetson-inference")):
+        record = json.loads((bundle / rel / "package.json").read_text())
+        assert record["bundle"]["manifest_sha256"] == sha256_file(bundle / "manifest.json")  # from the new bundle
+        assert record["target"] == target and f"regenerated the package {bundle / rel}" in printed
+    assert (bundle / "packages" / "triton" / "digits").is_dir()  # with the options it was made with
 
 
 # ------------------------------------------------------------------------------------------------- bench

@@ -36,9 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_main("ibit-calibrate")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..outputs import check_output_file, is_npz
+    from ..outputs import CALIBRATION, check_output, source_id
 
-    check_output_file(args.out, "calibration .npz", is_npz)  # never over a checkpoint's or a bundle's files
     recipe = load_recipe(args.recipe).to_dict() if args.recipe else {}
     input_block = None
     if args.bundle:
@@ -52,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     flags = {"spec": args.spec, "split": args.split, "count": args.count, "seed": args.seed, "method": args.method,
              "percentile": args.percentile}
     recipe.update({k: v for k, v in flags.items() if v is not None})
+    source = source_id(args.bundle) if args.bundle else CalibrationRecipe.from_dict(recipe).spec
+    check_output(args.out, CALIBRATION, source)  # the write policy: only its own kind, made for the same source
     try:
-        meta = calibrate(args.out, CalibrationRecipe.from_dict(recipe), input_block)
+        meta = calibrate(args.out, CalibrationRecipe.from_dict(recipe), input_block, source=source)
     except (ValueError, FileNotFoundError) as exc:
         print(f"ibit-calibrate: error: {exc}", file=sys.stderr)
         return 2

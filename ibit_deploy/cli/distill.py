@@ -28,11 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args(argv)
-    from ..outputs import check_output_file, is_npz
+    from ..outputs import TEACHER_LOGITS, check_output
+    from ..train.distill import teachers_source
     from ..train.teachers import compute_teacher_logits
 
-    try:
-        check_output_file(args.out, "teacher-logits .npz", is_npz)
+    try:  # the write policy: only its own kind, made from the same teachers, and never over a teacher
+        check_output(args.out, TEACHER_LOGITS, teachers_source(args.teachers), sources=tuple(args.teachers))
         path = compute_teacher_logits(args.teachers, args.out, args.weights, args.batch_size, args.device)
     except (FileNotFoundError, ValueError) as exc:
         print(f"ibit-distill-logits: error: {exc}", file=sys.stderr)

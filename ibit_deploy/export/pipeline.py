@@ -33,7 +33,7 @@ from .flashbias import AttentionOption, attention_report, flashbias_stage, quant
 from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx, max_opset
 from .preflight import preflight
 from .probe import parity_images
-from .replacing import carry_over, previous_bundle
+from .replacing import carry_over, keep_foreign, previous_bundle
 from .staging import clean_leftovers, new_staging, swap_in
 
 __all__ = ["ExportFailed", "ExportOptions", "ONNX_FILES", "PRECISIONS", "TARGETS", "export_checkpoint",
@@ -131,6 +131,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     out = Path(out)
     if out.is_symlink():
         out = out.resolve()  # the swap replaces the directory the link points to, not the link
+    if out.resolve().name in ("", ".", ".."):
+        raise IsADirectoryError(f"--out {out} is not a usable bundle folder; give a new or empty folder, or a bundle")
+    # what --out holds may be replaced at all: asked before the lock, so a refused export writes nothing beside it
+    # (its lock file included); asked again under the lock, where the answer counts
+    previous_bundle(out, checkpoint_fingerprint(checkpoint) if Path(checkpoint).is_dir() else None, options.overwrite)
     with directory_lock(out, "ibit-export", wait=options.wait):
         for note in clean_leftovers(out):
             warnings.warn(note, stacklevel=2)
@@ -154,6 +159,8 @@ def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOpti
             raise ExportFailed("accuracy gate failed: " + "; ".join(failures) + f"; the bundle in {out} is unchanged")
         if previous is not None:
             manifest["export"]["replaced"] = carry_over(previous, out, manifest, staging)
+            kept, packages = keep_foreign(previous, out, staging)
+            manifest["export"]["replaced"].update(kept=kept, packages=packages)
         step("write manifest")
         write_manifest(staging, manifest)
         swap_in(staging, out)
