@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ibit-bench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("ibit-bench: interrupted; the report written is marked \"interrupted\"", file=sys.stderr)
+        print("ibit-bench: interrupted; a complete earlier report stays as it was, else the partial one is written, "
+              "marked \"interrupted\"", file=sys.stderr)
         return 130
     print(markdown_table(report))
     if args.jetson and not report["jetson"]["available"]:
