@@ -173,6 +173,8 @@ def _file_found(path: Path) -> Found:
         if isinstance(record, dict) and isinstance(record.get(KIND_KEY), str):
             source = record.get(SOURCE_KEY)
             return Found(record[KIND_KEY], source if isinstance(source, str) else None, f"a {record[KIND_KEY]}")
+        if isinstance(record, dict) and {"checkpoint", "split", "fingerprint", "confusion"} <= set(record):
+            return Found(EVAL_REPORT, None, f"a {EVAL_REPORT}")  # written before the marker
     return Found(None, None, "a file of no kind ibit-deploy writes")
 
 
@@ -292,6 +294,23 @@ def check_output(path: str | os.PathLike, kind: str, source: str | None = None, 
         raise FileExistsError(f"{path} holds a {kind} {made_for}, not for {source}; pass --overwrite to replace "
                               f"it, or {hint}")
     return found
+
+
+def check_report_folder(folder: str | os.PathLike, names: tuple[str, ...], what: str) -> Path:
+    """The policy for a folder a command writes a set of report files into (``names``) beside other files: it may
+    not be a checkpoint, a bundle, a package or a bench report, and none of ``names`` may be another folder's file
+    or of a kind this toolkit writes for another command. Returns ``folder``."""
+    folder = Path(folder)
+    found = identify(folder) if folder.is_dir() else None
+    if found is not None and found.kind is not None:
+        raise FileExistsError(f"refusing to write the {what} into {folder}: it is {found.what}; choose another folder")
+    for name in names:
+        owner = owner_of(folder / name)
+        there = identify(folder / name) if owner is None and not (folder / name).is_dir() else None
+        if owner is not None or (there is not None and there.kind is not None):
+            raise FileExistsError(f"refusing to write the {what} over {folder / name}: it is "
+                                  f"{owner or there.what}; choose another folder")
+    return folder
 
 
 def check_output_file(path: str | os.PathLike, kind: str, source: str | None = None, **options: Any) -> Path:

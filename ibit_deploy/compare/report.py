@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..fileio import atomic_write_json, atomic_write_text, read_json
+from ..outputs import check_report_folder
 from . import layout
 from .convergence import ACC_TOLERANCE, LOSS_TOLERANCE, WINDOW
 from .plan import SAMPLE_EFFICIENCY_FRACTION
@@ -383,6 +384,8 @@ def write_report(out: str | os.PathLike, margin: float = DEFAULT_MARGIN, report_
     goals = targets(table, fractions)
     rec = recommend(table, fractions, margin, planned=study["candidates"], seeds=len(study["seeds"]))
     directory = Path(report_dir) if report_dir else Path(out) / layout.REPORT_DIR
+    check_report_folder(directory, ("compare.json", "compare.md", "top1_vs_fraction.png", "top1_vs_latency.png",
+                                    "curves.png"), "study report")  # the write policy (ibit_deploy.outputs)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / "compare.json", "markdown": directory / "compare.md",
              "fraction_plot": directory / "top1_vs_fraction.png", "pareto_plot": directory / "top1_vs_latency.png",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..outputs import PACKAGE_MANIFEST
+from ..outputs import PACKAGE_MANIFEST  # noqa: F401  (re-exported: the package API names it)
 
 TARGETS = ("deepstream", "triton", "jetson-inference")
 # deepstream: network-mode 0/2/1; triton: a plan or ONNX of any precision; jetson-inference builds its own engine from
