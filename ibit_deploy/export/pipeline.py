@@ -133,23 +133,23 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
         out = out.resolve()  # the swap replaces the directory the link points to, not the link
     if out.resolve().name in ("", ".", ".."):
         raise IsADirectoryError(f"--out {out} is not a usable bundle folder; give a new or empty folder, or a bundle")
-    # what --out holds may be replaced at all: asked before the lock, so a refused export writes nothing beside it
-    # (its lock file included); asked again under the lock, where the answer counts
-    previous_bundle(out, checkpoint_fingerprint(checkpoint) if Path(checkpoint).is_dir() else None, options.overwrite)
-    with directory_lock(out, "ibit-export", wait=options.wait):
-        for note in clean_leftovers(out):
-            warnings.warn(note, stacklevel=2)
-        return _export_locked(checkpoint, out, options, progress, engine_tools)
-
-
-def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOptions, progress,
-                   engine_tools: EngineTools | None) -> dict[str, Any]:
     step = progress or (lambda stage: None)
     step("load checkpoint")
     fingerprint = checkpoint_fingerprint(checkpoint) if Path(checkpoint).is_dir() else None
     model, config = load_checkpoint(checkpoint)
-    # every input check that can fail, before anything is written; then what out holds may be replaced at all
+    # every input check that can fail, then whether what --out holds may be replaced at all: before the lock, so a
+    # refused export writes nothing, not even the lock file beside --out; the latter is asked again under the lock
     preflight(model, config, checkpoint, options)
+    previous_bundle(out, fingerprint, options.overwrite)
+    with directory_lock(out, "ibit-export", wait=options.wait):
+        for note in clean_leftovers(out):
+            warnings.warn(note, stacklevel=2)
+        return _export_locked(checkpoint, out, options, step, engine_tools, fingerprint, model, config)
+
+
+def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOptions, step,
+                   engine_tools: EngineTools | None, fingerprint: dict[str, str] | None, model: torch.nn.Module,
+                   config: dict[str, Any]) -> dict[str, Any]:
     previous = previous_bundle(out, fingerprint, options.overwrite)
     staging = new_staging(out)
     try:
