@@ -3,11 +3,12 @@
 
     python examples/classify_folder.py BUNDLE IMAGES_DIR --top-k 3 --out predictions.csv
 
-Uses ``ibit_deploy.runtime``: the Predictor preprocesses exactly as the bundle's manifest says and runs on the
-best backend this machine has (a TensorRT engine, ONNX Runtime CUDA, else ONNX Runtime CPU). Files the dataset
-reader (``ibit_deploy.data.sources.read_image``) refuses are reported and skipped: unreadable or truncated, more
-pixels than its limit (read from the header), 32-bit or float pixels. Exit codes: 0 done, 1 no image could be
-classified, 2 bad arguments.
+Uses ``ibit_deploy.runtime`` (and ``ibit_deploy.outputs``, the write policy, for ``--out``): the Predictor
+preprocesses exactly as the bundle's manifest says and runs on the best backend this machine has (a TensorRT
+engine, ONNX Runtime CUDA, else ONNX Runtime CPU). An artifact that FAILED its accuracy gate at export is used only
+with ``--allow-failed``. Files the dataset reader (``ibit_deploy.data.sources.read_image``) refuses are reported and
+skipped: unreadable or truncated, more pixels than its limit (read from the header), 32-bit or float pixels. Exit
+codes: 0 done, 1 no image could be classified, 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 from ibit_deploy.data.sources import read_image
+from ibit_deploy.outputs import PREDICTIONS, check_output
 from ibit_deploy.runtime import BackendUnavailable, Predictor
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -45,7 +47,12 @@ def warm_up(predictor: Predictor) -> None:
 
 def classify_folder(bundle: Path, folder: Path, out: Path, top_k: int = 3, backend: str = "auto",
                     precision: str = "fp32", recursive: bool = False, allow_failed: bool = False) -> dict:
-    """Write ``out`` (CSV: path, top-1 and the top-k labels/probabilities); returns a summary."""
+    """Write ``out`` (CSV: path, top-1 and the top-k labels/probabilities); returns a summary.
+
+    ``out`` may only be new or an earlier predictions CSV (the toolkit's write policy): never the bundle's manifest
+    or artifacts, nor any other file.
+    """
+    check_output(out, PREDICTIONS, sources=(bundle, folder))
     paths = find_images(folder, recursive)
     if not paths:
         raise ValueError(f"{folder} holds no image files ({', '.join(SUFFIXES)})")
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = classify_folder(args.bundle, args.images, args.out, args.top_k, args.backend, args.precision,
                                   args.recursive, args.allow_failed)
-    except (ValueError, FileNotFoundError, BackendUnavailable) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, BackendUnavailable) as exc:
         print(f"classify_folder: error: {exc}", file=sys.stderr)
         return 2
     for path, reason in summary["skipped"]:

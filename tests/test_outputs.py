@@ -10,7 +10,7 @@ from ibit_deploy.cli.distill import main as distill_main
 from ibit_deploy.cli.masks import main as masks_main
 from ibit_deploy.devicekit.fileio import sha256_file
 from ibit_deploy.devicekit.manifest import artifact_entry, load_manifest, set_artifact, write_manifest
-from ibit_deploy.outputs import check_output_file, is_npz, owner_of
+from ibit_deploy.outputs import CALIBRATION, check_output_file, owner_of
 
 
 @pytest.fixture
@@ -57,13 +57,13 @@ def test_calibrate_overwrites_its_own_kind_only(bundle, tmp_path, capsys):
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes")
     assert calibrate_main(["--spec", "mnist5k", "--count", "16", "--out", str(notes)]) == 2
-    assert "exists and is not a calibration .npz" in capsys.readouterr().err and notes.read_text() == "my notes"
+    assert "it is a file of no kind ibit-deploy writes" in capsys.readouterr().err and notes.read_text() == "my notes"
 
 
 def test_masks_refuse_a_manifest(bundle, capsys):
     before = _hashes(bundle)
     assert masks_main(["ibit_test_patch4_28", "--out", str(bundle / "manifest.json")]) == 2
-    assert "refusing to write a mask plot (PNG) over" in capsys.readouterr().err
+    assert "refusing to write a mask plot over" in capsys.readouterr().err
     assert _hashes(bundle) == before
 
 
@@ -77,4 +77,4 @@ def test_distill_logits_refuse_a_bundle_artifact(bundle, tiny_checkpoint, capsys
 def test_owner_and_directories(bundle, tmp_path):
     assert owner_of(tmp_path / "elsewhere.npz") is None and owner_of(bundle / "unlisted.npz") is None
     with pytest.raises(IsADirectoryError, match="is a directory"):
-        check_output_file(bundle, "calibration .npz", is_npz)
+        check_output_file(bundle, CALIBRATION)

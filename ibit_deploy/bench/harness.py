@@ -9,7 +9,10 @@ Order of work, and why:
    backend that cannot run here is "skipped" with its reason; one that fails is "error" and makes the run
    incomplete. Accuracy is computed afterwards, against ``torch-ref`` (or, without the checkpoint, the first fp32
    backend that ran, recorded as a fallback).
-4. Plots, Markdown, the manifest's ``results`` and, last, ``report.json`` are written (see ``report.py``).
+4. Plots, Markdown, the manifest's ``results`` and, last, ``report.json`` are written (see ``report.py``), into a
+   folder beside the report folder that is swapped in whole when complete (the write policy,
+   :mod:`ibit_deploy.outputs`): a killed bench leaves the previous reports as they were, and a Ctrl-C replaces them
+   with its partial report (marked "interrupted") only when they were not a complete report themselves.
 """
 
 from __future__ import annotations
@@ -25,15 +28,18 @@ from typing import Any
 import numpy as np
 
 from ..data.eval_split import EvalSet
+from ..devicekit.fileio import read_json
 from ..devicekit.layout import BENCH_DIR, PRECISIONS
 from ..devicekit.manifest import find_artifact, load_manifest, update_manifest, utc_now
 from ..devicekit.profile import InputSpec
+from ..devicekit.staging import staged_folder
 from ..errors import BackendUnavailable
+from ..outputs import BENCH_REPORT, BENCH_TOOL, check_output, source_id
 from ..runtime.base import Runner
 from ..runtime.load import RunnerChoice, canonical_backend, make_runners
 from .accuracy import accuracy_report
 from .latency import check_budget, sweep_batches
-from .report import SCHEMA_VERSION, manifest_summary, remove_stale, write_report_files
+from .report import REPORT_FILE, SCHEMA_VERSION, manifest_summary, write_report_files
 
 DEFAULT_BACKENDS = ("torch-ref", "torch-folded", "ort-cpu", "ort-cuda", "tensorrt")
 SPLITS = ("train", "val", "test")
@@ -92,7 +98,9 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
     ``overrides`` set :class:`BenchOptions` fields, e.g. ``run_benchmark(b, backends=["ort-cpu"], batches=[1])``.
     ``runners`` makes the runner list (signature of :func:`~ibit_deploy.runtime.load.make_runners`; tests script it).
     Raises (before measuring or writing anything) FileNotFoundError/ValueError for a missing or altered bundle
-    file, bad options, or data that does not fit the bundle's input.
+    file, bad options, or data that does not fit the bundle's input, and FileExistsError when ``out_dir`` holds
+    something other than a bench report of this bundle (the write policy; the default ``<bundle>/bench`` is always
+    this bundle's).
     """
     options = dataclasses.replace(options or BenchOptions(), **overrides)
     options.validate()
@@ -100,10 +108,28 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
     manifest = load_manifest(bundle, verify=True)
     check_batches(manifest, options.batches)
     images, labels, data = evaluation_set(manifest, options)
-    out_dir = Path(out_dir) if out_dir is not None else bundle / BENCH_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale(out_dir)
+    default = out_dir is None
+    out_dir = bundle / BENCH_DIR if default else Path(out_dir)
+    check_output(out_dir, BENCH_REPORT, None if default else source_id(bundle), folder=True, sources=(bundle,),
+                 hint="choose another --out")
+    with staged_folder(out_dir, "ibit-bench") as staged:
+        # a Ctrl-C publishes its partial report only where it replaces no complete one
+        staged.publish_on_interrupt = not _is_complete(out_dir)
+        return _measure(bundle, manifest, options, runners, images, labels, data, staged.path, out_dir)
 
+
+def _is_complete(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds a complete bench report."""
+    try:
+        return read_json(out_dir / REPORT_FILE, "bench report").get("complete") is True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _measure(bundle: Path, manifest: dict[str, Any], options: BenchOptions, runners: Callable[..., list[RunnerChoice]],
+             images: np.ndarray, labels: np.ndarray, data: dict[str, Any], staging: Path,
+             out_dir: Path) -> dict[str, Any]:
+    """Measure every backend and write the report into ``staging`` (``out_dir`` is where it will be)."""
     from .jetson import jetson_state
     from .machine import machine_description
 
@@ -113,7 +139,7 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
     machine = machine_description(options.threads)
     machine["jetson_power_mode"] = (jetson.get("power_mode") or {}).get("name")
     report: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "tool": "ibit-bench", "status": "interrupted", "complete": False,
+        "schema_version": SCHEMA_VERSION, "tool": BENCH_TOOL, "status": "interrupted", "complete": False,
         "created": utc_now(), "elapsed_s": None,
         "bundle": {"path": str(bundle.resolve()), "model": manifest.get("model", {}).get("name"),
                    "manifest_created": manifest.get("created"), "source": manifest.get("source"),
@@ -133,11 +159,12 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
 
     try:
         for choice in tqdm(choices, desc="ibit-bench", unit="backend", disable=not options.progress):
-            report["runs"].append(_run_one(choice, images, options, logits, out_dir, monitor, bundle, manifest))
+            report["runs"].append(_run_one(choice, images, options, logits, (staging, out_dir), monitor, bundle,
+                                           manifest))
     except KeyboardInterrupt:
-        _finish(report, logits, labels, manifest, bundle, out_dir, started, interrupted=True)
+        _finish(report, logits, labels, manifest, bundle, (staging, out_dir), started, interrupted=True)
         raise
-    return _finish(report, logits, labels, manifest, bundle, out_dir, started, interrupted=False)
+    return _finish(report, logits, labels, manifest, bundle, (staging, out_dir), started, interrupted=False)
 
 
 def check_batches(manifest: dict[str, Any], batches: list[int]) -> None:
@@ -181,7 +208,7 @@ def infer_all(runner: Runner, images: np.ndarray, batch: int) -> np.ndarray:
 
 
 def _run_one(choice: RunnerChoice, images: np.ndarray, options: BenchOptions, logits: dict[str, np.ndarray],
-             out_dir: Path, monitor: Any, bundle: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+             out_dir: tuple[Path, Path], monitor: Any, bundle: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Logits and the latency sweep of one backend, as a report row (skipped/error rows say why)."""
     row: dict[str, Any] = {"name": choice.name, "backend": choice.backend, "precision": choice.precision,
                            "artifact": choice.artifact, "status": "ok", "reason": None, "runner": None,
@@ -205,9 +232,11 @@ def _run_one(choice: RunnerChoice, images: np.ndarray, options: BenchOptions, lo
     return row
 
 
-def _trtexec_runs(choice: RunnerChoice, runner: Runner, options: BenchOptions, out_dir: Path, bundle: Path,
-                  manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """trtexec timings of the engine behind ``choice`` at every batch size (its own flags per TensorRT major)."""
+def _trtexec_runs(choice: RunnerChoice, runner: Runner, options: BenchOptions, out_dir: tuple[Path, Path],
+                  bundle: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """trtexec timings of the engine behind ``choice`` at every batch size (its own flags per TensorRT major);
+    ``out_dir`` is (the staging folder its files go to, the report folder the results name)."""
+    staging, shown = out_dir
     from ..devicekit.build import parse_trt_version
     from .trtexec import run_trtexec
 
@@ -225,8 +254,8 @@ def _trtexec_runs(choice: RunnerChoice, runner: Runner, options: BenchOptions, o
             results.append({"batch": batch, "status": "skipped", "reason": "outside the engine's batch range"})
             continue
         try:
-            results.append({"batch": batch, "status": "ok", **run_trtexec(
-                engine, spec.profile(), batch=batch, out_dir=out_dir, trt_major=trt_major)})
+            timed = run_trtexec(engine, spec.profile(), batch=batch, out_dir=staging, trt_major=trt_major)
+            results.append({"batch": batch, "status": "ok", **_moved(timed, str(staging), str(shown))})
         except BackendUnavailable as exc:
             return [{"batch": None, "status": "skipped", "reason": str(exc)}]
         except (RuntimeError, ValueError, OSError) as exc:
@@ -234,9 +263,22 @@ def _trtexec_runs(choice: RunnerChoice, runner: Runner, options: BenchOptions, o
     return results
 
 
+def _moved(value: Any, old: str, new: str) -> Any:
+    """``value`` with the staging folder ``old`` in its strings named as the report folder ``new`` it becomes."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, list):
+        return [_moved(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: _moved(v, old, new) for k, v in value.items()}
+    return value
+
+
 def _finish(report: dict[str, Any], logits: dict[str, np.ndarray], labels: np.ndarray, manifest: dict[str, Any],
-            bundle: Path, out_dir: Path, started: float, interrupted: bool) -> dict[str, Any]:
-    """Accuracy against the reference, speedups, status; then the files (report.json last)."""
+            bundle: Path, out_dir: tuple[Path, Path], started: float, interrupted: bool) -> dict[str, Any]:
+    """Accuracy against the reference, speedups, status; then the files (report.json last) into ``out_dir[0]``,
+    the staging folder that becomes ``out_dir[1]``."""
+    staging, out_dir = out_dir
     ok = [r for r in report["runs"] if r["status"] == "ok" and r["name"] in logits]
     ref = next((r for r in ok if r["backend"] == "torch-ref"), None)
     if ref is None:
@@ -276,7 +318,7 @@ def _finish(report: dict[str, Any], logits: dict[str, np.ndarray], labels: np.nd
                                          f"left out (re-exported while benchmarking): {', '.join(left_out)}"}
         except (OSError, ValueError) as exc:  # e.g. a read-only bundle on a device: the report still stands
             report["manifest_update"] = {"updated": False, "reason": f"{type(exc).__name__}: {exc}"}
-    write_report_files(report, out_dir)
+    write_report_files(report, staging)
     return report
 
 

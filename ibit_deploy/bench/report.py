@@ -41,14 +41,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..devicekit.fileio import atomic_path, atomic_write_json, atomic_write_text
+from ..outputs import BENCH_REPORT_FILE
 
 SCHEMA_VERSION = 2  # 2: accuracy keys named as in devicekit.agreement (agreement, max_abs_diff, ...)
-REPORT_FILE = "report.json"
+REPORT_FILE = BENCH_REPORT_FILE  # with "tool": BENCH_TOOL, what the write policy recognises a report folder by
 MARKDOWN_FILE = "report.md"
 LATENCY_PLOT = "latency_vs_batch.png"
 ACCURACY_PLOT = "accuracy_vs_latency.png"
@@ -257,12 +257,6 @@ def write_report_files(report: dict[str, Any], out_dir: Path) -> None:
     report["files"]["markdown"] = MARKDOWN_FILE
     check_report(report)
     atomic_write_json(out_dir / REPORT_FILE, report)
-
-
-def remove_stale(out_dir: Path, names: Sequence[str] = OWNED_FILES) -> None:
-    """Delete an earlier run's report files (report.json first), so no old report sits beside new partial files."""
-    for name in names:
-        (out_dir / name).unlink(missing_ok=True)
 
 
 def _save(fig: Any, path: Path) -> str:

@@ -92,8 +92,10 @@ def default_input_block(spec: str) -> dict[str, Any]:
 
 
 def calibrate(out: str | os.PathLike, recipe: CalibrationRecipe,
-              input_block: dict[str, Any] | None = None) -> dict[str, Any]:
+              input_block: dict[str, Any] | None = None, source: str | None = None) -> dict[str, Any]:
     """Build the calibration set ``recipe`` describes and write it to ``out`` (.npz); returns the stored metadata.
+
+    ``source`` (a bundle's path or the dataset spec) is recorded as what the set was made for (the write policy).
 
     ``input_block`` (a manifest's ``input``) wins over ``recipe.input``, which wins over the dataset's defaults.
     """
@@ -110,5 +112,5 @@ def calibrate(out: str | os.PathLike, recipe: CalibrationRecipe,
                           "value_range": "uint8 pixels / 255, then (x - mean) / std"},
         "class_counts": {str(int(k)): int((labels == k).sum()) for k in np.unique(labels)},
     }
-    return save_calibration(Path(out), images, meta, labels=labels)
+    return save_calibration(Path(out), images, meta, labels=labels, source=source)
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..devicekit.fileio import atomic_write_bytes
+from ..outputs import CALIBRATION, npz_marker
 from .dataset import validate_calibration
 
 CALIBRATION_FORMAT = 1
@@ -32,15 +33,17 @@ def array_sha256(images: np.ndarray) -> str:
 
 
 def save_calibration(path: str | os.PathLike, images: np.ndarray, meta: dict[str, Any],
-                     labels: np.ndarray | None = None) -> dict[str, Any]:
+                     labels: np.ndarray | None = None, source: str | None = None) -> dict[str, Any]:
     """Write ``images`` (validated: float32 NCHW, finite, non-empty) and ``meta`` to ``path`` atomically.
 
-    Returns the metadata as stored (``meta`` plus format, count, shape, dtype and images_sha256).
+    The file carries the write policy's kind marker (:func:`ibit_deploy.outputs.npz_marker`) with ``source``, what
+    the set was made for (a bundle's path or a dataset spec). Returns the metadata as stored (``meta`` plus format, count, shape, dtype and images_sha256).
     """
     images = validate_calibration(images, source=f"calibration images for {path}")
     stored = {**meta, "format": CALIBRATION_FORMAT, "count": int(len(images)), "shape": list(images.shape),
               "dtype": "float32", "layout": "NCHW", "images_sha256": array_sha256(images)}
-    arrays: dict[str, np.ndarray] = {"images": images, "meta": np.array(json.dumps(stored, sort_keys=True))}
+    arrays: dict[str, np.ndarray] = {"images": images, "meta": np.array(json.dumps(stored, sort_keys=True)),
+                                     **npz_marker(CALIBRATION, source)}
     if labels is not None:
         labels = np.asarray(labels, dtype=np.int64)
         if labels.shape != (len(images),):

@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = run_benchmark(args.bundle, options, out_dir=args.out)
     except KeyboardInterrupt:
-        print("ibit-bench: interrupted; the report written is marked \"interrupted\"", file=sys.stderr)
+        print("ibit-bench: interrupted; a complete earlier report stays as it was, else the partial one is written, "
+              "marked \"interrupted\"", file=sys.stderr)
         return errors.INTERRUPTED
     print(markdown_table(report))
     if args.jetson and not report["jetson"]["available"]:

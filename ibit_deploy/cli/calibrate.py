@@ -39,9 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_main("ibit-calibrate")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..outputs import check_output_file, is_npz
+    from ..outputs import CALIBRATION, check_output, source_id
 
-    check_output_file(args.out, "calibration .npz", is_npz)  # never over a checkpoint's or a bundle's files
     recipe = load_recipe(args.recipe).to_dict() if args.recipe else {}
     input_block = None
     if args.bundle:
@@ -63,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
 
         check_data_fits(recipe.get("spec", CalibrationRecipe.spec),
                         ModelInput.from_manifest(bundle.manifest, f"bundle {args.bundle}"))
-    meta = calibrate(args.out, CalibrationRecipe.from_dict(recipe), input_block)
+    source = source_id(args.bundle) if args.bundle else CalibrationRecipe.from_dict(recipe).spec
+    check_output(args.out, CALIBRATION, source)  # the write policy: only its own kind, made for the same source
+    meta = calibrate(args.out, CalibrationRecipe.from_dict(recipe), input_block, source=source)
     note = count_note(meta, "--count" if args.count is not None else "recipe count")
     if note:
         print(f"ibit-calibrate: note: {note}", file=sys.stderr)

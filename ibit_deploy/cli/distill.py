@@ -34,10 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_main("ibit-distill-logits")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..outputs import check_output_file, is_npz
+    from ..outputs import TEACHER_LOGITS, check_output
+    from ..train.distill import teachers_source
     from ..train.teachers import compute_teacher_logits
 
-    check_output_file(args.out, "teacher-logits .npz", is_npz)
+    # the write policy: only its own kind, made from the same teachers, and never over a teacher
+    check_output(args.out, TEACHER_LOGITS, teachers_source(args.teachers), sources=tuple(args.teachers))
     path = compute_teacher_logits(args.teachers, args.out, args.weights, args.batch_size, args.device)
     print(f"wrote {path}")
     return errors.DONE

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.require_engine and not tt.get("program"):
             raise errors.RequirementUnmet("--require-engine: no torch-tensorrt program was built on this machine")
     print(f"wrote {args.out / 'manifest.json'}")
-    _packages(args)
+    _packages(args, manifest)
     return errors.DONE
 
 
@@ -154,13 +154,25 @@ def _say_calibration_count(entry: dict, args: argparse.Namespace) -> None:
         print(f"ibit-export: note: {note}", file=sys.stderr)
 
 
-def _packages(args: argparse.Namespace) -> None:
-    """``--package``: the same library call as ``ibit-deploy package``, into OUT/packages/TARGET; a failed package
+def _packages(args: argparse.Namespace, manifest: dict | None = None) -> None:
+    """The packages the replaced bundle held (kept by the export) regenerated from the new bundle, then
+    ``--package``: the same library call as ``ibit-deploy package``, into OUT/packages/TARGET; a failed package
     check raises (exit 1)."""
-    from ..package import PackageOptions
+    from ..package import PackageError, PackageOptions
+    from ..package.core import repackage
     from ..package.options import precision_for
     from .package import run_package
 
+    asked = {f"packages/{target}" for target in args.package or ()}
+    for rel in ((manifest or {}).get("export", {}).get("replaced") or {}).get("packages", []):
+        if rel in asked:
+            continue  # --package writes it again below
+        try:
+            repackage(args.out, args.out / rel)
+            print(f"  regenerated the package {args.out / rel} from the new bundle")
+        except (PackageError, OSError, ValueError) as exc:
+            print(f"ibit-export: kept the package {args.out / rel} as it was (made from the previous bundle): it "
+                  f"could not be regenerated: {exc}", file=sys.stderr)
     for target in dict.fromkeys(args.package):
         options = PackageOptions(precision=precision_for(target, options_from_args(args).precisions), overwrite=True)
         run_package(args.out, target, args.out / "packages" / target, options)

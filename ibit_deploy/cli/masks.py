@@ -30,16 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..checkpoint import load_checkpoint
     from ..models import create_model
-    from ..outputs import check_output_file, is_png
+    from ..outputs import MASK_PLOT, check_output, png_marker, source_id
     from ..viz import plot_masks
 
-    check_output_file(args.out, "mask plot (PNG)", is_png)
+    source = source_id(args.source) if Path(args.source).is_dir() else args.source
+    # the write policy: only its own kind, for the same checkpoint or model
+    check_output(args.out, MASK_PLOT, source, sources=(args.source,) if Path(args.source).is_dir() else ())
     if Path(args.source).is_dir():
         model, config = load_checkpoint(args.source)
         title = f"{config['model']['name']} ({args.source})"
     else:
         model, title = create_model(args.source), f"{args.source} at initialisation"
-    path = plot_masks(model, args.out, args.query, title=title)
+    path = plot_masks(model, args.out, args.query, title=title, metadata=png_marker(MASK_PLOT, source))
     print(f"wrote {path}")
     return errors.DONE
 

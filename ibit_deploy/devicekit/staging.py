@@ -13,13 +13,16 @@ it, any staging or replaced directory of the same target is a leftover of a dead
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
 import re
 import secrets
 import shutil
+import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 STAGING = "export"
@@ -64,8 +67,12 @@ def clean_leftovers(target: str | os.PathLike) -> list[str]:
 
 
 def swap_in(staging: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Put the complete bundle ``staging`` in place of ``target`` (a bundle, an empty directory, or nothing)."""
+    """Put the complete bundle ``staging`` in place of ``target`` (a bundle, an empty directory, or nothing).
+
+    ``staging`` first gets the mode of the folder it replaces, or, for a new one, the mode the umask gives.
+    """
     staging, target = Path(staging), Path(target)
+    settle_mode(staging, target)
     if not os.path.lexists(target):
         os.rename(staging, target)
         return
@@ -112,3 +119,58 @@ def _exchange(a: Path, b: Path) -> bool:
     if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
         return False
     raise OSError(err, os.strerror(err), str(b))
+
+
+def settle_mode(staging: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Give ``staging`` (made 0700 by mkdtemp) the mode of the folder ``target`` it will replace, or the mode a new
+    folder gets under the umask when there is none."""
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode) if Path(target).is_dir() else None
+    except OSError:
+        mode = None
+    if mode is None:
+        mask = os.umask(0)
+        os.umask(mask)
+        mode = 0o777 & ~mask
+    os.chmod(staging, mode)
+
+
+class StagedFolder:
+    """A folder being written aside (``path``) for :func:`staged_folder`; ``publish_on_interrupt`` says whether a
+    Ctrl-C still swaps it in (e.g. a partial report where no complete one would be replaced)."""
+
+    def __init__(self, path: Path, target: Path) -> None:
+        self.path = path
+        self.target = target
+        self.publish_on_interrupt = False
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | os.PathLike, purpose: str, *, wait: bool = False,
+                  say: Callable[[str], None] | None = None) -> Iterator[StagedFolder]:
+    """Write a folder aside and swap it in place of ``target`` when the ``with`` block completes.
+
+    Holds ``target``'s lock (:func:`~ibit_deploy.devicekit.locking.directory_lock`) throughout, removes what dead writers
+    left beside it (:func:`clean_leftovers`), and discards the staged folder on any exception; a Ctrl-C swaps it in
+    only if the block set ``publish_on_interrupt``. Check the target with :func:`ibit_deploy.outputs.check_output`
+    first (this swaps in whatever is there).
+    """
+    from .locking import directory_lock
+
+    target = Path(target)
+    with directory_lock(target, purpose, wait=wait, message=say):
+        for note in clean_leftovers(target):
+            (say or (lambda text: None))(note)
+        staged = StagedFolder(new_staging(target), target)
+        try:
+            yield staged
+        except KeyboardInterrupt:
+            if staged.publish_on_interrupt:
+                swap_in(staged.path, target)
+            else:
+                shutil.rmtree(staged.path, ignore_errors=True)
+            raise
+        except BaseException:
+            shutil.rmtree(staged.path, ignore_errors=True)
+            raise
+        swap_in(staged.path, target)

@@ -36,7 +36,7 @@ from .flashbias import AttentionOption, attention_report, flashbias_stage, quant
 from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx, max_opset
 from .preflight import preflight
 from .probe import parity_images
-from .replacing import carry_over, previous_bundle
+from .replacing import carry_over, keep_foreign, previous_bundle
 
 __all__ = ["ExportFailed", "ExportOptions", "ONNX_FILES", "PRECISIONS", "TARGETS", "export_checkpoint",
            "parity_images"]
@@ -133,20 +133,25 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     out = Path(out)
     if out.is_symlink():
         out = out.resolve()  # the swap replaces the directory the link points to, not the link
-    with directory_lock(out, "ibit-export", wait=options.wait):
-        for note in clean_leftovers(out):
-            warnings.warn(note, stacklevel=2)
-        return _export_locked(checkpoint, out, options, progress, engine_tools)
-
-
-def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOptions, progress,
-                   engine_tools: EngineTools | None) -> dict[str, Any]:
+    if out.resolve().name in ("", ".", ".."):
+        raise IsADirectoryError(f"--out {out} is not a usable bundle folder; give a new or empty folder, or a bundle")
     step = progress or (lambda stage: None)
     step("load checkpoint")
     fingerprint = checkpoint_fingerprint(checkpoint) if Path(checkpoint).is_dir() else None
     model, config = load_checkpoint(checkpoint)
-    # every input check that can fail, before anything is written; then what out holds may be replaced at all
+    # every input check that can fail, then whether what --out holds may be replaced at all: before the lock, so a
+    # refused export writes nothing, not even the lock file beside --out; the latter is asked again under the lock
     preflight(model, config, checkpoint, options)
+    previous_bundle(out, fingerprint, options.overwrite)
+    with directory_lock(out, "ibit-export", wait=options.wait):
+        for note in clean_leftovers(out):
+            warnings.warn(note, stacklevel=2)
+        return _export_locked(checkpoint, out, options, step, engine_tools, fingerprint, model, config)
+
+
+def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOptions, step,
+                   engine_tools: EngineTools | None, fingerprint: dict[str, str] | None, model: torch.nn.Module,
+                   config: dict[str, Any]) -> dict[str, Any]:
     previous = previous_bundle(out, fingerprint, options.overwrite)
     staging = new_staging(out)
     try:
@@ -156,6 +161,8 @@ def _export_locked(checkpoint: str | os.PathLike, out: Path, options: ExportOpti
             raise ExportFailed("accuracy gate failed: " + "; ".join(failures) + f"; the bundle in {out} is unchanged")
         if previous is not None:
             manifest["export"]["replaced"] = carry_over(previous, out, manifest, staging)
+            kept, packages = keep_foreign(previous, out, staging)
+            manifest["export"]["replaced"].update(kept=kept, packages=packages)
         step("write manifest")
         write_manifest(staging, manifest)
         swap_in(staging, out)

@@ -6,7 +6,10 @@
   (``--overwrite``); its files all go with it;
 - anything else (a file, a directory that is not a bundle): refused, since the whole directory is replaced.
 
-Bench results of the replaced bundle are carried over when what they measured is byte-identical in the new one
+What the replaced bundle holds that no export made (packages written into it by ``ibit-export --package`` or
+``ibit-deploy package --out BUNDLE/...``, a user's files) is copied into the new bundle before the swap
+(:func:`keep_foreign`, the write policy: a command replaces only what it made); ``ibit-export`` then regenerates the
+kept packages from the new bundle. Bench results of the replaced bundle are carried over when what they measured is byte-identical in the new one
 (:func:`~ibit_deploy.devicekit.manifest.carry_results`), with its ``bench/`` reports when all are; the rest are dropped and
 the manifest's ``export.replaced`` record says which and why.
 """
@@ -21,6 +24,7 @@ from typing import Any
 from ..devicekit.fileio import is_atomic_temp
 from ..devicekit.layout import BENCH_DIR, MANIFEST_FILE
 from ..devicekit.manifest import carry_results, load_manifest
+from ..outputs import PACKAGE_MANIFEST
 
 
 def same_source(recorded: Any, fingerprint: dict[str, str] | None) -> bool:
@@ -86,6 +90,39 @@ def carry_over(old: dict[str, Any], target: Path, new: dict[str, Any], staging: 
             "results_carried": len(kept), "results_dropped": dropped, "bench_reports": bench}
 
 
+def _is_writers_leftover(name: str) -> bool:
+    """Lock files, staging folders and temps that writers put beside their targets (never a user's file)."""
+    return is_atomic_temp(name) or (name.startswith(".") and (name.endswith(".lock") or ".export-" in name or
+                                                             ".replaced-" in name))
+
+
+def keep_foreign(old: dict[str, Any], target: Path, staging: Path) -> tuple[list[str], list[str]]:
+    """Copy into ``staging`` every entry of the replaced bundle ``target`` that no export made; returns (the
+    entries kept, the package folders among them, as paths relative to the bundle).
+
+    An export made the manifest, ``bench/`` (see :func:`carry_over`), every artifact the old manifest lists, and
+    whatever the new bundle holds already (those names are the new export's).
+    """
+    made = {MANIFEST_FILE, BENCH_DIR, *os.listdir(staging)}
+    for art in old.get("artifacts", []) if isinstance(old.get("artifacts"), list) else []:
+        if isinstance(art, dict) and isinstance(art.get("path"), str) and art["path"]:
+            made.add(Path(art["path"]).parts[0])
+    kept: list[str] = []
+    for entry in sorted(target.iterdir()):
+        if entry.name in made or _is_writers_leftover(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, staging / entry.name, symlinks=True)
+        else:
+            shutil.copy2(entry, staging / entry.name, follow_symlinks=False)
+        kept.append(entry.name)
+    packages = sorted(str(p.parent.relative_to(staging)) for name in kept
+                      for p in ([staging / name / PACKAGE_MANIFEST] if (staging / name).is_dir() else [])
+                      + (list((staging / name).glob(f"*/{PACKAGE_MANIFEST}")) if (staging / name).is_dir() else [])
+                      if p.is_file())
+    return kept, packages
+
+
 def describe_replaced(record: dict[str, Any]) -> str:
     """One line for the user about what became of the replaced bundle's results."""
     what = "the previous bundle (same checkpoint)" if record.get("same_source") else \
@@ -98,4 +135,6 @@ def describe_replaced(record: dict[str, Any]) -> str:
                      + "; ".join(record["results_dropped"]))
     if record.get("bench_reports"):
         parts.append(f"{BENCH_DIR}/ reports {record['bench_reports']}")
+    if record.get("kept"):
+        parts.append(f"kept what the export did not make: {', '.join(record['kept'])}")
     return ", ".join(parts)

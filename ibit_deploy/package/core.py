@@ -1,21 +1,23 @@
 """``package_bundle``: bundle directory -> a directory DeepStream, Triton or jetson-inference consumes as it is.
 
-The package is written into a hidden staging directory beside ``out`` and renamed into place when every file is
-written and checked, so ``out`` is either a complete package or absent. ``package.json`` records each file with its
+The package is written into a hidden staging directory beside ``out`` and swapped into place when every file is
+written and checked, so ``out`` is either a complete package or the previous one (the write policy,
+:mod:`ibit_deploy.outputs`: ``out`` may only be nothing, an empty folder, or a package; never the bundle, a
+checkpoint, a folder holding them, or anything else, ``--overwrite`` or not). ``package.json`` records each file with its
 sha256, the preprocessing the target applies, and the fold (if any) that makes it exact.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..devicekit.fileio import atomic_write_json, sha256_file
 from ..devicekit.manifest import utc_now
-from ..devicekit.staging import swap_in
+from ..devicekit.staging import staged_folder
+from ..outputs import PACKAGE, Found, check_output, source_id
 from .model_variant import PackageCheckFailed
 from .options import PACKAGE_MANIFEST, TARGET_PRECISIONS, TARGETS, TRITON_PLATFORMS, PackageOptions
 from .source import PackageError, read_bundle
@@ -65,12 +67,11 @@ def package_bundle(bundle: str | os.PathLike, target: str, out: str | os.PathLik
     options = options or PackageOptions()
     validate_options(target, options)
     out = Path(out)
-    if out.exists() and not options.overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise PackageError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
+    _check_out(bundle, out, options)  # before anything is written, the lock file beside ``out`` included
     view = read_bundle(bundle)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with staged_folder(out, "ibit-deploy package") as staged:  # swapped in whole, or the previous one stays
+        _check_out(bundle, out, options)  # again under the lock: another writer may have been first
+        staging = staged.path
         record = _writer(target)(view, staging, options)
         record["checks"] = _check(target, staging, record, view.input.channels)
         manifest = {
@@ -78,17 +79,42 @@ def package_bundle(bundle: str | os.PathLike, target: str, out: str | os.PathLik
             "bundle": {"path": str(view.path.resolve()), "manifest_sha256": sha256_file(view.manifest_path),
                        "model": view.model_name},
             "precision": options.precision,
+            "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "overwrite"},
             **record,
             "files": [{"path": rel, "role": role, "sha256": sha256_file(staging / rel)}
                       for rel, role in record["files"].items()],
         }
         atomic_write_json(staging / PACKAGE_MANIFEST, manifest)
         _set_modes(staging)
-        swap_in(staging, out)  # one rename exchange: a kill never leaves the package half replaced or gone
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
+
+
+def repackage(bundle: str | os.PathLike, folder: str | os.PathLike) -> dict[str, Any]:
+    """Regenerate the package in ``folder`` from ``bundle`` with the target and options its ``package.json``
+    records (a re-export keeps the packages inside the bundle and regenerates them); returns the new manifest."""
+    from ..devicekit.fileio import read_json
+
+    folder = Path(folder)
+    record = read_json(folder / PACKAGE_MANIFEST, "package manifest")
+    if not isinstance(record, dict) or record.get("target") not in TARGETS:
+        raise PackageError(f"{folder / PACKAGE_MANIFEST} names no package target this version knows")
+    fields = {f.name for f in dataclasses.fields(PackageOptions)} - {"overwrite"}
+    recorded = record.get("options") if isinstance(record.get("options"), dict) else \
+        {"precision": record.get("precision", "fp32")}  # packages written before the options were recorded
+    options = PackageOptions(**{k: v for k, v in recorded.items() if k in fields}, overwrite=True)
+    return package_bundle(bundle, record["target"], folder, options)
+
+
+def _check_out(bundle: str | os.PathLike, out: Path, options: PackageOptions) -> Found | None:
+    """The write policy for ``out`` (what it holds, None if nothing); a package there needs ``--overwrite``."""
+    try:
+        found = check_output(out, PACKAGE, source_id(bundle), overwrite=options.overwrite, folder=True,
+                             sources=(bundle,), hint="choose another --out")
+    except OSError as exc:
+        raise PackageError(str(exc)) from None
+    if found is not None and not options.overwrite:
+        raise PackageError(f"{out} already holds a package; choose another --out or pass --overwrite")
+    return found
 
 
 def _set_modes(root: Path) -> None:

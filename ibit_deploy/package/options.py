@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..outputs import PACKAGE_MANIFEST  # noqa: F401  (re-exported: the package API names it)
+
 TARGETS = ("deepstream", "triton", "jetson-inference")
 # deepstream: network-mode 0/2/1; triton: a plan or ONNX of any precision; jetson-inference builds its own engine from
 # a float ONNX (imageNet has no INT8 calibration path for ONNX models)
 TARGET_PRECISIONS = {"deepstream": ("fp32", "fp16", "int8"), "triton": ("fp32", "fp16", "int8"),
                      "jetson-inference": ("fp32", "fp16")}
 TRITON_PLATFORMS = ("auto", "tensorrt_plan", "onnxruntime_onnx")
-PACKAGE_MANIFEST = "package.json"
 
 
 @dataclass

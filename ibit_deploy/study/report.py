@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..devicekit.fileio import atomic_write_json, atomic_write_text, read_json
+from ..outputs import check_report_folder
 from . import layout
 from .convergence import ACC_TOLERANCE, LOSS_TOLERANCE, WINDOW
 from .latency_standins import STANDIN_STEPS, standin_bundle
@@ -456,6 +457,8 @@ def write_report(out: str | os.PathLike, margin_points: float = DEFAULT_MARGIN_P
     points = {n: (r["latency_p50_ms"][LATENCY_BATCH], r["top1"][full]["mean"]) for n, r in table.items()
               if r["role"] == "candidate" and full in r["top1"] and LATENCY_BATCH in r["latency_p50_ms"]}
     directory = Path(report_dir) if report_dir else Path(out) / layout.REPORT_DIR
+    check_report_folder(directory, ("compare.json", "compare.md", "top1_vs_fraction.png", "top1_vs_latency.png",
+                                    "curves.png"), "study report")  # the write policy (ibit_deploy.outputs)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / "compare.json", "markdown": directory / "compare.md",
              "fraction_plot": directory / "top1_vs_fraction.png", "pareto_plot": directory / "top1_vs_latency.png",

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..devicekit.fileio import atomic_path
+from ..outputs import TEACHER_LOGITS, npz_marker, source_id
 
 LOGITS_FORMAT = 1
 _REQUIRED = ("format_version", "logits", "indices", "fingerprint", "teachers", "weights", "spec")
@@ -50,9 +51,17 @@ class TeacherLogits:
         return torch.einsum("k,knc->nc", w, self.logits)
 
 
+def teachers_source(teacher_dirs: list[str | os.PathLike]) -> str:
+    """What teacher logits are made from, as the write policy records it: the teachers' paths, in order."""
+    return ",".join(str(source_id(d)) for d in teacher_dirs)
+
+
 def save_teacher_logits(path: str | os.PathLike, logits: np.ndarray, fingerprint: str, teachers: list[str],
-                        weights: list[float], spec: str) -> Path:
-    """Write a teacher-logits ``.npz`` atomically. ``logits``: (teachers, N, classes), row i = sample index i."""
+                        weights: list[float], spec: str, source: str | None = None) -> Path:
+    """Write a teacher-logits ``.npz`` atomically. ``logits``: (teachers, N, classes), row i = sample index i.
+
+    The file carries the write policy's kind marker with ``source`` (:func:`teachers_source` of the teachers).
+    """
     logits = np.asarray(logits, dtype=np.float32)
     if logits.ndim != 3 or logits.shape[0] != len(teachers) or len(weights) != len(teachers):
         raise ValueError(f"expected logits (teachers, N, classes) with one name and weight per teacher, got "
@@ -63,7 +72,8 @@ def save_teacher_logits(path: str | os.PathLike, logits: np.ndarray, fingerprint
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file handle: np.savez would append .npz to a path
         np.savez(fh, format_version=np.int64(LOGITS_FORMAT), logits=logits,
                  indices=np.arange(logits.shape[1], dtype=np.int64), fingerprint=np.array(fingerprint),
-                 teachers=np.array(teachers), weights=np.asarray(weights, np.float64), spec=np.array(spec))
+                 teachers=np.array(teachers), weights=np.asarray(weights, np.float64), spec=np.array(spec),
+                 **npz_marker(TEACHER_LOGITS, source))
     return path
 
 

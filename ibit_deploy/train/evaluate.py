@@ -19,6 +19,7 @@ from ..data import ImageDataset, eval_transform, split_arrays
 from ..data.eval_split import EvalSet
 from ..data.fit import ModelInput, check_data_fits
 from ..devicekit.fileio import atomic_path, atomic_write_json
+from ..outputs import CONFUSION_PLOT, EVAL_REPORT, check_output, json_marker, png_marker, source_id
 from .build import load_trained
 from .distributed import resolve_device
 from .records import marked
@@ -56,8 +57,14 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
     """Evaluate the checkpoint directory ``checkpoint`` on ``split`` of ``data`` (default: its training data spec).
 
     The val split is re-derived with the checkpoint's val_fraction and seed, so "val" is exactly the held-out part
-    of training. With ``out_dir``, writes ``eval_<split>.json`` and ``confusion_<split>.png`` there.
+    of training. With ``out_dir``, writes ``eval_<split>.json`` and ``confusion_<split>.png`` there; the write
+    policy (:mod:`ibit_deploy.outputs`) is asked first, so they replace only an evaluation of this checkpoint.
     """
+    source = source_id(checkpoint)
+    if out_dir is not None:
+        report_path, plot_path = Path(out_dir) / f"eval_{split}.json", Path(out_dir) / f"confusion_{split}.png"
+        check_output(report_path, EVAL_REPORT, source)
+        check_output(plot_path, CONFUSION_PLOT, source)
     model, config = load_trained(checkpoint)
     saved_data, inputs = config.get("data", {}), config.get("input")
     if not isinstance(inputs, dict):
@@ -78,16 +85,18 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, 
                      "classes": names, **result,
                      "per_class": {name: acc for name, acc in zip(names, result["per_class"], strict=True)}})
     if out_dir is not None:
-        out = Path(out_dir)
-        atomic_write_json(out / f"eval_{split}.json", result)
-        plot_confusion(np.asarray(result["confusion"]), names, out / f"confusion_{split}.png",
-                       title=f"{Path(checkpoint).name}: {spec} {split}, top-1 {result['top1']:.2%}")
-        result["files"] = [str(out / f"eval_{split}.json"), str(out / f"confusion_{split}.png")]
+        atomic_write_json(report_path, {**json_marker(EVAL_REPORT, source), **result})
+        plot_confusion(np.asarray(result["confusion"]), names, plot_path,
+                       title=f"{Path(checkpoint).name}: {spec} {split}, top-1 {result['top1']:.2%}",
+                       metadata=png_marker(CONFUSION_PLOT, source))
+        result["files"] = [str(report_path), str(plot_path)]
     return result
 
 
-def plot_confusion(confusion: np.ndarray, classes: list[str], path: str | os.PathLike, title: str = "") -> Path:
-    """Row-normalised confusion matrix (true rows, predicted columns) with counts, as a PNG written atomically."""
+def plot_confusion(confusion: np.ndarray, classes: list[str], path: str | os.PathLike, title: str = "",
+                   metadata: dict[str, str] | None = None) -> Path:
+    """Row-normalised confusion matrix (true rows, predicted columns) with counts, as a PNG written atomically;
+    ``metadata``: PNG text chunks (the write policy's kind marker)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,6 +119,6 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: str | os.Pat
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=100, metadata=metadata)
     plt.close(fig)
     return path

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .distill import save_teacher_logits
+from .distill import save_teacher_logits, teachers_source
 from .trainer import train
 
 
@@ -50,7 +50,8 @@ def compute_teacher_logits(teacher_dirs: list[str | os.PathLike], out: str | os.
         outputs = [model(images.to(dev)).float().cpu() for images, _, _ in loader]
         all_logits.append(torch.cat(outputs).numpy())
         names.append(config["model"]["name"])
-    return save_teacher_logits(out, np.stack(all_logits), fingerprint, names, weights, spec)
+    return save_teacher_logits(out, np.stack(all_logits), fingerprint, names, weights, spec,
+                               source=teachers_source(teacher_dirs))
 
 
 def train_teachers(names: list[str], base, out_root: str | os.PathLike,

@@ -32,8 +32,11 @@ def mask_maps(model: nn.Module, query: tuple[int, int]) -> np.ndarray:
 
 
 def plot_masks(model: nn.Module, out: str | os.PathLike, query: tuple[int, int] | None = None,
-               title: str | None = None) -> Path:
-    """Write a PNG grid (rows = layers, columns = heads) of the masks of query patch ``query`` (default: centre)."""
+               title: str | None = None, metadata: dict[str, str] | None = None) -> Path:
+    """Write a PNG grid (rows = layers, columns = heads) of the masks of query patch ``query`` (default: centre).
+
+    ``metadata``: PNG text chunks to add (the write policy's kind marker, :func:`ibit_deploy.outputs.png_marker`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,6 +64,6 @@ def plot_masks(model: nn.Module, out: str | os.PathLike, query: tuple[int, int] 
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))  # leave room for the title
     out = Path(out)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, metadata=metadata)
     plt.close(fig)
     return out

@@ -45,7 +45,7 @@ def test_flashbias_bundle(bias_checkpoint, tmp_path):
     gate = block["gate"]
     assert gate["passed"] and gate["count"] > 0 and "validation images of mnist5k" in gate["images"]
     assert gate["real_images"] is True and "labels" not in gate
-    # compare_metrics names, fractions (as every comparison record of manifest v2)
+    # devicekit.agreement names, fractions (as every comparison record of manifest v2)
     assert gate["max_drop"] == 0.01 and 0.0 <= gate["agreement"] <= 1.0 and gate["top1_drop"] <= 0.01
     assert gate["max_abs_diff"] is not None and {"top1", "top1_ref", "cosine", "mean_abs_diff"} <= set(gate)
     onnx_info = block["onnx"]["model.onnx"]

@@ -104,7 +104,7 @@ def test_triton_bad_inputs(bundle_copy, tmp_path):
         package_bundle(bundle_copy, "triton", tmp_path / "b", PackageOptions(precision="fp16"))
     with pytest.raises(PackageError, match="model name"):
         package_bundle(bundle_copy, "triton", tmp_path / "c", PackageOptions(name="../x"))
-    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staging directories left behind
+    assert not any(p.name.startswith(".") and p.is_dir() for p in tmp_path.iterdir())  # no staging left behind
 
 
 def test_triton_schema_check_catches_bad_configs(tmp_path):
@@ -174,12 +174,17 @@ def test_jetson_fp16_fold_converts_the_folded_model(bundle_copy, digits, tmp_pat
 
 def test_existing_output_needs_overwrite(trained_bundle, tmp_path):
     out = tmp_path / "ji"
-    out.mkdir()
-    (out / "keep.txt").write_text("user file")
-    with pytest.raises(PackageError, match="already exists.*--overwrite"):
+    package_bundle(trained_bundle[0], "jetson-inference", out)
+    with pytest.raises(PackageError, match="already holds a package.*--overwrite"):
         package_bundle(trained_bundle[0], "jetson-inference", out)
     package_bundle(trained_bundle[0], "jetson-inference", out, PackageOptions(overwrite=True))
-    assert not (out / "keep.txt").exists() and (out / PACKAGE_MANIFEST).is_file()
+    assert (out / PACKAGE_MANIFEST).is_file()
+    mine = tmp_path / "mine"  # the write policy: a folder the packager did not make stays, --overwrite or not
+    mine.mkdir()
+    (mine / "keep.txt").write_text("user file")
+    with pytest.raises(PackageError, match="no kind ibit-deploy writes"):
+        package_bundle(trained_bundle[0], "jetson-inference", mine, PackageOptions(overwrite=True))
+    assert (mine / "keep.txt").read_text() == "user file"
 
 
 def test_altered_bundle_is_refused(bundle_copy, tmp_path):
