@@ -7,7 +7,8 @@ that key existed (no key) hold percent; they are read and converted here, so a s
 committed state under ``benchmarks/results/``, report the same numbers. The unit is never guessed from a value's
 magnitude (a top-1 of 0.9% and one of 90% are both plausible).
 
-The trainer (``ibit_deploy.train``) reports percent; :func:`from_trainer` is the one place that converts its numbers.
+The trainer (``ibit_deploy.train``) reports fractions too (its own records say so the same way);
+:func:`from_points` is the one place that converts a legacy percent value.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ TOLERANCE = 1e-9
 RESULT_FIELDS = ("val_acc1", "val_acc5", "best_val_acc1")
 CURVE_FIELDS = ("val_acc1",)
 TEACHER_FIELDS = ("val_acc1", "recorded_val_acc1")
+
+
+def from_points(value: float | None) -> float | None:
+    """A top-1/top-5 value of a legacy (percent) record -> a fraction (None stays None)."""
+    return None if value is None else float(value) / PERCENT_PER_FRACTION
 
 
 def from_trainer(value: float | None) -> float | None:
@@ -46,7 +52,7 @@ def at_least(a: float, b: float) -> bool:
 def _scale(record: dict[str, Any], fields: tuple[str, ...]) -> None:
     for key in fields:
         if record.get(key) is not None:
-            record[key] = from_trainer(record[key])
+            record[key] = from_points(record[key])
 
 
 def _unit_of(record: dict[str, Any], what: str) -> str:
@@ -84,9 +90,9 @@ def result_in_fractions(record: dict[str, Any], what: str = "run result") -> dic
         conv = out.get("convergence")
         if isinstance(conv, dict):
             if conv.get("val_acc1_change") is not None:
-                conv["val_acc1_change"] = from_trainer(conv["val_acc1_change"])
+                conv["val_acc1_change"] = from_points(conv["val_acc1_change"])
             tolerances = conv.get("tolerances")
             if isinstance(tolerances, dict) and "val_acc1_points" in tolerances:
-                tolerances["val_acc1"] = from_trainer(tolerances.pop("val_acc1_points"))
+                tolerances["val_acc1"] = from_points(tolerances.pop("val_acc1_points"))
     out[UNIT_KEY] = FRACTION
     return out

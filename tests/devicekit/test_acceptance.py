@@ -67,7 +67,7 @@ def _engine_rows(bundle: Path) -> list:
 def test_an_engine_recorded_without_a_verdict_is_judged_by_the_table(tmp_path):
     """An int8 engine a version-1 kit recorded as passed at 93% (its old threshold, no rule beside it) is refused."""
     choices = _engine_rows(_bundle_with_engine(tmp_path, verification={"agreement": 0.93, "passed": True}))
-    assert len(choices) == 1 and isinstance(choices[0].runner, str) and "failed its check" in choices[0].runner
+    assert len(choices) == 1 and isinstance(choices[0].runner, str) and "FAILED its check" in choices[0].runner
 
 
 def test_the_recorded_verdict_with_its_rule_is_the_truth(tmp_path):
@@ -77,7 +77,7 @@ def test_the_recorded_verdict_with_its_rule_is_the_truth(tmp_path):
     assert artifact_verdict({"kind": "engine", "precision": "int8", **passed_then}) == Verdict(True)
     assert engine_accepted("int8", passed_then["verification"]) is False  # today's table would refuse it
     rows = _engine_rows(_bundle_with_engine(tmp_path, **passed_then))
-    assert not (isinstance(rows[0].runner, str) and "failed its check" in rows[0].runner)
+    assert not (isinstance(rows[0].runner, str) and "FAILED its check" in rows[0].runner)
 
     failed_then = {"verification": {"agreement": 0.99}, "gate": {"passed": False, "reason": "below 0.995 then"}}
     verdict = artifact_verdict({"kind": "engine", "precision": "int8", **failed_then})
