@@ -21,12 +21,9 @@ from __future__ import annotations
 import errno
 import os
 
-DONE = 0
-CHECK_FAILED = 1
-BAD_INPUT = 2
-REQUIREMENT_UNMET = 3
-UNEXPECTED = 70  # sysexits.h EX_SOFTWARE: an internal error, never a verdict about the user's input
-INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+from .devicekit.exit_codes import BAD_INPUT, CHECK_FAILED, DONE, INTERRUPTED, REQUIREMENT_UNMET, UNEXPECTED
+
+__all__ = ["BAD_INPUT", "CHECK_FAILED", "DONE", "INTERRUPTED", "REQUIREMENT_UNMET", "UNEXPECTED"]  # re-exported
 
 
 class IbitError(Exception):

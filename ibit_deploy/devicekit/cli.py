@@ -36,6 +36,7 @@ from .build import (
     parse_trt_version,
     trtexec_command,
 )
+from .exit_codes import CHECK_FAILED, DONE, REQUIREMENT_UNMET
 from .fileio import atomic_write_bytes, sha256_file
 from .layout import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE, LAUNCHER, PRECISIONS
 from .manifest import check_bundle_files, load_manifest, onnx_for, put_artifact
@@ -150,10 +151,10 @@ def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
     3 TensorRT, trtexec or a GPU is missing."""
     if trt is None:
         print(f"build_engine.py: {trt_error}; --precision auto builds with TensorRT's Python API.", file=sys.stderr)
-        return 3
+        return REQUIREMENT_UNMET
     if (message := _supported_version(trt)) is not None:
         print(message, file=sys.stderr)
-        return 3
+        return REQUIREMENT_UNMET
     missing = []
     if engine_runner is None:
         try:
@@ -167,7 +168,7 @@ def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
         missing.append("numpy and onnxruntime to check them")
     if missing:  # every candidate would go unchecked: a requirement, not a failed selection
         print(f"build_engine.py: --precision auto needs {'; '.join(missing)}", file=sys.stderr)
-        return 3
+        return REQUIREMENT_UNMET
     trtexec = "trtexec"
     if trtexec_run is None:
         exe = find_trtexec()
@@ -175,7 +176,7 @@ def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
             print("build_engine.py: --precision auto times every candidate with trtexec, which was not found "
                   "($TRTEXEC, /usr/src/tensorrt/bin/trtexec, PATH); it ships with TensorRT (JetPack, NVIDIA's "
                   "tar/deb packages), not with the Python wheel.", file=sys.stderr)
-            return 3
+            return REQUIREMENT_UNMET
         trtexec, trtexec_run = str(exe), run_trtexec_stdout
     profile: EngineProfile = r["profile"]
     try:
@@ -186,7 +187,7 @@ def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
                             max_drop=None if args.max_drop is None else args.max_drop / 100, run=engine_runner)
     except CudaUnavailable as exc:
         print(f"build_engine.py: {exc}", file=sys.stderr)
-        return 3
+        return REQUIREMENT_UNMET
     record["tensorrt_version"], record["device"] = str(trt.__version__), cuda_device_name()
     entry = None
     if record["chosen"]:
@@ -235,13 +236,13 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
         except ValueError as exc:
             p.error(str(exc))
         print(shlex.join(cmd))
-        return 0
+        return DONE
 
     if r["precision"] == AUTO:
         return _main_auto(args, r, trt, trt_error, trtexec_run, engine_runner)
     if trt is not None and not args.skip_build and (message := _supported_version(trt)) is not None:
         print(message, file=sys.stderr)
-        return 3
+        return REQUIREMENT_UNMET
 
     report: dict[str, Any] = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                               "precision": r["precision"], "engine": str(r["engine"])}
@@ -252,19 +253,19 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
         if trt is None:
             print(f"build_engine.py: {trt_error}. On a Jetson it comes with JetPack (python3-libnvinfer); on a "
                   f"desktop install NVIDIA's tensorrt wheel. Or build with trtexec: build_engine.sh.", file=sys.stderr)
-            return 3
+            return REQUIREMENT_UNMET
         try:
             engine_bytes, info = build_serialized_engine(
                 trt, r["onnx"], profile, workspace_mib=args.workspace_mib, timing_cache=r["timing_cache"],
                 strongly_typed=not args.legacy, legacy_precision=r["precision"] if args.legacy else None)
         except CudaUnavailable as exc:
             print(f"build_engine.py: {exc}", file=sys.stderr)
-            return 3
+            return REQUIREMENT_UNMET
         except ValueError as exc:
             p.error(str(exc))
         except EngineBuildError as exc:
             print(f"build_engine.py: {exc}", file=sys.stderr)
-            return 1
+            return CHECK_FAILED
         atomic_write_bytes(r["engine"], engine_bytes)
         report.update(info, built_by="build_engine.py (TensorRT Python API)")
     report.update(engine_sha256=sha256_file(r["engine"]), engine_bytes=r["engine"].stat().st_size,
@@ -303,7 +304,7 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
     check = report["verification"]
     print(f"engine: {r['engine']} ({report['engine_bytes']} bytes, {r['precision']}); check: "
           f"{verification_summary(check, r['precision'])}; report: {r['report']}")
-    return 1 if engine_accepted(r["precision"], check) is False else 0
+    return CHECK_FAILED if engine_accepted(r["precision"], check) is False else DONE
 
 
 if __name__ == "__main__":

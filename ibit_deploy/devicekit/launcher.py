@@ -25,7 +25,7 @@ KIT_PACKAGE = "devicekit"
 KIT_KIND = "kit"
 MANIFEST_FILE = "manifest.json"
 MAX_MANIFEST_BYTES = 64 << 20
-BAD_BUNDLE = 2
+BAD_BUNDLE = 2  # exit_codes.BAD_INPUT (the launcher imports nothing unchecked; a test holds them equal)
 
 
 class KitRefused(Exception):

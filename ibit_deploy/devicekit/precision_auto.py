@@ -21,6 +21,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from .exit_codes import CHECK_FAILED, DONE
+
 CANDIDATES = ("fp32", "fp16", "int8")
 # Ties in latency (within this relative margin) go to the higher precision: equal speed, less risk.
 TIE_MARGIN = 0.02
@@ -179,7 +181,7 @@ def _fmt(value: Any) -> str:
 
 def exit_status(record: Mapping[str, Any]) -> int:
     """0 when a candidate was chosen, 1 when every candidate failed (the CLI exit status)."""
-    return 0 if record.get("chosen") else 1
+    return DONE if record.get("chosen") else CHECK_FAILED
 
 
 def dumps(record: Mapping[str, Any]) -> str:

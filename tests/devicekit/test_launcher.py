@@ -80,8 +80,10 @@ def test_a_manifest_path_outside_the_kit_folder_is_refused(kit_bundle):
 def test_the_launcher_names_what_the_layout_names():
     """The launcher is standard library only (it runs before anything is checked), so it spells its names out; they
     must be the layout's."""
-    assert (launcher.KIT_PACKAGE, launcher.KIT_KIND, launcher.MANIFEST_FILE) == \
-        (layout.KIT_DIR, layout.KIT_KIND, layout.MANIFEST_FILE)
+    from ibit_deploy.devicekit.exit_codes import BAD_INPUT
+
+    assert (launcher.KIT_PACKAGE, launcher.KIT_KIND, launcher.MANIFEST_FILE, launcher.BAD_BUNDLE) == \
+        (layout.KIT_DIR, layout.KIT_KIND, layout.MANIFEST_FILE, BAD_INPUT)
     sources = layout.kit_sources()
     assert sources[layout.LAUNCHER].name == "launcher.py"
     assert {f"{layout.KIT_DIR}/__init__.py", f"{layout.KIT_DIR}/cli.py"} <= set(sources)

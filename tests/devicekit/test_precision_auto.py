@@ -3,10 +3,6 @@ captured from a real TensorRT run), judged by the real engine acceptance table (
 
 from __future__ import annotations
 
-import ast
-import sys
-from pathlib import Path
-
 import pytest
 
 from ibit_deploy.devicekit import precision_auto as pa
@@ -113,12 +109,3 @@ def test_summary_without_gpu_compute_fails_the_candidate():
                          lambda p, e, b: "[I] Latency: min = 1 ms, max = 1 ms, mean = 1 ms, median = 1 ms",
                          parse_trtexec_output, BUDGET, opt_batch=4, precisions=("fp32",))
     assert record["chosen"] is None and "no GPU Compute Time median" in record["candidates"][0]["failures"][0]
-
-
-def test_module_is_standalone():
-    """Standard library only, no ibit_deploy import: it must run inside the bundle's on-device script."""
-    tree = ast.parse(Path(pa.__file__).read_text())
-    roots = {(n.module or "").split(".")[0] if isinstance(n, ast.ImportFrom) else a.name.split(".")[0]
-             for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
-             for a in (n.names if isinstance(n, ast.Import) else [n])}
-    assert all(r == "__future__" or r in sys.stdlib_module_names for r in roots), roots
