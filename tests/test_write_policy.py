@@ -226,6 +226,7 @@ def test_masks_never_write_over_training_curves_or_a_bench_plot(checkpoint: Path
     assert (checkpoint / CURVES_FILE).is_file()
     before = tree(checkpoint)
     assert masks_main([str(checkpoint), "--out", str(checkpoint / CURVES_FILE)]) == 2
+    assert masks_main([str(checkpoint), "--out", str(checkpoint / CURVES_FILE), "--overwrite"]) == 2
     assert tree(checkpoint) == before
     assert _bench(bundle)["status"] == "complete"
     plot = bundle / "bench" / "latency_vs_batch.png"
@@ -241,6 +242,20 @@ def test_masks_replace_their_own_plot_of_the_same_source_only(checkpoint: Path, 
     was = sha256_file(out)
     assert masks_main(["ibit_test_patch4_28", "--out", str(out)]) == 2
     assert "not for ibit_test_patch4_28" in capsys.readouterr().err and sha256_file(out) == was
+    # --overwrite replaces the command's own kind made from another source, and nothing else
+    assert masks_main(["ibit_test_patch4_28", "--out", str(out), "--overwrite"]) == 0 and sha256_file(out) != was
+
+
+@pytest.mark.parametrize("command", ["calibrate", "masks", "distill-logits", "eval", "export", "package"])
+def test_every_command_that_suggests_overwrite_has_it(command):
+    """check_output's message says 'pass --overwrite' for an output of the command's own kind from another
+    source: every command that asks the policy must accept that flag."""
+    import importlib
+
+    from ibit_deploy.cli.main import COMMANDS
+
+    parser = importlib.import_module(COMMANDS[command]).build_parser()
+    assert any("--overwrite" in a.option_strings for a in parser._actions)
 
 
 # ---------------------------------------------------------------------------------------- calibration vs logits
@@ -255,6 +270,7 @@ def test_calibrate_never_replaces_teacher_logits(tmp_path: Path, capsys):
     _teacher_logits(logits)
     was = sha256_file(logits)
     assert calibrate_main(["--spec", "mnist5k", "--count", "16", "--out", str(logits)]) == 2
+    assert calibrate_main(["--spec", "mnist5k", "--count", "16", "--out", str(logits), "--overwrite"]) == 2
     assert "teacher logits" in capsys.readouterr().err and sha256_file(logits) == was
 
 

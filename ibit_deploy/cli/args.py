@@ -160,3 +160,10 @@ def add_quiet(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, defa
     if old_progress:
         parser.add_argument("--progress", "--no-progress", dest="quiet", action=_Progress, nargs=0,
                             help=argparse.SUPPRESS, default=argparse.SUPPRESS)
+
+
+def add_overwrite(parser: argparse.ArgumentParser | argparse._ArgumentGroup, what: str) -> None:
+    """``--overwrite``: replace an existing output of the command's own kind made from another source (the write
+    policy, :func:`ibit_deploy.outputs.check_output`: never a checkpoint, a bundle, a source or anything else)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace an existing {what} made from another source (never anything else)")

@@ -15,7 +15,7 @@ import sys
 
 from .. import errors
 from ..calibration import CalibrationRecipe, calibrate, check_count, count_note, load_recipe
-from .args import add_bundle
+from .args import add_bundle, add_overwrite
 from .entry import cli_main
 
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bundle(parser, optional=True, old_flag="--bundle",
                help="exported bundle (optional): take preprocessing and the data split from its manifest")
     parser.add_argument("--out", required=True, help="output .npz file")
+    add_overwrite(parser, "calibration set")
     parser.add_argument("--recipe", help="recipe JSON (calibration/*.json)")
     parser.add_argument("--spec", help="dataset spec, e.g. mnist5k, cifar10:DIR, imagefolder:DIR")
     parser.add_argument("--split", choices=("train", "test"), help="split to draw from (default train)")
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         check_data_fits(recipe.get("spec", CalibrationRecipe.spec),
                         ModelInput.from_manifest(bundle.manifest, f"bundle {args.bundle}"))
     source = source_id(args.bundle) if args.bundle else CalibrationRecipe.from_dict(recipe).spec
-    check_output(args.out, CALIBRATION, source)  # the write policy: only its own kind, made for the same source
+    check_output(args.out, CALIBRATION, source, overwrite=args.overwrite)  # the write policy: only its own kind, made for the same source
     meta = calibrate(args.out, CalibrationRecipe.from_dict(recipe), input_block, source=source)
     note = count_note(meta, "--count" if args.count is not None else "recipe count")
     if note:

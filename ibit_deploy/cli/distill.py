@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from .. import errors
-from .args import add_comma_list, add_device, comma_floats
+from .args import add_comma_list, add_device, add_overwrite, comma_floats
 from .entry import cli_main
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("teachers", nargs="+", type=Path, help="teacher checkpoint directories (from ibit-train)")
     parser.add_argument("--out", type=Path, required=True, help="output .npz")
+    add_overwrite(parser, "teacher-logits file")
     add_comma_list(parser, "--weights", item=comma_floats, metavar="W[,W...]",
                    help="one weight per teacher, comma-separated (default: equal)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..train.teachers import compute_teacher_logits
 
     # the write policy: only its own kind, made from the same teachers, and never over a teacher
-    check_output(args.out, TEACHER_LOGITS, teachers_source(args.teachers), sources=tuple(args.teachers))
+    check_output(args.out, TEACHER_LOGITS, teachers_source(args.teachers), sources=tuple(args.teachers),
+                 overwrite=args.overwrite)
     path = compute_teacher_logits(args.teachers, args.out, args.weights, args.batch_size, args.device)
     print(f"wrote {path}")
     return errors.DONE

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from .. import errors
-from .args import add_device
+from .args import add_device, add_overwrite
 from .entry import cli_main
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", help="dataset spec (default: the one the checkpoint was trained on)")
     parser.add_argument("--split", choices=("val", "test", "train"), default="val")
     parser.add_argument("--out", type=Path, help="where to write the JSON and PNG (default: the checkpoint directory)")
+    add_overwrite(parser, "evaluation report")
     parser.add_argument("--batch-size", type=int, default=256)
     add_device(parser, default="auto")
     return parser
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..train.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out or args.checkpoint,
-                                 batch_size=args.batch_size, device=args.device)
+                                 batch_size=args.batch_size, device=args.device, overwrite=args.overwrite)
     print(json.dumps(result, indent=2))
     return errors.DONE
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .. import errors
+from .args import add_overwrite
 from .entry import cli_main
 
 
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("source", help="a checkpoint directory (from ibit-train) or an IBiT model name (initial masks)")
     parser.add_argument("--query", type=parse_query, default=None, help="query patch ROW,COL (default: grid centre)")
     parser.add_argument("--out", type=Path, default=Path("masks.png"), help="output PNG")
+    add_overwrite(parser, "mask plot")
     return parser
 
 
@@ -35,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     source = source_id(args.source) if Path(args.source).is_dir() else args.source
     # the write policy: only its own kind, for the same checkpoint or model
-    check_output(args.out, MASK_PLOT, source, sources=(args.source,) if Path(args.source).is_dir() else ())
+    check_output(args.out, MASK_PLOT, source, sources=(args.source,) if Path(args.source).is_dir() else (),
+                 overwrite=args.overwrite)
     if Path(args.source).is_dir():
         model, config = load_checkpoint(args.source)
         title = f"{config['model']['name']} ({args.source})"

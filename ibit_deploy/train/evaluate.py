@@ -53,18 +53,19 @@ def evaluate_model(model: nn.Module, loader: DataLoader, num_classes: int,
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | None = None, split: str = "val",
                         out_dir: str | os.PathLike | None = None, batch_size: int = 256,
-                        device: str = "auto") -> dict[str, Any]:
+                        device: str = "auto", overwrite: bool = False) -> dict[str, Any]:
     """Evaluate the checkpoint directory ``checkpoint`` on ``split`` of ``data`` (default: its training data spec).
 
     The val split is re-derived with the checkpoint's val_fraction and seed, so "val" is exactly the held-out part
     of training. With ``out_dir``, writes ``eval_<split>.json`` and ``confusion_<split>.png`` there; the write
-    policy (:mod:`ibit_deploy.outputs`) is asked first, so they replace only an evaluation of this checkpoint.
+    policy (:mod:`ibit_deploy.outputs`) is asked first, so they replace only an evaluation of this checkpoint
+    (or, with ``overwrite``, an evaluation of another one).
     """
     source = source_id(checkpoint)
     if out_dir is not None:
         report_path, plot_path = Path(out_dir) / f"eval_{split}.json", Path(out_dir) / f"confusion_{split}.png"
-        check_output(report_path, EVAL_REPORT, source)
-        check_output(plot_path, CONFUSION_PLOT, source)
+        check_output(report_path, EVAL_REPORT, source, overwrite=overwrite)
+        check_output(plot_path, CONFUSION_PLOT, source, overwrite=overwrite)
     model, config = load_trained(checkpoint)
     saved_data, inputs = config.get("data", {}), config.get("input")
     if not isinstance(inputs, dict):
