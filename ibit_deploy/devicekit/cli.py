@@ -48,15 +48,18 @@ from .verify import engine_entry, verification_batches, verify_engine
 SCRIPT_NAME = LAUNCHER
 
 
-def _parser(default_bundle: Path | None) -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="build_engine.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Build a TensorRT engine (engine.plan) from this ibit-deploy bundle's ONNX on this device, check "
                     "it against ONNX Runtime and record it in manifest.json.",
         epilog="Shapes, names and the batch range default to manifest.json. Exit codes: 0 ok, 1 build/check failed, "
                "2 bad arguments, 3 TensorRT or GPU unavailable.")
-    p.add_argument("--bundle", type=Path, default=default_bundle, required=default_bundle is None,
+    # the bundle first, as in every ibit-deploy command; --bundle still works (the bundle's build_engine.sh of
+    # earlier exports passes it)
+    p.add_argument("bundle", type=Path, nargs="?", default=None,
                    help="bundle directory (default: the directory of build_engine.py)")
+    p.add_argument("--bundle", dest="bundle_flag", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--precision", choices=(*PRECISIONS, AUTO),
                    help="engine precision (default: the one ibit-export chose); auto: build fp32, fp16 and int8, "
                         "check each against ONNX Runtime, time each with trtexec, keep the fastest that passes")
@@ -215,8 +218,13 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
     ``--bundle`` is required). Seams for ``--precision auto`` (tests answer through them): ``trtexec_run`` runs one trtexec argv
     and returns its stdout (default: the trtexec found here), ``engine_runner`` runs an engine for its check
     (default :func:`run_engine`)."""
-    p = _parser(bundle)
+    p = _parser()
     args = p.parse_args(argv)
+    if args.bundle_flag is not None and args.bundle is not None and args.bundle_flag != args.bundle:
+        p.error(f"two bundles given: {args.bundle} and --bundle {args.bundle_flag}")
+    args.bundle = args.bundle or args.bundle_flag or bundle
+    if args.bundle is None:
+        p.error("give the bundle directory (python -m ibit_deploy.devicekit.cli BUNDLE)")
     r = _resolve(args, p)
     profile: EngineProfile = r["profile"]
 

@@ -81,7 +81,7 @@ detect_trt_version() {
 # Record (and, unless --no-verify, check) the engine with the bundle's Python script; it needs only python3 to
 # record, and tensorrt + cuda-python + onnxruntime to check.
 python_builder() {
-    local args=(--bundle "$BUNDLE_DIR" --precision "$PRECISION" --engine "$ENGINE" --timing-cache "$TIMING_CACHE")
+    local args=("$BUNDLE_DIR" --precision "$PRECISION" --engine "$ENGINE" --timing-cache "$TIMING_CACHE")
     if [[ $LEGACY -eq 1 ]]; then args+=(--legacy); fi
     if [[ $VERIFY -eq 0 ]]; then args+=(--no-verify); fi
     if [[ -n "$TRT_VERSION" ]]; then args+=(--tensorrt-version "$TRT_VERSION"); fi
@@ -111,7 +111,7 @@ if [[ "$PRECISION" == auto ]]; then
     # each with trtexec (found the same way) and keeps the fastest that passes: build_engine.py does all of it.
     [[ $LEGACY -eq 0 ]] || die "--legacy does not apply to precision auto (strongly typed engines only)"
     [[ $VERIFY -eq 1 ]] || die "--no-verify does not apply to precision auto (every candidate is checked)"
-    exec "$PYTHON" "$BUNDLE_DIR/build_engine.py" --bundle "$BUNDLE_DIR" --precision auto --engine "$ENGINE" \
+    exec "$PYTHON" "$BUNDLE_DIR/build_engine.py" "$BUNDLE_DIR" --precision auto --engine "$ENGINE" \
         --timing-cache "$TIMING_CACHE"
 fi
 

@@ -87,3 +87,17 @@ def test_the_launcher_names_what_the_layout_names():
     sources = layout.kit_sources()
     assert sources[layout.LAUNCHER].name == "launcher.py"
     assert {f"{layout.KIT_DIR}/__init__.py", f"{layout.KIT_DIR}/cli.py"} <= set(sources)
+
+
+def test_the_kit_takes_the_bundle_first_like_every_command(kit_bundle, tmp_path, capsys):
+    from ibit_deploy.devicekit import cli
+
+    assert cli.main([str(kit_bundle), "--print-trtexec", "--trt-major", "11"]) == 0
+    assert "--optShapes=images:4x3x32x32" in capsys.readouterr().out
+    assert cli.main(["--bundle", str(kit_bundle), "--print-trtexec", "--trt-major", "11"]) == 0  # the old spelling
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([str(kit_bundle), "--bundle", str(tmp_path), "--print-trtexec", "--trt-major", "11"])
+    assert exit_info.value.code == 2 and "two bundles given" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--print-trtexec", "--trt-major", "11"])  # from the package there is no default bundle
+    assert exit_info.value.code == 2
