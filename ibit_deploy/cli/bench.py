@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run `sudo -n jetson_clocks` first (changes the board's clocks until reboot)")
     p.add_argument("--trtexec", action="store_true", help="also time TensorRT engines with trtexec")
     p.add_argument("--out", default=None, help="report directory (default: BUNDLE/bench)")
+    p.add_argument("--allow-failed", action="store_true",
+                   help="also run artifacts that FAILED their gate at export (a warning says so; by default they are "
+                        "listed as not run, with the reason)")
     add_quiet(p)
     return p
 
@@ -61,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         backends=args.backends, precisions=args.precision, batches=args.batches, data=args.data, split=args.split,
         limit=args.limit, warmup=args.warmup, iters=args.iters, seconds=args.seconds, threads=args.threads,
         torch_device=args.device, jetson=args.jetson, jetson_clocks=args.jetson_clocks, trtexec=args.trtexec,
-        progress=not args.quiet,
+        progress=not args.quiet, allow_failed=args.allow_failed,
     )
     try:
         report = run_benchmark(args.bundle, options, out_dir=args.out)

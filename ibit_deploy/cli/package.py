@@ -34,13 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: the bundle's TensorRT engine if it has one of this precision, else ONNX")
     p.add_argument("--max-queue-delay-us", type=int, default=100, help="Triton dynamic batching queue delay")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
+    p.add_argument("--allow-failed", action="store_true",
+                   help="package an artifact that FAILED its gate at export (a warning says so; package.json records "
+                        "it)")
     return p
 
 
 def options_from_args(args: argparse.Namespace) -> PackageOptions:
     return PackageOptions(precision=args.precision, name=args.name, batch_size=args.batch_size,
                           classifier_threshold=args.threshold, triton_platform=args.triton_platform,
-                          max_queue_delay_us=args.max_queue_delay_us, overwrite=args.overwrite)
+                          max_queue_delay_us=args.max_queue_delay_us, overwrite=args.overwrite,
+                          allow_failed=args.allow_failed)
 
 
 def run_package(bundle: str | Path, target: str, out: Path, options: PackageOptions) -> None:

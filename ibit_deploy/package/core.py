@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..devicekit.staging import staged_folder
 from ..outputs import PACKAGE, Found, check_output, source_id
 from .model_variant import PackageCheckFailed
 from .options import PACKAGE_MANIFEST, TARGET_PRECISIONS, TARGETS, TRITON_PLATFORMS, PackageOptions
-from .source import PackageError, read_bundle
+from .source import BundleView, PackageError, read_bundle
 
 PACKAGE_FORMAT_VERSION = 1
 
@@ -69,6 +70,7 @@ def package_bundle(bundle: str | os.PathLike, target: str, out: str | os.PathLik
     out = Path(out)
     _check_out(bundle, out, options)  # before anything is written, the lock file beside ``out`` included
     view = read_bundle(bundle)
+    failed = failed_sources(view, target, options)
     with staged_folder(out, "ibit-deploy package") as staged:  # swapped in whole, or the previous one stays
         _check_out(bundle, out, options)  # again under the lock: another writer may have been first
         staging = staged.path
@@ -80,6 +82,7 @@ def package_bundle(bundle: str | os.PathLike, target: str, out: str | os.PathLik
                        "model": view.model_name},
             "precision": options.precision,
             "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "overwrite"},
+            **({"failed_artifacts_used": failed} if failed else {}),
             **record,
             "files": [{"path": rel, "role": role, "sha256": sha256_file(staging / rel)}
                       for rel, role in record["files"].items()],
@@ -87,6 +90,31 @@ def package_bundle(bundle: str | os.PathLike, target: str, out: str | os.PathLik
         atomic_write_json(staging / PACKAGE_MANIFEST, manifest)
         _set_modes(staging)
     return manifest
+
+
+def failed_sources(view: BundleView, target: str, options: PackageOptions) -> list[dict[str, str]]:
+    """The bundle artifacts this package is made from whose recorded verdict FAILED (ONNX of the precision and the
+    fp32 ONNX every target is checked against; Triton's engine of the precision unless it serves the ONNX).
+
+    None may be packaged unless ``options.allow_failed`` (``--allow-failed``): PackageError names them and the flag.
+    With it, a warning on stderr says so plainly and the package records them (``failed_artifacts_used``)."""
+    used = [view.artifact("onnx", options.precision), view.artifact("onnx", "fp32")]
+    if target == "triton" and options.triton_platform != "onnxruntime_onnx":
+        used.append(view.artifact("engine", options.precision))
+    failed = []
+    for art in dict.fromkeys(a for a in used if a is not None):
+        verdict = view.bundle.verdict(art)
+        if verdict.failed:
+            failed.append({"path": art.path, "reason": verdict.reason})
+    if failed and not options.allow_failed:
+        names = "; ".join(f"{f['path']} ({f['reason']})" for f in failed)
+        raise PackageError(f"{view.manifest_path}: the {target} package would be made from artifacts that FAILED "
+                           f"their gate at export: {names}. Re-export, or package them anyway with --allow-failed "
+                           f"(the package then records it)")
+    for f in failed:
+        print(f"ibit-deploy package: WARNING: packaging {f['path']}, which FAILED its gate at export ({f['reason']}), "
+              f"because --allow-failed was given; package.json records it", file=sys.stderr)
+    return failed
 
 
 def repackage(bundle: str | os.PathLike, folder: str | os.PathLike) -> dict[str, Any]:

@@ -26,6 +26,8 @@ class PackageOptions:
         triton_platform: "auto" (the engine when the bundle has one of this precision, else ONNX), or forced.
         max_queue_delay_us: Triton ``dynamic_batching.max_queue_delay_microseconds``.
         overwrite: replace an existing output directory.
+        allow_failed: package an artifact that FAILED its gate at export (asked for by name: ``--allow-failed``;
+            the package records it and the command says so).
     """
 
     precision: str = "fp32"
@@ -35,6 +37,7 @@ class PackageOptions:
     triton_platform: str = "auto"
     max_queue_delay_us: int = 100
     overwrite: bool = False
+    allow_failed: bool = False
 
 
 def precision_for(target: str, exported: list[str]) -> str:

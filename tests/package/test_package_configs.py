@@ -191,3 +191,24 @@ def test_altered_bundle_is_refused(bundle_copy, tmp_path):
     (bundle_copy / "model.onnx").write_bytes(b"tampered")
     with pytest.raises(PackageError, match="altered after export"):
         package_bundle(bundle_copy, "deepstream", tmp_path / "ds")
+
+
+def test_a_failed_artifact_is_packaged_only_when_asked_for_and_then_recorded(bundle_copy, tmp_path, capsys):
+    """A bundle whose FlashBias attention FAILED its gate (so every model of it fails): packaging is refused naming
+    the file, the reason and the override; with --allow-failed it is packaged, the command says so plainly and
+    package.json records it."""
+    from ibit_deploy.cli.package import main as package_main
+
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest["attention"] = {"form": "flashbias", "gate": {"passed": False, "reason": "rank 2 lost 3.0 points"}}
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "ds"
+    assert package_main([str(bundle_copy), "--for", "deepstream", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "model.onnx (the bundle's flashbias attention failed its gate: rank 2 lost 3.0 points)" in err
+    assert "--allow-failed" in err and not out.exists()
+    assert package_main([str(bundle_copy), "--for", "deepstream", "--out", str(out), "--allow-failed"]) == 0
+    assert "WARNING: packaging model.onnx, which FAILED its gate" in capsys.readouterr().err
+    record = json.loads((out / "package.json").read_text())
+    assert record["failed_artifacts_used"] == [
+        {"path": "model.onnx", "reason": "the bundle's flashbias attention failed its gate: rank 2 lost 3.0 points"}]
