@@ -64,7 +64,7 @@ extern "C" inline void png_fail(png_structp png, png_const_charp message) {
 extern "C" inline void png_warn(png_structp, png_const_charp) {}
 
 // libpng reports errors by longjmp; this frame holds only trivially destructible state across setjmp.
-inline bool decode_png_into(const std::string& bytes, Image& image, PngSource& src, const std::string& name) {
+inline bool decode_png_into(Image& image, PngSource& src, const std::string& name) {
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_fail, png_warn);
     if (!png) return false;
     png_infop info = png_create_info_struct(png);
@@ -181,7 +181,7 @@ inline Image decode_image(const std::string& bytes, const std::string& name) {
     Image image;
     if (bytes.size() >= 8 && png_sig_cmp(reinterpret_cast<png_const_bytep>(bytes.data()), 0, 8) == 0) {
         detail::PngSource src{&bytes, 0, {0}};
-        if (!detail::decode_png_into(bytes, image, src, name))
+        if (!detail::decode_png_into(image, src, name))
             throw BadInput(name + " is not a readable PNG: " + std::string(src.error));
         return image;
     }

@@ -171,4 +171,30 @@ inline void print_labels(const std::vector<std::string>& paths, const std::vecto
     }
 }
 
+// Image files go with --manifest (their preprocessing) and not with the tensor-only options.
+inline void check_image_arguments(const std::map<std::string, std::string>& args,
+                                  const std::vector<std::string>& images) {
+    if (images.empty()) {
+        for (const char* key : {"--manifest", "--dump-input", "--stages-json"})
+            if (args.count(key)) throw std::invalid_argument(std::string(key) + " needs image files (IMAGE...)");
+        return;
+    }
+    if (!args.count("--manifest"))
+        throw std::invalid_argument("image files need --manifest BUNDLE/manifest.json (their preprocessing)");
+    for (const char* key : {"--input", "--batch", "--json"})
+        if (args.count(key)) throw std::invalid_argument(std::string(key) + " is for tensor input, not image files");
+}
+
+// {<about>, "stages": ..., "end_to_end": ...} to `path` ("-": stdout); `about` holds the runner's own members.
+inline void write_stages_report(const std::string& path, const std::string& about, const StageTimes& times) {
+    const std::string report = "{" + about + ", " + times.json_members() + "}\n";
+    if (path == "-") {
+        std::cout << report;
+        return;
+    }
+    std::ofstream f(path);
+    f << report;
+    if (!f) throw std::runtime_error("failed writing " + path);
+}
+
 }  // namespace ibit

@@ -29,19 +29,6 @@ const char* kUsage =
     "       ort_runner --model model.onnx --manifest manifest.json IMAGE... [--topk K] [--out logits.npy]\n"
     "                  [--dump-input x.npy] [--iters N] [--warmup N] [--threads N] [--stages-json PATH|-]\n";
 
-// Image files go with --manifest (their preprocessing) and not with the tensor-only options.
-void check_image_arguments(const std::map<std::string, std::string>& args, const std::vector<std::string>& images) {
-    if (images.empty()) {
-        for (const char* key : {"--manifest", "--dump-input", "--stages-json"})
-            if (args.count(key)) throw std::invalid_argument(std::string(key) + " needs image files (IMAGE...)");
-        return;
-    }
-    if (!args.count("--manifest"))
-        throw std::invalid_argument("image files need --manifest BUNDLE/manifest.json (their preprocessing)");
-    for (const char* key : {"--input", "--batch", "--json"})
-        if (args.count(key)) throw std::invalid_argument(std::string(key) + " is for tensor input, not image files");
-}
-
 // The session and its tensor names.
 struct OrtSession {
     Ort::Session& session;
@@ -89,19 +76,12 @@ int run_images(OrtSession& ort, const std::map<std::string, std::string>& args, 
     times.clear();
     for (int i = 0; i < iters; ++i) infer_images(ort, images, prep, times, nullptr, nullptr, topk);
     if (args.count("--stages-json")) {
-        std::ostringstream report;
-        report << "{\"runner\": \"ort_runner\", \"backend\": \"onnxruntime-cpp\", \"ort_version\": "
-               << ibit::json_string(Ort::GetVersionString()) << ", \"model\": " << ibit::json_string(args.at("--model"))
-               << ", \"batch\": " << images.size() << ", \"threads\": " << threads << ", \"warmup\": " << warmup
-               << ", \"repeats\": " << iters << ", " << times.json_members() << "}\n";
-        const std::string& path = args.at("--stages-json");
-        if (path == "-") {
-            std::cout << report.str();
-        } else {
-            std::ofstream f(path);
-            f << report.str();
-            if (!f) throw std::runtime_error("failed writing " + path);
-        }
+        std::ostringstream about;
+        about << "\"runner\": \"ort_runner\", \"backend\": \"onnxruntime-cpp\", \"ort_version\": "
+              << ibit::json_string(Ort::GetVersionString()) << ", \"model\": " << ibit::json_string(args.at("--model"))
+              << ", \"batch\": " << images.size() << ", \"threads\": " << threads << ", \"warmup\": " << warmup
+              << ", \"repeats\": " << iters;
+        ibit::write_stages_report(args.at("--stages-json"), about.str(), times);
     }
     return 0;
 }
@@ -118,7 +98,7 @@ int run(int argc, char** argv) {
     }
     if (!args.count("--model")) throw std::invalid_argument("--model is required");
     const std::string model = args.at("--model");
-    check_image_arguments(args, images);
+    ibit::check_image_arguments(args, images);
     const int batch = ibit::to_int(args, "--batch", 1, 1);
     const int iters = ibit::to_int(args, "--iters", args.count("--stages-json") ? 20 : 0, 0);
     const int warmup = ibit::to_int(args, "--warmup", iters ? 10 : 0, 0), threads = ibit::to_int(args, "--threads", 1, 0);

@@ -54,7 +54,12 @@ inline std::vector<float> manifest_floats(const json::Value* v, size_t count, co
 
 // The preprocessing `path` (a bundle's manifest.json) records; BadInput naming the field that is missing or wrong.
 inline Preprocessing read_preprocessing(const std::string& path) {
-    const json::Value doc = json::parse(read_file(path), path);
+    json::Value doc;
+    try {
+        doc = json::parse(read_file(path), path);
+    } catch (const std::runtime_error& e) {  // missing, unreadable or not JSON: the caller's input is wrong
+        throw BadInput(e.what());
+    }
     const json::Value* input = doc.get("input");
     if (!input || input->kind != json::Value::Kind::Object) throw BadInput(path + ": no 'input' object");
     const json::Value* shape = input->get("shape");
