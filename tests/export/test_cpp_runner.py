@@ -242,9 +242,20 @@ def test_stage_timings_as_json(ort_runner, digit_files, tmp_path):
 
 
 @pytest.mark.slow
-def test_bad_image_input_is_exit_2_naming_the_file(ort_runner, digit_files, tmp_path):
-    from PIL import Image
+def _png_rgb16(width: int, height: int) -> bytes:
+    """A valid 16-bit RGB PNG (Pillow writes none), all black."""
+    import struct
+    import zlib
 
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + bytes(6 * width) for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_bad_image_input_is_exit_2_naming_the_file(ort_runner, digit_files, tmp_path):
     files, _ = digit_files
     model = str(_dynamic_model(tmp_path, 1))
     manifest = str(_manifest(tmp_path, 1, (28, 28), MNIST_MEAN, MNIST_STD))
@@ -258,6 +269,9 @@ def test_bad_image_input_is_exit_2_naming_the_file(ort_runner, digit_files, tmp_
     (tmp_path / "cut.png").write_bytes(files[0].read_bytes()[:120])
     result = run("--manifest", manifest, str(tmp_path / "cut.png"))
     assert result.returncode == 2 and f"{tmp_path / 'cut.png'} is not a readable PNG" in result.stderr
+    (tmp_path / "deep.png").write_bytes(_png_rgb16(4, 4))
+    result = run("--manifest", manifest, str(tmp_path / "deep.png"))
+    assert result.returncode == 2 and f"{tmp_path / 'deep.png'}: 16-bit colour PNG" in result.stderr
     result = run(str(files[0]))
     assert result.returncode == 2 and "image files need --manifest" in result.stderr
     result = run("--manifest", str(tmp_path / "missing.json"), str(files[0]))
