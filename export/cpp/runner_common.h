@@ -19,6 +19,11 @@
 
 namespace ibit {
 
+// Bad input (a file that is not what it should be, a manifest field out of range): exit 2 with this message.
+struct BadInput : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 struct Tensor {
     std::vector<int64_t> shape;
     std::vector<float> data;
@@ -185,13 +190,17 @@ inline std::string json_string(const std::string& v) {
     return out + "\"";
 }
 
-// "--key value" arguments; flags listed in `flags` take no value. Unknown keys are an error.
+// "--key value" arguments; flags listed in `flags` take no value. Unknown keys are an error. Arguments that do not
+// start with "-" are collected into `positional` when it is given (else they are an error too).
 inline std::map<std::string, std::string> parse_args(int argc, char** argv, const std::vector<std::string>& keys,
-                                                     const std::vector<std::string>& flags) {
+                                                     const std::vector<std::string>& flags,
+                                                     std::vector<std::string>* positional = nullptr) {
     std::map<std::string, std::string> args;
     for (int i = 1; i < argc; ++i) {
         const std::string key = argv[i];
-        if (std::find(flags.begin(), flags.end(), key) != flags.end()) {
+        if (positional && !key.empty() && key[0] != '-') {
+            positional->push_back(key);
+        } else if (std::find(flags.begin(), flags.end(), key) != flags.end()) {
             args[key] = "1";
         } else if (std::find(keys.begin(), keys.end(), key) != keys.end()) {
             if (i + 1 >= argc) throw std::invalid_argument(key + " needs a value");
@@ -220,12 +229,15 @@ inline int to_int(const std::map<std::string, std::string>& args, const std::str
 }
 
 // The runners' main(): runs `run` and maps failures to exit codes, 2 for bad arguments (printed with the usage) and
-// 1 for everything else, so scripts can tell a wrong invocation from a failed inference.
+// bad input files (BadInput), 1 for everything else, so scripts can tell a wrong invocation from a failed inference.
 inline int guarded_main(const char* tool, const char* usage, int (*run)(int, char**), int argc, char** argv) {
     try {
         return run(argc, argv);
     } catch (const std::invalid_argument& e) {
         std::cerr << tool << ": " << e.what() << "\n" << usage;
+        return 2;
+    } catch (const BadInput& e) {
+        std::cerr << tool << ": " << e.what() << "\n";
         return 2;
     } catch (const std::exception& e) {
         std::cerr << tool << ": " << e.what() << "\n";

@@ -2,23 +2,35 @@
 //
 //   trt_runner --engine engine.plan [--input x.npy | --input x.f32] [--batch N] [--out logits.npy]
 //              [--iters N] [--warmup N] [--topk K] [--json report.json]
+//   trt_runner --engine BUNDLE/engine.plan --manifest BUNDLE/manifest.json IMAGE.png|IMAGE.jpg ...
+//              [--topk K] [--out logits.npy] [--dump-input x.npy] [--iters N] [--warmup N] [--stages-json PATH|-]
 //
 // createInferRuntime -> deserializeCudaEngine -> createExecutionContext -> setInputShape / setTensorAddress for
 // every I/O tensor -> enqueueV3. Works with TensorRT 10.x and 11.x. With --iters, CUDA events time the
 // host-to-device copy, the GPU compute (enqueueV3 alone) and the device-to-host copy of each run separately,
 // reporting p50/p90/p99 of each, as trtexec separates them.
+//
+// Image files (PNG / JPEG, one batch) are decoded and preprocessed as the bundle's manifest.json says
+// (image_pipeline.h) and labelled with its class names; with --iters every stage of a whole run is timed on the host
+// (read, decode, preprocess, h2d, inference, d2h, postprocess; each GPU stage ends with a stream synchronise) and
+// --stages-json writes them. Never run here: no GPU was available where this was written; it compiles against the
+// TensorRT 10.3 and 11.x headers.
 #include <NvInfer.h>
 #include <cuda_runtime_api.h>
 
+#include <chrono>
 #include <memory>
 
+#include "image_pipeline.h"
 #include "runner_common.h"
 
 namespace {
 
 const char* kUsage =
     "usage: trt_runner --engine engine.plan [--input x.npy|x.f32] [--batch N] [--out logits.npy] [--iters N]\n"
-    "                  [--warmup N] [--topk K] [--json report.json]\n";
+    "                  [--warmup N] [--topk K] [--json report.json]\n"
+    "       trt_runner --engine engine.plan --manifest manifest.json IMAGE... [--topk K] [--out logits.npy]\n"
+    "                  [--dump-input x.npy] [--iters N] [--warmup N] [--stages-json PATH|-]\n";
 
 void cuda_check(cudaError_t status, const char* what) {
     if (status != cudaSuccess) throw std::runtime_error(std::string(what) + " failed: " + cudaGetErrorString(status));
@@ -46,17 +58,81 @@ int64_t volume(const nvinfer1::Dims& d) {
     return v;
 }
 
+// The engine's context and I/O on one stream, sized for one batch shape.
+struct Bound {
+    nvinfer1::IExecutionContext& context;
+    cudaStream_t stream;
+    void* d_in;
+    void* d_out;
+};
+
+double ms_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+// One image run: files -> batch -> copy in -> enqueueV3 -> copy out -> top-k, each stage timed on the host.
+ibit::Tensor infer_images(Bound& b, const std::vector<std::string>& images, const ibit::Preprocessing& prep,
+                          ibit::Tensor& logits, ibit::StageTimes& times, std::vector<ibit::TopK>* tops, int topk) {
+    const auto start = std::chrono::steady_clock::now();
+    ibit::Tensor batch = ibit::images_to_batch(images, prep, times);
+    times.time("h2d", [&] {
+        cuda_check(cudaMemcpyAsync(b.d_in, batch.data.data(), batch.data.size() * sizeof(float),
+                                   cudaMemcpyHostToDevice, b.stream), "cudaMemcpyAsync (input)");
+        cuda_check(cudaStreamSynchronize(b.stream), "cudaStreamSynchronize");
+    });
+    times.time("inference", [&] {
+        if (!b.context.enqueueV3(b.stream)) throw std::runtime_error("enqueueV3 failed");
+        cuda_check(cudaStreamSynchronize(b.stream), "cudaStreamSynchronize");
+    });
+    times.time("d2h", [&] {
+        cuda_check(cudaMemcpyAsync(logits.data.data(), b.d_out, logits.data.size() * sizeof(float),
+                                   cudaMemcpyDeviceToHost, b.stream), "cudaMemcpyAsync (output)");
+        cuda_check(cudaStreamSynchronize(b.stream), "cudaStreamSynchronize");
+    });
+    std::vector<ibit::TopK> ranked = times.time("postprocess", [&] { return ibit::top_k(logits, topk); });
+    times.add_end_to_end(ms_since(start));
+    if (tops) *tops = std::move(ranked);
+    return batch;
+}
+
+int run_images(Bound& b, const std::map<std::string, std::string>& args, const std::vector<std::string>& images,
+               const ibit::Preprocessing& prep, ibit::Tensor& logits, int iters, int warmup, int topk) {
+    ibit::StageTimes times;
+    std::vector<ibit::TopK> tops;
+    const ibit::Tensor batch = infer_images(b, images, prep, logits, times, &tops, topk);
+    std::cout << "engine: " << args.at("--engine") << "\n";
+    if (topk > 0) ibit::print_labels(images, tops, prep.classes);
+    if (args.count("--out")) ibit::write_output(args.at("--out"), logits);
+    if (args.count("--dump-input")) ibit::write_output(args.at("--dump-input"), batch);
+    for (int i = 0; i < warmup; ++i) infer_images(b, images, prep, logits, times, nullptr, topk);
+    times.clear();
+    for (int i = 0; i < iters; ++i) infer_images(b, images, prep, logits, times, nullptr, topk);
+    if (args.count("--stages-json")) {
+        std::ostringstream about;
+        about << "\"runner\": \"trt_runner\", \"backend\": \"tensorrt-cpp\", \"tensorrt_version\": \""
+              << NV_TENSORRT_MAJOR << "." << NV_TENSORRT_MINOR << "." << NV_TENSORRT_PATCH
+              << "\", \"engine\": " << ibit::json_string(args.at("--engine")) << ", \"batch\": " << images.size()
+              << ", \"warmup\": " << warmup << ", \"repeats\": " << iters;
+        ibit::write_stages_report(args.at("--stages-json"), about.str(), times);
+    }
+    return 0;
+}
+
 int run(int argc, char** argv) {
-    const auto args = ibit::parse_args(
-        argc, argv, {"--engine", "--input", "--batch", "--out", "--iters", "--warmup", "--topk", "--json"},
-        {"--help", "-h"});
+    std::vector<std::string> images;
+    const auto args = ibit::parse_args(argc, argv,
+                                       {"--engine", "--input", "--batch", "--out", "--iters", "--warmup", "--topk",
+                                        "--json", "--manifest", "--dump-input", "--stages-json"},
+                                       {"--help", "-h"}, &images);
     if (args.count("--help") || args.count("-h")) {
         std::cout << kUsage;
         return 0;
     }
     if (!args.count("--engine")) throw std::invalid_argument("--engine is required");
     const std::string engine_path = args.at("--engine");
-    const int batch = ibit::to_int(args, "--batch", 1, 1), iters = ibit::to_int(args, "--iters", 0, 0);
+    ibit::check_image_arguments(args, images);
+    const int batch = ibit::to_int(args, "--batch", 1, 1);
+    const int iters = ibit::to_int(args, "--iters", args.count("--stages-json") ? 20 : 0, 0);
     const int warmup = ibit::to_int(args, "--warmup", iters ? 10 : 0, 0), topk = ibit::to_int(args, "--topk", 5, 0);
 
     Logger logger;
@@ -87,7 +163,16 @@ int run(int argc, char** argv) {
     const nvinfer1::Dims max_in =
         engine->getProfileShape(input_name.c_str(), 0, nvinfer1::OptProfileSelector::kMAX);
 
-    ibit::Tensor input = ibit::load_input(args.count("--input") ? args.at("--input") : "", batch, chw);
+    ibit::Preprocessing prep;
+    ibit::Tensor input;
+    if (images.empty()) {
+        input = ibit::load_input(args.count("--input") ? args.at("--input") : "", batch, chw);
+    } else {
+        prep = ibit::read_preprocessing(args.at("--manifest"));
+        ibit::check_model_input(prep, chw, args.at("--manifest"));
+        input.shape = {static_cast<int64_t>(images.size()), prep.channels, prep.height, prep.width};
+        input.data.resize(static_cast<size_t>(ibit::numel(input.shape)));
+    }
     if (input.shape[0] > max_in.d[0])
         throw std::runtime_error("batch " + std::to_string(input.shape[0]) + " exceeds the engine profile's max " +
                                  std::to_string(max_in.d[0]));
@@ -106,6 +191,12 @@ int run(int argc, char** argv) {
     context->setTensorAddress(output_name.c_str(), d_out.ptr);
     cudaStream_t stream;
     cuda_check(cudaStreamCreate(&stream), "cudaStreamCreate");
+    if (!images.empty()) {
+        Bound bound{*context, stream, d_in.ptr, d_out.ptr};
+        const int rc = run_images(bound, args, images, prep, logits, iters, warmup, topk);
+        cudaStreamDestroy(stream);
+        return rc;
+    }
     cudaEvent_t events[4];
     for (auto& e : events) cuda_check(cudaEventCreate(&e), "cudaEventCreate");
 
