@@ -152,7 +152,11 @@ def plot_curves(result: dict[str, Any], path: Path) -> None:
         if config["knee"]["rate"] is not None:
             ax.axvline(config["knee"]["rate"], color=colour, ls="--", alpha=0.6,
                        label=f"{name} knee {config['knee']['rate']:g}/s")
-    ax.set(xscale="log", yscale="log", xlabel="offered load (requests/s, Poisson arrivals)", ylabel="latency (ms)",
+    rates = sorted({p["offered_rps"] for c in result["configs"].values() for p in c["points"]})
+    ax.set_xscale("log")
+    ax.set_xticks(rates, [f"{r:g}" for r in rates])
+    ax.minorticks_off()
+    ax.set(yscale="log", xlabel="offered load (requests/s, Poisson arrivals)", ylabel="latency (ms)",
            title=f"Batching service under open-loop load ({result['backend']}, {result['threads']} thread(s))")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
