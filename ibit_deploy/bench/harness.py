@@ -38,6 +38,8 @@ from ..outputs import BENCH_REPORT, BENCH_TOOL, check_output, source_id
 from ..runtime.base import Runner
 from ..runtime.load import RunnerChoice, canonical_backend, make_runners
 from .accuracy import accuracy_report
+from .end_to_end import BACKENDS as END_TO_END_BACKENDS
+from .end_to_end import image_folder, run_end_to_end
 from .latency import check_budget, sweep_batches
 from .report import REPORT_FILE, SCHEMA_VERSION, manifest_summary, write_report_files
 
@@ -67,6 +69,7 @@ class BenchOptions:
     trtexec: bool = False  # also time engines with trtexec
     progress: bool = True
     allow_failed: bool = False  # also run artifacts whose recorded gate failed (runtime.load's allow_failed)
+    end_to_end: str | None = None  # folder of image files: also time image file -> label by stage (end_to_end.py)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option."""
@@ -89,6 +92,9 @@ class BenchOptions:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.eval_batch < 1:
             raise ValueError(f"eval_batch must be >= 1, got {self.eval_batch}")
+        if self.end_to_end is not None and not set(self.backends) & set(END_TO_END_BACKENDS):
+            raise ValueError(f"--end-to-end times the Python runtime's backends ({', '.join(END_TO_END_BACKENDS)}); "
+                             f"--backends {','.join(self.backends)} has none of them")
 
 
 def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, out_dir: str | Path | None = None,
@@ -108,6 +114,7 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
     manifest = load_manifest(bundle, verify=True)
     check_batches(manifest, options.batches)
     images, labels, data = evaluation_set(manifest, options)
+    files = image_folder(options.end_to_end) if options.end_to_end is not None else None
     default = out_dir is None
     out_dir = bundle / BENCH_DIR if default else Path(out_dir)
     check_output(out_dir, BENCH_REPORT, None if default else source_id(bundle), folder=True, sources=(bundle,),
@@ -115,7 +122,7 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
     with staged_folder(out_dir, "ibit-bench") as staged:
         # a Ctrl-C publishes its partial report only where it replaces no complete one
         staged.publish_on_interrupt = not _is_complete(out_dir)
-        return _measure(bundle, manifest, options, runners, images, labels, data, staged.path, out_dir)
+        return _measure(bundle, manifest, options, runners, images, labels, data, staged.path, out_dir, files)
 
 
 def _is_complete(out_dir: Path) -> bool:
@@ -128,8 +135,9 @@ def _is_complete(out_dir: Path) -> bool:
 
 def _measure(bundle: Path, manifest: dict[str, Any], options: BenchOptions, runners: Callable[..., list[RunnerChoice]],
              images: np.ndarray, labels: np.ndarray, data: dict[str, Any], staging: Path,
-             out_dir: Path) -> dict[str, Any]:
-    """Measure every backend and write the report into ``staging`` (``out_dir`` is where it will be)."""
+             out_dir: Path, files: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Measure every backend (and, given the image ``files``, their end to end) and write the report into
+    ``staging`` (``out_dir`` is where it will be)."""
     from .jetson import jetson_state
     from .machine import machine_description
 
@@ -147,6 +155,7 @@ def _measure(bundle: Path, manifest: dict[str, Any], options: BenchOptions, runn
                                  for a in manifest["artifacts"]]},
         "machine": machine, "options": dataclasses.asdict(options), "data": data,
         "reference": {"name": None, "fallback": False, "reason": None}, "jetson": jetson, "runs": [],
+        "end_to_end": None,
         "files": {"markdown": None, "plots": []}, "manifest_update": {"updated": False, "reason": "not attempted"},
     }
     monitor = _power_monitor(options, jetson)
@@ -161,6 +170,11 @@ def _measure(bundle: Path, manifest: dict[str, Any], options: BenchOptions, runn
         for choice in tqdm(choices, desc="ibit-bench", unit="backend", disable=not options.progress):
             report["runs"].append(_run_one(choice, images, options, logits, (staging, out_dir), monitor, bundle,
                                            manifest))
+        if files is not None:
+            report["end_to_end"] = run_end_to_end(
+                bundle, report["runs"], files, options.batches, threads=options.threads, warmup=options.warmup,
+                iters=options.iters, seconds=options.seconds, allow_failed=options.allow_failed,
+                progress=options.progress)
     except KeyboardInterrupt:
         _finish(report, logits, labels, manifest, bundle, (staging, out_dir), started, interrupted=True)
         raise
@@ -303,7 +317,7 @@ def _finish(report: dict[str, Any], logits: dict[str, np.ndarray], labels: np.nd
     errors = any(r["status"] == "error" for r in report["runs"]) or any(
         t.get("status") == "error" for r in report["runs"] for t in (r["trtexec"] or []))
     # a run that timed nothing is not complete, whatever the reason (every backend skipped, every batch out of range)
-    errors = errors or not measured_anything(report)
+    errors = errors or not measured_anything(report) or _end_to_end_failed(report)
     report["status"] = "interrupted" if interrupted else ("incomplete" if errors else "complete")
     report["complete"] = report["status"] == "complete"
     report["elapsed_s"] = time.perf_counter() - started
@@ -320,6 +334,16 @@ def _finish(report: dict[str, Any], logits: dict[str, np.ndarray], labels: np.nd
             report["manifest_update"] = {"updated": False, "reason": f"{type(exc).__name__}: {exc}"}
     write_report_files(report, staging)
     return report
+
+
+def _end_to_end_failed(report: dict[str, Any]) -> bool:
+    """Whether an end-to-end section was measured with a runner in error, or timed nothing at all."""
+    section = report["end_to_end"]
+    if section is None:
+        return False
+    rows = section["runners"].values()
+    return any(r["status"] == "error" for r in rows) or not any(
+        b["status"] == "ok" for r in rows for b in r["batches"])
 
 
 def _power_monitor(options: BenchOptions, jetson: dict[str, Any]) -> Any:

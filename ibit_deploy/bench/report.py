@@ -1,9 +1,9 @@
 """The benchmark report: ``report.json`` (schema below), ``report.md`` (one table), two PNG plots, a manifest summary.
 
-``report.json``, schema_version 2 (every key is always present; null where it does not apply)::
+``report.json``, schema_version 3 (every key is always present; null where it does not apply)::
 
     {
-      "schema_version": 2,
+      "schema_version": 3,
       "tool": "ibit-bench",
       "status": "complete" | "incomplete" | "interrupted",   # incomplete: a run ended in "error", or nothing was timed
       "complete": bool,                                      # status == "complete"
@@ -27,6 +27,17 @@
           "speedup_vs_reference": {"<batch>": reference p50 / this p50},
           "trtexec": [{"batch", "status", ...run_trtexec result or "reason"}] | null
       }],
+      "end_to_end": null | {                                 # --end-to-end DIR (see end_to_end.py)
+          "images": {"dir", "count", "formats": {"png": n, "jpeg": n}, "sizes": {"28x28": n}},
+          "stages": ["read", "decode", "preprocess", "h2d", "inference", "d2h", "postprocess"],
+          "batches": [1, ...],                               # batch 1 and the --batches
+          "runners": {"python:ort-cpu:fp32": {               # runtime:backend:precision (C++ runners: "cpp:...")
+              "runtime", "backend", "precision", "artifact", "status": "ok" | "skipped" | "error", "reason",
+              "batches": [{"batch", "status": "ok", "n",
+                           "stages": {stage: {"n", "mean_ms", "p50_ms", "p99_ms", "applicable", "note"}},
+                           "end_to_end": {"n", "mean_ms", "p50_ms", "p99_ms"}, "images_per_s",
+                           "outside_inference_share"}    # 1 - mean inference / mean end to end
+                          | {"batch", "status": "skipped", "reason"}]}}},   # not applicable: null ms, a note
       "files": {"markdown": "report.md", "plots": ["latency_vs_batch.png", ...]},
       "manifest_update": {"updated": bool, "reason": str | null}
     }
@@ -46,17 +57,20 @@ from typing import Any
 
 from ..devicekit.fileio import atomic_path, atomic_write_json, atomic_write_text
 from ..outputs import BENCH_REPORT_FILE
+from .end_to_end_report import PLOT as END_TO_END_PLOT
+from .end_to_end_report import markdown_lines as end_to_end_lines
+from .end_to_end_report import write_plot as write_end_to_end_plot
 
-SCHEMA_VERSION = 2  # 2: accuracy keys named as in devicekit.agreement (agreement, max_abs_diff, ...)
+SCHEMA_VERSION = 3  # 2: accuracy keys named as in devicekit.agreement (agreement, max_abs_diff, ...); 3: end_to_end
 REPORT_FILE = BENCH_REPORT_FILE  # with "tool": BENCH_TOOL, what the write policy recognises a report folder by
 MARKDOWN_FILE = "report.md"
 LATENCY_PLOT = "latency_vs_batch.png"
 ACCURACY_PLOT = "accuracy_vs_latency.png"
-OWNED_FILES = (REPORT_FILE, MARKDOWN_FILE, LATENCY_PLOT, ACCURACY_PLOT)
+OWNED_FILES = (REPORT_FILE, MARKDOWN_FILE, LATENCY_PLOT, ACCURACY_PLOT, END_TO_END_PLOT)
 
 SCHEMA: dict[str, tuple[str, ...]] = {
     "report": ("schema_version", "tool", "status", "complete", "created", "elapsed_s", "bundle", "machine",
-               "options", "data", "reference", "jetson", "runs", "files", "manifest_update"),
+               "options", "data", "reference", "jetson", "runs", "end_to_end", "files", "manifest_update"),
     "bundle": ("path", "model", "manifest_created", "source", "artifacts"),
     "data": ("spec", "split", "count", "val_fraction", "seed", "classes"),
     "reference": ("name", "fallback", "reason"),
@@ -68,6 +82,12 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "latency_ok": ("batch", "status", "n", "mean_ms", "std_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p99_ms",
                    "images_per_s", "threads", "device", "power"),
     "latency_skipped": ("batch", "status", "reason"),
+    "end_to_end": ("images", "stages", "batches", "runners"),
+    "e2e_images": ("dir", "count", "formats", "sizes"),
+    "e2e_runner": ("runtime", "backend", "precision", "artifact", "status", "reason", "batches"),
+    "e2e_batch_ok": ("batch", "status", "n", "stages", "end_to_end", "images_per_s", "outside_inference_share"),
+    "e2e_stage": ("n", "mean_ms", "p50_ms", "p99_ms", "applicable", "note"),
+    "e2e_total": ("n", "mean_ms", "p50_ms", "p99_ms"),
     "files": ("markdown", "plots"),
     "manifest_update": ("updated", "reason"),
 }
@@ -98,6 +118,27 @@ def check_report(report: dict[str, Any]) -> None:
         for entry in run["latency"]:
             same("latency_ok" if entry.get("status") == "ok" else "latency_skipped", entry,
                  f"run {run['name']!r} latency batch {entry.get('batch')}")
+    if report["end_to_end"] is not None:
+        _check_end_to_end(report["end_to_end"], same)
+
+
+def _check_end_to_end(section: dict[str, Any], same: Any) -> None:
+    """The end-to-end section against :data:`SCHEMA` (``same(section_name, obj, where)`` raises)."""
+    same("end_to_end", section, "end_to_end")
+    same("e2e_images", section["images"], "end_to_end images")
+    for name, row in section["runners"].items():
+        same("e2e_runner", row, f"end_to_end runner {name!r}")
+        for entry in row["batches"]:
+            where = f"end_to_end runner {name!r} batch {entry.get('batch')}"
+            if entry.get("status") != "ok":
+                same("latency_skipped", entry, where)
+                continue
+            same("e2e_batch_ok", entry, where)
+            same("e2e_total", entry["end_to_end"], f"{where} end_to_end")
+            if set(entry["stages"]) != set(section["stages"]):
+                raise ValueError(f"report {where}: stages {sorted(entry['stages'])}, expected {section['stages']}")
+            for stage, stats in entry["stages"].items():
+                same("e2e_stage", stats, f"{where} stage {stage!r}")
 
 
 def latency_at(run: dict[str, Any], batch: int) -> dict[str, Any] | None:
@@ -146,7 +187,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if notes:
         lines += ["", "Not measured:", *notes]
-    lines += _power_lines(report) + _trtexec_lines(report)
+    lines += _power_lines(report) + _trtexec_lines(report) + end_to_end_lines(report.get("end_to_end"))
     return "\n".join(lines) + "\n"
 
 
@@ -217,7 +258,8 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[str]:
     ax.grid(True, alpha=0.3)
     written.append(_save(fig, out_dir / ACCURACY_PLOT))
     plt.close(fig)
-    return written
+    stages_plot = write_end_to_end_plot(report.get("end_to_end"), out_dir, _save)
+    return written + ([stages_plot] if stages_plot else [])
 
 
 def manifest_summary(report: dict[str, Any], report_path: Path) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ Examples::
     ibit-bench runs/mnist/bundle                                   # every available backend, batches 1,8,32
     ibit-bench bundle --backends torch-ref,ort-cpu --batches 1,16 --limit 500 --seconds 2 --threads 2
     ibit-bench bundle --backends tensorrt,ort-cuda --precision fp16,int8 --jetson --trtexec --out bench/orin
+    ibit-bench bundle --backends ort-cpu --end-to-end digits/ --batches 1,8   # image file -> label, by stage
 
 Exit status (ibit_deploy/errors.py): 0 something was measured and every backend ran or was skipped with a reason,
 1 some backend failed (the report says which), 2 bad arguments or an unusable bundle, or batch sizes outside the
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jetson-clocks", action="store_true",
                    help="run `sudo -n jetson_clocks` first (changes the board's clocks until reboot)")
     p.add_argument("--trtexec", action="store_true", help="also time TensorRT engines with trtexec")
+    p.add_argument("--end-to-end", metavar="DIR", default=None,
+                   help="also time image file -> label by stage (read, decode, preprocess, h2d, inference, d2h, "
+                        "postprocess) on the image files of DIR, at batch 1 and --batches, for each runtime backend")
     p.add_argument("--out", default=None, help="report directory (default: BUNDLE/bench)")
     p.add_argument("--allow-failed", action="store_true",
                    help="also run artifacts that FAILED their gate at export (a warning says so; by default they are "
@@ -64,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         backends=args.backends, precisions=args.precision, batches=args.batches, data=args.data, split=args.split,
         limit=args.limit, warmup=args.warmup, iters=args.iters, seconds=args.seconds, threads=args.threads,
         torch_device=args.device, jetson=args.jetson, jetson_clocks=args.jetson_clocks, trtexec=args.trtexec,
-        progress=not args.quiet, allow_failed=args.allow_failed,
+        progress=not args.quiet, allow_failed=args.allow_failed, end_to_end=args.end_to_end,
     )
     try:
         report = run_benchmark(args.bundle, options, out_dir=args.out)

@@ -61,7 +61,7 @@ CONFORMANCE_TARGETS: tuple[Target, ...] = (
            "a subprocess, outside TensorRT's Python API)"),
     Target("runtime.trt_runner", "ibit_deploy.runtime.tensorrt_runner:TrtRunner", "runner_lifecycle",
            "TrtRunner: open (Runtime, deserialize, context, tensor names/modes/dtypes, profile, addresses), infer, "
-           "time_stages, describe, close"),
+           "infer_staged, time_stages, describe, close"),
 )
 
 CHW = (3, 8, 8)
@@ -255,6 +255,7 @@ def runner_lifecycle(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
     runner = entry(engine, InputSpec("images", *CHW, min_batch=1, max_batch=8), import_backend=lambda: (trt, cudart))
     with runner:
         runner.infer(np.zeros((2, *CHW), dtype=np.float32))
+        runner.infer_staged(np.zeros((2, *CHW), dtype=np.float32))
         runner.time_stages(np.zeros((1, *CHW), dtype=np.float32), iterations=2, warmup=1)
         return runner.describe()
 

@@ -7,6 +7,8 @@ reports a wrong shape or dtype the same way. Heavy imports (onnxruntime, tensorr
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,10 +16,26 @@ import numpy as np
 from ..devicekit.profile import InputSpec
 from ..errors import BackendUnavailable
 
-__all__ = ["BackendUnavailable", "InputSpec", "Runner"]
+__all__ = ["BackendUnavailable", "InputSpec", "Runner", "StagedInference"]
 
 
 DEFAULT_CHUNK = 64  # images per call when neither the caller nor the artifact bounds the batch
+HOST_MEMORY = "not applicable: the backend runs on host memory, there is no host-device copy"
+
+
+@dataclass(frozen=True)
+class StagedInference:
+    """One inference split into its stages (milliseconds): ``h2d_ms``, ``inference_ms``, ``d2h_ms``.
+
+    ``h2d_ms``/``d2h_ms`` are None where the backend has no separate copy (``copy_note`` says why: a CPU backend
+    has none to make); they are never reported as zero. The three stages add up to the call's wall time.
+    """
+
+    logits: np.ndarray
+    inference_ms: float
+    h2d_ms: float | None = None
+    d2h_ms: float | None = None
+    copy_note: str | None = HOST_MEMORY
 
 
 class Runner:
@@ -40,6 +58,12 @@ class Runner:
         if not self.is_open:
             raise RuntimeError(f"{self.backend} runner is not open; use `with runner:` or call open() first")
         return self._infer(self.spec.check(images))
+
+    def infer_staged(self, images: np.ndarray) -> StagedInference:
+        """:meth:`infer`, timed by stage (host-to-device copy, inference, device-to-host copy)."""
+        if not self.is_open:
+            raise RuntimeError(f"{self.backend} runner is not open; use `with runner:` or call open() first")
+        return self._infer_staged(self.spec.check(images))
 
     def infer_all(self, images: np.ndarray, batch: int | None = None) -> np.ndarray:
         """Logits for any number of images: chunks of ``batch`` (default: the largest the spec allows, else 64)
@@ -80,6 +104,13 @@ class Runner:
 
     def _infer(self, images: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _infer_staged(self, images: np.ndarray) -> StagedInference:
+        """This default (a backend on host memory) times the whole call as inference and records the copies as not
+        applicable; GPU backends override it to time their copies apart."""
+        start = time.perf_counter_ns()
+        logits = self._infer(images)
+        return StagedInference(logits, (time.perf_counter_ns() - start) / 1e6)
 
     def _close(self) -> None:
         pass

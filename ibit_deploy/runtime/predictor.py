@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -71,7 +71,18 @@ class Predictor:
 
     def predict(self, images: Any) -> Predictions:
         """Class names and probabilities for ``images``."""
-        logits = self.predict_logits(images)
+        return self.postprocess(self.predict_logits(images))
+
+    def decode(self, source: str | os.PathLike | BinaryIO, name: str | None = None) -> np.ndarray:
+        """One encoded image (a path or a binary file object: PNG, JPEG, ...) as uint8 (H, W, C) with the bundle's
+        channels: the dataset reader's decoding and checks (:func:`ibit_deploy.data.sources.read_image`), then the
+        colour conversion :meth:`preprocess` applies to a PIL image."""
+        from ..data.sources import read_image
+
+        return self._as_hwc(read_image(source, name), 0)
+
+    def postprocess(self, logits: np.ndarray) -> Predictions:
+        """Softmax probabilities, top-1 indices and class names from logits (N, C)."""
         shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
         probs = np.exp(shifted)
         probs /= probs.sum(axis=1, keepdims=True)

@@ -10,7 +10,7 @@ from ibit_deploy.bench.report import SCHEMA, SCHEMA_VERSION, check_report, markd
 
 # schema_version -> fingerprint of SCHEMA. When you change the report's keys: bump SCHEMA_VERSION in
 # ibit_deploy/bench/report.py, update its docstring, and add the new pair here (never edit an existing pair).
-PINNED = {1: "c342903248f6e553", 2: "9dad5aba9746cefa"}
+PINNED = {1: "c342903248f6e553", 2: "9dad5aba9746cefa", 3: "5763992b1df0cd66"}
 
 
 def test_schema_keys_match_their_version():
@@ -37,6 +37,7 @@ def _minimal_report() -> dict:
                   options={"batches": [1, 128]})
     for section in ("bundle", "data", "reference", "jetson", "files", "manifest_update"):
         report[section] = {k: None for k in SCHEMA[section]}
+    report["end_to_end"] = None
     report["bundle"]["model"] = "tiny"
     report["reference"]["name"] = "torch-ref"
     return report
@@ -74,3 +75,34 @@ def test_markdown_adds_power_and_trtexec_sections_when_measured():
     text = markdown_table(report)
     assert "power mode MAXN" in text and "| ort-cpu:fp32 | 1 | 5060 | 12.5 | VDD_IN |" in text
     assert "| ort-cpu:fp32 | 1 | 0.46 | 0.48 | 2000.5 |" in text and "error: trtexec exited with 1" in text
+
+
+def _end_to_end_section() -> dict:
+    from ibit_deploy.bench.end_to_end import STAGES, summarize
+
+    records = [{"batch": 1, "stages_ms": {s: None if s in ("h2d", "d2h") else 1.0 for s in STAGES},
+                "end_to_end_ms": 5.5} for _ in range(3)]
+    row = {"runtime": "cpp", "backend": "ort-cpu", "precision": "fp32", "artifact": "model.onnx", "status": "ok",
+           "reason": None, "batches": [summarize(records, {"h2d": "host memory", "d2h": "host memory"}),
+                                       {"batch": 64, "status": "skipped", "reason": "outside range"}]}
+    return {"images": {"dir": "/d", "count": 3, "formats": {"png": 3}, "sizes": {"28x28": 3}},
+            "stages": list(STAGES), "batches": [1, 64], "runners": {"cpp:ort-cpu:fp32": row}}
+
+
+def test_end_to_end_section_is_checked_and_shown():
+    """A runner of another runtime (here a C++ one) is one more row: same keys, same table, n/a where absent."""
+    report = _minimal_report()
+    report["end_to_end"] = _end_to_end_section()
+    check_report(report)
+    text = markdown_table(report)
+    assert "| cpp:ort-cpu:fp32 | 1 | 1 / 1 | 1 / 1 | 1 / 1 | n/a | 1 / 1 | n/a | 1 / 1 | 5.5 / 5.5 | 181.8 | 82% |" \
+        in text
+    assert "- n/a: host memory" in text and "cpp:ort-cpu:fp32 batch 64 skipped: outside range" in text
+    broken = copy.deepcopy(report)
+    del broken["end_to_end"]["runners"]["cpp:ort-cpu:fp32"]["batches"][0]["stages"]["d2h"]
+    with pytest.raises(ValueError, match="stages .* expected"):
+        check_report(broken)
+    broken = copy.deepcopy(report)
+    broken["end_to_end"]["runners"]["cpp:ort-cpu:fp32"]["batches"][0]["stages"]["read"]["p90_ms"] = 1.0
+    with pytest.raises(ValueError, match=r"stage 'read': missing keys \[\], unexpected keys \['p90_ms'\]"):
+        check_report(broken)
