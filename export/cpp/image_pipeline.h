@@ -57,7 +57,8 @@ public:
         end_to_end_.clear();
     }
 
-    // {"stages": {stage: {"p50_ms", "p99_ms", "mean_ms"}}, "end_to_end": {...}} members (without the braces).
+    // {"stages": {stage: {"p50_ms", "p99_ms", "mean_ms"}}, "end_to_end": {...}, "iterations": {stage: [ms...],
+    // "end_to_end": [ms...]}} members (without the braces).
     std::string json_members() const {
         std::ostringstream s;
         s << "\"stages\": {";
@@ -70,6 +71,18 @@ public:
             }
         }
         s << "}, \"end_to_end\": " << summary(end_to_end_);
+        // every timed run's times, stage by stage (index i is run i), so a caller can compute its own statistics
+        // (ibit-bench --end-to-end --cpp-runner summarises them exactly as it does the Python runtime's)
+        s << ", \"iterations\": {";
+        first = true;
+        for (const auto& name : stage_names()) {
+            for (const auto& st : stages_) {
+                if (st.first != name) continue;
+                s << (first ? "" : ", ") << json_string(name) << ": " << list_json(st.second);
+                first = false;
+            }
+        }
+        s << (first ? "" : ", ") << "\"end_to_end\": " << list_json(end_to_end_) << "}";
         return s.str();
     }
 

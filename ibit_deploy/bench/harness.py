@@ -45,6 +45,7 @@ from .report import REPORT_FILE, SCHEMA_VERSION, manifest_summary, write_report_
 
 DEFAULT_BACKENDS = ("torch-ref", "torch-folded", "ort-cpu", "ort-cuda", "tensorrt")
 SPLITS = ("train", "val", "test")
+DEFAULT_CPP_ITERS = 20  # timed runs of the C++ runner per batch size when the bench is timed by --seconds
 
 
 @dataclass
@@ -70,6 +71,7 @@ class BenchOptions:
     progress: bool = True
     allow_failed: bool = False  # also run artifacts whose recorded gate failed (runtime.load's allow_failed)
     end_to_end: str | None = None  # folder of image files: also time image file -> label by stage (end_to_end.py)
+    cpp_runner: str | None = None  # with end_to_end: also the C++ runner at this path (cpp_runner.py)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option."""
@@ -92,6 +94,8 @@ class BenchOptions:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.eval_batch < 1:
             raise ValueError(f"eval_batch must be >= 1, got {self.eval_batch}")
+        if self.cpp_runner is not None and self.end_to_end is None:
+            raise ValueError("--cpp-runner times the C++ runner end to end: give --end-to-end DIR too")
         if self.end_to_end is not None and not set(self.backends) & set(END_TO_END_BACKENDS):
             raise ValueError(f"--end-to-end times the Python runtime's backends ({', '.join(END_TO_END_BACKENDS)}); "
                              f"--backends {','.join(self.backends)} has none of them")
@@ -175,6 +179,14 @@ def _measure(bundle: Path, manifest: dict[str, Any], options: BenchOptions, runn
                 bundle, report["runs"], files, options.batches, threads=options.threads, warmup=options.warmup,
                 iters=options.iters, seconds=options.seconds, allow_failed=options.allow_failed,
                 progress=options.progress)
+            if options.cpp_runner is not None:  # the same files and batch sizes through the C++ runner
+                from .cpp_runner import cpp_rows
+
+                ran = sorted({r["precision"] for r in report["runs"] if r["backend"] == "ort-cpu" and
+                              r["status"] == "ok"})
+                report["end_to_end"]["runners"].update(cpp_rows(
+                    options.cpp_runner, bundle, manifest, ran, files["files"], options.batches,
+                    warmup=options.warmup, iters=options.iters or DEFAULT_CPP_ITERS, threads=options.threads))
     except KeyboardInterrupt:
         _finish(report, logits, labels, manifest, bundle, (staging, out_dir), started, interrupted=True)
         raise

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end-to-end", metavar="DIR", default=None,
                    help="also time image file -> label by stage (read, decode, preprocess, h2d, inference, d2h, "
                         "postprocess) on the image files of DIR, at batch 1 and --batches, for each runtime backend")
+    p.add_argument("--cpp-runner", metavar="BINARY", default=None,
+                   help="with --end-to-end: also time the C++ ONNX Runtime runner (export/cpp's ort_runner) on the same "
+                        "files and batch sizes, one row per precision")
     p.add_argument("--out", default=None, help="report directory (default: BUNDLE/bench)")
     p.add_argument("--allow-failed", action="store_true",
                    help="also run artifacts that FAILED their gate at export (a warning says so; by default they are "
@@ -69,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         limit=args.limit, warmup=args.warmup, iters=args.iters, seconds=args.seconds, threads=args.threads,
         torch_device=args.device, jetson=args.jetson, jetson_clocks=args.jetson_clocks, trtexec=args.trtexec,
         progress=not args.quiet, allow_failed=args.allow_failed, end_to_end=args.end_to_end,
+        cpp_runner=args.cpp_runner,
     )
     try:
         report = run_benchmark(args.bundle, options, out_dir=args.out)

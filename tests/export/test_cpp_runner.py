@@ -241,7 +241,6 @@ def test_stage_timings_as_json(ort_runner, digit_files, tmp_path):
     assert sum(s["mean_ms"] for s in report["stages"].values()) <= report["end_to_end"]["mean_ms"] * (1 + 1e-6)
 
 
-@pytest.mark.slow
 def _png_rgb16(width: int, height: int) -> bytes:
     """A valid 16-bit RGB PNG (Pillow writes none), all black."""
     import struct
@@ -284,3 +283,33 @@ def test_bad_image_input_is_exit_2_naming_the_file(ort_runner, digit_files, tmp_
                                             "std": [0.0]}}))
     result = run("--manifest", str(broken), str(files[0]))
     assert result.returncode == 2 and f"{broken}: input.std should be positive" in result.stderr
+
+
+def test_ibit_bench_end_to_end_adds_the_cpp_runner_rows(ort_runner, trained_bundle, digit_files, tmp_path):
+    """``ibit-bench --end-to-end DIR --cpp-runner BINARY``: the C++ runner on the same files and batch sizes, summarised
+    like the Python runtime (per-run times from its ``iterations``), in the same report and schema."""
+    from ibit_deploy.bench.end_to_end import STAGES
+    from ibit_deploy.bench.report import check_report
+    from ibit_deploy.cli.bench import main as bench_main
+
+    files, _ = digit_files
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for path in files[:6]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle[0], bundle)
+    out = tmp_path / "bench"
+    assert bench_main([str(bundle), "--backends", "ort-cpu", "--batches", "4", "--end-to-end", str(folder),
+                       "--cpp-runner", str(ort_runner), "--out", str(out), "--limit", "20", "--warmup", "1",
+                       "--iters", "5", "--threads", "1", "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    check_report(report)
+    row = report["end_to_end"]["runners"]["cpp:ort-cpu:fp32"]
+    assert row["status"] == "ok" and row["artifact"] == "model.onnx" and [b["batch"] for b in row["batches"]] == [1, 4]
+    for entry in row["batches"]:
+        assert entry["n"] == 5 and list(entry["stages"]) == list(STAGES)
+        assert not entry["stages"]["h2d"]["applicable"] and entry["stages"]["h2d"]["p50_ms"] is None
+        assert 0 < entry["stages"]["inference"]["p50_ms"] <= entry["end_to_end"]["p99_ms"]
+    assert "| cpp:ort-cpu:fp32 | 4 |" in (out / "report.md").read_text()
+    assert bench_main([str(bundle), "--backends", "ort-cpu", "--cpp-runner", str(ort_runner), "--quiet"]) == 2
