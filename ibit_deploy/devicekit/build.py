@@ -26,33 +26,14 @@ from .layout import DEFAULT_ONNX, check_precision
 from .profile import EngineProfile
 from .session import CudaUnavailable, EngineBuildError, make_logger, trt_errors
 
-# The TensorRT majors this kit knows the rules of: 10.x (JetPack 6 ships 10.3; desktop) and 11.x (desktop).
-SUPPORTED_TRT_MAJORS = (10, 11)
+# The version rules live in the version matrix; re-exported here for the callers that build engines.
+from .versions import SUPPORTED_TRT_MAJORS, check_trt_major, parse_trt_version, supported_versions  # noqa: F401
+
 DEFAULT_WORKSPACE_MIB = 1024
 # trtexec 10.x defaults measure enqueue overhead, copies and blocking sync along with the GPU; 11.x defaults to these.
 TRT10_BENCHMARK_FLAGS = ("--useCudaGraph", "--noDataTransfers", "--useSpinWait", "--separateProfileRun")
 PERCENTILES = "50,90,99"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
-
-def parse_trt_version(version: str) -> tuple[int, int]:
-    """``"10.3.0.30"`` -> ``(10, 3)``."""
-    match = re.match(r"\s*(\d+)\.(\d+)", str(version))
-    if not match:
-        raise ValueError(f"cannot parse TensorRT version {version!r}: expected 'MAJOR.MINOR[.PATCH[.BUILD]]'")
-    return int(match.group(1)), int(match.group(2))
-
-
-def check_trt_major(trt_major: int) -> int:
-    """``trt_major`` if this kit knows its rules, else ValueError naming the supported versions."""
-    if isinstance(trt_major, bool) or not isinstance(trt_major, int) or trt_major not in SUPPORTED_TRT_MAJORS:
-        raise ValueError(f"TensorRT {trt_major}.x is not supported: this kit knows TensorRT {supported_versions()}")
-    return trt_major
-
-
-def supported_versions() -> str:
-    """``"10.x and 11.x (JetPack 6 ships 10.3)"``: what messages (here and in build_engine.sh) say is supported."""
-    return " and ".join(f"{m}.x" for m in SUPPORTED_TRT_MAJORS) + " (JetPack 6 ships 10.3)"
 
 
 def onnx_precision_for(precision: str, legacy: bool = False) -> str:

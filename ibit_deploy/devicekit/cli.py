@@ -25,13 +25,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import precision_auto
+from . import precision_auto, versions
 from .acceptance import engine_acceptance, engine_accepted, verification_summary
 from .auto_build import AUTO, build_auto, run_trtexec_stdout
 from .build import (
     DEFAULT_WORKSPACE_MIB,
     build_serialized_engine,
-    check_trt_major,
     onnx_precision_for,
     parse_trt_version,
     trtexec_command,
@@ -136,11 +135,13 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
     return {"bundle": bundle, "manifest": manifest, "precision": precision, "onnx": Path(onnx), "engine": engine,
             "profile": profile, "timing_cache": cache, "report": args.report or engine.with_suffix(".json")}
 def _supported_version(trt: Any) -> str | None:
-    """None when the installed TensorRT is one this kit knows; else the message saying which it supports."""
+    """None when the installed TensorRT is one this kit knows (its row of the version matrix is printed on stderr);
+    else the message saying which versions it supports."""
     try:
-        check_trt_major(parse_trt_version(trt.__version__)[0])
+        found = versions.detect(str(trt.__version__), versions.read_l4t_release())
     except ValueError as exc:
         return f"build_engine.py: the installed TensorRT ({trt.__version__}) cannot be used: {exc}"
+    print(f"build_engine.py: {versions.describe(found)}", file=sys.stderr)
     return None
 
 
