@@ -50,7 +50,8 @@ CONFORMANCE_TARGETS: tuple[Target, ...] = (
            "ibit-export's engine check: kit.run_engine (Runtime, deserialize, tensor names/modes/dtypes, "
            "set_input_shape, addresses, execute_async_v3) against ONNX Runtime"),
     Target("export.tensorrt_target", "ibit_deploy.export.targets:tensorrt_target", "export_target",
-           "ibit-export --to tensorrt: device scripts, build_engine, then verify_built_engine, manifest entry"),
+           "ibit-export --to tensorrt: device scripts, build_engine (an 8 GB Orin's builder limits), then "
+           "verify_built_engine, manifest entry"),
     Target("kit.main", "ibit_deploy.devicekit.cli:main", "device_script",
            "the bundle's build_engine.py: build, run_engine + verify_engine against ONNX Runtime, manifest record"),
     Target("kit.main.legacy_int8", "ibit_deploy.devicekit.cli:main",
@@ -213,7 +214,7 @@ def export_target(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
     trt.set_scenario(engine_scenario(trt))
     out = work / "bundle"
     manifest = tiny_bundle(out)
-    options = types.SimpleNamespace(target_precision="fp32")
+    options = types.SimpleNamespace(target_precision="fp32", builder_limits={"device_class_key": "orin-8gb"})
     tools = EngineTools(build=partial(build_engine, trt=trt), verify=partial(verify_built_engine, trt=trt))
     return entry(out, manifest, options, tools)
 
