@@ -1,6 +1,6 @@
 """Which TensorRT names the project uses, per TensorRT version, checked against the real bindings (issue 11).
 
-    python benchmarks/trt_api_report.py                      # both versions -> benchmarks/results/trt_api_usage.*
+    python benchmarks/trt_api_report.py                      # every version -> benchmarks/results/trt_api_usage.*
     python benchmarks/trt_api_report.py --version 10.3 --out /tmp/trt_api
 
 Runs every code path of ibit_deploy.conformance.paths.CONFORMANCE_TARGETS against the real tensorrt-cu12-bindings

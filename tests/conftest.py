@@ -270,11 +270,18 @@ def make_fake_trt(version: str = "10.3.0.30") -> types.ModuleType:
         def get_timing_cache(self) -> _TimingCache:
             return self.cache
 
+        def set_tactic_sources(self, mask: int) -> bool:
+            calls["tactic_sources"] = mask
+            return True
+
     trt.ILogger, trt.Builder, trt.OnnxParser = ILogger, Builder, OnnxParser
     trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
     trt.ProfilingVerbosity = types.SimpleNamespace(DETAILED="DETAILED")
     trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8")
+    # TacticSource's values as in the real bindings (CUBLAS 0 ... JIT_CONVOLUTIONS 4; 11.x keeps the last two)
+    trt.TacticSource = types.SimpleNamespace(CUBLAS=0, CUBLAS_LT=1, CUDNN=2, EDGE_MASK_CONVOLUTIONS=3,
+                                             JIT_CONVOLUTIONS=4)
     return trt
 
 

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from .. import errors
+from ..devicekit.build_limits import add_limit_arguments, parse_tactic_sources
 from ..export.pipeline import PRECISIONS, TARGETS, ExportOptions, export_checkpoint
 from ..export.replacing import describe_replaced
 from ..package.options import TARGETS as PACKAGE_TARGETS
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace a bundle in --out that was exported from another checkpoint (all its files and "
                         "bench results go); a re-export of the same checkpoint needs no flag")
     add_quiet(p)
+    add_limit_arguments(p)  # --to tensorrt: the engine built here (the on-device kit detects its own device class)
     q = p.add_argument_group("quantization (fp16 / int8)")
     q.add_argument("--max-drop", type=float, default=1.0,
                    help="largest top-1 drop in percentage points vs fp32 (default 1.0; the manifest records it as a "
@@ -93,10 +95,15 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
         quantize["exclude"] = args.exclude
     if args.include:
         quantize["include"] = args.include
+    limits = {key: value for key, value in (
+        ("workspace_mib", args.workspace_mib), ("optimization_level", args.builder_optimization_level),
+        ("aux_streams", args.aux_streams), ("device_class_key", args.device_class),
+        ("tactic_sources", parse_tactic_sources(args.tactic_sources) if args.tactic_sources else None))
+        if value is not None}
     return ExportOptions(to=args.to, precision=args.precision, opset=args.opset, min_batch=args.min_batch,
                          opt_batch=args.opt_batch, max_batch=args.max_batch, require_engine=args.require_engine,
                          quantize=quantize, wait=args.wait, attention=args.attention,
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, builder_limits=limits)
 
 
 @cli_main("ibit-export")

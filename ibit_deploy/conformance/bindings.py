@@ -23,8 +23,11 @@ from typing import Any
 from ..devicekit.staging import new_staging, publish_new
 
 PACKAGE = "tensorrt-cu12-bindings"
-# TensorRT version -> the bindings wheel version; 10.3 is JetPack 6's, 11.4 the current desktop release.
-VERSIONS = {"10.3": "10.3.0", "11.4": "11.4.0.106"}
+# TensorRT version -> the bindings wheel version, one per row of the version matrix (devicekit/versions.py):
+# 10.3 JetPack 6, 10.13 JetPack 7.0/7.1, 10.14 the first with IAttention, 10.16 JetPack 7.2.0, 11.4 JetPack 7.2.2+
+# and desktops (PyPI has no 11.4.1 bindings; 11.4.0.106 is the newest 11.4 wheel, same minor API).
+VERSIONS = {"10.3": "10.3.0", "10.13": "10.13.3.9", "10.14": "10.14.1.48.post1", "10.16": "10.16.1.11",
+            "11.4": "11.4.0.106"}
 LIBRARIES = ("nvinfer", "nvonnxparser", "nvinfer_plugin")
 # The C entry points tensorrt.so imports from those libraries (nm -D --undefined-only on both wheels).
 STUB_SYMBOLS = ("createInferBuilder_INTERNAL", "createInferRuntime_INTERNAL", "createInferRefitter_INTERNAL",

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..devicekit.versions import FEATURES
 from . import cudart_double
 from .binding_standins import Recorder, ScenarioError, StandInTensorRT
 from .paths import CONFORMANCE_TARGETS, DRIVERS, Target, resolve_entry
@@ -60,6 +61,16 @@ def run_target(target: Target, module: StandInTensorRT, recorder: Recorder, majo
     return result
 
 
+def present(real: Any, dotted: str) -> bool:
+    """Does the real bindings module have ``Class.attr`` (or a top-level ``name``)?"""
+    obj = real
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ibit_deploy.conformance.child")
     p.add_argument("--out", type=Path, required=True)
@@ -92,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     scan = [finding for d in args.scan for finding in scan_names(d, real, root)]
     report = {"tensorrt": str(real.__version__), "major": major, "targets": results,
               "uses": {name: sorted(sites) for name, sites in sorted(recorder.uses.items())},
-              "findings": recorder.findings, "notes": recorder.notes, "static_scan": scan}
+              "findings": recorder.findings, "notes": recorder.notes, "static_scan": scan,
+              # the version matrix's binding names as this version has them (tests/conformance/test_version_matrix.py)
+              "feature_names": {name: present(real, name) for f in FEATURES for name in f.bindings}}
     args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     return 0
 

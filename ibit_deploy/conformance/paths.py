@@ -50,12 +50,16 @@ CONFORMANCE_TARGETS: tuple[Target, ...] = (
            "ibit-export's engine check: kit.run_engine (Runtime, deserialize, tensor names/modes/dtypes, "
            "set_input_shape, addresses, execute_async_v3) against ONNX Runtime"),
     Target("export.tensorrt_target", "ibit_deploy.export.targets:tensorrt_target", "export_target",
-           "ibit-export --to tensorrt: device scripts, build_engine, then verify_built_engine, manifest entry"),
+           "ibit-export --to tensorrt: device scripts, build_engine (an 8 GB Orin's builder limits), then "
+           "verify_built_engine, manifest entry"),
     Target("kit.main", "ibit_deploy.devicekit.cli:main", "device_script",
            "the bundle's build_engine.py: build, run_engine + verify_engine against ONNX Runtime, manifest record"),
     Target("kit.main.legacy_int8", "ibit_deploy.devicekit.cli:main",
            "device_script_legacy_int8", "build_engine.py --legacy --precision int8 (BuilderFlag.INT8 + FP16; 10.x)",
            expect={11: "SystemExit"}),
+    Target("kit.main.small_device", "ibit_deploy.devicekit.cli:main", "device_script_small_device",
+           "build_engine.py with an 8 GB Orin's builder limits: workspace pool, builder_optimization_level, "
+           "max_aux_streams, set_tactic_sources (TacticSource), keyed timing cache set aside"),
     Target("kit.main.precision_auto", "ibit_deploy.devicekit.cli:main", "device_script_auto",
            "build_engine.py --precision auto: three builds, three checks against ONNX Runtime (trtexec timing is "
            "a subprocess, outside TensorRT's Python API)"),
@@ -210,7 +214,7 @@ def export_target(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
     trt.set_scenario(engine_scenario(trt))
     out = work / "bundle"
     manifest = tiny_bundle(out)
-    options = types.SimpleNamespace(target_precision="fp32")
+    options = types.SimpleNamespace(target_precision="fp32", builder_limits={"device_class_key": "orin-8gb"})
     tools = EngineTools(build=partial(build_engine, trt=trt), verify=partial(verify_built_engine, trt=trt))
     return entry(out, manifest, options, tools)
 
@@ -225,6 +229,18 @@ def device_script_legacy_int8(entry: Callable[..., Any], trt: Any, work: Path) -
     trt.set_scenario(engine_scenario(trt))
     tiny_bundle(work / "bundle", precision="int8")
     return entry(["--bundle", str(work / "bundle"), "--precision", "int8", "--legacy", "--no-verify"])
+
+
+def device_script_small_device(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    """The builder limits of the smallest device class, and a timing cache keyed for another GPU."""
+    trt.set_scenario(engine_scenario(trt))
+    bundle = work / "bundle"
+    tiny_bundle(bundle)
+    (bundle / "timing.cache").write_bytes(b"another GPU's cache")
+    (bundle / "timing.cache.key.json").write_text('{"tensorrt": "0.0", "gpu": "other", "compute_capability": "0.0"}')
+    return entry(["--bundle", str(bundle), "--no-verify", "--device-class", "orin-8gb",
+                  "--tactic-sources", "jit_convolutions,edge_mask_convolutions", "--timing-cache",
+                  str(bundle / "timing.cache")])
 
 
 TRTEXEC_SUMMARY = """\
@@ -268,4 +284,5 @@ def planted(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
 DRIVERS: dict[str, Callable[..., Any]] = {
     fn.__name__: fn for fn in (build_typed, build_legacy_fp16, build_cache_mismatch, build_parser_errors, verify_built,
                                export_target, device_script, device_script_legacy_int8, device_script_auto,
+                               device_script_small_device,
                                runner_lifecycle, planted)}

@@ -96,6 +96,7 @@ def project_commands() -> Iterator[tuple[str, int, list[str]]]:
     ``build_engine.sh`` (:func:`ibit_deploy.export.device_bundle.render_build_script`).
     """
     from ..devicekit.build import SUPPORTED_TRT_MAJORS, trtexec_benchmark_command, trtexec_command
+    from ..devicekit.build_limits import BuilderLimits, tactic_source_names
     from ..devicekit.layout import DEFAULT_ONNX, PRECISIONS
     from ..devicekit.profile import EngineProfile
     from ..export.device_bundle import render_build_script
@@ -110,6 +111,10 @@ def project_commands() -> Iterator[tuple[str, int, list[str]]]:
                                            export_prefix="out/bench" if benchmark else None)
                     yield (f"trtexec_command({major}, {precision}, legacy={legacy}, benchmark={benchmark})", major,
                            argv)
+        small = BuilderLimits(512, optimization_level=2, aux_streams=0,
+                              tactic_sources=tactic_source_names(f"{major}.0")[-2:], device_class="orin-8gb")
+        yield f"trtexec_command({major}, builder limits)", major, trtexec_command(
+            major, "model.onnx", "engine.plan", "fp16", profile, timing_cache="timing.cache", limits=small)
         yield f"trtexec_benchmark_command({major})", major, trtexec_benchmark_command(
             major, "engine.plan", profile, export_prefix="out/bench")
         for batch in sorted({1, profile.opt_batch}):  # --precision auto's recipe: batch 1 and the opt batch

@@ -128,6 +128,7 @@ TABLE = {'docs': {'11': 'https://docs.nvidia.com/deeplearning/tensorrt/11.4.1/ap
                      'deprecated': {'--weightless': 'help: [Deprecated] this knob has been deprecated. Please use '
                                                     '--stripWeights'},
                      'take_value': ['--allocationStrategy',
+                                    '--builderOptimizationLevel',  # getAndDelOption(..., int builderOptimizationLevel): valued (added by hand; the help line shows no =N)
                                     '--avgRuns',
                                     '--avgTiming',
                                     '--calib',
@@ -317,6 +318,7 @@ TABLE = {'docs': {'11': 'https://docs.nvidia.com/deeplearning/tensorrt/11.4.1/ap
                                     '--useSpinWait': 'warning: is deprecated. Spin wait is now enabled by '
                                                      'default.'},
                      'take_value': ['--accuracyAlgorithm',
+                                    '--builderOptimizationLevel',  # getAndDelOption(..., int builderOptimizationLevel): valued (added by hand; the help line shows no =N)
                                     '--accuracyThreshold',
                                     '--allocationStrategy',
                                     '--atol',

@@ -12,6 +12,10 @@ through ``build_engine.py`` (:mod:`.launcher`), so the device runs the same code
     manifest        THE manifest reader and writer (v1 migration, file checks, precision -> ONNX lookup)
     bundle          typed, read-only views of a bundle (Bundle, Artifact)
     session         running an engine (EngineSession, CUDA helpers)
+    versions        THE version matrix: JetPack -> TensorRT -> CUDA -> features the kit may use
+    build_limits    builder limits (workspace, optimization level, aux streams, tactic sources) per device class
+    build_memory    peak host and device memory of a build
+    timing_cache    timing caches keyed by GPU and TensorRT version (a mismatch is set aside, never an error)
     build           TensorRT version rules, trtexec command lines, the Python-API engine build
     verify          an engine's check against ONNX Runtime and its manifest entry
     precision_auto  the rules of ``--precision auto``; auto_build runs it

@@ -15,7 +15,8 @@ from typing import Any
 from . import precision_auto
 from .acceptance import engine_accepted
 from .agreement import compare_logits
-from .build import DEFAULT_WORKSPACE_MIB, build_serialized_engine, trtexec_benchmark_command
+from .build import DEFAULT_WORKSPACE_MIB, build_record, build_serialized_engine, trtexec_benchmark_command
+from .build_limits import BuilderLimits, GpuInfo
 from .fileio import atomic_write_bytes
 from .manifest import onnx_artifact
 from .profile import EngineProfile
@@ -68,6 +69,7 @@ def onnx_top1(onnx_path: Path, batches: Sequence[Any], labels: Any, input_name: 
 def build_auto(trt: Any, bundle: Path, manifest: dict[str, Any], profile: EngineProfile, engine: Path, *,
                trt_major: int, trtexec_run: Callable[[list[str]], str], trtexec: str = "trtexec",
                workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: Path | None = None, verify_samples: int = 64,
+               limits: BuilderLimits | None = None, gpu: GpuInfo | None = None,
                max_drop: float | None = None, run: Callable[..., list[Any]] | None = None,
                progress: Callable[[str], None] = lambda msg: print(f"auto: {msg}", file=sys.stderr),
                ) -> dict[str, Any]:
@@ -86,12 +88,14 @@ def build_auto(trt: Any, bundle: Path, manifest: dict[str, Any], profile: Engine
         reference_top1 = onnx_top1(onnx["fp32"], batches, labels, profile.input_name)
     budget = accuracy_budget(manifest, reference_top1, max_drop)
     work = Path(tempfile.mkdtemp(prefix=".auto-", dir=engine.parent))
+    builds: dict[str, dict[str, Any]] = {}  # precision -> build_record(...) of its engine
 
     def build(precision: str) -> str:
         if onnx[precision] is None or not onnx[precision].is_file():
             raise FileNotFoundError(f"the bundle has no {precision} ONNX")
-        data, _ = build_serialized_engine(trt, onnx[precision], profile, workspace_mib=workspace_mib,
-                                          timing_cache=timing_cache)
+        data, info = build_serialized_engine(trt, onnx[precision], profile, workspace_mib=workspace_mib,
+                                             timing_cache=timing_cache, limits=limits, gpu=gpu)
+        builds[precision] = build_record(info)
         path = work / f"engine.{precision}.plan"
         atomic_write_bytes(path, data)
         return str(path)
@@ -120,4 +124,5 @@ def build_auto(trt: Any, bundle: Path, manifest: dict[str, Any], profile: Engine
         cand["engine"] = engine.name if cand["precision"] == record["chosen"] else None
     record["engine"] = engine.name if record["chosen"] else None
     record["verification_inputs"] = inputs
+    record["builds"] = builds
     return record

@@ -21,38 +21,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .build_limits import DEFAULT_WORKSPACE_MIB, BuilderLimits, GpuInfo, probe_gpu
+from .build_memory import DeviceMemorySampler, host_peak_rss_mib
 from .fileio import atomic_write_bytes
 from .layout import DEFAULT_ONNX, check_precision
 from .profile import EngineProfile
-from .session import CudaUnavailable, EngineBuildError, make_logger, trt_errors
+from .session import CudaUnavailable, EngineBuildError, import_cudart, make_logger, trt_errors
+from .timing_cache import cache_key, load_timing_cache, save_timing_cache
 
-# The TensorRT majors this kit knows the rules of: 10.x (JetPack 6 ships 10.3; desktop) and 11.x (desktop).
-SUPPORTED_TRT_MAJORS = (10, 11)
-DEFAULT_WORKSPACE_MIB = 1024
+# The version rules live in the version matrix; re-exported here for the callers that build engines.
+from .versions import SUPPORTED_TRT_MAJORS, check_trt_major, parse_trt_version, supported_versions  # noqa: F401
+
 # trtexec 10.x defaults measure enqueue overhead, copies and blocking sync along with the GPU; 11.x defaults to these.
 TRT10_BENCHMARK_FLAGS = ("--useCudaGraph", "--noDataTransfers", "--useSpinWait", "--separateProfileRun")
 PERCENTILES = "50,90,99"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
-
-def parse_trt_version(version: str) -> tuple[int, int]:
-    """``"10.3.0.30"`` -> ``(10, 3)``."""
-    match = re.match(r"\s*(\d+)\.(\d+)", str(version))
-    if not match:
-        raise ValueError(f"cannot parse TensorRT version {version!r}: expected 'MAJOR.MINOR[.PATCH[.BUILD]]'")
-    return int(match.group(1)), int(match.group(2))
-
-
-def check_trt_major(trt_major: int) -> int:
-    """``trt_major`` if this kit knows its rules, else ValueError naming the supported versions."""
-    if isinstance(trt_major, bool) or not isinstance(trt_major, int) or trt_major not in SUPPORTED_TRT_MAJORS:
-        raise ValueError(f"TensorRT {trt_major}.x is not supported: this kit knows TensorRT {supported_versions()}")
-    return trt_major
-
-
-def supported_versions() -> str:
-    """``"10.x and 11.x (JetPack 6 ships 10.3)"``: what messages (here and in build_engine.sh) say is supported."""
-    return " and ".join(f"{m}.x" for m in SUPPORTED_TRT_MAJORS) + " (JetPack 6 ships 10.3)"
 
 
 def onnx_precision_for(precision: str, legacy: bool = False) -> str:
@@ -111,12 +94,14 @@ def _benchmark_args(trt_major: int, export_prefix: str | None) -> list[str]:
 def trtexec_command(trt_major: int, onnx: str, engine: str, precision: str, profile: EngineProfile, *,
                     timing_cache: str | None = None, legacy: bool = False,
                     workspace_mib: int | None = DEFAULT_WORKSPACE_MIB, benchmark: bool = False,
-                    export_prefix: str | None = None, trtexec: str = "trtexec") -> list[str]:
+                    export_prefix: str | None = None, trtexec: str = "trtexec",
+                    limits: BuilderLimits | None = None) -> list[str]:
     """The trtexec argv that builds ``engine`` from ``onnx`` for TensorRT ``trt_major``.
 
     Without ``benchmark`` it stops after saving the engine (``--skipInference``); with it, trtexec then times the
     engine at the profile's opt batch with the version's benchmarking flags and percentiles, and with
-    ``export_prefix`` writes ``<prefix>.times.json``, ``.profile.json`` and ``.layers.json``.
+    ``export_prefix`` writes ``<prefix>.times.json``, ``.profile.json`` and ``.layers.json``. ``limits`` (builder
+    limits) replaces ``workspace_mib``.
     """
     name, chw = profile.input_name, profile.chw
     settings = trt_build_settings(trt_major, precision, legacy=legacy)
@@ -126,7 +111,9 @@ def trtexec_command(trt_major: int, onnx: str, engine: str, precision: str, prof
             f"--maxShapes={_shape_spec(name, profile.max_batch, chw)}",
             # keeps per-layer names and formats in the engine, so --exportLayerInfo and the inspector say something
             "--profilingVerbosity=detailed"]
-    if workspace_mib:
+    if limits is not None:
+        argv += limits.trtexec_args(trt_major)
+    elif workspace_mib:
         argv.append(f"--memPoolSize=workspace:{int(workspace_mib)}M")
     if timing_cache:
         argv.append(f"--timingCacheFile={timing_cache}")
@@ -148,6 +135,14 @@ def trtexec_benchmark_command(trt_major: int, engine: str, profile: EngineProfil
                          f"[{profile.min_batch}, {profile.max_batch}]")
     return [trtexec, f"--loadEngine={engine}", f"--shapes={_shape_spec(profile.input_name, batch, profile.chw)}",
             *_benchmark_args(trt_major, export_prefix)]
+
+
+def build_record(info: dict[str, Any]) -> dict[str, Any]:
+    """``{"build": {...}}``: what the manifest keeps about how an engine was built (builder limits, device class,
+    GPU, build time, peak host/device memory, timing-cache outcome), from :func:`build_serialized_engine`'s
+    description."""
+    keys = ("builder_limits", "gpu", "build_seconds", "build_memory", "timing_cache")
+    return {"build": {k: info[k] for k in keys if k in info}}
 
 
 def parse_onnx(trt: Any, network: Any, logger: Any, onnx_path: Path) -> None:
@@ -186,12 +181,16 @@ def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: Eng
                             workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: str | os.PathLike | None = None,
                             strongly_typed: bool = True, legacy_precision: str | None = None,
                             write_bytes: Callable[[Path, bytes], None] = atomic_write_bytes,
+                            limits: BuilderLimits | None = None, gpu: GpuInfo | None = None,
                             ) -> tuple[bytes, dict[str, Any]]:
     """Build an engine with the TensorRT module ``trt``; return (serialized engine, build description).
 
-    Builder -> network (STRONGLY_TYPED unless ``legacy_precision``) -> OnnxParser -> config (workspace pool,
-    timing cache, one optimization profile over the batch axis) -> build_serialized_network. The timing cache is
-    loaded if the file exists and written back (with ``write_bytes``) after the build.
+    Builder -> network (STRONGLY_TYPED unless ``legacy_precision``) -> OnnxParser -> config (builder limits:
+    ``limits``, else a workspace pool of ``workspace_mib``; timing cache; one optimization profile over the batch
+    axis) -> build_serialized_network. The timing cache is keyed by TensorRT version and ``gpu`` (default: probed
+    through cuda-python; :mod:`.timing_cache`): loaded when it matches, set aside with a warning when not, written
+    back (with ``write_bytes``) after the build. The description records the limits, the build time and the peak
+    host and device memory (:mod:`.build_memory`).
     """
     onnx_path, input_name = Path(onnx_path), profile.input_name
     major, minor = parse_trt_version(trt.__version__)
@@ -218,8 +217,13 @@ def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: Eng
         raise EngineBuildError(f"input {input_name!r} of {onnx_path} has shape {graph_shape}; the profile asks for "
                                f"(batch, {', '.join(map(str, chw))})")
 
+    limits = limits or BuilderLimits(workspace_mib=int(workspace_mib))
+    gpu = gpu or probe_gpu()
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
+    try:
+        limits.apply(trt, config)
+    except ValueError as exc:  # a limit this TensorRT cannot take: the caller's input, named
+        raise ValueError(f"builder limits: {exc}") from exc
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer info for the inspector and trtexec
     for name in flag_names:
         config.set_flag(getattr(trt.BuilderFlag, name))
@@ -228,27 +232,24 @@ def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: Eng
                           profile.shape(profile.max_batch))
     config.add_optimization_profile(trt_profile)
 
-    cache_info: dict[str, Any] = {"path": str(timing_cache) if timing_cache else None, "loaded": False}
+    key = cache_key(str(trt.__version__), gpu)
+    cache_info: dict[str, Any] = {"path": None, "loaded": False}
     if timing_cache:
-        cache_path = Path(timing_cache)
-        blob = cache_path.read_bytes() if cache_path.is_file() else b""
-        cache = config.create_timing_cache(blob)
-        # ignore_mismatch=False: a cache from another GPU or TensorRT version is refused rather than misused
-        if not config.set_timing_cache(cache, False):
-            cache = config.create_timing_cache(b"")
-            config.set_timing_cache(cache, False)
-            cache_info["note"] = "existing cache did not match this GPU/TensorRT and was replaced"
-        else:
-            cache_info["loaded"] = bool(blob)
+        cache_info = load_timing_cache(trt, config, Path(timing_cache), key)
 
+    try:
+        cudart = import_cudart()
+    except ImportError:
+        cudart = None
     start = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
+    with DeviceMemorySampler(cudart) as memory:
+        serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - start
     if serialized is None:
         raise EngineBuildError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path}"
                                + trt_errors(logger))
     if timing_cache:
-        write_bytes(Path(timing_cache), bytes(config.get_timing_cache().serialize()))
+        save_timing_cache(config, Path(timing_cache), key, write_bytes)
         cache_info["saved"] = True
 
     outputs = [network.get_output(i) for i in range(network.num_outputs)]
@@ -257,8 +258,10 @@ def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: Eng
         "strongly_typed": typed, "builder_flags": flag_names, "legacy_precision": legacy_precision,
         "input": {"name": input_name, "shape": ["batch", *chw]},
         "outputs": [{"name": o.name, "shape": [int(d) if int(d) >= 0 else "batch" for d in o.shape]} for o in outputs],
-        "batch_range": profile.batch_range, "opt_batch": profile.opt_batch, "workspace_mib": int(workspace_mib),
+        "batch_range": profile.batch_range, "opt_batch": profile.opt_batch, "workspace_mib": limits.workspace_mib,
+        "builder_limits": limits.record(), "gpu": gpu.record() if gpu else None,
         "timing_cache": cache_info, "build_seconds": round(seconds, 3),
+        "build_memory": {"host_peak_rss_mib": host_peak_rss_mib(), **memory.record()},
         "warnings": [msg for level, msg in logger.messages if level == 2][:20],
     }
     return bytes(serialized), info

@@ -25,17 +25,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import precision_auto
+from . import precision_auto, versions
 from .acceptance import engine_acceptance, engine_accepted, verification_summary
 from .auto_build import AUTO, build_auto, run_trtexec_stdout
 from .build import (
-    DEFAULT_WORKSPACE_MIB,
+    build_record,
     build_serialized_engine,
-    check_trt_major,
     onnx_precision_for,
     parse_trt_version,
     trtexec_command,
 )
+from .build_limits import add_limit_arguments, limits_from_args, probe_gpu
 from .exit_codes import CHECK_FAILED, DONE, REQUIREMENT_UNMET
 from .fileio import atomic_write_bytes, sha256_file
 from .layout import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE, LAUNCHER, PRECISIONS
@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-batch", type=int)
     p.add_argument("--opt-batch", type=int)
     p.add_argument("--max-batch", type=int)
-    p.add_argument("--workspace-mib", type=int, default=DEFAULT_WORKSPACE_MIB, help="builder workspace pool (MiB)")
+    add_limit_arguments(p)
     p.add_argument("--timing-cache", type=Path, help=f"timing cache file (default: BUNDLE/{DEFAULT_TIMING_CACHE})")
     p.add_argument("--no-timing-cache", action="store_true")
     p.add_argument("--legacy", action="store_true",
@@ -137,14 +137,21 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
     if args.max_drop is not None and not 0 <= args.max_drop <= 100:
         p.error(f"--max-drop is in top-1 points, 0..100; got {args.max_drop}")
     cache = None if args.no_timing_cache else (args.timing_cache or bundle / DEFAULT_TIMING_CACHE)
-    return {"bundle": bundle, "manifest": manifest, "precision": precision, "onnx": Path(onnx), "engine": engine,
+    gpu = probe_gpu()
+    try:
+        limits = limits_from_args(args, gpu)
+    except ValueError as exc:
+        p.error(str(exc))
+    return {"gpu": gpu, "limits": limits, "bundle": bundle, "manifest": manifest, "precision": precision, "onnx": Path(onnx), "engine": engine,
             "profile": profile, "timing_cache": cache, "report": args.report or engine.with_suffix(".json")}
 def _supported_version(trt: Any) -> str | None:
-    """None when the installed TensorRT is one this kit knows; else the message saying which it supports."""
+    """None when the installed TensorRT is one this kit knows (its row of the version matrix is printed on stderr);
+    else the message saying which versions it supports."""
     try:
-        check_trt_major(parse_trt_version(trt.__version__)[0])
+        found = versions.detect(str(trt.__version__), versions.read_l4t_release())
     except ValueError as exc:
         return f"build_engine.py: the installed TensorRT ({trt.__version__}) cannot be used: {exc}"
+    print(f"build_engine.py: {versions.describe(found)}", file=sys.stderr)
     return None
 
 
@@ -185,7 +192,7 @@ def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
     try:
         record = build_auto(trt, r["bundle"], r["manifest"], profile, r["engine"],
                             trt_major=parse_trt_version(trt.__version__)[0], trtexec_run=trtexec_run, trtexec=trtexec,
-                            workspace_mib=args.workspace_mib, timing_cache=r["timing_cache"],
+                            limits=r["limits"], gpu=r["gpu"], timing_cache=r["timing_cache"],
                             verify_samples=args.verify_samples,
                             max_drop=None if args.max_drop is None else args.max_drop / 100, run=engine_runner)
     except CudaUnavailable as exc:
@@ -203,7 +210,8 @@ def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
             entry = engine_entry(rel, record["chosen"], profile, sha256=sha256_file(r["engine"]),
                                  built_from=onnx_for(r["manifest"], record["chosen"]),
                                  tensorrt=record["tensorrt_version"], verification=chosen["accuracy"],
-                                 device=record["device"], selected_by="--precision auto")
+                                 device=record["device"], selected_by="--precision auto",
+                                 **record.get("builds", {}).get(record["chosen"], {}))
     put_artifact(r["bundle"], entry, holder="build_engine.py", engine_selection=record)
     atomic_write_bytes(r["report"], (precision_auto.dumps(record) + "\n").encode("utf-8"))
     print(precision_auto.format_table(record))
@@ -240,7 +248,7 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
         try:
             cmd = trtexec_command(major, str(r["onnx"]), str(r["engine"]), r["precision"], profile,
                                   timing_cache=str(r["timing_cache"]) if r["timing_cache"] else None,
-                                  legacy=args.legacy, workspace_mib=args.workspace_mib)
+                                  legacy=args.legacy, limits=r["limits"])
         except ValueError as exc:
             p.error(str(exc))
         print(shlex.join(cmd))
@@ -264,7 +272,7 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
             return REQUIREMENT_UNMET
         try:
             engine_bytes, info = build_serialized_engine(
-                trt, r["onnx"], profile, workspace_mib=args.workspace_mib, timing_cache=r["timing_cache"],
+                trt, r["onnx"], profile, limits=r["limits"], gpu=r["gpu"], timing_cache=r["timing_cache"],
                 strongly_typed=not args.legacy, legacy_precision=r["precision"] if args.legacy else None)
         except CudaUnavailable as exc:
             print(f"build_engine.py: {exc}", file=sys.stderr)
@@ -306,8 +314,8 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
         if rel:
             put_artifact(r["bundle"], engine_entry(
                 rel, r["precision"], profile, sha256=report["engine_sha256"], built_from=r["onnx"].name,
-                tensorrt=report["tensorrt_version"], verification=report["verification"], device=report["device"]),
-                holder="build_engine.py")
+                tensorrt=report["tensorrt_version"], verification=report["verification"], device=report["device"],
+                **build_record(report)), holder="build_engine.py")
 
     check = report["verification"]
     print(f"engine: {r['engine']} ({report['engine_bytes']} bytes, {r['precision']}); check: "

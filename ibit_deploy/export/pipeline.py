@@ -22,6 +22,7 @@ import torch
 from ..checkpoint import checkpoint_fingerprint, library_versions, load_checkpoint
 from ..devicekit.agreement import compare_logits
 from ..devicekit.auto_build import AUTO
+from ..devicekit.build_limits import resolve_limits
 from ..devicekit.layout import DEFAULT_ONNX as ONNX_FILES
 from ..devicekit.layout import PRECISIONS
 from ..devicekit.locking import directory_lock
@@ -61,6 +62,9 @@ class ExportOptions:
     overwrite: bool = False  # replace a bundle of another checkpoint (see export.replacing)
     quantize: dict[str, Any] = field(default_factory=dict)
     attention: str = "dense"  # dense | flashbias[:RANK|:energy=E|:error=X] (export/flashbias.py)
+    # builder limits given on the command line (devicekit/build_limits.py: workspace_mib, optimization_level,
+    # aux_streams, tactic_sources, device_class_key); the rest come from the device class of the GPU here
+    builder_limits: dict[str, Any] = field(default_factory=dict)
 
     @property
     def asked(self) -> list[str]:
@@ -97,6 +101,11 @@ class ExportOptions:
         if self.require_engine and self.to == "onnx":
             raise ValueError("--require-engine needs --to tensorrt or --to torch-tensorrt (--to onnx builds no engine)")
         check_batch_range(self.min_batch, self.opt_batch, self.max_batch)
+        if self.builder_limits:
+            if self.to != "tensorrt":
+                raise ValueError(f"builder limits (--workspace-mib, --builder-optimization-level, --aux-streams, "
+                                 f"--tactic-sources, --device-class) need --to tensorrt, got --to {self.to}")
+            resolve_limits(None, **self.builder_limits)  # ValueError naming a bad value, before anything is written
 
 
 def input_description(config: dict[str, Any], model: torch.nn.Module, options: ExportOptions) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..devicekit.auto_build import AUTO
+from ..devicekit.build import build_record
 from ..devicekit.layout import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE
 from ..devicekit.manifest import artifact_entry, onnx_for, set_artifact
 from ..devicekit.profile import InputSpec
@@ -42,7 +43,7 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
     tools = tools or EngineTools()
     precision = options.target_precision
     if precision == AUTO:
-        return _auto_target(out, manifest, tools)
+        return _auto_target(out, manifest, tools, options.builder_limits)
     onnx_name = onnx_for(manifest, precision)
     for entry in write_device_scripts(out, manifest, precision):
         set_artifact(manifest, entry)
@@ -51,7 +52,8 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
            f"{ENGINE_FILE} from {onnx_name} and checks it against ONNX Runtime.")
     profile = InputSpec.from_manifest(manifest).profile()
     try:
-        info = tools.build(out / onnx_name, out / ENGINE_FILE, profile, timing_cache=out / TIMING_CACHE_FILE)
+        info = tools.build(out / onnx_name, out / ENGINE_FILE, profile, timing_cache=out / TIMING_CACHE_FILE,
+                           **({"limits": options.builder_limits} if options.builder_limits else {}))
     except BackendUnavailable as exc:
         return {"engine": None, "status": "build-on-device", "reason": str(exc),
                 "message": f"No TensorRT engine was built here: {exc}\n{how}"}
@@ -63,19 +65,29 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
     except EngineBuildError as exc:  # TensorRT could not load or run the engine it built: a failed check
         check = {"passed": False, "error": str(exc)}
     entry = engine_entry(ENGINE_FILE, precision, profile, sha256=info.get("engine_sha256") or "", built_from=onnx_name,
-                         tensorrt=info.get("tensorrt_version"), verification=check)
+                         tensorrt=info.get("tensorrt_version"), verification=check,
+                         **_bundle_relative(build_record(info)))
     entry.update(artifact_entry(out, ENGINE_FILE, "engine", precision))  # the sha256 of the file on disk
     set_artifact(manifest, entry)
     status = "built" if entry["gate"]["passed"] else "built-but-failed-check"
-    build = {k: v for k, v in info.items() if k != "engine"}
-    if isinstance(build.get("timing_cache"), dict) and build["timing_cache"].get("path"):
-        build["timing_cache"] = {**build["timing_cache"], "path": TIMING_CACHE_FILE}  # bundle-relative, not staging
+    build = _bundle_relative({k: v for k, v in info.items() if k != "engine"})
     return {"engine": ENGINE_FILE, "status": status, "build": build,
             "verification": check,
             "message": f"Built {shown / ENGINE_FILE} ({status}); it runs only on this GPU model and TensorRT version. {how}"}
 
 
-def _auto_target(out: Path, manifest: dict[str, Any], tools: EngineTools) -> dict[str, Any]:
+def _bundle_relative(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` (a build description or ``{"build": ...}``) with its timing-cache path relative to the bundle, not
+    the staging folder it was built in."""
+    inner = record.get("build", record)
+    cache = inner.get("timing_cache")
+    if isinstance(cache, dict) and cache.get("path"):
+        inner = {**inner, "timing_cache": {**cache, "path": TIMING_CACHE_FILE}}
+    return {"build": inner} if "build" in record else inner
+
+
+def _auto_target(out: Path, manifest: dict[str, Any], tools: EngineTools,
+                 limits: dict[str, Any] | None = None) -> dict[str, Any]:
     """``--precision auto``: the kit (its build_engine.py defaults to auto); where TensorRT, a GPU and trtexec are
     here, the selection now (status ``no-engine-passed`` when every candidate failed: the export fails)."""
     from .device_bundle import write_device_scripts
@@ -88,7 +100,8 @@ def _auto_target(out: Path, manifest: dict[str, Any], tools: EngineTools) -> dic
            f"that passes as {ENGINE_FILE}.")
     profile = InputSpec.from_manifest(manifest).profile()
     try:
-        record = tools.auto(out, manifest, profile, out / ENGINE_FILE, timing_cache=out / TIMING_CACHE_FILE)
+        record = tools.auto(out, manifest, profile, out / ENGINE_FILE, timing_cache=out / TIMING_CACHE_FILE,
+                            **({"limits": limits} if limits else {}))
     except BackendUnavailable as exc:
         return {"engine": None, "status": "build-on-device", "precision": AUTO, "reason": str(exc),
                 "message": f"No TensorRT engine was selected here: {exc}\n{how}"}
@@ -99,7 +112,8 @@ def _auto_target(out: Path, manifest: dict[str, Any], tools: EngineTools) -> dic
     chosen = next(c for c in record["candidates"] if c["precision"] == record["chosen"])
     entry = engine_entry(ENGINE_FILE, record["chosen"], profile, sha256="", built_from=onnx_for(manifest, record["chosen"]),
                          tensorrt=record.get("tensorrt_version"), verification=chosen["accuracy"],
-                         selected_by="--precision auto")
+                         selected_by="--precision auto",
+                         **_bundle_relative(record.get("builds", {}).get(record["chosen"], {})))
     entry.update(artifact_entry(out, ENGINE_FILE, "engine", record["chosen"]))  # the sha256 of the file on disk
     set_artifact(manifest, entry)
     return {"engine": ENGINE_FILE, "status": "built", "precision": AUTO, "chosen": record["chosen"],

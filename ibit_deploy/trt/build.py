@@ -24,6 +24,7 @@ import numpy as np
 
 from ..devicekit import auto_build, build, session, verify
 from ..devicekit.build import DEFAULT_WORKSPACE_MIB
+from ..devicekit.build_limits import probe_gpu, resolve_limits
 from ..devicekit.fileio import atomic_write_bytes, sha256_file
 from ..devicekit.profile import EngineProfile
 from ..devicekit.session import CudaUnavailable
@@ -53,10 +54,14 @@ def require_cuda_device(device_count: Callable[[], int | None] = session.cuda_de
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, profile: EngineProfile, *,
                  workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: str | os.PathLike | None = None,
                  strongly_typed: bool = True, legacy_precision: str | None = None, trt: Any = None,
-                 device_count: Callable[[], int | None] = session.cuda_device_count) -> dict[str, Any]:
+                 device_count: Callable[[], int | None] = session.cuda_device_count,
+                 limits: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build ``engine_path`` from ``onnx_path`` for ``profile`` (its batch range, tuned for its opt batch).
 
-    ``timing_cache``, if given, is loaded when it exists and written back atomically. ``trt`` is the TensorRT
+    ``limits``: builder limits given by the user (:func:`devicekit.build_limits.resolve_limits` keywords); the
+    others come from the device class of the GPU here (``workspace_mib`` is the fallback workspace when no limits
+    are given and no GPU is detected). ``timing_cache``, if given, is loaded when it matches this GPU and TensorRT
+    (else set aside) and written back atomically. ``trt`` is the TensorRT
     module to use (default: ``import tensorrt``) and ``device_count`` how GPUs are counted: the seams tests use.
     Returns the build description (TensorRT version, typing, flags, shapes, timing, warnings) plus ``engine``,
     ``engine_sha256`` and ``engine_bytes``.
@@ -75,10 +80,16 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
 
     trt = trt if trt is not None else import_tensorrt()
     require_cuda_device(device_count)
+    gpu = probe_gpu()
+    asked = dict(limits or {})
+    if workspace_mib != DEFAULT_WORKSPACE_MIB:  # the older keyword, still honoured
+        asked.setdefault("workspace_mib", workspace_mib)
+    resolved = resolve_limits(gpu, **asked)
     try:
         engine, info = build.build_serialized_engine(
             trt, onnx_path, profile, workspace_mib=workspace_mib, timing_cache=timing_cache,
-            strongly_typed=strongly_typed, legacy_precision=legacy_precision, write_bytes=atomic_write_bytes)
+            strongly_typed=strongly_typed, legacy_precision=legacy_precision, write_bytes=atomic_write_bytes,
+            limits=resolved, gpu=gpu)
     except CudaUnavailable as exc:
         raise BackendUnavailable(str(exc)) from exc
     atomic_write_bytes(engine_path, engine)
@@ -111,7 +122,8 @@ def build_engine_auto(bundle: str | os.PathLike, manifest: dict[str, Any], profi
                       engine_path: str | os.PathLike, *, timing_cache: str | os.PathLike | None = None,
                       trt: Any = None, device_count: Callable[[], int | None] = session.cuda_device_count,
                       trtexec_run: Callable[[list[str]], str] | None = None,
-                      run: Callable[..., list[Any]] | None = None) -> dict[str, Any]:
+                      run: Callable[..., list[Any]] | None = None,
+                      limits: dict[str, Any] | None = None) -> dict[str, Any]:
     """``--precision auto`` here (:func:`auto_build.build_auto`): build fp32/fp16/int8 engines from the bundle's ONNX, check
     each against ONNX Runtime, time each with trtexec, move the fastest that passes to ``engine_path``; return the
     selection record (``chosen`` None: every candidate failed) with ``tensorrt_version``.
@@ -132,10 +144,12 @@ def build_engine_auto(bundle: str | os.PathLike, manifest: dict[str, Any], profi
             raise BackendUnavailable("--precision auto times every candidate with trtexec, which was not found here "
                                      "($TRTEXEC, /usr/src/tensorrt/bin/trtexec, PATH)")
         trtexec, trtexec_run = str(exe), auto_build.run_trtexec_stdout
+    gpu = probe_gpu()
     try:
         record = auto_build.build_auto(trt, Path(bundle), manifest, profile, Path(engine_path), trt_major=major,
                                 trtexec_run=trtexec_run, trtexec=trtexec,
-                                timing_cache=Path(timing_cache) if timing_cache else None, run=run)
+                                timing_cache=Path(timing_cache) if timing_cache else None, run=run,
+                                limits=resolve_limits(gpu, **(limits or {})), gpu=gpu)
     except CudaUnavailable as exc:
         raise BackendUnavailable(str(exc)) from exc
     record["tensorrt_version"] = str(trt.__version__)

@@ -59,7 +59,7 @@ def test_type_checks():
 
 
 def test_unknown_version_names_the_supported_ones():
-    with pytest.raises(ValueError, match=r"'9\.0'.*supported: 10\.3, 11\.4"):
+    with pytest.raises(ValueError, match=r"'9\.0'.*supported: 10\.3, 10\.13, 10\.14, 10\.16, 11\.4"):
         check_version("9.0")
     with pytest.raises(ValueError, match="12.1"):
         check_version("12.1")

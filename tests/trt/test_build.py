@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from ibit_deploy.devicekit.build import (
     trtexec_benchmark_command,
     trtexec_command,
 )
+from ibit_deploy.devicekit.build_limits import BuilderLimits, GpuInfo
 from ibit_deploy.devicekit.profile import EngineProfile
 from ibit_deploy.devicekit.session import CudaUnavailable, EngineBuildError
 from ibit_deploy.errors import BackendUnavailable
@@ -156,7 +158,13 @@ def test_build_is_strongly_typed_on_10_and_11(fake_trt_factory, tmp_path, versio
     assert info["strongly_typed"] and info["trt_major"] == int(version.split(".")[0])
     assert info["input"] == {"name": "images", "shape": ["batch", 3, 32, 32]}
     assert info["outputs"] == [{"name": "logits", "shape": ["batch", 10]}]
-    assert written == {tmp_path / "timing.cache": b"CACHE:"}  # a new cache, saved after the build
+    assert written[tmp_path / "timing.cache"] == b"CACHE:"  # a new cache, saved after the build, with its key
+    assert json.loads(written[tmp_path / "timing.cache.key.json"]) == {
+        "tensorrt": version, "gpu": None, "compute_capability": None}
+    assert info["builder_limits"] == {"workspace_mib": 1024, "optimization_level": None, "aux_streams": None,
+                                      "tactic_sources": None, "device_class": None}
+    assert info["build_seconds"] >= 0 and info["build_memory"]["host_peak_rss_mib"] > 0
+    assert info["build_memory"]["device_peak_mib"] is None  # no cuda-python / GPU here, and it says so
 
 
 def test_build_loads_an_existing_timing_cache(fake_trt, tmp_path):
@@ -166,12 +174,43 @@ def test_build_loads_an_existing_timing_cache(fake_trt, tmp_path):
     assert written[tmp_path / "timing.cache"] == b"CACHE:old"
 
 
-def test_build_replaces_a_mismatched_timing_cache(fake_trt, tmp_path):
+def test_build_sets_aside_a_timing_cache_tensorrt_refuses(fake_trt, tmp_path, capsys):
     (tmp_path / "timing.cache").write_bytes(b"from-another-gpu")
     fake_trt.state["cache_accepts"] = False
-    _, info, _ = _build(fake_trt, tmp_path)
+    _, info, written = _build(fake_trt, tmp_path)
     assert fake_trt.calls["cache_blobs"] == [b"from-another-gpu", b""]
-    assert "replaced" in info["timing_cache"]["note"]
+    assert info["timing_cache"]["set_aside"] == "timing.cache.set-aside" and not info["timing_cache"]["loaded"]
+    assert (tmp_path / "timing.cache.set-aside").read_bytes() == b"from-another-gpu"
+    assert written[tmp_path / "timing.cache"] == b"CACHE:"  # rebuilt, not a hard error
+    assert "warning: timing cache" in capsys.readouterr().err
+
+
+def test_build_sets_aside_a_timing_cache_keyed_for_another_gpu(fake_trt, tmp_path, capsys):
+    gpu = GpuInfo("Orin", 7620, (8, 7), True)
+    (tmp_path / "timing.cache").write_bytes(b"thor-cache")
+    (tmp_path / "timing.cache.key.json").write_text(json.dumps(
+        {"tensorrt": "10.3.0.30", "gpu": "Thor", "compute_capability": "11.0"}))
+    (tmp_path / "timing.cache.set-aside").write_bytes(b"older")  # an earlier set-aside cache is kept too
+    _, info, written = _build(fake_trt, tmp_path, gpu=gpu)
+    assert fake_trt.calls["cache_blobs"] == [b""]  # never offered to TensorRT
+    assert (tmp_path / "timing.cache.set-aside.1").read_bytes() == b"thor-cache"
+    assert json.loads((tmp_path / "timing.cache.set-aside.1.key.json").read_text())["gpu"] == "Thor"
+    assert json.loads(written[tmp_path / "timing.cache.key.json"])["gpu"] == "Orin"
+    assert "made for" in capsys.readouterr().err and info["gpu"]["compute_capability"] == "8.7"
+
+
+def test_build_applies_builder_limits(fake_trt_factory, tmp_path):
+    trt = fake_trt_factory("10.16.1.11")
+    limits = BuilderLimits(512, optimization_level=2, aux_streams=0, tactic_sources=("CUBLAS", "JIT_CONVOLUTIONS"),
+                           device_class="orin-8gb")
+    _, info, _ = _build(trt, tmp_path, limits=limits)
+    assert trt.calls["pools"] == {"WORKSPACE": 512 << 20} and trt.calls["tactic_sources"] == (1 << 0) | (1 << 4)
+    assert info["builder_limits"]["optimization_level"] == 2 and info["builder_limits"]["device_class"] == "orin-8gb"
+
+
+def test_builder_limits_a_version_lacks_are_refused_by_name(fake_trt_factory, tmp_path):
+    with pytest.raises(ValueError, match=r"tactic source\(s\) CUBLAS not available with TensorRT 11\.4\.0"):
+        _build(fake_trt_factory("11.4.0"), tmp_path, limits=BuilderLimits(tactic_sources=("CUBLAS",)))
 
 
 def test_legacy_fp16_on_10_is_weakly_typed_with_builder_flag(fake_trt, tmp_path):
