@@ -27,7 +27,6 @@ are written atomically (:mod:`ibit_deploy.devicekit.fileio`).
 
 from __future__ import annotations
 
-import json
 import os
 import zipfile
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from .devicekit.fileio import read_json
 from .devicekit.layout import MANIFEST_FILE
 
 # ----------------------------------------------------------------------------------------------------- the kinds
@@ -100,11 +100,10 @@ def json_marker(kind: str, source: str | None) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------------- recognition
 def _read_json(path: Path) -> Any:
+    """The JSON in ``path`` (bounded size and nesting), or None when it is not readable JSON."""
     try:
-        if path.stat().st_size > _READ_LIMIT:
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        return read_json(path, max_bytes=_READ_LIMIT)
+    except (OSError, ValueError):
         return None
 
 

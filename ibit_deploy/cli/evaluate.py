@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from .. import errors
-from .args import add_device
+from ..devicekit.numbers import BATCH
+from .args import add_device, add_number
 from .entry import cli_main
 
 
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", help="dataset spec (default: the one the checkpoint was trained on)")
     parser.add_argument("--split", choices=("val", "test", "train"), default="val")
     parser.add_argument("--out", type=Path, help="where to write the JSON and PNG (default: the checkpoint directory)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    add_number(parser, "--batch-size", BATCH, default=256)
     add_device(parser, default="auto")
     return parser
 
