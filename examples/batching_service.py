@@ -30,8 +30,9 @@ import numpy as np
 
 from ibit_deploy.cli.args import add_number
 from ibit_deploy.data.sources import ImageTooLarge, read_image
-from ibit_deploy.devicekit.fileio import parse_json_text
+from ibit_deploy.devicekit.fileio import atomic_write_json, parse_json_text
 from ibit_deploy.devicekit.numbers import BATCH, COUNT, THREADS, Range
+from ibit_deploy.outputs import LOAD_TEST_REPORT, check_output, json_marker
 from ibit_deploy.runtime import BackendUnavailable, Predictor
 from ibit_deploy.runtime.base import DEFAULT_CHUNK
 
@@ -254,9 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         print("batching_service: --load-test needs --images DIR (an existing folder of images)", file=sys.stderr)
         return 2
     try:
+        if args.report is not None:  # the write policy: a new file or an earlier load-test report, checked first
+            check_output(args.report, LOAD_TEST_REPORT, sources=(args.bundle, *((args.images,) if args.images else ())))
         images = read_images(args.images) if args.load_test is not None else []
         predictor = Predictor(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
-    except (ValueError, FileNotFoundError, BackendUnavailable) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+            BackendUnavailable) as exc:
         print(f"batching_service: error: {exc}", file=sys.stderr)
         return 2
     height, width = predictor.image_size
@@ -286,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         text = json.dumps(report, indent=2)
         print(text)
         if args.report:
-            args.report.write_text(text + "\n")
+            atomic_write_json(args.report, {**json_marker(LOAD_TEST_REPORT, None), **report})
         return 0 if report["requests"] and not report["errors"] else 1
     except KeyboardInterrupt:
         return 0

@@ -48,6 +48,7 @@ MASK_PLOT = "mask plot"
 CONFUSION_PLOT = "confusion plot"
 EVAL_REPORT = "evaluation report"
 PREDICTIONS = "predictions CSV"
+LOAD_TEST_REPORT = "load-test report"  # examples/batching_service.py --report
 PROTECTED = (CHECKPOINT, BUNDLE)  # never replaced by any command's output, whatever the flags
 
 PACKAGE_MANIFEST = "package.json"  # a package's marker and record
@@ -273,6 +274,9 @@ def check_output(path: str | os.PathLike, kind: str, source: str | None = None, 
         raise IsADirectoryError(f"{path} is a directory; give a file name for the {kind}")
     if folder and os.path.lexists(path) and not path.is_dir():
         raise NotADirectoryError(f"{path} exists and is not a folder; give a folder for the {kind}")
+    if not folder and os.path.exists(path) and not path.is_file():  # never opened: reading a FIFO would block
+        raise FileExistsError(f"refusing to write a {kind} over {path}: it is a special file (a FIFO, device or "
+                              f"socket), not a regular file; give a file path for the {kind}")
     owner = owner_of(path)
     if owner is not None:
         raise FileExistsError(f"refusing to write a {kind} over {path}: it is {owner}; choose another output path")

@@ -236,3 +236,45 @@ def test_the_bounded_readers_name_the_file(tmp_path):
     lines = _write(tmp_path, "m.jsonl", b'{"a": 1}\n\n' + b"[" * 100 + b"]" * 100 + b"\n")
     with pytest.raises(ValueError, match=r"m\.jsonl line 3 is not a valid records: JSON nested deeper than 64"):
         read_json_lines(lines, "records")
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+HUGE = '{"format_version": ' + "9" * 5000 + "}"
+
+
+def _cli_cases() -> list[tuple[str, str, Callable[[Path], list[str]]]]:
+    """(command, the file it reads, argv given the folder holding it)."""
+    return [
+        ("ibit-export", "ck/config.json", lambda d: [str(d / "ck"), "--out", str(d / "b")]),
+        ("ibit-eval", "ck/config.json", lambda d: [str(d / "ck")]),
+        ("ibit-masks", "ck/config.json", lambda d: [str(d / "ck"), "--out", str(d / "m.png")]),
+        ("ibit-train", "train.json", lambda d: ["--config", str(d / "train.json"), "--out", str(d / "run")]),
+        ("ibit-train", "run/config.json", lambda d: ["--resume", "--out", str(d / "run")]),
+        ("ibit-bench", "b/manifest.json", lambda d: [str(d / "b"), "--out", str(d / "r")]),
+        ("ibit-calibrate", "recipe.json", lambda d: ["--recipe", str(d / "recipe.json"), "--out", str(d / "c.npz")]),
+        ("ibit-calibrate", "b/manifest.json", lambda d: [str(d / "b"), "--out", str(d / "c.npz")]),
+        ("ibit-deploy package", "b/manifest.json", lambda d: [str(d / "b"), "--for", "triton", "--out", str(d / "p")]),
+        ("ibit-deploy compare", "s/study.json", lambda d: ["--out", str(d / "s"), "--report-only"]),
+    ]
+
+
+_MAINS = {"ibit-export": "export", "ibit-eval": "evaluate", "ibit-masks": "masks", "ibit-train": "train",
+          "ibit-bench": "bench", "ibit-calibrate": "calibrate", "ibit-deploy package": "package",
+          "ibit-deploy compare": "compare"}
+
+
+@pytest.mark.parametrize("text", [DEEP, HUGE, "\xff", "[1, 2]"], ids=["deep", "huge-number", "not-utf8", "wrong-type"])
+@pytest.mark.parametrize("command, name, argv", _cli_cases(), ids=[f"{c}:{n}" for c, n, _ in _cli_cases()])
+def test_a_hostile_file_is_exit_2_naming_it_in_every_command(command, name, argv, text, tmp_path, capsys):
+    import importlib
+
+    from .conftest import exit_code
+
+    path = _write(tmp_path, name, text.encode("latin-1"))
+    if name.startswith("ck/"):
+        _write(tmp_path, "ck/model.safetensors", b"")
+    main = importlib.import_module(f"ibit_deploy.cli.{_MAINS[command]}").main
+    assert exit_code(main, argv(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "unexpected error" not in err, err
+    assert str(path) in err, err
