@@ -28,7 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ibit_deploy.cli.args import add_number
 from ibit_deploy.data.sources import ImageTooLarge, read_image
+from ibit_deploy.devicekit.fileio import atomic_write_json, parse_json_text
+from ibit_deploy.devicekit.numbers import BATCH, COUNT, THREADS, Range
+from ibit_deploy.outputs import LOAD_TEST_REPORT, check_output, json_marker
 from ibit_deploy.runtime import BackendUnavailable, Predictor
 from ibit_deploy.runtime.base import DEFAULT_CHUNK
 
@@ -185,7 +189,7 @@ def load_test(url: str, images: list[bytes], seconds: float, concurrency: int) -
             t0 = time.perf_counter()
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
-                    json.loads(response.read())
+                    parse_json_text(response.read().decode("utf-8"), url, "service response")
             except Exception as exc:
                 with lock:
                     errors.append(str(exc))
@@ -223,33 +227,40 @@ def read_images(folder: Path, limit: int = 256) -> list[bytes]:
     return bodies
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; numeric options are checked when parsed (exit 2 naming the flag)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080, help="0: any free port")
+    add_number(p, "--port", Range(0, 65535, integer=True), default=8080, help="0: any free port")
     p.add_argument("--backend", default="auto")
     p.add_argument("--precision", default="fp32")
-    p.add_argument("--max-batch", type=int, default=None,
-                   help=f"default: the runner's largest batch (the manifest's batch range; {DEFAULT_CHUNK} if "
-                        f"unbounded)")
-    p.add_argument("--max-queue-delay-ms", type=float, default=5.0)
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0, help="backend CPU threads (0: library default)")
-    p.add_argument("--load-test", type=float, default=None, metavar="SECONDS",
-                   help="start the service, load it for SECONDS with --concurrency clients, print a JSON report, exit")
-    p.add_argument("--concurrency", type=int, default=8)
+    add_number(p, "--max-batch", BATCH, default=None,
+               help=f"default: the runner's largest batch (the manifest's batch range; {DEFAULT_CHUNK} if "
+                    f"unbounded)")
+    add_number(p, "--max-queue-delay-ms", Range(0, 60_000), default=5.0, help="0 to 60000 (default 5)")
+    add_number(p, "--top-k", COUNT, default=3)
+    add_number(p, "--threads", THREADS, default=0, help="backend CPU threads (0: library default)")
+    add_number(p, "--load-test", Range(0, 3600, low_open=True), default=None, metavar="SECONDS",
+               help="start the service, load it for SECONDS with --concurrency clients, print a JSON report, exit")
+    add_number(p, "--concurrency", Range(1, 1024, integer=True), default=8, help="load-test clients (threads)")
     p.add_argument("--images", type=Path, default=None, help="folder of images for --load-test")
     p.add_argument("--report", type=Path, default=None, help="also write the load-test report here (JSON)")
-    args = p.parse_args(argv)
-    if args.load_test is not None and (args.images is None or not args.images.is_dir() or args.load_test <= 0
-                                       or args.concurrency < 1):
-        print("batching_service: --load-test needs SECONDS > 0, --concurrency >= 1 and --images DIR", file=sys.stderr)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.load_test is not None and (args.images is None or not args.images.is_dir()):
+        print("batching_service: --load-test needs --images DIR (an existing folder of images)", file=sys.stderr)
         return 2
     try:
+        if args.report is not None:  # the write policy: a new file or an earlier load-test report, checked first
+            check_output(args.report, LOAD_TEST_REPORT, sources=(args.bundle, *((args.images,) if args.images else ())))
         images = read_images(args.images) if args.load_test is not None else []
         predictor = Predictor(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
-    except (ValueError, FileNotFoundError, BackendUnavailable) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+            BackendUnavailable) as exc:
         print(f"batching_service: error: {exc}", file=sys.stderr)
         return 2
     height, width = predictor.image_size
@@ -279,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         text = json.dumps(report, indent=2)
         print(text)
         if args.report:
-            args.report.write_text(text + "\n")
+            atomic_write_json(args.report, {**json_marker(LOAD_TEST_REPORT, None), **report})
         return 0 if report["requests"] and not report["errors"] else 1
     except KeyboardInterrupt:
         return 0

@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ibit_deploy.cli.args import add_number
 from ibit_deploy.data.sources import read_image
+from ibit_deploy.devicekit.numbers import Range
 from ibit_deploy.outputs import PREDICTIONS, check_output
 from ibit_deploy.runtime import BackendUnavailable, Predictor
 
@@ -88,21 +90,28 @@ def classify_folder(bundle: Path, folder: Path, out: Path, top_k: int = 3, backe
     return {"images": len(rows), "skipped": skipped, "backend": backend_used, "seconds": elapsed, "csv": str(out)}
 
 
-def main(argv: list[str] | None = None) -> int:
+TOP_K = Range(1, integer=True)  # at most the model's classes are listed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; numeric options are checked when parsed (exit 2 naming the flag)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path)
     p.add_argument("images", type=Path, help="folder of images")
     p.add_argument("--out", type=Path, default=Path("predictions.csv"))
-    p.add_argument("--top-k", type=int, default=3)
+    add_number(p, "--top-k", TOP_K, default=3)
     p.add_argument("--backend", default="auto", help="auto (best available), tensorrt, ort-cuda, ort-cpu")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--recursive", action="store_true")
     p.add_argument("--allow-failed", action="store_true",
                    help="use the artifact even if it FAILED its accuracy gate at export (a warning says so)")
-    args = p.parse_args(argv)
-    if args.top_k < 1 or not args.images.is_dir():
-        print(f"classify_folder: need --top-k >= 1 and an existing folder, got {args.top_k} and {args.images}",
-              file=sys.stderr)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.images.is_dir():
+        print(f"classify_folder: IMAGES_DIR must be an existing folder, got {args.images}", file=sys.stderr)
         return 2
     try:
         summary = classify_folder(args.bundle, args.images, args.out, args.top_k, args.backend, args.precision,

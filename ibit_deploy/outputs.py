@@ -27,7 +27,6 @@ are written atomically (:mod:`ibit_deploy.devicekit.fileio`).
 
 from __future__ import annotations
 
-import json
 import os
 import zipfile
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from .devicekit.fileio import read_json
 from .devicekit.layout import MANIFEST_FILE
 
 # ----------------------------------------------------------------------------------------------------- the kinds
@@ -48,6 +48,7 @@ MASK_PLOT = "mask plot"
 CONFUSION_PLOT = "confusion plot"
 EVAL_REPORT = "evaluation report"
 PREDICTIONS = "predictions CSV"
+LOAD_TEST_REPORT = "load-test report"  # examples/batching_service.py --report
 PROTECTED = (CHECKPOINT, BUNDLE)  # never replaced by any command's output, whatever the flags
 
 PACKAGE_MANIFEST = "package.json"  # a package's marker and record
@@ -100,11 +101,10 @@ def json_marker(kind: str, source: str | None) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------------- recognition
 def _read_json(path: Path) -> Any:
+    """The JSON in ``path`` (bounded size and nesting), or None when it is not readable JSON."""
     try:
-        if path.stat().st_size > _READ_LIMIT:
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        return read_json(path, max_bytes=_READ_LIMIT)
+    except (OSError, ValueError):
         return None
 
 
@@ -274,6 +274,9 @@ def check_output(path: str | os.PathLike, kind: str, source: str | None = None, 
         raise IsADirectoryError(f"{path} is a directory; give a file name for the {kind}")
     if folder and os.path.lexists(path) and not path.is_dir():
         raise NotADirectoryError(f"{path} exists and is not a folder; give a folder for the {kind}")
+    if not folder and os.path.exists(path) and not path.is_file():  # never opened: reading a FIFO would block
+        raise FileExistsError(f"refusing to write a {kind} over {path}: it is a special file (a FIFO, device or "
+                              f"socket), not a regular file; give a file path for the {kind}")
     owner = owner_of(path)
     if owner is not None:
         raise FileExistsError(f"refusing to write a {kind} over {path}: it is {owner}; choose another output path")

@@ -19,6 +19,15 @@ from ibit_deploy.devicekit.manifest import artifact_entry, set_artifact, write_m
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+def exit_code(main: Callable[[list[str]], Any], argv: list[str]) -> int:
+    """The exit code of ``main(argv)`` as a shell sees it: argparse's usage errors end in SystemExit(2) (raised
+    when a bad value is parsed), the rest return their code."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
 def make_checkpoint(directory: Path, name: str = "ibit_test_patch4_28", spec: str = "mnist5k", **model_kwargs) -> Path:
     """Save an (untrained) model as a checkpoint directory with the config fields ibit-train writes.
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..devicekit.numbers import COUNT, Range
 from ..runtime.base import Runner
 
 DEFAULT_ITERS = 50
@@ -140,16 +141,20 @@ def make_batch(images: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([images] * reps)[:size] if reps > 1 else images[:size])
 
 
+# The timing budget's options (checked when ibit-bench parses them, and by check_budget for library callers).
+BUDGET_RANGES = {"warmup": Range(0, integer=True), "iters": COUNT,
+                 "seconds": Range(0, 3600, low_open=True)}  # per batch size: an hour is a budget, not a typo
+
+
 def check_budget(warmup: int, iters: int | None, seconds: float | None) -> tuple[int | None, float | None]:
     """Validate a timing budget; returns (iters, seconds) with the default iteration count filled in."""
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    BUDGET_RANGES["warmup"].check(warmup, "warmup")
     if iters is not None and seconds is not None:
         raise ValueError("give iters or seconds, not both")
-    if iters is not None and iters < 1:
-        raise ValueError(f"iters must be >= 1, got {iters}")
-    if seconds is not None and not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds}")
+    if iters is not None:
+        BUDGET_RANGES["iters"].check(iters, "iters")
+    if seconds is not None:
+        BUDGET_RANGES["seconds"].check(seconds, "seconds")
     if iters is None and seconds is None:
         iters = DEFAULT_ITERS
     return iters, seconds

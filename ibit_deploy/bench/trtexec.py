@@ -13,7 +13,6 @@ measured apart from copies and enqueue overhead. Finding trtexec and parsing its
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..devicekit.build import trtexec_benchmark_command
-from ..devicekit.fileio import atomic_write_text
+from ..devicekit.fileio import atomic_write_text, read_json
 from ..devicekit.profile import EngineProfile
 from ..devicekit.trtexec_tool import JETPACK_TRTEXEC, find_trtexec, parse_trtexec_output
 from ..runtime.base import BackendUnavailable
@@ -77,7 +76,7 @@ def run_trtexec(engine: str | os.PathLike, profile: EngineProfile, *, batch: int
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
         raise RuntimeError(f"trtexec exited with {proc.returncode} (full log: {log}):\n{tail}")
     times_file = Path(f"{prefix}.times.json")
-    times = parse_exported_times(json.loads(times_file.read_text()), batch) if times_file.is_file() else None
+    times = parse_exported_times(read_json(times_file, "trtexec times file"), batch) if times_file.is_file() else None
     return {"command": argv, "batch": batch, "summary": parse_trtexec_output(proc.stdout), "times": times,
             "log": str(log)}
 

@@ -16,8 +16,14 @@ import numpy as np
 
 from ..configs import checked_fields
 from ..devicekit.fileio import read_json
+from ..devicekit.numbers import SEED, Range
 from .dataset import MIN_SAMPLES, build_calibration_set, input_geometry, validate_calibration
 from .store import save_calibration
+
+# The smallest calibration count any method takes (a flag's range when parsed; the method's own minimum follows).
+COUNT = Range(min(MIN_SAMPLES.values()), integer=True)
+# The percentile of |activation| kept by percentile calibration (below the median would clip most activations).
+PERCENTILE = Range(50, 100, low_open=True)
 
 
 def check_count(count: object, method: str, name: str) -> None:
@@ -69,6 +75,14 @@ class CalibrationRecipe:
             raise ValueError(f"recipe split must be 'train' or 'test' (val is held out for the accuracy gate), got "
                              f"{self.split!r}")
         check_count(self.count, self.method, "recipe count")
+        PERCENTILE.check_value(self.percentile, "recipe percentile")
+        for name in ("seed", "split_seed"):
+            SEED.check_value(getattr(self, name), f"recipe {name}")
+        Range(0, 1, high_open=True).check_value(self.val_fraction, "recipe val_fraction")
+        if not isinstance(self.spec, str):
+            raise ValueError(f"recipe spec must be a dataset spec (text), got {self.spec!r}")
+        if self.input is not None and not isinstance(self.input, dict):
+            raise ValueError(f"recipe input must be a JSON object (image_size, mean, std) or null, got {self.input!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..devicekit.fileio import atomic_write_bytes
+from ..devicekit.fileio import atomic_write_bytes, parse_json_text
 from ..outputs import CALIBRATION, npz_marker
 from .dataset import validate_calibration
 
@@ -72,10 +72,7 @@ def load_calibration(path: str | os.PathLike, chw: tuple[int, int, int] | None =
     if set(arrays) != {"images", "meta"}:
         raise ValueError(f"{path}: expected arrays 'images' and 'meta', found {files}")
     images = arrays["images"]
-    try:
-        meta = json.loads(str(arrays["meta"]))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: 'meta' is not JSON: {exc}") from exc
+    meta = parse_json_text(str(arrays["meta"]), f"{path} ('meta')", "calibration metadata")
     if not isinstance(meta, dict) or meta.get("format") != CALIBRATION_FORMAT:
         raise ValueError(f"{path}: unsupported calibration format {meta.get('format') if isinstance(meta, dict) else meta!r}"
                          f" (expected {CALIBRATION_FORMAT})")

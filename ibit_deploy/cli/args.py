@@ -4,7 +4,9 @@ them here.
 - the bundle is the first positional argument (``BUNDLE``);
 - ``--precision P[,P...]``, ``--backends B[,B...]``, ``--device D``, ``--quiet``;
 - every list is comma-separated (``--batches 1,8,32``, ``--weights 0.5,0.5``);
-- accuracy budgets and margins are top-1 points on the command line (``--max-drop 1.0``), fractions in every record.
+- accuracy budgets and margins are top-1 points on the command line (``--max-drop 1.0``), fractions in every record;
+- every numeric option is checked for its range and finiteness when it is parsed (:func:`add_number`, the list types
+  below; the rule is :class:`ibit_deploy.devicekit.numbers.Range`): a bad value is exit 2 naming the flag.
 
 An old spelling (``--precisions``, ``--backend``, ``--torch-device``, ``--progress``, ``--bundle``, space-separated
 lists) keeps working and prints a one-line deprecation note on stderr.
@@ -16,6 +18,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from ..devicekit.numbers import BATCH, Range, argtype
+
+# one teacher's weight: finite and >= 0 (the weights must also have a positive sum)
+WEIGHT = Range(0)
 
 
 def deprecation_note(prog: str, old: str, new: str) -> None:
@@ -31,23 +38,57 @@ def comma_list(text: str) -> list[str]:
     return items
 
 
-def comma_ints(text: str) -> list[int]:
-    """Comma-separated integers >= 1 (batch sizes)."""
+def add_number(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, rule: Range,
+               **kwargs: Any) -> None:
+    """A numeric option whose value must be in ``rule`` (finite, in range, whole where integer), checked when parsed:
+    a bad value is a usage error (exit 2) naming ``flag``."""
+    parser.add_argument(flag, type=argtype(rule, flag), **kwargs)
+
+
+def _comma_numbers(text: str, rule: Range, what: str) -> list[int | float]:
     try:
-        values = [int(t) for t in comma_list(text)]
+        return [rule.check(t, what) for t in comma_list(text)]
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def comma_ints(text: str) -> list[int]:
+    """Comma-separated batch sizes, each an integer >= 1 (:data:`ibit_deploy.devicekit.numbers.BATCH`)."""
+    return [int(v) for v in _comma_numbers(text, BATCH, "each batch size")]
+
+
+comma_ints.rule = BATCH  # type: ignore[attr-defined]
+
+
+def comma_weights(text: str) -> list[float]:
+    """Comma-separated weights (one per teacher): each finite and >= 0, with a positive sum."""
+    values = [float(v) for v in _comma_numbers(text, WEIGHT, "each weight")]
+    if sum(values) <= 0:
+        raise argparse.ArgumentTypeError(f"the weights must have a positive sum, got {text!r}")
     return values
 
 
-def comma_floats(text: str) -> list[float]:
-    """Comma-separated numbers (weights)."""
-    try:
-        return [float(t) for t in comma_list(text)]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+comma_weights.rule = WEIGHT  # type: ignore[attr-defined]
+
+
+def numeric_options(parser: argparse.ArgumentParser) -> dict[str, Range]:
+    """Every numeric option of ``parser`` (its first option string) and its range: options built by
+    :func:`add_number`, the numeric list types, and any ``type`` carrying a ``rule``. Deprecated spellings are left
+    out (they share the option's type)."""
+    found = {}
+    for action in parser._actions:
+        if not action.option_strings or action.help == argparse.SUPPRESS:
+            continue
+        rule = getattr(action.type, "rule", None) or getattr(getattr(action, "item", None), "rule", None)
+        if rule is not None:
+            found[action.option_strings[0]] = rule
+    return found
+
+
+def unchecked_numbers(parser: argparse.ArgumentParser) -> list[str]:
+    """Options parsed with a bare ``int`` or ``float``: numbers no range checks (each should use :func:`add_number`)."""
+    return [action.option_strings[0] if action.option_strings else action.dest for action in parser._actions
+            if action.type in (int, float)]
 
 
 class _Renamed(argparse.Action):
@@ -83,8 +124,8 @@ class _CommaOrSpaces(argparse.Action):
                  option_string: str | None = None) -> None:
         if len(values) > 1:
             deprecation_note(parser.prog, f"space-separated {option_string}", f"{option_string} {','.join(values)}")
-        try:
-            items = [v for text in values for v in self.item(text)]
+        try:  # one list, however it was spelled (a rule on the whole list, e.g. a positive sum, sees all of it)
+            items = self.item(",".join(values))
         except argparse.ArgumentTypeError as exc:
             raise argparse.ArgumentError(self, str(exc)) from None
         setattr(namespace, self.dest, items)

@@ -21,8 +21,19 @@ from collections.abc import Sequence
 
 from .. import errors
 from ..bench.harness import DEFAULT_BACKENDS, PRECISIONS, SPLITS, BenchOptions, measured_anything, run_benchmark
+from ..bench.latency import BUDGET_RANGES
 from ..bench.report import markdown_table
-from .args import add_backends, add_bundle, add_device, add_precision, add_quiet, comma_ints, comma_list
+from ..devicekit.numbers import COUNT, THREADS
+from .args import (
+    add_backends,
+    add_bundle,
+    add_device,
+    add_number,
+    add_precision,
+    add_quiet,
+    comma_ints,
+    comma_list,
+)
 from .entry import cli_main
 
 
@@ -38,12 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", type=comma_ints, default=[1, 8, 32], help="batch sizes of the latency sweep (1,8,32)")
     p.add_argument("--data", default=None, help="dataset spec (default: the one the manifest records)")
     p.add_argument("--split", default="val", choices=SPLITS, help="dataset split (val)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate a stratified subset of N images")
-    p.add_argument("--warmup", type=int, default=10, help="untimed calls before each timed series (10)")
+    add_number(p, "--limit", COUNT, default=None, help="evaluate a stratified subset of N images")
+    add_number(p, "--warmup", BUDGET_RANGES["warmup"], default=10, help="untimed calls before each timed series (10)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--iters", type=int, default=None, help="timed calls per batch size (default 50)")
-    budget.add_argument("--seconds", type=float, default=None, help="time each batch size for S seconds instead")
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads for PyTorch and ORT (0: default)")
+    add_number(budget, "--iters", BUDGET_RANGES["iters"], default=None, help="timed calls per batch size (default 50)")
+    add_number(budget, "--seconds", BUDGET_RANGES["seconds"], default=None,
+               help="time each batch size for S seconds instead (at most 3600)")
+    add_number(p, "--threads", THREADS, default=0, help="intra-op threads for PyTorch and ORT (0: default)")
     add_device(p, default="cpu", choices=("cpu", "cuda"), help="device of the torch backends (cpu)",
                old=("--torch-device",))
     p.add_argument("--jetson", action="store_true", help="Jetson protocol: power with tegrastats, mode and clocks")

@@ -15,7 +15,9 @@ import sys
 
 from .. import errors
 from ..calibration import CalibrationRecipe, calibrate, check_count, count_note, load_recipe
-from .args import add_bundle, add_overwrite
+from ..calibration.recipe import COUNT, PERCENTILE
+from ..devicekit.numbers import SEED
+from .args import add_bundle, add_number, add_overwrite
 from .entry import cli_main
 
 
@@ -29,11 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recipe", help="recipe JSON (calibration/*.json)")
     parser.add_argument("--spec", help="dataset spec, e.g. mnist5k, cifar10:DIR, imagefolder:DIR")
     parser.add_argument("--split", choices=("train", "test"), help="split to draw from (default train)")
-    parser.add_argument("--count", type=int, help="number of images (default 256)")
-    parser.add_argument("--seed", type=int, help="selection seed (default 0)")
+    add_number(parser, "--count", COUNT, help="number of images (default 256)")
+    add_number(parser, "--seed", SEED, help="selection seed (default 0)")
     parser.add_argument("--method", choices=("minmax", "entropy", "percentile"),
                         help="calibration method the set is for (checks the minimum count)")
-    parser.add_argument("--percentile", type=float, help="percentile for --method percentile")
+    add_number(parser, "--percentile", PERCENTILE, help="percentile for --method percentile, in (50, 100]")
     return parser
 
 

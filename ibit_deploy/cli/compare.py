@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import errors
+from ..devicekit.numbers import BATCH, SEED, Range, argtype
 from .args import add_backends, add_quiet
 from .entry import cli_main
 
@@ -30,8 +31,9 @@ OWN_DATA_EXAMPLE = (f"{PROG} --data imagefolder:/path/to/images --candidates ibi
 DEFAULT_RETIME_ROUNDS = 5
 
 
-def _checked(parse: Callable[[str], object]) -> Callable[[str], object]:
-    """An argparse ``type`` from a parser that raises ValueError: a bad value is a usage error (exit 2) when parsed."""
+def _checked(parse: Callable[[str], object], rule: Range | None = None) -> Callable[[str], object]:
+    """An argparse ``type`` from a parser that raises ValueError: a bad value is a usage error (exit 2) when parsed.
+    ``rule``: the range of each number of a numeric list (carried as ``.rule``, like :func:`add_number`'s types)."""
     def convert(text: str) -> object:
         try:
             return parse(text)
@@ -39,13 +41,15 @@ def _checked(parse: Callable[[str], object]) -> Callable[[str], object]:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     convert.__name__ = getattr(parse, "__name__", "value")
+    if rule is not None:
+        convert.rule = rule  # type: ignore[attr-defined]
     return convert
 
 
 def _ranged(name: str) -> Callable[[str], object]:
     from ..study.plan import OPTION_RANGES, flag
 
-    return _checked(lambda text: OPTION_RANGES[name].check(text, flag(name)))
+    return argtype(OPTION_RANGES[name], flag(name))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_ranged("steps"), default=d.steps,
                    help=f"optimizer steps per run (default {d.steps}, the quickstart's 30 epochs of 4,000 images at "
                         f"batch 64)")
-    p.add_argument("--seeds", type=_checked(parse_seeds), default=list(d.seeds))
-    p.add_argument("--fractions", type=_checked(parse_fractions), default=list(d.fractions),
+    p.add_argument("--seeds", type=_checked(parse_seeds, SEED), default=list(d.seeds))
+    p.add_argument("--fractions", type=_checked(parse_fractions, Range(0, 1, low_open=True)), default=list(d.fractions),
                    help="fractions of the training split, each in (0, 1]")
     p.add_argument("--out", type=Path, required=True, help="study folder (re-use it to resume)")
     p.add_argument("--workers", type=_ranged("workers"), default=1,
@@ -75,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_ranged("lr"), default=d.lr)
     add_backends(p, default=d.backend, type=None, old=("--backend",),
                  help="latency backend (one): ort-cpu, ort-cuda, ort-trt, tensorrt")
-    p.add_argument("--latency-batches", type=_checked(parse_latency_batches), default=list(d.latency_batches),
+    p.add_argument("--latency-batches", type=_checked(parse_latency_batches, BATCH), default=list(d.latency_batches),
                    help="batch sizes each run is timed at, including 1 (default 1; the report has a latency column "
                         "for each)")
     p.add_argument("--latency-seconds", type=_ranged("latency_seconds"), default=d.latency_seconds)

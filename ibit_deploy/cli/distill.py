@@ -15,7 +15,8 @@ import argparse
 from pathlib import Path
 
 from .. import errors
-from .args import add_comma_list, add_device, add_overwrite, comma_floats
+from ..devicekit.numbers import BATCH
+from .args import add_comma_list, add_device, add_number, add_overwrite, comma_weights
 from .entry import cli_main
 
 
@@ -25,9 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("teachers", nargs="+", type=Path, help="teacher checkpoint directories (from ibit-train)")
     parser.add_argument("--out", type=Path, required=True, help="output .npz")
     add_overwrite(parser, "teacher-logits file")
-    add_comma_list(parser, "--weights", item=comma_floats, metavar="W[,W...]",
+    add_comma_list(parser, "--weights", item=comma_weights, metavar="W[,W...]",
                    help="one weight per teacher, comma-separated (default: equal)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    add_number(parser, "--batch-size", BATCH, default=256)
     add_device(parser, default="auto")
     return parser
 

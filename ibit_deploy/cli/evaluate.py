@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from .. import errors
-from .args import add_device, add_overwrite
+from ..devicekit.numbers import BATCH
+from .args import add_device, add_number, add_overwrite
 from .entry import cli_main
 
 
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=("val", "test", "train"), default="val")
     parser.add_argument("--out", type=Path, help="where to write the JSON and PNG (default: the checkpoint directory)")
     add_overwrite(parser, "evaluation report")
-    parser.add_argument("--batch-size", type=int, default=256)
+    add_number(parser, "--batch-size", BATCH, default=256)
     add_device(parser, default="auto")
     return parser
 

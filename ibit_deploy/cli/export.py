@@ -17,11 +17,14 @@ import sys
 from pathlib import Path
 
 from .. import errors
+from ..calibration.recipe import COUNT as CALIB_COUNT
 from ..devicekit.build_limits import add_limit_arguments, parse_tactic_sources
+from ..devicekit.numbers import BATCH, COUNT, POINTS, Range, argtype
+from ..export.onnx_export import MIN_OPSET, max_opset
 from ..export.pipeline import PRECISIONS, TARGETS, ExportOptions, export_checkpoint
 from ..export.replacing import describe_replaced
 from ..package.options import TARGETS as PACKAGE_TARGETS
-from .args import add_precision, add_quiet, comma_list
+from .args import add_number, add_precision, add_quiet, comma_list
 from .entry import cli_main
 
 
@@ -35,6 +38,14 @@ def _package_targets(text: str) -> list[str]:
     return targets
 
 
+def _opset(text: str) -> int:
+    """``--opset``: an integer from MIN_OPSET to the highest opset the exporter here supports (asked when given)."""
+    return int(argtype(Range(MIN_OPSET, max_opset(), integer=True), "--opset")(text))
+
+
+_opset.rule = Range(MIN_OPSET, integer=True)  # type: ignore[attr-defined]  # the upper end is asked when parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ibit-export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,10 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"of the fastest that passes its checks (built here with TensorRT, else on the device). fp32 "
                        f"model.onnx is always written as the reference")
     p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17)")
-    p.add_argument("--min-batch", type=int, default=1)
-    p.add_argument("--opt-batch", type=int, default=8)
-    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--opset", type=_opset, default=18, help="ONNX opset (>= 17)")
+    for flag, default in (("--min-batch", 1), ("--opt-batch", 8), ("--max-batch", 64)):
+        add_number(p, flag, BATCH, default=default)
     p.add_argument("--attention", default="dense", metavar="FORM",
                    help="bias-mode IBiT only: 'dense' (the folded (heads, T, T) bias, default) or "
                         "'flashbias[:RANK|:energy=E|:error=X]': the bias as rank-R factors inside a plain attention "
@@ -67,15 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_quiet(p)
     add_limit_arguments(p)  # --to tensorrt: the engine built here (the on-device kit detects its own device class)
     q = p.add_argument_group("quantization (fp16 / int8)")
-    q.add_argument("--max-drop", type=float, default=1.0,
+    add_number(q, "--max-drop", POINTS, default=1.0,
                    help="largest top-1 drop in percentage points vs fp32 (default 1.0; the manifest records it as a "
                         "fraction, 0.01)")
     q.add_argument("--auto", action="store_true", help="find a small set of layers to keep in float that meets "
                                                         "--max-drop (per-layer sensitivity)")
     q.add_argument("--data", default=None, help="dataset spec for calibration and the gate (default: the checkpoint's)")
     q.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default=None)
-    q.add_argument("--calib-count", type=int, default=None, help="calibration images (default 256)")
-    q.add_argument("--eval-count", type=int, default=None, help="held-out images for the accuracy gate")
+    add_number(q, "--calib-count", CALIB_COUNT, default=None, help="calibration images (default 256)")
+    add_number(q, "--eval-count", COUNT, default=None, help="held-out images for the accuracy gate")
     q.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                    help="ONNX node or PyTorch layer name pattern (fnmatch, or re:REGEX) to keep in float; repeatable; exclude wins over include and the defaults")
     q.add_argument("--include", action="append", default=[], metavar="PATTERN",
@@ -84,8 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> ExportOptions:
-    if args.max_drop < 0:
-        raise ValueError(f"--max-drop is a budget in top-1 points and must be >= 0, got {args.max_drop}")
     quantize = {"max_drop": args.max_drop / 100.0, "auto": args.auto}  # points on the command line, a fraction inside
     for key, value in (("data", args.data), ("method", args.calib_method), ("calib_count", args.calib_count),
                        ("eval_count", args.eval_count)):

@@ -6,16 +6,26 @@ import argparse
 from pathlib import Path
 
 from .. import errors
+from ..devicekit.numbers import Range
 from .args import add_overwrite
 from .entry import cli_main
 
+QUERY = Range(0, integer=True)  # a patch grid cell (the grid's size is checked against the model)
+
 
 def parse_query(text: str) -> tuple[int, int]:
+    """``--query ROW,COL``: two integers >= 0."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"--query expects ROW,COL (e.g. 3,3), got {text!r}")
     try:
-        row, col = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--query expects ROW,COL (e.g. 3,3), got {text!r}") from None
-    return row, col
+        row, col = (QUERY.check(v.strip(), "--query ROW and COL each") for v in parts)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (e.g. --query 3,3)") from None
+    return int(row), int(col)
+
+
+parse_query.rule = QUERY  # type: ignore[attr-defined]
 
 
 def build_parser() -> argparse.ArgumentParser:

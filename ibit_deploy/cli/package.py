@@ -14,8 +14,8 @@ from pathlib import Path
 
 from .. import errors
 from ..package import PACKAGE_MANIFEST, TARGETS, PackageOptions, package_bundle
-from ..package.options import TRITON_PLATFORMS
-from .args import add_bundle, add_precision
+from ..package.options import RANGES, TRITON_PLATFORMS
+from .args import add_bundle, add_number, add_precision
 from .entry import cli_main
 
 
@@ -27,12 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="package directory to write")
     add_precision(p, default="fp32", metavar="P", help="fp32, fp16 or int8 (jetson-inference: fp32/fp16)")
     p.add_argument("--name", default=None, help="model name (Triton model directory); default: the bundle's model")
-    p.add_argument("--batch-size", type=int, default=1, help="nvinfer batch-size (frames per batch; default 1)")
-    p.add_argument("--threshold", type=float, default=0.0,
-                   help="nvinfer classifier-threshold on the top class probability (default 0: always label)")
+    add_number(p, "--batch-size", RANGES["batch_size"], default=1,
+               help="nvinfer batch-size (frames per batch; default 1)")
+    add_number(p, "--threshold", RANGES["classifier_threshold"], default=0.0,
+               help="nvinfer classifier-threshold on the top class probability, 0 to 1 (default 0: always label)")
     p.add_argument("--triton-platform", choices=TRITON_PLATFORMS, default="auto",
                    help="auto: the bundle's TensorRT engine if it has one of this precision, else ONNX")
-    p.add_argument("--max-queue-delay-us", type=int, default=100, help="Triton dynamic batching queue delay")
+    add_number(p, "--max-queue-delay-us", RANGES["max_queue_delay_us"], default=100,
+               help="Triton dynamic batching queue delay")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     p.add_argument("--allow-failed", action="store_true",
                    help="package an artifact that FAILED its gate at export (a warning says so; package.json records "

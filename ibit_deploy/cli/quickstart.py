@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from .. import errors
-from .args import add_backends, add_precision, add_quiet
+from ..devicekit.numbers import COUNT, SEED, THREADS
+from .args import add_backends, add_number, add_precision, add_quiet, comma_ints
 from .entry import cli_main
 
 
@@ -20,14 +21,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ibit-deploy quickstart", description=__doc__)
     parser.add_argument("--out", default=default_out(), help=f"output directory (default {defaults.out})")
     parser.add_argument("--data", default=defaults.data, help="dataset spec (default: the bundled mnist5k)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    add_number(parser, "--epochs", COUNT, default=defaults.epochs)
     add_precision(parser, default=defaults.precisions, old=("--precisions",),
                   help=f"artifact precisions, comma-separated (default {defaults.precisions})")
     add_backends(parser, default=defaults.backends, type=None,
                  help=f"benchmark backends, comma-separated (default {defaults.backends})")
-    parser.add_argument("--batches", default=defaults.batches, help=f"comma-separated (default {defaults.batches})")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (default: all cores)")
+    parser.add_argument("--batches", type=comma_ints, default=comma_ints(defaults.batches),
+                        help=f"benchmark batch sizes, comma-separated (default {defaults.batches})")
+    add_number(parser, "--seed", SEED, default=defaults.seed)
+    add_number(parser, "--threads", THREADS, default=defaults.threads, help="CPU threads (default 0: all cores)")
     add_quiet(parser)
     return parser
 
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..quickstart import TOP1_TARGET, QuickstartConfig, quickstart
 
     config = QuickstartConfig(out=args.out, data=args.data, epochs=args.epochs, precisions=args.precision,
-                              backends=args.backends, batches=args.batches, seed=args.seed,
+                              backends=args.backends, batches=",".join(map(str, args.batches)), seed=args.seed,
                               threads=args.threads, progress=not args.quiet)
     summary = quickstart(config)  # an ExportFailed (no bundle written; a failed gate does not get here): exit 1
     print(Path(summary["report_markdown"]).read_text())

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors
-from .args import add_comma_list, add_device, add_quiet, comma_floats
+from .args import add_comma_list, add_device, add_number, add_quiet, comma_weights
 from .entry import cli_main
 
 # flag -> TrainConfig field, for every flag that maps one to one
@@ -34,11 +34,20 @@ _DISTILL = {"distill_logits": "logits", "distill_alpha": "alpha", "distill_tau":
             "teacher_weights": "teacher_weights"}
 
 
+def _range(flag: str):
+    """The range of the TrainConfig field (or distillation setting) behind ``--flag``: the rule validate() applies."""
+    from ..train.config import DISTILL_RANGES, RANGES
+
+    return RANGES[_FIELDS[flag]] if flag in _FIELDS else DISTILL_RANGES[_DISTILL[flag]]
+
+
 def _json_object(text: str) -> dict[str, Any]:
+    from ..devicekit.fileio import parse_json_text
+
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"--model-kwargs expects a JSON object, e.g. '{{\"depth\": 6}}': {exc}") from None
+        value = parse_json_text(text, "--model-kwargs", "JSON object")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; e.g. '{{\"depth\": 6}}'") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"--model-kwargs expects a JSON object, got {text!r}")
     return value
@@ -54,42 +63,42 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", help="ibit_* variant, timm vit_*/deit_*/convit_* baseline, or resnet_small/rednet_small")
     g.add_argument("--model-kwargs", type=_json_object, help='constructor overrides as JSON, e.g. \'{"depth": 6}\'')
     g.add_argument("--data", help="mnist5k | cifar10:DIR | imagefolder:DIR | synthetic[:N]")
-    g.add_argument("--image-size", type=int)
-    g.add_argument("--val-fraction", type=float)
-    g.add_argument("--subset", type=float, help="stratified fraction of the train split to use, in (0, 1]")
-    g.add_argument("--seed", type=int)
+    add_number(g, "--image-size", _range("image_size"))
+    add_number(g, "--val-fraction", _range("val_fraction"))
+    add_number(g, "--subset", _range("subset"), help="stratified fraction of the train split to use, in (0, 1]")
+    add_number(g, "--seed", _range("seed"))
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int, help="per process")
-    g.add_argument("--lr", type=float)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--warmup-epochs", type=float)
-    g.add_argument("--min-lr", type=float)
-    g.add_argument("--label-smoothing", type=float)
-    g.add_argument("--clip-grad", type=float, help="max global gradient norm")
-    g.add_argument("--ema-decay", type=float, help="0 disables EMA; with EMA the checkpoint holds the EMA weights")
+    add_number(g, "--epochs", _range("epochs"))
+    add_number(g, "--batch-size", _range("batch_size"), help="per process")
+    add_number(g, "--lr", _range("lr"))
+    add_number(g, "--weight-decay", _range("weight_decay"))
+    add_number(g, "--warmup-epochs", _range("warmup_epochs"))
+    add_number(g, "--min-lr", _range("min_lr"))
+    add_number(g, "--label-smoothing", _range("label_smoothing"))
+    add_number(g, "--clip-grad", _range("clip_grad"), help="max global gradient norm")
+    add_number(g, "--ema-decay", _range("ema_decay"), help="0 disables EMA; with EMA the checkpoint holds the EMA weights")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, help="mixed precision (default: on with CUDA)")
     g = p.add_argument_group("augmentation")
-    g.add_argument("--randaugment", type=int, help="RandAugment magnitude, 0 disables")
-    g.add_argument("--random-erasing", type=float)
-    g.add_argument("--mixup", type=float)
-    g.add_argument("--cutmix", type=float)
+    add_number(g, "--randaugment", _range("randaugment"), help="RandAugment magnitude, 0 disables")
+    add_number(g, "--random-erasing", _range("random_erasing"))
+    add_number(g, "--mixup", _range("mixup"))
+    add_number(g, "--cutmix", _range("cutmix"))
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction)
     g = p.add_argument_group("distillation (LIB-KD)")
     g.add_argument("--distill-logits", help="teacher logits .npz from `python -m ibit_deploy.cli.distill`")
-    g.add_argument("--distill-alpha", type=float)
-    g.add_argument("--distill-tau", type=float)
+    add_number(g, "--distill-alpha", _range("distill_alpha"))
+    add_number(g, "--distill-tau", _range("distill_tau"))
     g.add_argument("--distill-type", choices=("soft", "hard"))
-    add_comma_list(g, "--teacher-weights", item=comma_floats, metavar="W[,W...]",
+    add_comma_list(g, "--teacher-weights", item=comma_weights, metavar="W[,W...]",
                    help="override the weights stored with the logits (comma-separated)")
     g = p.add_argument_group("runtime")
-    g.add_argument("--num-workers", type=int)
+    add_number(g, "--num-workers", _range("num_workers"))
     add_device(g, default=None, help="device to train on (default: auto)")
     g.add_argument("--out", help="checkpoint directory")
     g.add_argument("--wait", action="store_true",
                    help="if another process is writing --out, wait for it (default: fail at once, exit 1)")
-    g.add_argument("--max-steps-per-epoch", type=int)
-    g.add_argument("--val-every", type=int, help="validate and redraw curves.png every N epochs (and after the last)")
+    add_number(g, "--max-steps-per-epoch", _range("max_steps_per_epoch"))
+    add_number(g, "--val-every", _range("val_every"), help="validate and redraw curves.png every N epochs (and after the last)")
     add_quiet(g, default=None, old_progress=True)  # None: keep the --config / saved run's setting
     return p
 

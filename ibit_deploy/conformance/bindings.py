@@ -10,7 +10,6 @@ stand-ins generated from these real classes (``binding_standins``).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..devicekit.fileio import read_json
 from ..devicekit.staging import new_staging, publish_new
 
 PACKAGE = "tensorrt-cu12-bindings"
@@ -149,7 +149,7 @@ def run_conformance(version: str, *, targets: Sequence[str] = (), planted: Seque
         if not out.is_file():
             raise RuntimeError(f"conformance subprocess for TensorRT {version} failed (exit {proc.returncode}):\n"
                                + "\n".join((proc.stderr or proc.stdout).splitlines()[-20:]))
-        report = json.loads(out.read_text(encoding="utf-8"))
+        report = read_json(out, "conformance report")
     if "error" in report:
         raise BindingsUnavailable(f"TensorRT {version}: {report['error']}")
     report["version_key"] = version

@@ -271,15 +271,18 @@ def check_onnx(model: onnx.ModelProto | str | os.PathLike, table: dict[str, OpSu
 
 def check_bundle(bundle: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """:func:`check_onnx` for every ONNX artifact a bundle's manifest.json lists, keyed by bundle-relative path."""
-    import json
     from pathlib import Path
+
+    from ..devicekit.fileio import read_json
 
     bundle = Path(bundle)
     manifest_path = bundle / "manifest.json"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{bundle} has no manifest.json: not an ibit-deploy bundle")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    paths = [a["path"] for a in manifest.get("artifacts", []) if a.get("kind") == "onnx"]
+    manifest = read_json(manifest_path, "bundle manifest")  # bounded size and nesting
+    artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
+    paths = [a["path"] for a in artifacts if isinstance(a, dict) and a.get("kind") == "onnx"
+             and isinstance(a.get("path"), str)] if isinstance(artifacts, list) else []
     if not paths:
         raise ValueError(f"{manifest_path} lists no ONNX artifact")
     return {path: check_onnx(bundle / path) for path in paths}

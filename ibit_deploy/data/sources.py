@@ -64,10 +64,15 @@ def load_mnist5k() -> RawImages:
                      MNIST_MEAN, MNIST_STD)
 
 
+MAX_SYNTHETIC = 100_000  # synthetic:N is for smoke tests; more is a typo (N=10^14 would ask for 728 TiB)
+
+
 def load_synthetic(count: int = 512, size: int = 28, channels: int = 1, num_classes: int = 4, seed: int = 0) -> RawImages:
     """Deterministic synthetic images for smoke tests: each class is a bright square at its own position, plus noise."""
     if count < num_classes:
         raise ValueError(f"synthetic: need at least {num_classes} images (one per class), got {count}")
+    if count > MAX_SYNTHETIC:
+        raise ValueError(f"synthetic:{count}: at most {MAX_SYNTHETIC} images (synthetic data is for smoke tests)")
     rng = np.random.default_rng(seed)
     labels = np.arange(count, dtype=np.int64) % num_classes
     images = rng.integers(0, 60, size=(count, size, size, channels), dtype=np.int64)

@@ -18,9 +18,12 @@ import dataclasses
 from typing import Any
 
 from . import versions
+from .numbers import MEBIBYTES, Range, argtype
 
 DEFAULT_WORKSPACE_MIB = 1024
 OPTIMIZATION_LEVELS = range(0, 6)  # TensorRT: 0 (fastest build) .. 5, default 3
+OPTIMIZATION_LEVEL = Range(0, 5, integer=True)  # the same rule at parse time
+AUX_STREAMS = Range(0, 64, integer=True)  # 0: none; more streams than any GPU runs concurrently is a typo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,10 +203,12 @@ def parse_tactic_sources(text: str) -> tuple[str, ...] | None:
 def add_limit_arguments(parser: Any) -> None:
     """The builder-limit flags, shared by ``build_engine.py`` and ``ibit-export`` (defaults: the device class)."""
     g = parser.add_argument_group("builder limits (default: the device class detected, devicekit/build_limits.py)")
-    g.add_argument("--workspace-mib", type=int, default=None, help="builder memory-pool (workspace) limit in MiB")
-    g.add_argument("--builder-optimization-level", type=int, default=None, metavar="0..5",
+    g.add_argument("--workspace-mib", type=argtype(MEBIBYTES, "--workspace-mib"), default=None,
+                   help="builder memory-pool (workspace) limit in MiB")
+    g.add_argument("--builder-optimization-level", type=argtype(OPTIMIZATION_LEVEL, "--builder-optimization-level"),
+                   default=None, metavar="0..5",
                    help="TensorRT builder optimization level (lower: shorter build, maybe slower engine)")
-    g.add_argument("--aux-streams", type=int, default=None, metavar="N",
+    g.add_argument("--aux-streams", type=argtype(AUX_STREAMS, "--aux-streams"), default=None, metavar="N",
                    help="auxiliary streams TensorRT may use (0: none, least memory)")
     g.add_argument("--tactic-sources", default=None, metavar="LIST",
                    help="TacticSource names to enable, comma-separated (e.g. jit_convolutions,edge_mask_convolutions;"

@@ -36,10 +36,11 @@ from .build import (
     trtexec_command,
 )
 from .build_limits import add_limit_arguments, limits_from_args, probe_gpu
-from .exit_codes import CHECK_FAILED, DONE, REQUIREMENT_UNMET
+from .exit_codes import BAD_INPUT, CHECK_FAILED, DONE, REQUIREMENT_UNMET
 from .fileio import atomic_write_bytes, sha256_file
 from .layout import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE, LAUNCHER, PRECISIONS
 from .manifest import check_bundle_files, load_manifest, onnx_for, put_artifact
+from .numbers import BATCH, COUNT, POINTS, Range, argtype
 from .profile import EngineProfile
 from .session import CudaUnavailable, EngineBuildError, cuda_device_name, import_cudart
 from .trtexec_tool import find_trtexec
@@ -63,14 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=(*PRECISIONS, AUTO),
                    help="engine precision (default: the one ibit-export chose); auto: build fp32, fp16 and int8, "
                         "check each against ONNX Runtime, time each with trtexec, keep the fastest that passes")
-    p.add_argument("--max-drop", type=float, metavar="POINTS",
+    p.add_argument("--max-drop", type=argtype(POINTS, "--max-drop"), metavar="POINTS",
                    help="with --precision auto: top-1 points an engine may lose against the FP32 ONNX on calib.npz's "
                         "labels (default: the tightest quantization gate in manifest.json)")
     p.add_argument("--onnx", type=Path, help="ONNX file to build (default: the bundle's file for the precision)")
     p.add_argument("--engine", type=Path, help=f"engine file to write (default: BUNDLE/{DEFAULT_ENGINE})")
-    p.add_argument("--min-batch", type=int)
-    p.add_argument("--opt-batch", type=int)
-    p.add_argument("--max-batch", type=int)
+    for flag in ("--min-batch", "--opt-batch", "--max-batch"):
+        p.add_argument(flag, type=argtype(BATCH, flag))
     add_limit_arguments(p)
     p.add_argument("--timing-cache", type=Path, help=f"timing cache file (default: BUNDLE/{DEFAULT_TIMING_CACHE})")
     p.add_argument("--no-timing-cache", action="store_true")
@@ -80,11 +80,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="use an existing engine (e.g. built by trtexec in build_engine.sh): check and record it only")
     p.add_argument("--tensorrt-version", help="with --skip-build: the TensorRT version that built the engine")
     p.add_argument("--no-verify", action="store_true", help="do not compare engine outputs with ONNX Runtime")
-    p.add_argument("--verify-samples", type=int, default=64, help="calibration images to compare (default 64)")
+    p.add_argument("--verify-samples", type=argtype(COUNT, "--verify-samples"), default=64,
+                   help="calibration images to compare (default 64)")
     p.add_argument("--report", type=Path, help="JSON report (default: the engine path with .json)")
     p.add_argument("--no-manifest", action="store_true", help="do not add the engine to manifest.json")
     p.add_argument("--print-trtexec", action="store_true", help="print the equivalent trtexec command and exit")
-    p.add_argument("--trt-major", type=int, help="TensorRT major version for --print-trtexec (default: installed)")
+    p.add_argument("--trt-major", type=argtype(Range(1, 99, integer=True), "--trt-major"),
+                   help="TensorRT major version for --print-trtexec (default: installed)")
     return p
 def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, Any]:
     """Fill defaults from the manifest and validate everything before TensorRT is imported."""
@@ -96,8 +98,9 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
         # trtexec's, with --skip-build), so its old hash does not apply
         check_bundle_files(bundle, manifest, skip=[engine.relative_to(bundle).as_posix()]
                            if engine.is_relative_to(bundle) else [])
-    except (OSError, ValueError) as exc:
-        p.error(str(exc))
+    except (OSError, ValueError) as exc:  # a bad bundle, not a usage error: one line, exit 2
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(BAD_INPUT) from None
     inp = dict(manifest.get("input", {}))
     script = next((a for a in manifest.get("artifacts", []) if a.get("path") == SCRIPT_NAME), {})
     precision = args.precision or script.get("precision") or "fp32"
@@ -123,8 +126,6 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
                 f"{' with --legacy' if args.legacy else ''}; does the bundle contain it?)")
     if args.skip_build and not engine.is_file():
         p.error(f"--skip-build given but the engine file does not exist: {engine}")
-    if args.verify_samples < 1:
-        p.error(f"--verify-samples must be >= 1, got {args.verify_samples}")
     if precision == AUTO:
         clash = [flag for flag, on in (("--legacy", args.legacy), ("--skip-build", args.skip_build),
                                        ("--onnx", args.onnx), ("--print-trtexec", args.print_trtexec),
@@ -134,8 +135,6 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
     if args.max_drop is not None and precision != AUTO:
         p.error("--max-drop applies to --precision auto only (a single-precision build is judged by the acceptance "
                 "table)")
-    if args.max_drop is not None and not 0 <= args.max_drop <= 100:
-        p.error(f"--max-drop is in top-1 points, 0..100; got {args.max_drop}")
     cache = None if args.no_timing_cache else (args.timing_cache or bundle / DEFAULT_TIMING_CACHE)
     gpu = probe_gpu()
     try:

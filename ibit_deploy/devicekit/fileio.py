@@ -176,8 +176,21 @@ def parse_json_text(text: str, where: str | os.PathLike, what: str = "JSON file"
         raise ValueError(f"{where} is not a valid {what}: JSON nested deeper than {max_depth} levels")
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, and an integer too long for int() (4300 digits)
         raise ValueError(f"{where} is not a valid {what} (expected UTF-8 JSON): {exc}") from exc
+
+
+def _read_text(path: Path, what: str, max_bytes: int) -> str:
+    """The UTF-8 text of file ``path``, at most ``max_bytes``; FileNotFoundError / ValueError naming it otherwise."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path} is not a valid {what}: {size} bytes, more than the {max_bytes} a {what} may have")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not a valid {what} (expected UTF-8 JSON): {exc}") from exc
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file", *, max_bytes: int = JSON_MAX_BYTES,
@@ -185,16 +198,17 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", *, max_bytes: in
     """Read JSON from ``path`` with an error that names the file and what was expected; the file's size and nesting
     are bounded (``max_bytes``, ``max_depth``) so a hostile file is refused, never a crash."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ValueError(f"{path} is not a valid {what}: {size} bytes, more than the {max_bytes} a {what} may have")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not a valid {what} (expected UTF-8 JSON): {exc}") from exc
-    return parse_json_text(text, path, what, max_depth=max_depth)
+    return parse_json_text(_read_text(path, what, max_bytes), path, what, max_depth=max_depth)
+
+
+def read_json_lines(path: str | os.PathLike, what: str = "JSON-lines file", *, max_bytes: int = JSON_MAX_BYTES,
+                    max_depth: int = JSON_MAX_DEPTH) -> list[Any]:
+    """Every non-blank line of a JSON-lines file (``metrics.jsonl``), each parsed with :func:`parse_json_text`'s
+    bounds, the file's size bounded as :func:`read_json`'s; a bad line is a ValueError naming the file and line."""
+    path = Path(path)
+    lines = _read_text(path, what, max_bytes).splitlines()
+    return [parse_json_text(line, f"{path} line {i}", what, max_depth=max_depth)
+            for i, line in enumerate(lines, 1) if line.strip()]
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

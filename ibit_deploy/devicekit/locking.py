@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .fileio import parse_json_text
+
 POLL_SECONDS = 0.2
 
 _held: dict[str, list[Any]] = {}  # lock path -> [open file, depth], for re-entrant use within this process
@@ -54,7 +56,7 @@ def read_holder(directory: str | os.PathLike) -> dict[str, Any] | None:
     """The holder record of ``directory``'s lock file, or None (no file, empty, or unreadable)."""
     try:
         text = lock_path(directory).read_text(encoding="utf-8")
-        record = json.loads(text) if text.strip() else None
+        record = parse_json_text(text, "lock file", "lock record") if text.strip() else None
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None

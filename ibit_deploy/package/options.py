@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..devicekit.numbers import BATCH, Range
 from ..outputs import PACKAGE_MANIFEST  # noqa: F401  (re-exported: the package API names it)
 
 TARGETS = ("deepstream", "triton", "jetson-inference")
@@ -12,6 +13,8 @@ TARGETS = ("deepstream", "triton", "jetson-inference")
 TARGET_PRECISIONS = {"deepstream": ("fp32", "fp16", "int8"), "triton": ("fp32", "fp16", "int8"),
                      "jetson-inference": ("fp32", "fp16")}
 TRITON_PLATFORMS = ("auto", "tensorrt_plan", "onnxruntime_onnx")
+# the numeric options (PackageOptions field -> range), checked when ibit-deploy package parses them and by PackageOptions
+RANGES = {"batch_size": BATCH, "classifier_threshold": Range(0, 1), "max_queue_delay_us": Range(0, integer=True)}
 
 
 @dataclass
@@ -38,6 +41,10 @@ class PackageOptions:
     max_queue_delay_us: int = 100
     overwrite: bool = False
     allow_failed: bool = False
+
+    def __post_init__(self) -> None:
+        for name, rule in RANGES.items():
+            rule.check_value(getattr(self, name), name)
 
 
 def precision_for(target: str, exported: list[str]) -> str:

@@ -12,10 +12,10 @@ exporter recorded, e.g. ``blocks.3.mlp.fc1`` or ``blocks.3.attn/matmul``; see :f
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..calibration.recipe import PERCENTILE
 from ..configs import checked_fields
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -76,9 +76,7 @@ class Int8Config:
     def __post_init__(self) -> None:
         if self.method not in CALIBRATION_METHODS:
             raise ValueError(f"int8 calibration method must be one of {CALIBRATION_METHODS}, got {self.method!r}")
-        if not (isinstance(self.percentile, (int, float)) and math.isfinite(self.percentile)
-                and 50.0 < self.percentile <= 100.0):
-            raise ValueError(f"percentile must be in (50, 100], got {self.percentile!r}")
+        PERCENTILE.check_value(self.percentile, "percentile")
         if not (self.symmetric_activations and self.symmetric_weights):
             raise ValueError("TensorRT accepts only symmetric Q/DQ (zero point 0): symmetric_activations and "
                              "symmetric_weights must both be true")

@@ -43,6 +43,13 @@ def run_dir(out: str | os.PathLike, run_id: str) -> Path:
     return Path(out) / RUNS_DIR / run_id
 
 
+def valid_run_id(run_id: str) -> bool:
+    """Whether ``run_id`` (read from a study file) names a folder under ``OUT/runs``: relative, no ``..``."""
+    parts = run_id.split("/")
+    return bool(run_id) and not run_id.startswith("/") and all(p not in ("", ".", "..") and "\\" not in p
+                                                               for p in parts)
+
+
 @contextlib.contextmanager
 def locked(directory: str | os.PathLike, purpose: str, then: str) -> Iterator[Path]:
     """Hold ``directory``'s lock (never waiting); when another process holds it, LockBusy says who and what to do

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..devicekit.numbers import SEED, Range
 from .candidates import (
     CANDIDATES,
     KD_ALPHA,
@@ -39,36 +40,7 @@ SAMPLE_EFFICIENCY_FRACTION = 0.25
 EVAL_POINTS = 30  # held-out evaluations per run (evenly spaced in epochs): the convergence curve
 # Within one fraction and seed: the headline comparison first, then the teacher, the student, the IBiT variants.
 RUN_ORDER = ("ibit", "vit", "convit", "resnet", "rednet", "ibit_kd", "ibit_bias", "ibit_impulse")
-MAX_SEED = 2**32 - 1  # numpy and torch generators take it; larger seeds overflow the trainer's per-epoch seed
-
-
-@dataclass(frozen=True)
-class Range:
-    """The values a numeric option takes: from ``low`` (excluded when ``low_open``) to ``high`` (None: no bound),
-    finite, and whole numbers when ``integer``. The one rule for both the command line and :func:`validate`."""
-
-    low: float
-    high: float | None = None
-    low_open: bool = False
-    integer: bool = False
-
-    def describe(self) -> str:
-        kind = "an integer" if self.integer else "a finite number"
-        low = f"> {self.low:g}" if self.low_open else f">= {self.low:g}"
-        return f"{kind} {low}" + (f" and <= {self.high:g}" if self.high is not None else "")
-
-    def check(self, value: Any, flag: str) -> int | float:
-        """``value`` (a number or its text) if it is in range, else ValueError naming ``flag`` and the range."""
-        try:
-            number = int(value) if self.integer and not isinstance(value, float) else float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{flag} must be {self.describe()}, got {value!r}") from None
-        bad = (not math.isfinite(number) or (self.integer and number != int(number))
-               or (number <= self.low if self.low_open else number < self.low)
-               or (self.high is not None and number > self.high))
-        if bad:
-            raise ValueError(f"{flag} must be {self.describe()}, got {value!r}")
-        return int(number) if self.integer else number
+MAX_SEED = int(SEED.high)  # numpy and torch generators take it; larger seeds overflow the trainer's per-epoch seed
 
 
 # every numeric option of ``ibit-deploy compare`` (by its flag's name): checked when parsed, and again by validate()

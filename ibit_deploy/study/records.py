@@ -55,6 +55,24 @@ def _scale(record: dict[str, Any], fields: tuple[str, ...]) -> None:
             record[key] = from_points(record[key])
 
 
+def _check_fields(record: Any, fields: tuple[str, ...], what: str) -> None:
+    """``record`` is a JSON object whose accuracy ``fields`` are numbers or null; else ValueError naming ``what``."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{what}: expected a JSON object, got {type(record).__name__}")
+    for key in fields:
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{what}: {key} must be a number or null, got {value!r}")
+
+
+def _check_list(record: dict[str, Any], key: str, fields: tuple[str, ...], what: str) -> None:
+    items = record.get(key)
+    if items is not None and not isinstance(items, list):
+        raise ValueError(f"{what}: {key} must be a list, got {type(items).__name__}")
+    for i, item in enumerate(items or []):
+        _check_fields(item, fields, f"{what}: {key}[{i}]")
+
+
 def _unit_of(record: dict[str, Any], what: str) -> str:
     unit = record.get(UNIT_KEY)
     if unit is None:
@@ -67,6 +85,8 @@ def _unit_of(record: dict[str, Any], what: str) -> str:
 
 def teachers_in_fractions(record: dict[str, Any], what: str = "teacher logits record") -> dict[str, Any]:
     """A LIB-KD student's teacher record (``teachers.json``) with its accuracies in fractions (a copy)."""
+    _check_fields(record, (), what)
+    _check_list(record, "teachers_restored", TEACHER_FIELDS, what)
     out = copy.deepcopy(record)
     if _unit_of(record, what) == "percent":
         for teacher in out.get("teachers_restored") or []:
@@ -78,8 +98,13 @@ def teachers_in_fractions(record: dict[str, Any], what: str = "teacher logits re
 def result_in_fractions(record: dict[str, Any], what: str = "run result") -> dict[str, Any]:
     """A run's ``result.json`` with every accuracy in fractions and the unit key set (a copy; the file is untouched).
 
-    ValueError for a unit this version does not know.
+    ValueError for a unit this version does not know, or accuracies that are not numbers.
     """
+    _check_fields(record, RESULT_FIELDS, what)
+    _check_list(record, "curve", CURVE_FIELDS, what)
+    _check_list(record, "teachers_restored", TEACHER_FIELDS, what)
+    if record.get("convergence") is not None and not isinstance(record["convergence"], dict):
+        raise ValueError(f"{what}: convergence must be a JSON object, got {type(record['convergence']).__name__}")
     out = copy.deepcopy(record)
     if _unit_of(record, what) == "percent":
         _scale(out, RESULT_FIELDS)

@@ -30,7 +30,7 @@ from .latency_standins import STANDIN_STEPS, standin_bundle
 from .plan import SAMPLE_EFFICIENCY_FRACTION
 from .provenance import machines_line, restored_teachers_lines
 from .records import FRACTION, UNIT_KEY, as_points, at_least
-from .worker import finished_result
+from .worker import checked_spec, finished_result
 
 DEFAULT_MARGIN_POINTS = 0.5  # top-1 percentage points (the command line's unit): "as good as the best"
 LATENCY_BATCH = "1"  # the Pareto plot and the recommendation use batch-1 latency
@@ -41,14 +41,18 @@ DISPLAY = {IBIT: "IBiT", VIT: "ViT", CONVIT: "ConViT", CNN: "the CNN"}
 def load_study(out: str | os.PathLike) -> dict[str, Any]:
     """The study's recipe, planned run ids and the results of the runs finished under the current plan."""
     out = Path(out)
-    study = read_json(out / layout.STUDY_FILE, "study file")
+    path = out / layout.STUDY_FILE
+    study = read_json(path, "study file")
+    runs = study.get("runs") if isinstance(study, dict) else None
+    if not isinstance(runs, list) or not all(isinstance(r, str) and layout.valid_run_id(r) for r in runs):
+        raise ValueError(f"{path} is not a valid study file: expected a JSON object with 'runs', a list of run ids")
     results = []
-    for run_id in study["runs"]:
+    for run_id in runs:
         directory = layout.run_dir(out, run_id)
         spec_path = directory / layout.RUN_FILE
         if not spec_path.is_file():
             continue
-        result = finished_result(directory, read_json(spec_path, "run spec")["digest"])
+        result = finished_result(directory, checked_spec(read_json(spec_path, "run spec"), spec_path)["digest"])
         if result is not None:
             results.append(result)
     return {**study, "results": results}

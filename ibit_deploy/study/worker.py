@@ -29,7 +29,15 @@ EXIT_BUSY = 75
 
 def read_run(out: Path, run_id: str) -> dict[str, Any]:
     """The run's spec file (written by the study before launching it)."""
-    return read_json(layout.run_dir(out, run_id) / layout.RUN_FILE, "run spec")
+    return checked_spec(read_json(layout.run_dir(out, run_id) / layout.RUN_FILE, "run spec"),
+                        layout.run_dir(out, run_id) / layout.RUN_FILE)
+
+
+def checked_spec(spec: Any, path: Path) -> dict[str, Any]:
+    """A run spec read from ``path``: a JSON object with a text ``digest``; else ValueError naming the file."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("digest"), str):
+        raise ValueError(f"{path} is not a valid run spec: expected a JSON object with a text 'digest'")
+    return spec
 
 
 def finished_result(directory: Path, digest: str) -> dict[str, Any] | None:
@@ -42,7 +50,9 @@ def finished_result(directory: Path, digest: str) -> dict[str, Any] | None:
         result = read_json(path, "run result")
     except ValueError:
         return None
-    return result_in_fractions(result, str(path)) if result.get("digest") == digest else None
+    if not isinstance(result, dict) or result.get("digest") != digest:
+        return None  # not (or no longer) a result of this spec: the run is not finished
+    return result_in_fractions(result, str(path))
 
 
 def run(out: str | Path, run_id: str) -> dict[str, Any]:

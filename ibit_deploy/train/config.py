@@ -14,11 +14,41 @@ from pathlib import Path
 from typing import Any
 
 from ..configs import checked_fields
-from ..devicekit.fileio import read_json
+from ..devicekit.fileio import parse_json_text, read_json
+from ..devicekit.numbers import BATCH, COUNT, SEED, Range
 
 DISTILL_KINDS = ("soft", "hard")
 DEVICES = ("auto", "cpu", "cuda")
 
+FRACTION = Range(0, 1)
+# Every numeric field's range: checked by TrainConfig.validate (config files, saved runs) and by ibit-train's flags
+# when they are parsed. None is allowed where the field's default is None.
+RANGES: dict[str, Range] = {
+    "image_size": Range(1, 8192, integer=True),  # 8192^2 is the image reader's 64-megapixel limit
+    "val_fraction": Range(0, 1, high_open=True),
+    "subset": Range(0, 1, low_open=True),
+    "seed": SEED,
+    "epochs": COUNT,
+    "batch_size": BATCH,
+    "lr": Range(0, low_open=True),
+    "weight_decay": Range(0),
+    "warmup_epochs": Range(0),
+    "min_lr": Range(0),  # and <= lr
+    "label_smoothing": Range(0, 1, high_open=True),
+    "clip_grad": Range(0, low_open=True),
+    "ema_decay": Range(0, 1, high_open=True),  # 0 turns EMA off
+    "randaugment_magnitude": Range(0, 30, integer=True),  # RandAugment's 31 magnitude bins
+    "random_erasing": FRACTION,
+    "mixup": Range(0),  # Beta(a, a); 0 off
+    "cutmix": Range(0),
+    "num_workers": Range(0, 256, integer=True),  # data-loader processes; more is a fork storm, not a speed-up
+    "max_steps_per_epoch": COUNT,
+    "val_every": COUNT,
+}
+DISTILL_RANGES: dict[str, Range] = {"alpha": FRACTION, "tau": Range(0, low_open=True)}
+TEACHER_WEIGHT = Range(0)  # each; the weights need a positive sum
+
+OPTIONAL = ("image_size", "clip_grad", "max_steps_per_epoch")  # None: native size, no clipping, no cap
 # Fields a resumed run may change without invalidating the saved optimizer/RNG state.
 RESUMABLE_CHANGES = ("epochs", "num_workers", "out", "device", "progress", "val_every")
 
@@ -41,16 +71,23 @@ class DistillConfig:
     def validate(self) -> None:
         if not self.logits:
             raise ValueError("distill.logits: path to the teacher logits .npz is required")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"distill.alpha must be in [0, 1], got {self.alpha}")
-        if self.tau <= 0:
-            raise ValueError(f"distill.tau must be > 0, got {self.tau}")
+        for name, rule in DISTILL_RANGES.items():
+            rule.check_value(getattr(self, name), f"distill.{name}")
         if self.kind not in DISTILL_KINDS:
             raise ValueError(f"distill.kind must be one of {DISTILL_KINDS}, got {self.kind!r}")
-        if self.teacher_weights is not None and (not self.teacher_weights or min(self.teacher_weights) < 0
-                                                 or sum(self.teacher_weights) <= 0):
-            raise ValueError(f"distill.teacher_weights must be non-negative with a positive sum, got "
-                             f"{self.teacher_weights}")
+        if self.teacher_weights is not None:
+            check_teacher_weights(self.teacher_weights, "distill.teacher_weights")
+
+
+def check_teacher_weights(weights: Any, name: str) -> list[float]:
+    """The teachers' weights: a non-empty list of finite numbers >= 0 with a positive sum; else ValueError naming
+    ``name``."""
+    if not isinstance(weights, list) or not weights:
+        raise ValueError(f"{name} must be a non-empty list of numbers, got {weights!r}")
+    values = [float(TEACHER_WEIGHT.check_value(w, f"each of {name}")) for w in weights]
+    if sum(values) <= 0:
+        raise ValueError(f"{name} must have a positive sum, got {weights}")
+    return values
 
 
 @dataclass
@@ -98,29 +135,22 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise ValueError naming the first invalid field; return self."""
-        checks = [
-            (self.epochs >= 1, "epochs", "an integer >= 1"),
-            (self.batch_size >= 1, "batch_size", "an integer >= 1"),
-            (self.lr > 0, "lr", "> 0"),
-            (self.weight_decay >= 0, "weight_decay", ">= 0"),
-            (self.warmup_epochs >= 0, "warmup_epochs", ">= 0"),
-            (0 <= self.min_lr <= self.lr, "min_lr", "in [0, lr]"),
-            (0 <= self.label_smoothing < 1, "label_smoothing", "in [0, 1)"),
-            (self.clip_grad is None or self.clip_grad > 0, "clip_grad", "None or > 0"),
-            (0 <= self.ema_decay < 1, "ema_decay", "in [0, 1) (0 turns EMA off)"),
-            (0 <= self.random_erasing <= 1, "random_erasing", "in [0, 1]"),
-            (self.mixup >= 0 and self.cutmix >= 0, "mixup/cutmix", ">= 0"),
-            (0 < self.subset <= 1, "subset", "in (0, 1]"),
-            (0 <= self.val_fraction < 1, "val_fraction", "in [0, 1)"),
-            (self.num_workers >= 0, "num_workers", ">= 0"),
-            (self.device in DEVICES, "device", f"one of {DEVICES}"),
-            (self.image_size is None or self.image_size > 0, "image_size", "None or > 0"),
-            (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1, "max_steps_per_epoch", "None or >= 1"),
-            (self.val_every >= 1, "val_every", "an integer >= 1"),
-        ]
-        for ok, name, expected in checks:
-            if not ok:
-                raise ValueError(f"TrainConfig.{name} must be {expected}, got {getattr(self, name.split('/')[0])!r}")
+        for name, rule in RANGES.items():
+            value = getattr(self, name)
+            if value is not None or name not in OPTIONAL:
+                rule.check_value(value, f"TrainConfig.{name}")
+        if self.min_lr > self.lr:
+            raise ValueError(f"TrainConfig.min_lr must be <= lr ({self.lr}), got {self.min_lr}")
+        kinds = {"model": str, "data": str, "out": str, "model_kwargs": dict, "hflip": bool, "progress": bool}
+        for name, kind in kinds.items():
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"TrainConfig.{name} must be a {kind.__name__}, got {getattr(self, name)!r}")
+        if self.amp is not None and not isinstance(self.amp, bool):
+            raise ValueError(f"TrainConfig.amp must be true, false or null, got {self.amp!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"TrainConfig.device must be one of {DEVICES}, got {self.device!r}")
+        if self.distill is not None and not isinstance(self.distill, DistillConfig):
+            raise ValueError(f"TrainConfig.distill must be a JSON object or null, got {self.distill!r}")
         if self.distill is not None:
             self.distill.validate()
         return self
@@ -142,11 +172,7 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text: str, source: str = "config") -> TrainConfig:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{source} is not valid JSON: {exc}") from exc
-        return cls.from_dict(data, source)
+        return cls.from_dict(parse_json_text(text, source, "training config"), source)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrainConfig:

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..devicekit.fileio import atomic_path, atomic_write_text
+from ..devicekit.fileio import atomic_path, atomic_write_text, read_json_lines
 
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
@@ -81,7 +81,11 @@ def rewrite_metrics(directory: str | os.PathLike, history: list[dict[str, Any]])
 def read_metrics(directory: str | os.PathLike) -> list[dict[str, Any]]:
     """Every record of ``metrics.jsonl``, accuracies as fractions (an older run's percent lines converted)."""
     path = Path(directory) / METRICS_FILE
-    return [as_fractions(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = read_json_lines(path, "training record (metrics.jsonl)")
+    bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
+    if bad is not None:
+        raise ValueError(f"{path} is not a valid training record: record {bad + 1} is not a JSON object")
+    return [as_fractions(r) for r in records]
 
 
 def plot_curves(directory: str | os.PathLike, history: list[dict[str, Any]]) -> Path:

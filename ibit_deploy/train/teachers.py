@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import check_teacher_weights
 from .distill import save_teacher_logits, teachers_source
 from .trainer import train
 
@@ -31,7 +32,7 @@ def compute_teacher_logits(teacher_dirs: list[str | os.PathLike], out: str | os.
 
     if not teacher_dirs:
         raise ValueError("compute_teacher_logits: give at least one teacher checkpoint directory")
-    weights = list(weights) if weights is not None else [1.0] * len(teacher_dirs)
+    weights = check_teacher_weights(list(weights) if weights is not None else [1.0] * len(teacher_dirs), "weights")
     if len(weights) != len(teacher_dirs):
         raise ValueError(f"{len(weights)} weights for {len(teacher_dirs)} teachers")
     dev = resolve_device(device)

@@ -8,6 +8,8 @@ import pytest
 from ibit_deploy.cli.calibrate import main as calibrate
 from ibit_deploy.cli.export import main as export
 
+from ..conftest import exit_code
+
 
 def test_calibrate_says_when_the_split_holds_fewer_images_than_count(tmp_path, capsys):
     out = tmp_path / "calib.npz"
@@ -20,8 +22,8 @@ def test_calibrate_says_when_the_split_holds_fewer_images_than_count(tmp_path, c
 
 
 def test_calibrate_names_count_below_the_minimum(tmp_path, capsys):
-    assert calibrate(["--spec", "synthetic:64", "--count", "0", "--out", str(tmp_path / "c.npz")]) == 2
-    assert "--count must be an integer >= 8 for minmax calibration, got 0" in capsys.readouterr().err
+    assert exit_code(calibrate, ["--spec", "synthetic:64", "--count", "0", "--out", str(tmp_path / "c.npz")]) == 2
+    assert "--count must be an integer >= 8" in capsys.readouterr().err  # refused when parsed
     assert calibrate(["--spec", "synthetic:64", "--count", "20", "--method", "entropy",
                       "--out", str(tmp_path / "c.npz")]) == 2
     assert "--count must be an integer >= 32 for entropy calibration, got 20" in capsys.readouterr().err
@@ -35,9 +37,12 @@ def synthetic_checkpoint(tmp_path_factory, checkpoint_factory):
 def test_export_calib_count_is_said_and_named(synthetic_checkpoint, tmp_path, capsys):
     out = tmp_path / "bundle"
     argv = [str(synthetic_checkpoint), "--precision", "int8", "--max-drop", "100", "--out", str(out)]
-    assert export([*argv, "--calib-count", "0"]) == 2
+    assert exit_code(export, [*argv, "--calib-count", "0"]) == 2
     err = capsys.readouterr().err
-    assert "--calib-count must be an integer >= 8 for minmax calibration, got 0" in err and "recipe" not in err
+    assert "--calib-count must be an integer >= 8" in err and "recipe" not in err
+    assert export([*argv, "--calib-count", "20", "--calib-method", "entropy"]) == 2
+    err = capsys.readouterr().err
+    assert "--calib-count must be an integer >= 32 for entropy calibration, got 20" in err and "recipe" not in err
     assert not out.exists()
     assert export([*argv, "--calib-count", "100000"]) == 0
     err = capsys.readouterr().err

@@ -46,6 +46,6 @@ def test_cli_builds_from_recipe_and_flags(tmp_path, capsys):
 
 
 def test_cli_reports_too_few_images(tmp_path, capsys):
-    assert main(["--spec", "mnist5k", "--count", "4", "--method", "entropy", "--out", str(tmp_path / "c.npz")]) == 2
+    assert main(["--spec", "mnist5k", "--count", "20", "--method", "entropy", "--out", str(tmp_path / "c.npz")]) == 2
     assert "count must be an integer >= 32" in capsys.readouterr().err
     assert not (tmp_path / "c.npz").exists()

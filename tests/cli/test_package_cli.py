@@ -8,6 +8,8 @@ import pytest
 
 from ibit_deploy.cli.main import main as deploy_main
 
+from ..conftest import exit_code
+
 
 def test_package_cli_writes_and_reports(trained_bundle, tmp_path, capsys):
     out = tmp_path / "ds"
@@ -23,7 +25,7 @@ def test_package_cli_writes_and_reports(trained_bundle, tmp_path, capsys):
     ["--for", "triton", "--triton-platform", "tensorrt_plan"],
 ])
 def test_package_cli_bad_input_exits_2(trained_bundle, tmp_path, capsys, args):
-    assert deploy_main(["package", str(trained_bundle[0]), "--out", str(tmp_path / "p"), *args]) == 2
+    assert exit_code(deploy_main, ["package", str(trained_bundle[0]), "--out", str(tmp_path / "p"), *args]) == 2
     assert "error:" in capsys.readouterr().err and not (tmp_path / "p").exists()
 
 

@@ -61,12 +61,28 @@ def test_a_missing_kit_file_is_refused(kit_bundle):
     assert result.returncode == 2 and "devicekit/build.py cannot be read" in result.stderr
 
 
-@pytest.mark.parametrize("text", ["[" * 100_000, '{"artifacts": "no"}', "\xff\xfe", "[]"])
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"artifacts": "no"}', "\xff\xfe", "[]",
+                                  "[" * 100_000 + "]" * 100_000, '{"a":' * 100_000 + "1" + "}" * 100_000,
+                                  '{"artifacts": [' + "9" * 5000 + "]}"])
 def test_a_hostile_manifest_is_refused_in_one_line(kit_bundle, text):
     (kit_bundle / layout.MANIFEST_FILE).write_bytes(text.encode("latin-1"))
     result = _launch(kit_bundle, "--help")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("build_engine.py: ") and str(kit_bundle / layout.MANIFEST_FILE) in result.stderr
+
+
+def test_deep_nesting_the_launcher_reads_is_refused_by_the_kit_in_one_line(kit_bundle):
+    """Nesting the standard library parses (below its recursion limit) but deeper than the kit's bound: the launcher
+    runs the checked kit, whose manifest reader refuses it (exit 2, one line naming the file)."""
+    import json
+
+    manifest = json.loads((kit_bundle / layout.MANIFEST_FILE).read_text())
+    manifest["notes"] = json.loads("[" * 200 + "]" * 200)
+    (kit_bundle / layout.MANIFEST_FILE).write_text(json.dumps(manifest))
+    result = _launch(kit_bundle, "--print-trtexec", "--trt-major", "10")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "JSON nested deeper than 64 levels" in result.stderr and str(kit_bundle / layout.MANIFEST_FILE) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # a bad bundle is not a usage error: no usage text
 
 
 def test_a_manifest_path_outside_the_kit_folder_is_refused(kit_bundle):

@@ -173,3 +173,20 @@ def test_classify_folder_refuses_a_failed_artifact_unless_asked(tmp_path, digit_
     with pytest.warns(FailedArtifactWarning):
         code = example.main([str(bundle), str(folder), "--out", str(out), "--precision", "fp16", "--allow-failed"])
     assert code == 0 and out.is_file()
+
+
+def test_the_load_test_report_never_replaces_a_bundle_file(trained_bundle, digit_folder, tmp_path, capsys):
+    """``batching_service.py --report`` follows the write policy (it wrote over any file, the manifest included)."""
+    from ibit_deploy.devicekit.fileio import sha256_file
+
+    bundle = trained_bundle[0]
+    manifest = bundle / "manifest.json"
+    before = sha256_file(manifest)
+    service = load_example("batching_service")
+    argv = [str(bundle), "--load-test", "1", "--images", str(digit_folder[0]), "--threads", "1"]
+    assert service.main([*argv, "--report", str(manifest)]) == 2
+    assert "refusing to write a load-test report over" in capsys.readouterr().err
+    assert sha256_file(manifest) == before
+    report = tmp_path / "load.json"
+    assert service.main([*argv, "--report", str(report)]) == 0
+    assert service.main([*argv, "--report", str(report)]) == 0  # its own earlier report is replaced

@@ -13,6 +13,8 @@ from ibit_deploy.cli.export import main
 from ibit_deploy.devicekit.fileio import sha256_file
 from ibit_deploy.export.pipeline import export_checkpoint
 
+from ..conftest import exit_code
+
 
 def _variant(checkpoint, tmp_path, edit):
     copy = tmp_path / "ck"
@@ -66,11 +68,11 @@ def test_bad_options_leave_an_existing_bundle_untouched(tiny_checkpoint, tmp_pat
     out = tmp_path / "bundle"
     export_checkpoint(tiny_checkpoint, out)
     before = {p.name: sha256_file(p) for p in out.iterdir()}
-    for extra, message in ((["--opset", "99"], "--opset must be in [17, "),
+    for extra, message in ((["--opset", "99"], "--opset must be an integer in [17, "),
                            (["--precision", "int8", "--calib-count", "0"], "count must be"),
                            (["--precision", "int8", "--data", f"imagefolder:{tmp_path / 'absent'}"], "absent"),
                            (["--require-engine"], "--require-engine needs --to tensorrt or --to torch-tensorrt")):
-        assert main([str(tiny_checkpoint), "--out", str(out), *extra]) == 2, extra
+        assert exit_code(main, [str(tiny_checkpoint), "--out", str(out), *extra]) == 2, extra
         assert message in capsys.readouterr().err
         assert {p.name: sha256_file(p) for p in out.iterdir()} == before, extra
 

@@ -14,6 +14,8 @@ from ibit_deploy.devicekit.layout import kit_sources
 from ibit_deploy.devicekit.manifest import load_manifest
 from ibit_deploy.export.pipeline import ExportOptions, export_checkpoint
 
+from ..conftest import exit_code
+
 
 def test_onnx_bundle_manifest(tiny_checkpoint, tmp_path):
     out = tmp_path / "bundle"
@@ -57,8 +59,9 @@ def test_tensorrt_without_gpu_writes_device_kit(tiny_checkpoint, tmp_path, capsy
 def test_unsupported_pair_and_bad_batch_range(tiny_checkpoint, tmp_path, capsys):
     assert main([str(tiny_checkpoint), "--to", "torch-tensorrt", "--precision", "int8", "--out", str(tmp_path)]) == 2
     assert "torch-tensorrt export supports fp32 and fp16" in capsys.readouterr().err
-    assert main([str(tiny_checkpoint), "--precision", "int8", "--max-drop", "-1", "--out", str(tmp_path / "q")]) == 2
-    assert "--max-drop is a budget in top-1 points and must be >= 0, got -1.0" in capsys.readouterr().err
+    assert exit_code(main, [str(tiny_checkpoint), "--precision", "int8", "--max-drop", "-1", "--out",
+                            str(tmp_path / "q")]) == 2
+    assert "--max-drop must be a finite number in [0, 100], got '-1'" in capsys.readouterr().err
     assert main([str(tiny_checkpoint), "--precision", "fp64", "--out", str(tmp_path / "p")]) == 2
     assert "--precision must be one or more of" in capsys.readouterr().err
     with pytest.raises(ValueError, match="batch range"):

@@ -24,6 +24,8 @@ from ibit_deploy.devicekit.session import EngineBuildError
 from ibit_deploy.export.pipeline import ExportFailed, ExportOptions, export_checkpoint
 from ibit_deploy.trt.build import EngineTools
 
+from ..conftest import exit_code
+
 FAST_GATE = {"eval_count": 32, "fp16_probe": 0}  # the gate's cost, not its subject here
 FAST = ["--eval-count", "32"]
 
@@ -75,7 +77,7 @@ def test_a_failure_mid_export_leaves_the_previous_bundle_exactly_as_it_was(bundl
     before = snapshot(out)
     for argv in (["--precision", "int8", "--calib-count", "0"], ["--precision", "int8", "--data", "imagefolder:/no/such"],
                  ["--opset", "99"]):
-        assert main([str(tiny_checkpoint), "--out", str(out), *argv]) == 2, argv
+        assert exit_code(main, [str(tiny_checkpoint), "--out", str(out), *argv]) == 2, argv
         assert snapshot(out) == before, argv
 
     def rejecting_build(*args, **kwargs):  # TensorRT is here and rejects the network, after the ONNX was written
