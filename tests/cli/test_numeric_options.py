@@ -20,6 +20,11 @@ from .test_compare import BAD_VALUES as COMPARE_BAD_VALUES
 NOT_NUMBERS = ["nan", "inf", "-inf", "abc", ""]
 HUGE = "1" + "0" * 30  # an integer no count, batch or seed can be
 COUNTS = ["0", "-1", "2.5", HUGE, *NOT_NUMBERS]  # integers >= 1
+BUILDER_LIMITS = {  # devicekit/build_limits.add_limit_arguments: build_engine.py and ibit-export
+    "--workspace-mib": ["0", "-1", "1.5", "2000000", HUGE, *NOT_NUMBERS],
+    "--builder-optimization-level": ["-1", "6", "2.5", *NOT_NUMBERS],
+    "--aux-streams": ["-1", "65", "1.5", *NOT_NUMBERS],
+}
 FRACTION_OPEN_HIGH = ["-0.1", "1", "1.5", *NOT_NUMBERS]  # [0, 1)
 POSITIVE = ["0", "-1e-3", "1e400", *NOT_NUMBERS]  # > 0
 NON_NEGATIVE = ["-1", "-1e-9", "1e400", *NOT_NUMBERS]  # >= 0
@@ -77,6 +82,7 @@ BAD: dict[str, dict[str, list[str]]] = {
         "--max-drop": POINTS,
         "--calib-count": ["0", "7", "-256", "2.5", HUGE, *NOT_NUMBERS],
         "--eval-count": COUNTS,
+        **BUILDER_LIMITS,
     },
     "ibit-bench": {
         "--batches": ["0", "1,-8", "1,nan", "1.5", HUGE, ""],
@@ -111,7 +117,7 @@ BAD: dict[str, dict[str, list[str]]] = {
     "build_engine.py": {
         "--max-drop": POINTS,
         "--min-batch": COUNTS, "--opt-batch": COUNTS, "--max-batch": COUNTS,
-        "--workspace-mib": ["0", "-1", "1.5", HUGE, *NOT_NUMBERS],
+        **BUILDER_LIMITS,
         "--verify-samples": COUNTS,
         "--trt-major": ["0", "-10", "10.3", "100", *NOT_NUMBERS],
     },
@@ -135,7 +141,7 @@ def _module(command: str) -> Any:
 
 def _parser(command: str) -> argparse.ArgumentParser:
     module = _module(command)
-    return module._parser(None) if command == "build_engine.py" else module.build_parser()
+    return module._parser() if command == "build_engine.py" else module.build_parser()
 
 
 def _main(command: str) -> Callable[[list[str]], Any]:
