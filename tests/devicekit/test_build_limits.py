@@ -81,7 +81,7 @@ def test_kit_records_limits_time_and_memory_in_the_manifest(tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("argv, version, match", [
-    (["--builder-optimization-level", "9"], "10.3.0.30", "--builder-optimization-level must be an integer in [0, 5], got 9"),
+    (["--builder-optimization-level", "9"], "10.3.0.30", "--builder-optimization-level must be an integer in [0, 5], got '9'"),
     (["--tactic-sources", "cublas"], "11.4.0.106", "CUBLAS not available with TensorRT 11.4.0.106"),
     (["--tactic-sources", ","], "10.3.0.30", "--tactic-sources: expected a comma list"),
 ])
