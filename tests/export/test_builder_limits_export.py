@@ -13,14 +13,15 @@ from ibit_deploy.devicekit.manifest import load_manifest
 from ibit_deploy.export.pipeline import ExportOptions, export_checkpoint
 from ibit_deploy.trt.build import EngineTools, build_engine
 
-from ..conftest import make_fake_trt
+from ..conftest import exit_code, make_fake_trt
 
 
 def test_bad_limits_exit_2_before_writing(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "b"
-    assert main([str(tiny_checkpoint), "--to", "tensorrt", "--builder-optimization-level", "8", "--out",
-                 str(out)]) == 2
-    assert "builder optimization level must be 0..5" in capsys.readouterr().err and not out.exists()
+    assert exit_code(main, [str(tiny_checkpoint), "--to", "tensorrt", "--builder-optimization-level", "8", "--out",
+                            str(out)]) == 2
+    assert "--builder-optimization-level must be an integer in [0, 5]" in capsys.readouterr().err
+    assert not out.exists()
     assert main([str(tiny_checkpoint), "--workspace-mib", "256", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "builder limits (--workspace-mib" in err and "need --to tensorrt, got --to onnx" in err
