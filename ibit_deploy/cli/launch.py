@@ -30,11 +30,24 @@ COMMANDS = {
     "ibit-compare": "ibit_deploy.cli.compare",
 }
 
-_pending: list[int] = []  # SIGINTs that came between this module's import and launch()
+_pending: list[int] = []  # the SIGINTs this console script received
 
 
 def _defer(signum: int, frame: object) -> None:
     _pending.append(signum)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Python's own SIGINT handler, remembering that it ran (see :func:`interrupted`)."""
+    _pending.append(signum)
+    raise KeyboardInterrupt
+
+
+def interrupted() -> bool:
+    """Whether this console script got a Ctrl-C. A library whose import or callback a KeyboardInterrupt cut short can
+    end in another exception (numpy's ``__getattr__`` recursing over a half-imported module, a RecursionError):
+    :func:`ibit_deploy.cli.entry.cli_main` still answers it as an interrupt."""
+    return bool(_pending)
 
 
 def _hold_sigint_until_launch() -> None:
@@ -58,17 +71,25 @@ def launch(prog: str) -> int:
 
     try:
         if signal.getsignal(signal.SIGINT) is _defer:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, _interrupt)
         if _pending:
             raise KeyboardInterrupt
         # the import statement's own machinery (not importlib.import_module), as ``python -m`` and ``-X importtime`` see it
         return __import__(COMMANDS[prog], fromlist=("main",)).main()
     except KeyboardInterrupt:  # during the imports (``main`` handles its own), or a second Ctrl-C in its handler
-        _ignore_sigint()
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return errors.INTERRUPTED
+        return _answer(prog, errors.INTERRUPTED)
+    except Exception:
+        if not interrupted():
+            raise
+        return _answer(prog, errors.INTERRUPTED)  # an import the Ctrl-C cut short failed in another way
     finally:
         _ignore_sigint()  # done: no traceback from a Ctrl-C while the interpreter shuts down
+
+
+def _answer(prog: str, code: int) -> int:
+    _ignore_sigint()
+    print(f"{prog}: interrupted", file=sys.stderr)
+    return code
 
 
 def _ignore_sigint() -> None:

@@ -204,3 +204,20 @@ def test_ctrl_c_at_any_moment_of_any_command_is_exit_130_without_a_traceback(tmp
     problems = [p for p in map(_check, results) if p]
     assert not problems, "\n\n".join(problems)
     assert time.monotonic() - started < 600
+
+
+def test_an_exception_a_ctrl_c_caused_is_still_an_interrupt(monkeypatch, capsys):
+    """A KeyboardInterrupt that cut a library's import short can surface as another error (numpy's ``__getattr__``
+    recursing over a half-imported module was seen here): after a Ctrl-C it is exit 130, not a bug report."""
+    from ibit_deploy.cli import launch
+    from ibit_deploy.cli.entry import cli_main
+
+    @cli_main("ibit-test")
+    def main(argv=None):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    assert main([]) == errors.UNEXPECTED
+    capsys.readouterr()
+    monkeypatch.setattr(launch, "_pending", [signal.SIGINT])
+    assert main([]) == errors.INTERRUPTED
+    assert capsys.readouterr().err == "ibit-test: interrupted\n"
