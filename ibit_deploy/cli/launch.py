@@ -7,14 +7,17 @@ module imports only the standard library, first thing in ``import ibit_deploy`` 
 imports the command inside the ``try``; a Ctrl-C between this module's import and that ``try`` (pip's wrapper runs a
 few lines there) is held for it. Ctrl-C at any moment (importing, parsing arguments, working) ends the command
 with exit 130 and one line on stderr; once the command has returned, a Ctrl-C changes nothing (the exit code is the
-command's). Before this module runs (interpreter start) SIGINT's default action ends the process, which a shell
-reports as 130 too.
+command's). ``import ibit_deploy`` imports this module first, and its first statements install the hold, so only
+the interpreter's own start is left to Python: before Python's handler exists SIGINT's default action ends the
+process (a shell reports 130 too), and during ``site`` Python prints "Fatal Python error: init_import_site".
 """
 
 from __future__ import annotations
 
+# the C module under ``signal``, loaded since the interpreter started; ``import signal`` builds enums, milliseconds
+# before the hold below would be in place
+import _signal
 import os
-import signal
 import sys
 
 # console script -> the module whose ``main`` it runs (each also runs as ``python -m MODULE``)
@@ -55,9 +58,9 @@ def _hold_sigint_until_launch() -> None:
     (a regular expression for ``sys.argv[0]``): a Ctrl-C there would be the wrapper's traceback. In a console script
     of ours, and only there, it is kept for :func:`launch` to answer; a SIGINT the process ignores stays ignored."""
     name = os.path.basename(sys.argv[0] if sys.argv else "").removesuffix(".exe")
-    if name in COMMANDS and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    if name in COMMANDS and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
         try:
-            signal.signal(signal.SIGINT, _defer)
+            _signal.signal(_signal.SIGINT, _defer)
         except ValueError:  # not the main thread
             pass
 
@@ -67,11 +70,11 @@ _hold_sigint_until_launch()
 
 def launch(prog: str) -> int:
     """Import ``prog``'s command module and run its ``main`` on ``sys.argv``; the exit code it ends with."""
-    from .. import errors  # here, not at the top: nothing is imported before the hold below is in place
+    from .. import errors  # here, not at the top: nothing is imported before the hold is in place
 
     try:
-        if signal.getsignal(signal.SIGINT) is _defer:
-            signal.signal(signal.SIGINT, _interrupt)
+        if _signal.getsignal(_signal.SIGINT) is _defer:
+            _signal.signal(_signal.SIGINT, _interrupt)
         if _pending:
             raise KeyboardInterrupt
         # the import statement's own machinery (not importlib.import_module), as ``python -m`` and ``-X importtime`` see it
@@ -94,7 +97,7 @@ def _answer(prog: str, code: int) -> int:
 
 def _ignore_sigint() -> None:
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     except ValueError:  # not the main thread (an embedding application): its signals are its own
         pass
 

@@ -34,6 +34,7 @@ import ibit_deploy
 from ibit_deploy.devicekit.manifest import load_manifest
 from ibit_deploy.devicekit.reference import read_reference
 from ibit_deploy.runtime import Predictor, load
+import ibit_deploy.runtime.tensorrt_runner, ibit_deploy.bench.trtexec  # the TensorRT side imports without torch too
 
 bundle = sys.argv[1]
 absent = [m for m in sys.argv[2].split(",") if importlib.util.find_spec(m) is None]
