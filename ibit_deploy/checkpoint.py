@@ -5,7 +5,8 @@
     classes [names], train {...}, metrics {...}, versions {torch, timm, ibit_deploy}.
 
 Weights are safetensors (never pickle) and are checked name by name and shape by shape against the model the config
-describes before they are loaded.
+describes before they are loaded. torch is imported where a model is built or loaded, so the file names and
+``checkpoint_fingerprint`` (what a bundle records as its source) serve the device side, which has no torch.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from .devicekit.fileio import atomic_path, atomic_write_json, read_json, sha256_file
 
@@ -24,10 +22,14 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CHECKPOINT_FORMAT = 1
 
+if TYPE_CHECKING:
+    from torch import nn
+
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape a checkpoint or an artifact."""
     import timm
+    import torch
 
     from .version import __version__
 
@@ -91,6 +93,7 @@ def read_checkpoint_config(directory: str | os.PathLike) -> dict[str, Any]:
 
 def load_state_dict_checked(path: str | os.PathLike, model: nn.Module) -> None:
     """Load safetensors weights from ``path`` into ``model`` after checking every name and shape."""
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 

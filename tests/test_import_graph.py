@@ -24,8 +24,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("bundle format", ("ibit_deploy.devicekit",)),
     ("ground", ("ibit_deploy.version", "ibit_deploy.errors", "ibit_deploy.configs")),
     ("tensorrt", ("ibit_deploy.trt",)),
-    ("foundations", ("ibit_deploy.data", "ibit_deploy.models", "ibit_deploy.fold", "ibit_deploy.checkpoint",
-                     "ibit_deploy.checkpoint_contract", "ibit_deploy.viz")),
+    ("foundations", ("ibit_deploy.data", "ibit_deploy.models", "ibit_deploy.timm_plugin", "ibit_deploy.fold",
+                     "ibit_deploy.checkpoint", "ibit_deploy.checkpoint_contract", "ibit_deploy.viz")),
     ("write policy", ("ibit_deploy.outputs",)),
     ("runtime", ("ibit_deploy.runtime", "ibit_deploy.calibration")),
     ("stages", ("ibit_deploy.quantization", "ibit_deploy.train")),
@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("bench", ("ibit_deploy.bench", "ibit_deploy.quickstart")),
     ("studies", ("ibit_deploy.study",)),  # ibit-deploy compare: trains, exports and times many runs
     ("cli", ("ibit_deploy.cli",)),
-    ("package root", ("ibit_deploy",)),  # __init__: registers the models with timm; nothing imports it back
+    ("package root", ("ibit_deploy",)),  # __init__: the launcher's Ctrl-C hold, timm registration; nothing imports it
 ]
 
 

@@ -4,11 +4,15 @@ Order of work, and why:
 
 1. Options are checked and the bundle verified (every artifact's sha256 against the manifest) before anything is
    measured: numbers for a file that is not the exported one are worse than none.
-2. The evaluation set is built as the manifest says (dataset spec, split parameters, image size, mean, std).
+2. The evaluation set is built as the manifest says (dataset spec, split parameters, image size, mean, std). Where
+   that dataset cannot be read here (not on this machine, or no torch: a device install), the bundle's check images
+   are used (``reference.npz``, :mod:`ibit_deploy.devicekit.reference`), with the reference logits the export
+   recorded on them.
 3. Each backend runs in turn (progress bar over runners): logits on the whole set, then the batch-size sweep. A
    backend that cannot run here is "skipped" with its reason; one that fails is "error" and makes the run
-   incomplete. Accuracy is computed afterwards, against ``torch-ref`` (or, without the checkpoint, the first fp32
-   backend that ran, recorded as a fallback).
+   incomplete. Accuracy is computed afterwards, against ``torch-ref``; where it cannot run (no checkpoint or no
+   torch here) against the logits recorded in the bundle, when the images are the bundle's check images; else
+   against the first fp32 backend that ran, recorded as a fallback.
 4. Plots, Markdown, the manifest's ``results`` and, last, ``report.json`` are written (see ``report.py``), into a
    folder beside the report folder that is swapped in whole when complete (the write policy,
    :mod:`ibit_deploy.outputs`): a killed bench leaves the previous reports as they were, and a Ctrl-C replaces them
@@ -20,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +34,10 @@ import numpy as np
 
 from ..data.eval_split import EvalSet
 from ..devicekit.fileio import read_json
-from ..devicekit.layout import BENCH_DIR, PRECISIONS
+from ..devicekit.layout import BENCH_DIR, PRECISIONS, REFERENCE_FILE
 from ..devicekit.manifest import find_artifact, load_manifest, update_manifest, utc_now
 from ..devicekit.profile import InputSpec
+from ..devicekit.reference import read_reference
 from ..devicekit.staging import staged_folder
 from ..errors import BackendUnavailable
 from ..outputs import BENCH_REPORT, BENCH_TOOL, check_output, source_id
@@ -44,6 +50,7 @@ from .latency import check_budget, sweep_batches
 from .report import REPORT_FILE, SCHEMA_VERSION, manifest_summary, write_report_files
 
 DEFAULT_BACKENDS = ("torch-ref", "torch-folded", "ort-cpu", "ort-cuda", "tensorrt")
+RECORDED_REFERENCE = f"torch-ref (recorded in {REFERENCE_FILE})"  # the reference's name when the export's logits stand in
 SPLITS = ("train", "val", "test")
 DEFAULT_CPP_ITERS = 20  # timed runs of the C++ runner per batch size when the bench is timed by --seconds
 
@@ -117,7 +124,7 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
     bundle = Path(bundle)
     manifest = load_manifest(bundle, verify=True)
     check_batches(manifest, options.batches)
-    images, labels, data = evaluation_set(manifest, options)
+    images, labels, data, recorded = evaluation_set(manifest, options, bundle)
     files = image_folder(options.end_to_end) if options.end_to_end is not None else None
     default = out_dir is None
     out_dir = bundle / BENCH_DIR if default else Path(out_dir)
@@ -126,7 +133,8 @@ def run_benchmark(bundle: str | Path, options: BenchOptions | None = None, *, ou
     with staged_folder(out_dir, "ibit-bench") as staged:
         # a Ctrl-C publishes its partial report only where it replaces no complete one
         staged.publish_on_interrupt = not _is_complete(out_dir)
-        return _measure(bundle, manifest, options, runners, images, labels, data, staged.path, out_dir, files)
+        return _measure(bundle, manifest, options, runners, (images, labels, recorded), data, staged.path, out_dir,
+                        files)
 
 
 def _is_complete(out_dir: Path) -> bool:
@@ -138,10 +146,12 @@ def _is_complete(out_dir: Path) -> bool:
 
 
 def _measure(bundle: Path, manifest: dict[str, Any], options: BenchOptions, runners: Callable[..., list[RunnerChoice]],
-             images: np.ndarray, labels: np.ndarray, data: dict[str, Any], staging: Path,
+             evaluation: tuple[np.ndarray, np.ndarray, np.ndarray | None], data: dict[str, Any], staging: Path,
              out_dir: Path, files: dict[str, Any] | None = None) -> dict[str, Any]:
     """Measure every backend (and, given the image ``files``, their end to end) and write the report into
-    ``staging`` (``out_dir`` is where it will be)."""
+    ``staging`` (``out_dir`` is where it will be); ``evaluation`` is (images, labels, the reference logits recorded
+    for these images or None)."""
+    images, labels, recorded = evaluation
     from .jetson import jetson_state
     from .machine import machine_description
 
@@ -168,10 +178,8 @@ def _measure(bundle: Path, manifest: dict[str, Any], options: BenchOptions, runn
     # The reference runs first, so a run interrupted half-way still has its yardstick.
     choices.sort(key=lambda c: c.backend != "torch-ref")
     logits: dict[str, np.ndarray] = {}
-    from tqdm import tqdm
-
     try:
-        for choice in tqdm(choices, desc="ibit-bench", unit="backend", disable=not options.progress):
+        for choice in _progress(choices, options.progress):
             report["runs"].append(_run_one(choice, images, options, logits, (staging, out_dir), monitor, bundle,
                                            manifest))
         if files is not None:
@@ -188,9 +196,19 @@ def _measure(bundle: Path, manifest: dict[str, Any], options: BenchOptions, runn
                     options.cpp_runner, bundle, manifest, ran, files["files"], options.batches,
                     warmup=options.warmup, iters=options.iters or DEFAULT_CPP_ITERS, threads=options.threads))
     except KeyboardInterrupt:
-        _finish(report, logits, labels, manifest, bundle, (staging, out_dir), started, interrupted=True)
+        _finish(report, (logits, recorded), labels, manifest, bundle, (staging, out_dir), started, interrupted=True)
         raise
-    return _finish(report, logits, labels, manifest, bundle, (staging, out_dir), started, interrupted=False)
+    return _finish(report, (logits, recorded), labels, manifest, bundle, (staging, out_dir), started,
+                   interrupted=False)
+
+
+def _progress(choices: list[RunnerChoice], show: bool) -> Any:
+    """``choices`` behind a tqdm bar where tqdm is installed (a device install need not have it)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return choices
+    return tqdm(choices, desc="ibit-bench", unit="backend", disable=not show)
 
 
 def check_batches(manifest: dict[str, Any], batches: list[int]) -> None:
@@ -209,7 +227,38 @@ def measured_anything(report: dict[str, Any]) -> bool:
                for entry in run.get("latency") or [])
 
 
-def evaluation_set(manifest: dict[str, Any], options: BenchOptions) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def evaluation_set(manifest: dict[str, Any], options: BenchOptions, bundle: Path
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], np.ndarray | None]:
+    """Preprocessed images, labels, their description and the reference logits recorded for them (or None).
+
+    The manifest's dataset (``data`` and ``input`` blocks) or ``options.data``; where the recorded dataset cannot be
+    read here (not on this machine, or no torch), the bundle's check images and the logits the export recorded on
+    them, said in a warning and in the report's ``data.spec``.
+    """
+    try:
+        return (*_dataset(manifest, options), None)
+    except (ImportError, OSError) as exc:
+        if options.data is not None:
+            raise ValueError(f"--data {options.data} cannot be read here: {exc}") from exc
+        why = f"{(manifest.get('data') or {}).get('spec')} cannot be read here ({type(exc).__name__}: {exc})"
+        recorded = read_reference(bundle, manifest)
+        if recorded is None or not recorded.real:
+            has = "no check images" if recorded is None else "random check images only"
+            raise ValueError(f"{why}, and the bundle has {has} ({REFERENCE_FILE}: exported without readable "
+                             f"validation images, or before bundles carried them); give --data SPEC") from exc
+    if options.split != "val":
+        raise ValueError(f"{why}; the bundle's check images are validation images, so only --split val can run here")
+    count = len(recorded.labels) if options.limit is None else min(options.limit, len(recorded.labels))
+    warnings.warn(f"{why}: measuring on the bundle's {count} check images ({REFERENCE_FILE}: "
+                  f"{recorded.description})", stacklevel=2)
+    data = manifest.get("data") or {}
+    return recorded.images[:count], recorded.labels[:count], {
+        "spec": f"{REFERENCE_FILE} ({recorded.description})", "split": "val", "count": int(count),
+        "val_fraction": data.get("val_fraction"), "seed": data.get("seed"),
+        "classes": list(manifest.get("classes") or [])}, recorded.logits[:count]
+
+
+def _dataset(manifest: dict[str, Any], options: BenchOptions) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Preprocessed images, labels and their description, as the manifest's ``data`` and ``input`` say."""
     from ..data.fit import ModelInput, check_data_fits
 
@@ -300,25 +349,32 @@ def _moved(value: Any, old: str, new: str) -> Any:
     return value
 
 
-def _finish(report: dict[str, Any], logits: dict[str, np.ndarray], labels: np.ndarray, manifest: dict[str, Any],
-            bundle: Path, out_dir: tuple[Path, Path], started: float, interrupted: bool) -> dict[str, Any]:
+def _finish(report: dict[str, Any], logits: tuple[dict[str, np.ndarray], np.ndarray | None], labels: np.ndarray,
+            manifest: dict[str, Any], bundle: Path, out_dir: tuple[Path, Path], started: float,
+            interrupted: bool) -> dict[str, Any]:
     """Accuracy against the reference, speedups, status; then the files (report.json last) into ``out_dir[0]``,
-    the staging folder that becomes ``out_dir[1]``."""
+    the staging folder that becomes ``out_dir[1]``. ``logits`` is (each run's, the recorded reference's or None)."""
     staging, out_dir = out_dir
+    logits, recorded = logits
     ok = [r for r in report["runs"] if r["status"] == "ok" and r["name"] in logits]
     ref = next((r for r in ok if r["backend"] == "torch-ref"), None)
-    if ref is None:
+    ref_logits = logits[ref["name"]] if ref else recorded
+    if ref is None and recorded is not None:
+        report["reference"] = {"name": RECORDED_REFERENCE, "fallback": False,
+                               "reason": f"torch-ref did not run here; the logits the export recorded in "
+                                         f"{REFERENCE_FILE} for these images stand in"}
+    elif ref is None:
         ref = next((r for r in ok if r["precision"] == "fp32"), None)
         reason = "torch-ref did not run (see its row); the first fp32 backend stands in" if ref else \
             "no fp32 backend ran: agreement and logit differences are not computed"
         report["reference"] = {"name": ref["name"] if ref else None, "fallback": True, "reason": reason}
+        ref_logits = logits[ref["name"]] if ref else None
     else:
         report["reference"] = {"name": ref["name"], "fallback": False, "reason": None}
     classes = report["data"]["classes"]
     for run in ok:
         try:
-            run["accuracy"] = accuracy_report(logits[run["name"]], labels, logits[ref["name"]] if ref else None,
-                                              classes)
+            run["accuracy"] = accuracy_report(logits[run["name"]], labels, ref_logits, classes)
         except ValueError as exc:
             run.update(status="error", reason=f"accuracy: {exc}")
         if ref is not None:

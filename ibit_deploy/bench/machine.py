@@ -24,7 +24,6 @@ def cpu_model() -> str:
 def machine_description(threads: int = 0) -> dict[str, Any]:
     """CPU model, logical cores (all and usable by this process), requested threads, GPU and library versions."""
     import numpy
-    import torch
 
     try:
         usable = len(os.sched_getaffinity(0))
@@ -33,14 +32,20 @@ def machine_description(threads: int = 0) -> dict[str, Any]:
     info: dict[str, Any] = {
         "hostname": platform.node(), "os": platform.platform(), "arch": platform.machine(),
         "python": platform.python_version(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-        "cpu_usable": usable, "threads": threads or None, "torch_threads": torch.get_num_threads(),
-        # the kernels torch dispatches to (AVX2, AVX512, ...): different ones round differently
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "gpu": None, "versions": {"numpy": numpy.__version__, "torch": torch.__version__},
+        "cpu_usable": usable, "threads": threads or None, "torch_threads": None, "torch_cpu_capability": None,
+        "gpu": None, "versions": {"numpy": numpy.__version__, "torch": None},
     }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["versions"]["cuda"] = torch.version.cuda
+    try:
+        import torch
+    except ImportError:  # a device install: no PyTorch backends, nothing of torch to record
+        torch = None
+    if torch is not None:
+        # the kernels torch dispatches to (AVX2, AVX512, ...): different ones round differently
+        info.update(torch_threads=torch.get_num_threads(), torch_cpu_capability=torch.backends.cpu.get_cpu_capability())
+        info["versions"]["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+            info["versions"]["cuda"] = torch.version.cuda
     try:
         import onnxruntime
 

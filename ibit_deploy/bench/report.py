@@ -52,6 +52,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +295,11 @@ def manifest_summary(report: dict[str, Any], report_path: Path) -> list[dict[str
 def write_report_files(report: dict[str, Any], out_dir: Path) -> None:
     """Plots, then Markdown, then ``report.json`` last (each atomically); fills ``report['files']``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    report["files"]["plots"] = write_plots(report, out_dir)
+    try:
+        report["files"]["plots"] = write_plots(report, out_dir)
+    except ImportError as exc:  # matplotlib is not part of a device install; every number is in report.json/.md
+        warnings.warn(f"no plots: {exc}", stacklevel=2)
+        report["files"]["plots"] = []
     atomic_write_text(out_dir / MARKDOWN_FILE, markdown_table(report))
     report["files"]["markdown"] = MARKDOWN_FILE
     check_report(report)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import errors
+from .launch import interrupted
 
 LOG_DIR_ENV = "IBIT_DEPLOY_LOG_DIR"
 
@@ -75,6 +76,9 @@ def cli_main(prog: str) -> Callable[[Main], Callable[[Sequence[str] | None], int
                 print(f"{prog}: interrupted", file=sys.stderr)
                 return errors.INTERRUPTED
             except Exception as exc:
+                if interrupted():  # a Ctrl-C that a library turned into another exception (an interrupted import)
+                    print(f"{prog}: interrupted", file=sys.stderr)
+                    return errors.INTERRUPTED
                 return report(prog, argv, exc)
             return errors.DONE if code is None else int(code)
 

@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import Dataset
 
 from . import sources
-from .transforms import AugmentConfig, eval_transform, preprocess_images, train_transform
+from .preprocess import preprocess_images
+from .transforms import AugmentConfig, eval_transform, train_transform
 
 SPLITS = ("train", "val", "test")
 DEFAULT_SPEC = "mnist5k"

@@ -1,4 +1,5 @@
-"""Preprocessing: one eval transform shared by training, calibration and the harness, and the train augmentations.
+"""Preprocessing: one eval transform shared by training, calibration and the harness, and the train augmentations
+(batches of raw pixels go through :func:`ibit_deploy.data.preprocess.preprocess_images`).
 
 Eval preprocessing is exactly what a bundle's manifest records: resize to the model's image size (bilinear,
 antialiased) when it differs, scale to [0, 1], normalise with the dataset's mean/std, NCHW float32.
@@ -56,15 +57,3 @@ def train_transform(image_size: tuple[int, int], mean: tuple[float, ...], std: t
     if config.random_erasing > 0:
         steps.append(v2.RandomErasing(p=config.random_erasing, value=0))
     return v2.Compose(steps)
-
-
-def preprocess_images(images: np.ndarray, image_size: tuple[int, int], mean: tuple[float, ...],
-                      std: tuple[float, ...]) -> np.ndarray:
-    """Eval-preprocess a uint8 (N, H, W, C) array into float32 (N, C, H, W), exactly as the eval transform does."""
-    if images.ndim != 4 or images.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images (N, H, W, C), got {images.dtype} {images.shape}")
-    if images.shape[-1] != len(mean):
-        raise ValueError(f"images have {images.shape[-1]} channels but mean/std have {len(mean)}")
-    tf = eval_transform(image_size, mean, std)
-    return torch.stack([tf(im) for im in images]).numpy().astype(np.float32) if len(images) else \
-        np.zeros((0, images.shape[-1], *image_size), np.float32)

@@ -5,6 +5,7 @@
       model.onnx               fp32 ONNX; model.fp16.onnx and model.int8.onnx beside it when exported
       engine.plan              the TensorRT engine (built by ibit-export or on the device), timing.cache beside it
       calib.npz                calibration / verification images
+      reference.npz            the reference model's logits on the bundle's check images (devicekit.reference)
       build_engine.py          the launcher: checks every kit file's sha256, then runs devicekit.cli
       build_engine.sh          the trtexec route to the same engine
       devicekit/*.py           this package, copied whole
@@ -24,6 +25,8 @@ DEFAULT_ONNX = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.
 DEFAULT_ENGINE = "engine.plan"
 DEFAULT_TIMING_CACHE = "timing.cache"
 DEFAULT_CALIBRATION = "calib.npz"
+REFERENCE_FILE = "reference.npz"  # check images + the trained (unfolded) model's logits on them, written at export
+REFERENCE_KIND = "reference"  # its kind in manifest.json's artifacts
 BENCH_DIR = "bench"  # ibit-bench's default report folder inside a bundle
 PACKAGES_DIR = "packages"  # ibit-export --package / ibit-deploy package's default folder inside a bundle
 LAUNCHER = "build_engine.py"  # the bundle's entry point into the kit (devicekit/launcher.py, copied)

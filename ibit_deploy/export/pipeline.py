@@ -37,6 +37,7 @@ from .flashbias import AttentionOption, attention_report, flashbias_stage, quant
 from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx, max_opset
 from .preflight import preflight
 from .probe import parity_images
+from .reference import reference_artifact
 from .replacing import carry_over, keep_foreign, previous_bundle
 
 __all__ = ["ExportFailed", "ExportOptions", "ONNX_FILES", "PRECISIONS", "TARGETS", "export_checkpoint",
@@ -237,6 +238,8 @@ def _build(checkpoint: str | os.PathLike, out: Path, shown: Path, fingerprint: d
     set_artifact(manifest, artifact_entry(out, ONNX_FILES["fp32"], "onnx", "fp32", opset=options.opset,
                                           parity=_ort_parity(out / ONNX_FILES["fp32"], folded, probe, probe_kind,
                                                              shown / ONNX_FILES["fp32"])))
+    step("reference outputs")
+    set_artifact(manifest, reference_artifact(out, model, inp, config.get("data", {})))
 
     failures: list[str] = []
     if not attention_block.get("gate", {"passed": True})["passed"]:

@@ -184,13 +184,17 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp3
 
 
 def _torch_models(manifest: dict[str, Any]) -> dict[str, Any] | str:
-    """{"torch-ref": model, "torch-folded": folded model} from the source checkpoint, or the reason there are none."""
+    """{"torch-ref": model, "torch-folded": folded model} from the source checkpoint, or the reason there are none
+    (a device install has no torch: the bundle's recorded reference outputs stand in, see ibit_deploy.bench)."""
     from ..checkpoint import load_checkpoint
-    from ..fold import fold_masks
 
     path = reference_checkpoint(manifest)
     if isinstance(path, str):
         return path
+    try:
+        from ..fold import fold_masks
+    except ImportError as exc:
+        return f"PyTorch is not importable here ({exc}): the source checkpoint cannot run"
     try:
         model, _ = load_checkpoint(path)
     except (OSError, ValueError) as exc:  # the other backends can still be measured without it

@@ -50,7 +50,8 @@ def test_tensorrt_without_gpu_writes_device_kit(tiny_checkpoint, tmp_path, capsy
     manifest = load_manifest(out)
     kinds = {a["path"]: a["kind"] for a in manifest["artifacts"]}
     kit = {rel: "kit" for rel in kit_sources() if rel.startswith("devicekit/")}
-    assert kinds == {"model.onnx": "onnx", "build_engine.sh": "script", "build_engine.py": "script", **kit}
+    assert kinds == {"model.onnx": "onnx", "reference.npz": "reference", "build_engine.sh": "script",
+                     "build_engine.py": "script", **kit}
     assert "devicekit/manifest.py" in kit and "devicekit/launcher.py" not in kit
     assert manifest["tensorrt"]["status"] == "build-on-device"
     assert main([str(tiny_checkpoint), "--to", "tensorrt", "--out", str(tmp_path / "t2"), "--require-engine"]) == 3
