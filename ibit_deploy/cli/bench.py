@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from .. import errors
 from ..bench.harness import DEFAULT_BACKENDS, PRECISIONS, SPLITS, BenchOptions, measured_anything, run_benchmark
 from ..bench.report import markdown_table
+from ..runtime.load import ORT_GRAPHS
 from .args import add_backends, add_bundle, add_device, add_precision, add_quiet, comma_ints, comma_list
 from .entry import cli_main
 
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jetson-clocks", action="store_true",
                    help="run `sudo -n jetson_clocks` first (changes the board's clocks until reboot)")
     p.add_argument("--trtexec", action="store_true", help="also time TensorRT engines with trtexec")
+    p.add_argument("--ort-graph", choices=ORT_GRAPHS, default="fused",
+                   help="ort-cpu/ort-cuda: run the bundle's fused graph (model*.ort.onnx) where it has one (fused, "
+                        "the default) or always the plain ONNX file (plain)")
     p.add_argument("--out", default=None, help="report directory (default: BUNDLE/bench)")
     add_quiet(p)
     return p
@@ -61,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         backends=args.backends, precisions=args.precision, batches=args.batches, data=args.data, split=args.split,
         limit=args.limit, warmup=args.warmup, iters=args.iters, seconds=args.seconds, threads=args.threads,
         torch_device=args.device, jetson=args.jetson, jetson_clocks=args.jetson_clocks, trtexec=args.trtexec,
-        progress=not args.quiet,
+        progress=not args.quiet, ort_graph=args.ort_graph,
     )
     try:
         report = run_benchmark(args.bundle, options, out_dir=args.out)
