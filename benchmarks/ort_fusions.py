@@ -2,8 +2,8 @@
 
 For the folded ``--model`` in mask mode, bias mode and bias mode through FlashBias (rank 16), each at fp32, fp16 and
 int8 (the project's converters: ``convert_fp16`` with its fp32 islands, ``quantize_int8`` calibrated min-max on 32
-random inputs), it applies :func:`ibit_deploy.export.ort_fusions.fuse_for_ort` (what ``ibit-export`` writes as
-``model*.ort.onnx``), compares the fused graph's logits with the plain one's on 64 random inputs (max |diff|, top-1
+random inputs), it applies :func:`ibit_deploy.export.ort_fusions.fuse_for_ort` with EVERY fusion enabled (the
+export leaves out those in ``DISABLED_FUSIONS``), compares the fused graph's logits with the plain one's on 64 random inputs (max |diff|, top-1
 agreement) and times both on ORT CPU, one thread, in interleaved rounds (median of the rounds' means).
 
 Weights are untrained (latency does not depend on them; the logit comparison is graph against graph). The export's
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     for key, (plain, heads, width) in graphs(args.model, folder, chw).items():
         fused = plain.with_suffix(".ort.onnx")
-        report = fuse_for_ort(plain, fused, num_heads=heads, hidden_size=width)
+        report = fuse_for_ort(plain, fused, num_heads=heads, hidden_size=width, disabled=())  # every fusion
         sessions = {"plain": ort_session(plain, 1), "fused": ort_session(fused, 1)}
         a, b = (s.run(None, {"images": probe})[0] for s in sessions.values())
         row = {"fusions": report["fusions"], "max_abs_diff": float(np.abs(a - b).max()),

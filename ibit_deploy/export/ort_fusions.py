@@ -30,6 +30,10 @@ OPTIMIZER = "onnxruntime.transformers.optimizer"
 CONTRIB_DOMAIN = "com.microsoft"
 MODEL_TYPE = "vit"  # the optimizer's fusion set for encoder-only vision transformers
 OPT_LEVEL = 0  # Python fusions only: portable across execution providers (see the module docstring)
+# fusions left out by default, with why; each maps to the FusionOptions switches that turn it off
+DISABLED_FUSIONS = {"SkipLayerNormalization": ("enable_skip_layer_norm", "enable_bias_skip_layer_norm")}
+DISABLED_WHY = {"SkipLayerNormalization": "ONNX Runtime 1.32's CPU kernel made ibit_tiny_patch16_224 slower than the "
+                                          "plain Add + LayerNormalization (1.06-1.15x, 1 thread; benchmarks/RESULTS.md)"}
 # reductions whose axes are an input from opset 18 on, and which the optimizer's shape inference lacks a rule for
 _AXES_INPUT_REDUCTIONS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMin",
                           "ReduceProd", "ReduceSumSquare")
@@ -64,11 +68,13 @@ def op_counts(model: Any) -> dict[str, int]:
 
 
 def fuse_for_ort(source: str | os.PathLike, target: str | os.PathLike, *, num_heads: int = 0,
-                 hidden_size: int = 0) -> dict[str, Any]:
+                 hidden_size: int = 0, disabled: tuple[str, ...] = tuple(DISABLED_FUSIONS)) -> dict[str, Any]:
     """Write ``source`` with ONNX Runtime's transformer fusions applied to ``target`` (atomically, checked).
 
     ``num_heads``/``hidden_size``: the attention's, for the Attention fusion (0: the optimizer reads them from the
-    graph). Returns the record the manifest keeps: the tool, its settings and version, ``fusions`` (fused op ->
+    graph). ``disabled``: fusions of :data:`DISABLED_FUSIONS` not to apply (default: all of them, for the reasons in
+    :data:`DISABLED_WHY`). Returns the record the manifest keeps: the tool, its settings and version, the fusions
+    ``disabled``, ``fusions`` (fused op ->
     count, only those that applied; empty when none did), and the op counts before and after.
     """
     import onnx
@@ -77,6 +83,13 @@ def fuse_for_ort(source: str | os.PathLike, target: str | os.PathLike, *, num_he
     from onnxruntime.transformers.optimizer import optimize_model
 
     source, target = Path(source), Path(target)
+    unknown = sorted(set(disabled) - set(DISABLED_FUSIONS))
+    if unknown:
+        raise ValueError(f"disabled fusions must be among {sorted(DISABLED_FUSIONS)}, got {unknown}")
+    options = FusionOptions(MODEL_TYPE)
+    for fusion in disabled:
+        for switch in DISABLED_FUSIONS[fusion]:
+            setattr(options, switch, False)
     before = op_counts(onnx.load(str(source)))
     quiet = logging.getLogger("onnxruntime.transformers")  # the optimizer narrates on its loggers and stdout
     level = quiet.level
@@ -84,7 +97,7 @@ def fuse_for_ort(source: str | os.PathLike, target: str | os.PathLike, *, num_he
     try:
         with _reduce_shape_rules(), contextlib.redirect_stdout(None):
             fused = optimize_model(str(source), model_type=MODEL_TYPE, num_heads=num_heads, hidden_size=hidden_size,
-                                   optimization_options=FusionOptions(MODEL_TYPE), opt_level=OPT_LEVEL)
+                                   optimization_options=options, opt_level=OPT_LEVEL)
             stats = fused.get_fused_operator_statistics()
     finally:
         quiet.setLevel(level)
@@ -97,7 +110,8 @@ def fuse_for_ort(source: str | os.PathLike, target: str | os.PathLike, *, num_he
         onnx.save_model(fused.model, str(tmp))
         onnx.checker.check_model(str(tmp))
     return {"tool": OPTIMIZER, "onnxruntime": ort.__version__, "model_type": MODEL_TYPE, "opt_level": OPT_LEVEL,
-            "num_heads": num_heads, "hidden_size": hidden_size, "fusions": fusions, "ops_before": before,
+            "num_heads": num_heads, "hidden_size": hidden_size,
+            "disabled": {fusion: DISABLED_WHY[fusion] for fusion in disabled}, "fusions": fusions, "ops_before": before,
             "ops_after": after}
 
 

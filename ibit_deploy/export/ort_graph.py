@@ -29,7 +29,7 @@ from .ort_fusions import fuse_for_ort
 from .probe import ProbeImages
 
 # what fuse_for_ort's record keeps in the manifest entry (the per-op counts before and after go to ort_graphs)
-_ENTRY_KEYS = ("tool", "onnxruntime", "model_type", "opt_level", "num_heads", "hidden_size")
+_ENTRY_KEYS = ("tool", "onnxruntime", "model_type", "opt_level", "num_heads", "hidden_size", "disabled")
 
 
 def ort_graph_stage(bundle: Path, manifest: dict[str, Any], probe: ProbeImages, *, num_heads: int, hidden_size: int,

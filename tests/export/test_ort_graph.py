@@ -39,7 +39,8 @@ def _logits(path: Path, images: np.ndarray) -> np.ndarray:
 
 
 def test_fusions_apply_to_the_mask_mode_graph_and_keep_its_logits(mask_onnx: Path, tmp_path: Path):
-    report = fuse_for_ort(mask_onnx, tmp_path / "fused.onnx", num_heads=2, hidden_size=32)
+    assert fuse_for_ort(mask_onnx, tmp_path / "default.onnx")["fusions"] == {"BiasGelu": 2}  # SkipLN: off by default
+    report = fuse_for_ort(mask_onnx, tmp_path / "fused.onnx", num_heads=2, hidden_size=32, disabled=())
     # SkipLayerNormalization needs the optimizer's shape inference, which stops at ReduceL2 without our rule
     assert report["fusions"] == {"BiasGelu": 2, "SkipLayerNormalization": 4}
     fused = onnx.load(str(tmp_path / "fused.onnx"))
@@ -100,7 +101,8 @@ def test_export_lists_the_gated_fused_graph_and_ort_backends_run_it(trained_bund
     fused = find_artifact(manifest, kind=ORT_KIND, precision="fp32")
     plain = find_artifact(manifest, kind="onnx", precision="fp32")
     assert fused["path"] == ORT_ONNX["fp32"] and fused["optimized_from"]["sha256"] == plain["sha256"]
-    assert fused["gate"]["passed"] and fused["gate"]["real_images"] and fused["fusions"]["SkipLayerNormalization"]
+    assert fused["gate"]["passed"] and fused["gate"]["real_images"] and fused["fusions"] == {"BiasGelu": 2}
+    assert "SkipLayerNormalization" in fused["optimizer"]["disabled"]
     assert manifest["ort_graphs"][0]["status"] == "written"
 
     with load(src, "ort-cpu") as runner:
