@@ -42,7 +42,7 @@ from ..devicekit.staging import staged_folder
 from ..errors import BackendUnavailable
 from ..outputs import BENCH_REPORT, BENCH_TOOL, check_output, source_id
 from ..runtime.base import Runner
-from ..runtime.load import RunnerChoice, canonical_backend, make_runners
+from ..runtime.load import ORT_GRAPHS, RunnerChoice, canonical_backend, make_runners
 from .accuracy import accuracy_report
 from .end_to_end import BACKENDS as END_TO_END_BACKENDS
 from .end_to_end import image_folder, run_end_to_end
@@ -79,12 +79,15 @@ class BenchOptions:
     allow_failed: bool = False  # also run artifacts whose recorded gate failed (runtime.load's allow_failed)
     end_to_end: str | None = None  # folder of image files: also time image file -> label by stage (end_to_end.py)
     cpp_runner: str | None = None  # with end_to_end: also the C++ runner at this path (cpp_runner.py)
+    ort_graph: str = "fused"  # ort-cpu/ort-cuda: a bundle's fused graph where present, or "plain" (runtime.load)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option."""
         if not self.backends:
             raise ValueError("no backends given")
         self.backends = [canonical_backend(b) for b in self.backends]
+        if self.ort_graph not in ORT_GRAPHS:
+            raise ValueError(f"ort_graph must be one of {ORT_GRAPHS}, got {self.ort_graph!r}")
         if self.precisions is not None:
             bad = [p for p in self.precisions if p not in PRECISIONS]
             if bad or not self.precisions:
@@ -174,7 +177,8 @@ def _measure(bundle: Path, manifest: dict[str, Any], options: BenchOptions, runn
     }
     monitor = _power_monitor(options, jetson)
     choices = runners(bundle, options.backends, manifest, precisions=options.precisions,
-                      threads=options.threads, torch_device=options.torch_device, allow_failed=options.allow_failed)
+                      threads=options.threads, torch_device=options.torch_device, allow_failed=options.allow_failed,
+                      ort_graph=options.ort_graph)
     # The reference runs first, so a run interrupted half-way still has its yardstick.
     choices.sort(key=lambda c: c.backend != "torch-ref")
     logits: dict[str, np.ndarray] = {}

@@ -69,9 +69,9 @@ class CalibrationRecipe:
     input: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in MIN_SAMPLES:
+        if not isinstance(self.method, str) or self.method not in MIN_SAMPLES:
             raise ValueError(f"recipe method must be one of {sorted(MIN_SAMPLES)}, got {self.method!r}")
-        if self.split not in ("train", "test"):
+        if not isinstance(self.split, str) or self.split not in ("train", "test"):
             raise ValueError(f"recipe split must be 'train' or 'test' (val is held out for the accuracy gate), got "
                              f"{self.split!r}")
         check_count(self.count, self.method, "recipe count")

@@ -24,6 +24,7 @@ from ..bench.harness import DEFAULT_BACKENDS, PRECISIONS, SPLITS, BenchOptions, 
 from ..bench.latency import BUDGET_RANGES
 from ..bench.report import markdown_table
 from ..devicekit.numbers import COUNT, THREADS
+from ..runtime.load import ORT_GRAPHS
 from .args import (
     add_backends,
     add_bundle,
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpp-runner", metavar="BINARY", default=None,
                    help="with --end-to-end: also time the C++ ONNX Runtime runner (export/cpp's ort_runner) on the same "
                         "files and batch sizes, one row per precision")
+    p.add_argument("--ort-graph", choices=ORT_GRAPHS, default="fused",
+                   help="ort-cpu/ort-cuda: run the bundle's fused graph (model*.ort.onnx) where it has one (fused, "
+                        "the default) or always the plain ONNX file (plain)")
     p.add_argument("--out", default=None, help="report directory (default: BUNDLE/bench)")
     p.add_argument("--allow-failed", action="store_true",
                    help="also run artifacts that FAILED their gate at export (a warning says so; by default they are "
@@ -84,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         limit=args.limit, warmup=args.warmup, iters=args.iters, seconds=args.seconds, threads=args.threads,
         torch_device=args.device, jetson=args.jetson, jetson_clocks=args.jetson_clocks, trtexec=args.trtexec,
         progress=not args.quiet, allow_failed=args.allow_failed, end_to_end=args.end_to_end,
-        cpp_runner=args.cpp_runner,
+        cpp_runner=args.cpp_runner, ort_graph=args.ort_graph,
     )
     try:
         report = run_benchmark(args.bundle, options, out_dir=args.out)

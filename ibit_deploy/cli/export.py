@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bias-mode IBiT only: 'dense' (the folded (heads, T, T) bias, default) or "
                         "'flashbias[:RANK|:energy=E|:error=X]': the bias as rank-R factors inside a plain attention "
                         "call (default energy=0.995), gated against the dense model (--max-drop); see README")
+    p.add_argument("--no-ort-fusions", dest="ort_fusions", action="store_false",
+                   help="write no model*.ort.onnx (ONNX Runtime's fused twins of the ONNX files, gated against them; "
+                        "ort-cpu/ort-cuda run them where present)")
     p.add_argument("--require-engine", action="store_true",
                    help="with --to tensorrt: fail (exit 3) unless an engine is built here")
     p.add_argument("--package", type=_package_targets, action="extend", default=[], metavar="TARGET[,TARGET...]",
@@ -111,7 +114,7 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
     return ExportOptions(to=args.to, precision=args.precision, opset=args.opset, min_batch=args.min_batch,
                          opt_batch=args.opt_batch, max_batch=args.max_batch, require_engine=args.require_engine,
                          quantize=quantize, wait=args.wait, attention=args.attention,
-                         overwrite=args.overwrite, builder_limits=limits)
+                         overwrite=args.overwrite, builder_limits=limits, ort_fusions=args.ort_fusions)
 
 
 @cli_main("ibit-export")

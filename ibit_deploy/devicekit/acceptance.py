@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .layout import PRECISIONS, check_precision
+from .layout import ORT_KIND, PRECISIONS, check_precision
 
 ENGINE_ACCEPTANCE = {"fp32": 0.99, "fp16": 0.98, "int8": 0.97}
 ACCEPTANCE_METRIC = "agreement"
@@ -91,7 +91,7 @@ def artifact_verdict(entry: dict[str, Any], manifest: dict[str, Any] | None = No
     attention = (manifest or {}).get("attention")
     attention_gate = attention.get("gate") if isinstance(attention, dict) else None
     if isinstance(attention_gate, dict) and attention_gate.get("passed") is False and \
-            entry.get("kind") in ("onnx", "engine"):
+            entry.get("kind") in ("onnx", ORT_KIND, "engine"):
         return Verdict(False, f"the bundle's {attention.get('form', 'attention')} attention failed its gate: "
                               f"{attention_gate.get('reason', 'see the manifest')}")
     gate = entry.get("gate")

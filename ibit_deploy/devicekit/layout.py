@@ -3,6 +3,7 @@
     BUNDLE/
       manifest.json            the one description of the bundle (devicekit.manifest reads and writes it)
       model.onnx               fp32 ONNX; model.fp16.onnx and model.int8.onnx beside it when exported
+      model[.fp16|.int8].ort.onnx  the same graphs with ONNX Runtime's transformer fusions (ORT backends only)
       engine.plan              the TensorRT engine (built by ibit-export or on the device), timing.cache beside it
       calib.npz                calibration / verification images
       reference.npz            the reference model's logits on the bundle's check images (devicekit.reference)
@@ -22,6 +23,10 @@ from pathlib import Path
 MANIFEST_FILE = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_ONNX = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+# ONNX Runtime's fused form of each ONNX file above (export/ort_graph.py); manifest kind ORT_KIND, so that TensorRT,
+# which fuses on its own and cannot parse ORT's contrib ops, never takes one for its precision's ONNX
+ORT_ONNX = {"fp32": "model.ort.onnx", "fp16": "model.fp16.ort.onnx", "int8": "model.int8.ort.onnx"}
+ORT_KIND = "onnx-ort"
 DEFAULT_ENGINE = "engine.plan"
 DEFAULT_TIMING_CACHE = "timing.cache"
 DEFAULT_CALIBRATION = "calib.npz"

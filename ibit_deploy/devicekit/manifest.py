@@ -16,6 +16,9 @@ Schema (format_version 2)::
                      "parity": {...}, engines: "acceptance": {"metric", "min"}, "verification": {...}, ...}],
       "results": [{"artifact", "backend", "accuracy": {...}, "latency": {...}, "machine": {...}}],
       "attention": {"form": "dense"|"flashbias", ...},   # export/flashbias.py: decomposition, gate, graph checks
+      "ort_graphs": [{"source", "precision", "path", "status": "written"|"skipped"|"refused", "fusions", "gate",
+                      "reason"}],                       # export/ort_graph.py; written ones are artifacts of kind
+                                                        # "onnx-ort" with "optimized_from": {"path", "sha256"}
       "tools": {library versions}
     }
 
@@ -44,7 +47,7 @@ from typing import Any
 
 from .acceptance import engine_acceptance
 from .fileio import atomic_write_json, read_json, sha256_file
-from .layout import MANIFEST_FILE, PRECISIONS
+from .layout import MANIFEST_FILE, ORT_KIND, PRECISIONS
 from .locking import directory_lock
 
 FORMAT_VERSION = 2
@@ -270,6 +273,17 @@ def check_bundle_files(bundle: str | os.PathLike, manifest: dict[str, Any], *, v
 def onnx_artifact(manifest: dict[str, Any], precision: str) -> dict[str, Any] | None:
     """The manifest entry of the ONNX file that serves ``precision``, or None: the one precision -> file lookup."""
     return find_artifact(manifest, kind="onnx", precision=precision)
+
+
+def ort_graph_artifact(manifest: dict[str, Any], source: dict[str, Any]) -> dict[str, Any] | None:
+    """The entry of the ONNX Runtime fused twin of ONNX artifact ``source`` (kind ORT_KIND, ``optimized_from`` its
+    path and sha256), or None. A twin recorded for other bytes than ``source``'s is not its twin."""
+    for art in manifest.get("artifacts", []):
+        made_from = art.get("optimized_from") if isinstance(art, dict) else None
+        if art.get("kind") == ORT_KIND and isinstance(made_from, dict) and made_from.get("path") == source.get(
+                "path") and made_from.get("sha256") == source.get("sha256"):
+            return art
+    return None
 
 
 def onnx_for(manifest: dict[str, Any], precision: str, *, where: str | os.PathLike = MANIFEST_FILE) -> str:

@@ -66,6 +66,7 @@ class ExportOptions:
     # builder limits given on the command line (devicekit/build_limits.py: workspace_mib, optimization_level,
     # aux_streams, tactic_sources, device_class_key); the rest come from the device class of the GPU here
     builder_limits: dict[str, Any] = field(default_factory=dict)
+    ort_fusions: bool = True  # fused twins of the ONNX files for the ONNX Runtime backends (export/ort_graph.py)
 
     @property
     def asked(self) -> list[str]:
@@ -256,6 +257,9 @@ def _build(checkpoint: str | os.PathLike, out: Path, shown: Path, fingerprint: d
             if gate is not None and not gate.get("passed", False):
                 failures.append(f"{entry['path']}: {gate.get('reason', 'accuracy gate failed')}")
 
+    if options.ort_fusions:
+        _ort_graphs(out, manifest, model, config, options, step)
+
     if options.to == "tensorrt":
         step("tensorrt")
         from .targets import tensorrt_target
@@ -278,6 +282,27 @@ def _build(checkpoint: str | os.PathLike, out: Path, shown: Path, fingerprint: d
 
     manifest["attention"] = attention_report(out, manifest, attention_block)
     return manifest, failures
+
+
+def _ort_graphs(out: Path, manifest: dict[str, Any], model: torch.nn.Module, config: dict[str, Any],
+                options: ExportOptions, step) -> None:
+    """The ORT-graph stage (:mod:`.ort_graph`): fused twins of the ONNX files into ``out`` and the manifest, gated
+    against their sources on the quantization gates' images and drop budget."""
+    from ..quantization.artifact import QuantizeOptions
+    from .ort_graph import ort_graph_stage
+    from .probe import probe_images
+
+    quantize = QuantizeOptions.from_dict(options.quantize)
+    probe = probe_images({"input": manifest["input"], "data": config.get("data", {})}, quantize.eval_count,
+                         spec=quantize.data)
+    attn = getattr(getattr(model, "blocks", [None])[0], "attn", None)
+    entries, records = ort_graph_stage(out, manifest, probe, num_heads=int(getattr(attn, "num_heads", 0) or 0),
+                                       hidden_size=int(getattr(model, "embed_dim", 0) or 0),
+                                       max_drop=float(quantize.max_drop), fp32_max_abs_diff=PARITY_TOLERANCE,
+                                       threads=quantize.threads, step=step)
+    for entry in entries:
+        set_artifact(manifest, entry)
+    manifest["ort_graphs"] = records
 
 
 def _ort_parity(onnx_path: Path, folded: torch.nn.Module, probe: torch.Tensor, probe_kind: str,

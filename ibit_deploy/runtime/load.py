@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..devicekit.acceptance import artifact_verdict
-from ..devicekit.manifest import load_manifest
+from ..devicekit.manifest import load_manifest, ort_graph_artifact
 from ..devicekit.profile import InputSpec
 from ..errors import BackendUnavailable
 from .base import Runner
@@ -30,6 +30,10 @@ from .base import Runner
 BACKENDS = ("torch-ref", "torch-folded", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 ALIASES = {"ort-tensorrt": "ort-trt", "trt": "tensorrt", "torch": "torch-folded"}
 ORT_DEVICES = {"ort-cpu": "cpu", "ort-cuda": "cuda", "ort-trt": "tensorrt"}
+# the ORT backends that run a bundle's fused graph (model*.ort.onnx) when it has one; ORT's TensorRT provider hands
+# the graph to TensorRT, which cannot parse ONNX Runtime's contrib ops and fuses the plain graph on its own
+FUSED_GRAPH_BACKENDS = ("ort-cpu", "ort-cuda")
+ORT_GRAPHS = ("fused", "plain")  # ort_graph=: the fused twin where the bundle has one (default), or the plain ONNX
 # ``load(backend="auto")`` tries these in order; ORT's TensorRT provider is left out because it builds an engine
 # when the session opens (minutes on a Jetson), which an application should ask for by name.
 AUTO_ORDER = ("tensorrt", "ort-cuda", "ort-cpu")
@@ -82,14 +86,19 @@ def reference_checkpoint(manifest: dict[str, Any]) -> Path | str:
 
 def make_runners(bundle: str | os.PathLike, backends: list[str], manifest: dict[str, Any], *,
                  precisions: list[str] | None = None, threads: int = 0,
-                 torch_device: str = "cpu", allow_failed: bool = False) -> list[RunnerChoice]:
+                 torch_device: str = "cpu", allow_failed: bool = False,
+                 ort_graph: str = "fused") -> list[RunnerChoice]:
     """One :class:`RunnerChoice` per (backend, artifact) pair of ``bundle``, in the order of ``backends``.
 
     ``precisions`` filters the ONNX and engine artifacts (None: every precision the manifest lists); a requested
     precision without an artifact comes back as a reason. An artifact whose recorded verdict failed
     (:func:`~ibit_deploy.devicekit.acceptance.artifact_verdict`) comes back as a reason too, unless
-    ``allow_failed``: then it runs and a warning says so. Runners are not opened.
+    ``allow_failed``: then it runs and a warning says so. ``ort_graph``: "fused" runs an ONNX file's fused twin
+    (:func:`ort_graph_for`) on ort-cpu and ort-cuda where the bundle has one, "plain" always the ONNX file itself.
+    Runners are not opened.
     """
+    if ort_graph not in ORT_GRAPHS:
+        raise ValueError(f"ort_graph must be one of {ORT_GRAPHS}, got {ort_graph!r}")
     bundle = Path(bundle)
     spec = InputSpec.from_manifest(manifest)
     wanted = list(dict.fromkeys(canonical_backend(b) for b in backends))
@@ -125,11 +134,22 @@ def make_runners(bundle: str | os.PathLike, backends: list[str], manifest: dict[
                     continue
                 from .ort_runner import OrtRunner
 
+                if ort_graph == "fused" and backend in FUSED_GRAPH_BACKENDS:
+                    art = ort_graph_for(manifest, art)
                 runner = OrtRunner(bundle / art["path"], spec, device=ORT_DEVICES[backend], threads=threads)
                 choices.append(RunnerChoice(name, runner, backend, precision, art["path"]))
         else:
             choices.extend(_engine_runners(bundle, manifest, spec, precisions, allow_failed))
     return choices
+
+
+def ort_graph_for(manifest: dict[str, Any], art: dict[str, Any]) -> dict[str, Any]:
+    """The artifact ONNX Runtime runs for ONNX artifact ``art``: its fused twin when the manifest lists one for
+    these very bytes and the twin's recorded gate did not fail (export/ort_graph.py), else ``art`` itself."""
+    twin = ort_graph_artifact(manifest, art)
+    if twin is None or artifact_verdict(twin, manifest).failed:
+        return art
+    return twin
 
 
 def failed_artifact(bundle: Path, manifest: dict[str, Any], art: dict[str, Any], allow_failed: bool) -> str | None:
@@ -152,13 +172,15 @@ class FailedArtifactWarning(UserWarning):
 
 
 def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp32", *, threads: int = 0,
-         verify: bool = True, allow_failed: bool = False) -> Runner:
+         verify: bool = True, allow_failed: bool = False, ort_graph: str = "fused") -> Runner:
     """An **open** runner for ``bundle``: the Python embedding API (``with load(b) as r: logits = r.infer(x)``).
 
     ``backend`` is "auto" (the first of a TensorRT engine, ORT CUDA, ORT CPU that opens here), a backend name of
     this module ("ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt"), or "torch" (the folded checkpoint, fp32).
     ``verify`` checks every artifact's sha256 against the manifest first. An artifact whose gate failed at export is
-    never loaded unless ``allow_failed`` (then a :class:`FailedArtifactWarning` says so). Raises BackendUnavailable
+    never loaded unless ``allow_failed`` (then a :class:`FailedArtifactWarning` says so). ONNX Runtime on CPU or CUDA
+    runs the bundle's fused graph of that precision where it has one that passed its gate (``ort_graph="plain"``:
+    the plain ONNX file). Raises BackendUnavailable
     with every reason when nothing suitable can run.
     """
     manifest = load_manifest(bundle, verify=verify)
@@ -172,7 +194,7 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp3
     reasons = []
     for candidate in candidates:
         for choice in make_runners(bundle, [candidate], manifest, precisions=[precision], threads=threads,
-                                   allow_failed=allow_failed):
+                                   allow_failed=allow_failed, ort_graph=ort_graph):
             if isinstance(choice.runner, str):
                 reasons.append(f"{choice.name}: {choice.runner}")
                 continue

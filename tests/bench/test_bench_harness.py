@@ -51,7 +51,7 @@ def test_end_to_end_report_files_and_manifest_results(bundle_copy: Path, tmp_pat
         assert (out / name).is_file()
     assert (out / "latency_vs_batch.png").read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
-    assert "| model.onnx | ort-cpu | fp32 |" in printed and "p50 ms @4" in printed
+    assert "| model.ort.onnx | ort-cpu | fp32 |" in printed and "p50 ms @4" in printed
     results = load_manifest(bundle_copy)["results"]
     assert len(results) == before + 3 and report["manifest_update"]["updated"]
     assert {r["backend"] for r in results[before:]} == {"torch-ref", "torch-folded", "ort-cpu"}

@@ -59,5 +59,5 @@ def test_exports_into_a_bundle_being_written(tiny_checkpoint, tmp_path):
         release.touch()
         holder.wait(timeout=30)
     manifest = load_manifest(out)  # every listed file on disk with its sha256
-    assert {a["path"] for a in manifest["artifacts"]} == {"model.onnx"}
+    assert {a["path"] for a in manifest["artifacts"]} == {"model.onnx", "model.ort.onnx", "reference.npz"}
     assert read_holder(out) is None

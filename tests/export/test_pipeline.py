@@ -10,7 +10,7 @@ import pytest
 
 from ibit_deploy.cli.export import main
 from ibit_deploy.devicekit.fileio import sha256_file
-from ibit_deploy.devicekit.layout import kit_sources
+from ibit_deploy.devicekit.layout import ORT_KIND, ORT_ONNX, kit_sources
 from ibit_deploy.devicekit.manifest import load_manifest
 from ibit_deploy.export.pipeline import ExportOptions, export_checkpoint
 
@@ -50,7 +50,7 @@ def test_tensorrt_without_gpu_writes_device_kit(tiny_checkpoint, tmp_path, capsy
     manifest = load_manifest(out)
     kinds = {a["path"]: a["kind"] for a in manifest["artifacts"]}
     kit = {rel: "kit" for rel in kit_sources() if rel.startswith("devicekit/")}
-    assert kinds == {"model.onnx": "onnx", "reference.npz": "reference", "build_engine.sh": "script",
+    assert kinds == {"model.onnx": "onnx", ORT_ONNX["fp32"]: ORT_KIND, "reference.npz": "reference", "build_engine.sh": "script",
                      "build_engine.py": "script", **kit}
     assert "devicekit/manifest.py" in kit and "devicekit/launcher.py" not in kit
     assert manifest["tensorrt"]["status"] == "build-on-device"

@@ -111,7 +111,7 @@ def test_another_checkpoints_bundle_needs_overwrite_and_leaves_nothing_behind(bu
     assert "another checkpoint, --overwrite" in text and "dropped 3 bench result(s)" in text
     assert "bench/ reports dropped" in text
     manifest = load_manifest(out)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx"]  # no fp16, no bench/
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.ort.onnx", "reference.npz"]  # no fp16, no bench/
     assert manifest["results"] == [] and manifest["classes"][0] == "class-0"
     assert manifest["export"]["replaced"]["results_carried"] == 0
     assert leftovers(out) == []
@@ -145,7 +145,7 @@ def test_reexport_carries_results_of_byte_identical_artifacts_only(bundle_with_r
     final = load_manifest(out)
     assert [r["backend"] for r in final["results"]] == ["torch-ref"]
     assert final["results"][0]["report"] is None  # its report file went with the replaced bundle
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.ort.onnx", "reference.npz"]
 
 
 @pytest.mark.slow
