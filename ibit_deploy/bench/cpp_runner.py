@@ -15,7 +15,6 @@ from typing import Any
 
 from ..devicekit.fileio import parse_json_text
 from ..devicekit.layout import MANIFEST_FILE
-from ..devicekit.manifest import onnx_for
 from ..errors import BackendUnavailable, BadInput
 from .end_to_end import STAGES, summarize
 
@@ -49,18 +48,18 @@ def records_of(report: dict[str, Any], batch: int, where: str) -> list[dict[str,
              "end_to_end_ms": total[i]} for i in range(len(total))]
 
 
-def cpp_rows(binary: str | Path, bundle: Path, manifest: dict[str, Any], precisions: list[str], files: list[Path],
-             batches: list[int], *, warmup: int, iters: int, threads: int) -> dict[str, dict[str, Any]]:
-    """``cpp:ort-cpu:<precision>`` rows of the report's ``end_to_end.runners``: ``binary`` run on the bundle's ONNX
-    of each precision at every batch size (the first B files of the folder, cycled when B exceeds them)."""
+def cpp_rows(binary: str | Path, bundle: Path, artifacts: dict[str, str], files: list[Path], batches: list[int], *,
+             warmup: int, iters: int, threads: int) -> dict[str, dict[str, Any]]:
+    """``cpp:ort-cpu:<precision>`` rows of the report's ``end_to_end.runners``: ``binary`` run on ``artifacts``
+    (precision -> the bundle file the Python runtime's ort-cpu row ran, so both rows time the same graph) at every
+    batch size (the first B files of the folder, cycled when B exceeds them)."""
     binary = check_binary(binary)
     rows: dict[str, dict[str, Any]] = {}
-    for precision in precisions:
-        row: dict[str, Any] = {"runtime": RUNTIME, "backend": "ort-cpu", "precision": precision, "artifact": None,
+    for precision, artifact in artifacts.items():
+        row: dict[str, Any] = {"runtime": RUNTIME, "backend": "ort-cpu", "precision": precision, "artifact": artifact,
                                "status": "ok", "reason": None, "batches": []}
         rows[f"{RUNTIME}:ort-cpu:{precision}"] = row
         try:
-            row["artifact"] = onnx_for(manifest, precision, where=bundle / MANIFEST_FILE)
             for batch in sorted({1, *batches}):
                 chosen = [str(files[k % len(files)]) for k in range(batch)]
                 argv = [str(binary), "--model", str(bundle / row["artifact"]), "--manifest",

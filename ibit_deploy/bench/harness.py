@@ -194,10 +194,10 @@ def _measure(bundle: Path, manifest: dict[str, Any], options: BenchOptions, runn
             if options.cpp_runner is not None:  # the same files and batch sizes through the C++ runner
                 from .cpp_runner import cpp_rows
 
-                ran = sorted({r["precision"] for r in report["runs"] if r["backend"] == "ort-cpu" and
-                              r["status"] == "ok"})
+                ran = {r["precision"]: r["artifact"] for r in report["runs"] if r["backend"] == "ort-cpu" and
+                       r["status"] == "ok"}  # the very files the Python runtime ran (a fused twin where it has one)
                 report["end_to_end"]["runners"].update(cpp_rows(
-                    options.cpp_runner, bundle, manifest, ran, files["files"], options.batches,
+                    options.cpp_runner, bundle, dict(sorted(ran.items())), files["files"], options.batches,
                     warmup=options.warmup, iters=options.iters or DEFAULT_CPP_ITERS, threads=options.threads))
     except KeyboardInterrupt:
         _finish(report, (logits, recorded), labels, manifest, bundle, (staging, out_dir), started, interrupted=True)

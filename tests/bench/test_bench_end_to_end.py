@@ -42,7 +42,7 @@ def test_report_carries_the_breakdown_per_stage_and_batch(tiny_bundle: Path, dig
     assert section["images"]["count"] == 12 and section["images"]["formats"] == {"jpeg": 6, "png": 6}
     assert section["batches"] == [1, 4] and section["stages"] == list(STAGES)  # batch 1 always, then --batches
     row = section["runners"]["python:ort-cpu:fp32"]
-    assert row["status"] == "ok" and row["artifact"] == "model.onnx"
+    assert row["status"] == "ok" and row["artifact"] == "model.ort.onnx"  # ort-cpu runs the fused twin
     for entry in row["batches"]:
         assert entry["status"] == "ok" and entry["n"] == 5
         stages = entry["stages"]
