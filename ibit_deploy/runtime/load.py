@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..devicekit.acceptance import artifact_verdict
+from ..devicekit.layout import MANIFEST_FILE, ORT_KIND
 from ..devicekit.manifest import load_manifest, ort_graph_artifact
 from ..devicekit.profile import InputSpec
 from ..errors import BackendUnavailable
 from .base import Runner
 
+MODEL_KINDS = ("onnx", ORT_KIND, "engine")  # the artifact kinds a runner runs
 BACKENDS = ("torch-ref", "torch-folded", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 ALIASES = {"ort-tensorrt": "ort-trt", "trt": "tensorrt", "torch": "torch-folded"}
 ORT_DEVICES = {"ort-cpu": "cpu", "ort-cuda": "cuda", "ort-trt": "tensorrt"}
@@ -184,6 +186,9 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp3
     with every reason when nothing suitable can run.
     """
     manifest = load_manifest(bundle, verify=verify)
+    if not any(isinstance(a, dict) and a.get("kind") in MODEL_KINDS for a in manifest["artifacts"]):
+        raise ValueError(f"{Path(bundle) / MANIFEST_FILE} lists no model (no ONNX file or TensorRT engine): there is "
+                         f"nothing to run; re-export the bundle with ibit-export")
     if backend.strip().lower() == "auto":
         candidates = list(AUTO_ORDER)
     else:
