@@ -46,8 +46,6 @@ from .session import CudaUnavailable, EngineBuildError, cuda_device_name, import
 from .trtexec_tool import find_trtexec
 from .verify import engine_entry, verification_batches, verify_engine
 
-SCRIPT_NAME = LAUNCHER
-
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -102,7 +100,7 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         raise SystemExit(BAD_INPUT) from None
     inp = dict(manifest.get("input", {}))
-    script = next((a for a in manifest.get("artifacts", []) if a.get("path") == SCRIPT_NAME), {})
+    script = next((a for a in manifest.get("artifacts", []) if a.get("path") == LAUNCHER), {})
     precision = args.precision or script.get("precision") or "fp32"
     lo, hi = (inp.get("batch_range") or [1, None])[:2]
     lo = args.min_batch if args.min_batch is not None else lo
@@ -115,7 +113,7 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
     except (ValueError, TypeError) as exc:
         p.error(str(exc))
     if precision != AUTO and precision not in PRECISIONS:
-        p.error(f"manifest.json gives {SCRIPT_NAME} the precision {precision!r}; expected one of {PRECISIONS}")
+        p.error(f"manifest.json gives {LAUNCHER} the precision {precision!r}; expected one of {PRECISIONS}")
     onnx_precision = "fp32" if precision == AUTO else onnx_precision_for(precision, args.legacy)
     try:
         onnx = args.onnx or bundle / onnx_for(manifest, onnx_precision, where=bundle / "manifest.json")
