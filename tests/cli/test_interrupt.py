@@ -6,8 +6,8 @@ whole group gets SIGINT as a terminal's Ctrl-C would send it, at four moments:
 
 - ``start``: 10 ms after the process starts, while the interpreter itself starts. No project code has run yet:
   Python's default SIGINT action (killed by SIGINT, what a shell reports as 130) or, inside its initialisation,
-  Python's own "Fatal Python error: init_sys_streams / init_import_site". Either is accepted; a traceback through
-  project code is not.
+  Python's own "Fatal Python error: init_sys_streams / init_import_site", or, while ``site`` runs the ``.pth``
+  files, Python's one-word "KeyboardInterrupt" (exit 1). Each is accepted; a traceback through project code is not.
 - ``imports``: as soon as the launcher module has been imported (``-X importtime`` reports each import as it
   completes): in pip's wrapper, or the command's heavy imports (torch, timm, onnx).
 - ``parsing``: as soon as the command's module has been imported: argument parsing and the first work.
@@ -145,7 +145,10 @@ def _check(result: dict) -> str | None:
         if f'File "{ROOT / "ibit_deploy"}' in err:
             return f"a traceback through project code at interpreter start: {where}"
         python_init = re.search(r"^Fatal Python error: init_\w+:", err, re.M)  # init_sys_streams, init_import_site
-        if result["code"] not in (errors.INTERRUPTED, -signal.SIGINT) and not python_init:
+        # CPython's own report of a Ctrl-C while site runs the .pth files (before any project code): the one word,
+        # exit 1, no traceback (seen on a fresh-clone CI run)
+        python_site = result["code"] == 1 and err.strip() == "KeyboardInterrupt"
+        if result["code"] not in (errors.INTERRUPTED, -signal.SIGINT) and not python_init and not python_site:
             return f"interpreter start: expected exit 130 or death by SIGINT: {where}"
         return None
     if not result["running"]:
