@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ort-fusions", dest="ort_fusions", action="store_false",
                    help="write no model*.ort.onnx (ONNX Runtime's fused twins of the ONNX files, gated against them; "
                         "ort-cpu/ort-cuda run them where present)")
+    p.add_argument("--refittable", action="store_true",
+                   help="with --to tensorrt: a refittable engine (BuilderFlag.REFIT), so `ibit-deploy refit BUNDLE "
+                        "CHECKPOINT` can put a retrained checkpoint's weights into it on the device in seconds")
+    p.add_argument("--strip-weights", action="store_true",
+                   help="with --refittable: ship the engine built here without its weights (STRIP_PLAN); the "
+                        "device refits it from the bundle's ONNX before first use (build_engine.py --refit)")
     p.add_argument("--require-engine", action="store_true",
                    help="with --to tensorrt: fail (exit 3) unless an engine is built here")
     p.add_argument("--package", type=_package_targets, action="extend", default=[], metavar="TARGET[,TARGET...]",
@@ -114,7 +120,8 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
     return ExportOptions(to=args.to, precision=args.precision, opset=args.opset, min_batch=args.min_batch,
                          opt_batch=args.opt_batch, max_batch=args.max_batch, require_engine=args.require_engine,
                          quantize=quantize, wait=args.wait, attention=args.attention,
-                         overwrite=args.overwrite, builder_limits=limits, ort_fusions=args.ort_fusions)
+                         overwrite=args.overwrite, builder_limits=limits, ort_fusions=args.ort_fusions,
+                         refittable=args.refittable, strip_weights=args.strip_weights)
 
 
 @cli_main("ibit-export")

@@ -7,6 +7,8 @@
     ibit-deploy distill-logits ...    (store LIB-KD teacher logits)
     ibit-deploy package BUNDLE --for deepstream|triton|jetson-inference --out DIR
     ibit-deploy compare ...           = ibit-compare (which model to ship: accuracy by data fraction vs latency)
+    ibit-deploy refit BUNDLE CHECKPOINT  a retrained checkpoint's weights into a refittable bundle (engine refit on
+                                      the device: build_engine.py --refit)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ COMMANDS = {
     "distill-logits": "ibit_deploy.cli.distill",
     "package": "ibit_deploy.cli.package",
     "compare": "ibit_deploy.cli.compare",
+    "refit": "ibit_deploy.cli.refit",
 }
 
 

@@ -17,6 +17,7 @@ import dataclasses
 from typing import Any
 
 from .layout import ORT_KIND, PRECISIONS, check_precision
+from .refit import pending_reason
 
 ENGINE_ACCEPTANCE = {"fp32": 0.99, "fp16": 0.98, "int8": 0.97}
 ACCEPTANCE_METRIC = "agreement"
@@ -94,6 +95,8 @@ def artifact_verdict(entry: dict[str, Any], manifest: dict[str, Any] | None = No
             entry.get("kind") in ("onnx", ORT_KIND, "engine"):
         return Verdict(False, f"the bundle's {attention.get('form', 'attention')} attention failed its gate: "
                               f"{attention_gate.get('reason', 'see the manifest')}")
+    if entry.get("kind") == "engine" and (pending := pending_reason(entry)) is not None:
+        return Verdict(False, f"needs a refit before it runs: {pending}")  # stale or stripped weights (.refit)
     gate = entry.get("gate")
     if isinstance(gate, dict) and isinstance(gate.get("passed"), bool):
         checked = gate.get("checked", True)

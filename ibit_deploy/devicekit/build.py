@@ -26,6 +26,7 @@ from .build_memory import DeviceMemorySampler, host_peak_rss_mib
 from .fileio import atomic_write_bytes
 from .layout import DEFAULT_ONNX, check_precision
 from .profile import EngineProfile
+from .refit import refit_builder_flags
 from .session import CudaUnavailable, EngineBuildError, import_cudart, make_logger, trt_errors
 from .timing_cache import cache_key, load_timing_cache, save_timing_cache
 
@@ -182,7 +183,7 @@ def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: Eng
                             strongly_typed: bool = True, legacy_precision: str | None = None,
                             write_bytes: Callable[[Path, bytes], None] = atomic_write_bytes,
                             limits: BuilderLimits | None = None, gpu: GpuInfo | None = None,
-                            ) -> tuple[bytes, dict[str, Any]]:
+                            refit: str | None = None) -> tuple[bytes, dict[str, Any]]:
     """Build an engine with the TensorRT module ``trt``; return (serialized engine, build description).
 
     Builder -> network (STRONGLY_TYPED unless ``legacy_precision``) -> OnnxParser -> config (builder limits:
@@ -190,12 +191,14 @@ def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: Eng
     axis) -> build_serialized_network. The timing cache is keyed by TensorRT version and ``gpu`` (default: probed
     through cuda-python; :mod:`.timing_cache`): loaded when it matches, set aside with a warning when not, written
     back (with ``write_bytes``) after the build. The description records the limits, the build time and the peak
-    host and device memory (:mod:`.build_memory`).
+    host and device memory (:mod:`.build_memory`). ``refit``: build a refittable engine, ``"refittable"`` or
+    ``"stripped"`` (weight-stripped), see :mod:`.refit`.
     """
     onnx_path, input_name = Path(onnx_path), profile.input_name
     major, minor = parse_trt_version(trt.__version__)
     check_trt_major(major)
     typed, flag_names = _network_settings(major, strongly_typed, legacy_precision)
+    flag_names = flag_names + refit_builder_flags(refit)
     logger = make_logger(trt)
     builder = None
     try:
@@ -255,7 +258,7 @@ def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: Eng
     outputs = [network.get_output(i) for i in range(network.num_outputs)]
     info = {
         "onnx": str(onnx_path), "tensorrt_version": str(trt.__version__), "trt_major": major, "trt_minor": minor,
-        "strongly_typed": typed, "builder_flags": flag_names, "legacy_precision": legacy_precision,
+        "strongly_typed": typed, "builder_flags": flag_names, "legacy_precision": legacy_precision, "refit_mode": refit,
         "input": {"name": input_name, "shape": ["batch", *chw]},
         "outputs": [{"name": o.name, "shape": [int(d) if int(d) >= 0 else "batch" for d in o.shape]} for o in outputs],
         "batch_range": profile.batch_range, "opt_batch": profile.opt_batch, "workspace_mib": limits.workspace_mib,

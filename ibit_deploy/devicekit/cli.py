@@ -42,6 +42,7 @@ from .layout import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE, LAUNCHER, PRECISIONS
 from .manifest import check_bundle_files, load_manifest, onnx_for, put_artifact
 from .numbers import BATCH, COUNT, POINTS, Range, argtype
 from .profile import EngineProfile
+from .refit_kit import main_refit
 from .session import CudaUnavailable, EngineBuildError, cuda_device_name, import_cudart
 from .trtexec_tool import find_trtexec
 from .verify import engine_entry, verification_batches, verify_engine
@@ -85,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--print-trtexec", action="store_true", help="print the equivalent trtexec command and exit")
     p.add_argument("--trt-major", type=argtype(Range(1, 99, integer=True), "--trt-major"),
                    help="TensorRT major version for --print-trtexec (default: installed)")
+    p.add_argument("--refittable", action="store_true",
+                   help="build a refittable engine (BuilderFlag.REFIT; default when ibit-export --refittable made "
+                        "the bundle) so a retrained checkpoint's weights can be refitted into it (--refit)")
+    p.add_argument("--refit", action="store_true",
+                   help="refit the bundle's refittable engine from its ONNX (after `ibit-deploy refit`, or a "
+                        "weight-stripped engine before first use), check it like a built one, swap it in")
     return p
 def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, Any]:
     """Fill defaults from the manifest and validate everything before TensorRT is imported."""
@@ -139,7 +146,9 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
         limits = limits_from_args(args, gpu)
     except ValueError as exc:
         p.error(str(exc))
-    return {"gpu": gpu, "limits": limits, "bundle": bundle, "manifest": manifest, "precision": precision, "onnx": Path(onnx), "engine": engine,
+    # a refittable engine when asked, or when the bundle was exported --refittable (never stripped on the device)
+    refit_mode = "refittable" if args.refittable or (manifest.get("export") or {}).get("refittable") else None
+    return {"refit_mode": refit_mode, "gpu": gpu, "limits": limits, "bundle": bundle, "manifest": manifest, "precision": precision, "onnx": Path(onnx), "engine": engine,
             "profile": profile, "timing_cache": cache, "report": args.report or engine.with_suffix(".json")}
 def _supported_version(trt: Any) -> str | None:
     """None when the installed TensorRT is one this kit knows (its row of the version matrix is printed on stderr);
@@ -251,6 +260,11 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
         print(shlex.join(cmd))
         return DONE
 
+    if args.refit:
+        if trt is not None and (message := _supported_version(trt)) is not None:
+            print(message, file=sys.stderr)
+            return REQUIREMENT_UNMET
+        return main_refit(args, r, trt, trt_error, engine_runner)
     if r["precision"] == AUTO:
         return _main_auto(args, r, trt, trt_error, trtexec_run, engine_runner)
     if trt is not None and not args.skip_build and (message := _supported_version(trt)) is not None:
@@ -270,7 +284,8 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
         try:
             engine_bytes, info = build_serialized_engine(
                 trt, r["onnx"], profile, limits=r["limits"], gpu=r["gpu"], timing_cache=r["timing_cache"],
-                strongly_typed=not args.legacy, legacy_precision=r["precision"] if args.legacy else None)
+                strongly_typed=not args.legacy, legacy_precision=r["precision"] if args.legacy else None,
+                refit=r["refit_mode"])
         except CudaUnavailable as exc:
             print(f"build_engine.py: {exc}", file=sys.stderr)
             return REQUIREMENT_UNMET
@@ -312,7 +327,8 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
             put_artifact(r["bundle"], engine_entry(
                 rel, r["precision"], profile, sha256=report["engine_sha256"], built_from=r["onnx"].name,
                 tensorrt=report["tensorrt_version"], verification=report["verification"], device=report["device"],
-                **build_record(report)), holder="build_engine.py")
+                **build_record(report), **({"refit_mode": report["refit_mode"]} if report.get("refit_mode") else {})),
+                holder="build_engine.py")
 
     check = report["verification"]
     print(f"engine: {r['engine']} ({report['engine_bytes']} bytes, {r['precision']}); check: "

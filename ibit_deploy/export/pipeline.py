@@ -67,6 +67,15 @@ class ExportOptions:
     # aux_streams, tactic_sources, device_class_key); the rest come from the device class of the GPU here
     builder_limits: dict[str, Any] = field(default_factory=dict)
     ort_fusions: bool = True  # fused twins of the ONNX files for the ONNX Runtime backends (export/ort_graph.py)
+    # --refittable / --strip-weights: the engine takes a retrained checkpoint's weights without a rebuild
+    # (devicekit/refit.py; ``ibit-deploy refit``), optionally shipped without its weights
+    refittable: bool = False
+    strip_weights: bool = False
+
+    @property
+    def refit_mode(self) -> str | None:
+        """The engine's refit mode (:data:`ibit_deploy.devicekit.refit.REFIT_MODES`), None for a plain engine."""
+        return "stripped" if self.strip_weights else "refittable" if self.refittable else None
 
     @property
     def asked(self) -> list[str]:
@@ -103,6 +112,15 @@ class ExportOptions:
         if self.require_engine and self.to == "onnx":
             raise ValueError("--require-engine needs --to tensorrt or --to torch-tensorrt (--to onnx builds no engine)")
         check_batch_range(self.min_batch, self.opt_batch, self.max_batch)
+        if (self.refittable or self.strip_weights) and self.to != "tensorrt":
+            raise ValueError(f"--refittable / --strip-weights describe a TensorRT engine: they need --to tensorrt, got "
+                             f"--to {self.to}")
+        if self.strip_weights and not self.refittable:
+            raise ValueError("--strip-weights ships the engine without its weights, refitted on the device from the "
+                             "bundle's ONNX: it needs --refittable")
+        if self.refittable and AUTO in self.asked:
+            raise ValueError(f"--refittable needs one engine precision (the refit replaces that engine's weights); "
+                             f"--precision {AUTO} picks among three: give fp32, fp16 or int8")
         if self.builder_limits:
             if self.to != "tensorrt":
                 raise ValueError(f"builder limits (--workspace-mib, --builder-optimization-level, --aux-streams, "
@@ -228,7 +246,10 @@ def _build(checkpoint: str | os.PathLike, out: Path, shown: Path, fingerprint: d
         "results": [],
         "tools": library_versions(),
         "export": {"to": options.to, "precision": options.precision, "opset": options.opset,
-                   "attention": str(attention)},
+                   "attention": str(attention),
+                   # what `ibit-deploy refit` re-exports a retrained checkpoint with (export/refit.py)
+                   **({"refittable": True, "strip_weights": options.strip_weights, "quantize": options.quantize,
+                       "ort_fusions": options.ort_fusions} if options.refittable else {})},
     }
 
     step("export ONNX fp32")

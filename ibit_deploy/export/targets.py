@@ -17,6 +17,7 @@ from ..devicekit.build import build_record
 from ..devicekit.layout import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE
 from ..devicekit.manifest import artifact_entry, onnx_for, set_artifact
 from ..devicekit.profile import InputSpec
+from ..devicekit.refit import mark_pending
 from ..devicekit.session import EngineBuildError
 from ..devicekit.verify import engine_entry
 from ..errors import BackendUnavailable, ExportFailed
@@ -51,9 +52,11 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
            f"`bash build_engine.sh` in it (trtexec) or `python3 build_engine.py` (TensorRT Python API); either writes "
            f"{ENGINE_FILE} from {onnx_name} and checks it against ONNX Runtime.")
     profile = InputSpec.from_manifest(manifest).profile()
+    mode = getattr(options, "refit_mode", None)  # --refittable / --strip-weights (devicekit/refit.py)
     try:
         info = tools.build(out / onnx_name, out / ENGINE_FILE, profile, timing_cache=out / TIMING_CACHE_FILE,
-                           **({"limits": options.builder_limits} if options.builder_limits else {}))
+                           **({"limits": options.builder_limits} if options.builder_limits else {}),
+                           **({"refit": mode} if mode else {}))
     except BackendUnavailable as exc:
         return {"engine": None, "status": "build-on-device", "reason": str(exc),
                 "message": f"No TensorRT engine was built here: {exc}\n{how}"}
@@ -61,13 +64,18 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
         raise ExportFailed(f"TensorRT could not build {ENGINE_FILE} from {onnx_name}: {exc}") from exc
     images, kind = parity_images(manifest, VERIFY_COUNT)
     try:
-        check = tools.verify(out / ENGINE_FILE, out / onnx_name, precision, profile, images.numpy(), kind)
+        check = tools.verify(out / ENGINE_FILE, out / onnx_name, precision, profile, images.numpy(), kind,
+                             **({"stripped": True} if mode == "stripped" else {}))
     except EngineBuildError as exc:  # TensorRT could not load or run the engine it built: a failed check
         check = {"passed": False, "error": str(exc)}
     entry = engine_entry(ENGINE_FILE, precision, profile, sha256=info.get("engine_sha256") or "", built_from=onnx_name,
                          tensorrt=info.get("tensorrt_version"), verification=check,
                          **_bundle_relative(build_record(info)))
     entry.update(artifact_entry(out, ENGINE_FILE, "engine", precision))  # the sha256 of the file on disk
+    if mode:
+        entry.update(refit_mode=mode, weights="stripped" if mode == "stripped" else "included")
+    if mode == "stripped":  # checked after an in-memory refit; the shipped plan has no weights until the device's
+        entry = mark_pending(entry, onnx_name, "weight-stripped: the plan ships without its weights")
     set_artifact(manifest, entry)
     status = "built" if entry["gate"]["passed"] else "built-but-failed-check"
     build = _bundle_relative({k: v for k, v in info.items() if k != "engine"})

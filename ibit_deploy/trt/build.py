@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..devicekit import auto_build, build, session, verify
+from ..devicekit import auto_build, build, refit, session, verify
 from ..devicekit.build import DEFAULT_WORKSPACE_MIB
 from ..devicekit.build_limits import probe_gpu, resolve_limits
 from ..devicekit.fileio import atomic_write_bytes, sha256_file
@@ -55,12 +55,13 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
                  workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: str | os.PathLike | None = None,
                  strongly_typed: bool = True, legacy_precision: str | None = None, trt: Any = None,
                  device_count: Callable[[], int | None] = session.cuda_device_count,
-                 limits: dict[str, Any] | None = None) -> dict[str, Any]:
+                 limits: dict[str, Any] | None = None, refit: str | None = None) -> dict[str, Any]:
     """Build ``engine_path`` from ``onnx_path`` for ``profile`` (its batch range, tuned for its opt batch).
 
     ``limits``: builder limits given by the user (:func:`devicekit.build_limits.resolve_limits` keywords); the
     others come from the device class of the GPU here (``workspace_mib`` is the fallback workspace when no limits
-    are given and no GPU is detected). ``timing_cache``, if given, is loaded when it matches this GPU and TensorRT
+    are given and no GPU is detected). ``refit``: ``"refittable"`` or ``"stripped"`` (weight-stripped) builds a
+    refittable engine (:mod:`ibit_deploy.devicekit.refit`). ``timing_cache``, if given, is loaded when it matches this GPU and TensorRT
     (else set aside) and written back atomically. ``trt`` is the TensorRT
     module to use (default: ``import tensorrt``) and ``device_count`` how GPUs are counted: the seams tests use.
     Returns the build description (TensorRT version, typing, flags, shapes, timing, warnings) plus ``engine``,
@@ -89,7 +90,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
         engine, info = build.build_serialized_engine(
             trt, onnx_path, profile, workspace_mib=workspace_mib, timing_cache=timing_cache,
             strongly_typed=strongly_typed, legacy_precision=legacy_precision, write_bytes=atomic_write_bytes,
-            limits=resolved, gpu=gpu)
+            limits=resolved, gpu=gpu, refit=refit)
     except CudaUnavailable as exc:
         raise BackendUnavailable(str(exc)) from exc
     atomic_write_bytes(engine_path, engine)
@@ -99,11 +100,12 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
 
 def verify_built_engine(engine_path: str | os.PathLike, onnx_path: str | os.PathLike, precision: str,
                         profile: EngineProfile, images: np.ndarray, inputs: str, *, trt: Any = None,
-                        run: Callable[..., list[Any]] | None = None) -> dict[str, Any]:
+                        run: Callable[..., list[Any]] | None = None, stripped: bool = False) -> dict[str, Any]:
     """The kit's engine verification (:func:`verify.verify_engine`) on ``images``, chunked to the profile's batch range.
 
     Chunks shorter than the profile's minimum are dropped (the kit compares whole batches). ``trt``/``run`` as in
-    :func:`build_engine` / :func:`verify.verify_engine`.
+    :func:`build_engine` / :func:`verify.verify_engine`. ``stripped``: a weight-stripped engine, refitted in memory
+    from ``onnx_path`` first (:func:`refit.refit_serialized`), as the device will before its first use.
     """
     hi, lo = profile.max_batch, profile.min_batch
     batches = [c for c in (images[i:i + hi] for i in range(0, len(images), hi)) if len(c) >= lo]
@@ -111,7 +113,12 @@ def verify_built_engine(engine_path: str | os.PathLike, onnx_path: str | os.Path
         raise ValueError(f"no verification batch fits the engine profile [{lo}, {hi}] ({len(images)} images)")
     if trt is None and run is None:  # a caller's own engine runner may not need TensorRT's module
         trt = import_tensorrt()
-    return verify.verify_engine(trt, Path(engine_path).read_bytes(), Path(onnx_path),
+    engine = Path(engine_path).read_bytes()
+    if stripped:
+        if trt is None:
+            trt = import_tensorrt()
+        engine = refit.refit_serialized(trt, engine, onnx_path)[0]
+    return verify.verify_engine(trt, engine, Path(onnx_path),
                              [np.ascontiguousarray(b, dtype=np.float32) for b in batches],
                              input_name=profile.input_name, precision=precision,
                              inputs=inputs if sum(map(len, batches)) == len(images) else
