@@ -40,17 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     from ..export.refit import refit_bundle
 
     say = (lambda stage: None) if args.quiet else (lambda stage: print(f"ibit-deploy refit: {stage}", file=sys.stderr))
-    manifest = refit_bundle(args.bundle, args.checkpoint, wait=args.wait, progress=say)
+    bundle = Path(args.bundle)
+    manifest = refit_bundle(bundle, args.checkpoint, wait=args.wait, progress=say)
     record = manifest["refit"]
-    print(f"refitted {args.bundle} to {args.checkpoint}: {len(record['graphs_compared'])} ONNX graph(s) match the "
+    print(f"refitted {bundle} to {args.checkpoint}: {len(record['graphs_compared'])} ONNX graph(s) match the "
           f"bundle's, weights replaced")
     for engine in record["engines_pending"]:
-        print(f"  {args.bundle / engine}: holds the previous weights until the device runs "
+        print(f"  {bundle / engine}: holds the previous weights until the device runs "
               f"`python3 build_engine.py --refit` in the bundle (refit + the acceptance check)")
     if not record["engines_pending"]:
         print("  no engine yet: `python3 build_engine.py` on the device builds a refittable one from the new ONNX")
     for package in record["stale_packages"]:
-        print(f"ibit-deploy refit: note: {args.bundle / package} was made from the previous weights; regenerate it "
+        print(f"ibit-deploy refit: note: {bundle / package} was made from the previous weights; regenerate it "
               f"with `ibit-deploy package`", file=sys.stderr)
     if record["results_dropped"]:
         print(f"  dropped {record['results_dropped']} bench result(s): they measured the previous weights")

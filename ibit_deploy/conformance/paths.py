@@ -63,6 +63,16 @@ CONFORMANCE_TARGETS: tuple[Target, ...] = (
     Target("kit.main.precision_auto", "ibit_deploy.devicekit.cli:main", "device_script_auto",
            "build_engine.py --precision auto: three builds, three checks against ONNX Runtime (trtexec timing is "
            "a subprocess, outside TensorRT's Python API)"),
+    Target("trt.build_engine.stripped", "ibit_deploy.trt.build:build_engine", "build_stripped",
+           "ibit-export --refittable --strip-weights: BuilderFlag.REFIT + STRIP_PLAN on a strongly typed build"),
+    Target("trt.verify_built_engine.stripped", "ibit_deploy.trt.build:verify_built_engine", "verify_stripped",
+           "the check of a weight-stripped engine: Refitter + OnnxParserRefitter.refit_from_file in memory, "
+           "serialize_with_config (EXCLUDE_WEIGHTS cleared, INCLUDE_REFIT on >= 10.14), then run_engine"),
+    Target("kit.main.refit", "ibit_deploy.devicekit.cli:main", "device_script_refit",
+           "build_engine.py --refit: deserialize, ICudaEngine.refittable, Refitter, OnnxParserRefitter, "
+           "get_missing_weights, refit_cuda_engine, serialize_with_config, verify, staged swap"),
+    Target("kit.main.refittable", "ibit_deploy.devicekit.cli:main", "device_script_refittable",
+           "build_engine.py of a bundle exported --refittable: the build sets BuilderFlag.REFIT"),
     Target("runtime.trt_runner", "ibit_deploy.runtime.tensorrt_runner:TrtRunner", "runner_lifecycle",
            "TrtRunner: open (Runtime, deserialize, context, tensor names/modes/dtypes, profile, addresses), infer, "
            "infer_staged, time_stages, describe, close"),
@@ -259,6 +269,54 @@ def device_script_auto(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
                  trtexec_run=lambda argv: TRTEXEC_SUMMARY)
 
 
+def refit_scenario(trt: Any) -> dict[str, Any]:
+    """The tiny network's scenario plus a refit that TensorRT accepts (no weight left missing)."""
+    scenario = engine_scenario(trt)
+    scenario.update({"Refitter.get_missing_weights": [], "Refitter.get_all_weights": ["w"],
+                     "OnnxParserRefitter.refit_from_file": True, "Refitter.refit_cuda_engine": True,
+                     "ICudaEngine.refittable": True})
+    return scenario
+
+
+def build_stripped(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    trt.set_scenario(engine_scenario(trt))
+    return entry(tiny_onnx(work / "model.onnx"), work / "engine.plan", profile(), refit="stripped", trt=trt)
+
+
+def verify_stripped(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    import numpy as np
+
+    trt.set_scenario(refit_scenario(trt))
+    engine = work / "engine.plan"
+    engine.write_bytes(b"\0" * 64)
+    images = np.random.default_rng(0).standard_normal((6, *CHW)).astype(np.float32)
+    return entry(engine, tiny_onnx(work / "model.onnx"), "fp32", profile(), images, "6 random images", trt=trt,
+                 stripped=True)
+
+
+def device_script_refit(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    """``--refit`` of a bundle whose refittable engine is marked as holding the previous weights."""
+    trt.set_scenario(refit_scenario(trt))
+    bundle = work / "bundle"
+    manifest = tiny_bundle(bundle)
+    (bundle / "engine.plan").write_bytes(b"\0" * 64)
+    manifest["artifacts"].append({"path": "engine.plan", "sha256": sha256_file(bundle / "engine.plan"),
+                                  "kind": "engine", "precision": "fp32", "built_from": "model.onnx",
+                                  "refit_mode": "refittable",
+                                  "refit_pending": {"from": "model.onnx", "reason": "previous weights"}})
+    (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return entry(["--bundle", str(bundle), "--refit", "--verify-samples", "4"])
+
+
+def device_script_refittable(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    trt.set_scenario(engine_scenario(trt))
+    bundle = work / "bundle"
+    manifest = tiny_bundle(bundle)
+    manifest["export"] = {"to": "tensorrt", "refittable": True}
+    (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return entry(["--bundle", str(bundle), "--no-verify"])
+
+
 def runner_lifecycle(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
     import numpy as np
 
@@ -284,5 +342,5 @@ def planted(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
 DRIVERS: dict[str, Callable[..., Any]] = {
     fn.__name__: fn for fn in (build_typed, build_legacy_fp16, build_cache_mismatch, build_parser_errors, verify_built,
                                export_target, device_script, device_script_legacy_int8, device_script_auto,
-                               device_script_small_device,
-                               runner_lifecycle, planted)}
+                               device_script_small_device, build_stripped, verify_stripped, device_script_refit,
+                               device_script_refittable, runner_lifecycle, planted)}
