@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import versions
-from .session import CudaUnavailable, EngineBuildError, make_logger, trt_errors
+from .session import EngineBuildError, deserialize_engine, make_logger, trt_errors
 
 REFIT_MODES = ("refittable", "stripped")
 _BUILDER_FLAGS = {"refittable": ("REFIT",), "stripped": ("REFIT", "STRIP_PLAN")}
@@ -81,13 +81,7 @@ def refit_serialized(trt: Any, engine_bytes: bytes, onnx_path: str | Path) -> tu
     onnx_path = Path(onnx_path)
     version = str(trt.__version__)
     logger = make_logger(trt)
-    try:
-        runtime = trt.Runtime(logger)
-    except Exception as exc:  # the bindings raise when the CUDA driver or GPU is missing
-        raise CudaUnavailable(f"could not create a TensorRT runtime (no usable CUDA GPU or driver?): {exc}") from exc
-    if runtime is None:
-        raise CudaUnavailable("could not create a TensorRT runtime (no usable CUDA GPU or driver?)" + trt_errors(logger))
-    engine = runtime.deserialize_cuda_engine(engine_bytes)
+    runtime, engine = deserialize_engine(trt, engine_bytes, logger)  # noqa: F841  # runtime outlives engine
     if engine is None:
         raise EngineBuildError(f"TensorRT {version} could not deserialize the engine to refit it (engines load only "
                                f"on the GPU and TensorRT version that built them)" + trt_errors(logger))
@@ -112,8 +106,9 @@ def refit_serialized(trt: Any, engine_bytes: bytes, onnx_path: str | Path) -> tu
     config = engine.create_serialization_config()
     config.clear_flag(trt.SerializationFlag.EXCLUDE_WEIGHTS)
     include_refit = versions.has("include_refit", version)
-    if include_refit:
-        config.set_flag(trt.SerializationFlag.INCLUDE_REFIT)
+    if include_refit:  # named through the version matrix's row: the flag does not exist before 10.14
+        flag = versions.feature("include_refit").bindings[0].split(".", 1)[1]
+        config.set_flag(getattr(trt.SerializationFlag, flag))
     serialized = engine.serialize_with_config(config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT {version} could not serialize the refitted engine" + trt_errors(logger))

@@ -85,6 +85,19 @@ def trt_errors(logger: Any) -> str:
     return ("; TensorRT said: " + " | ".join(errors[-5:])) if errors else ""
 
 
+def deserialize_engine(trt: Any, engine_bytes: bytes, logger: Any) -> tuple[Any, Any]:
+    """(runtime, engine or None) for ``engine_bytes``: the one deserialization outside :class:`EngineSession`, for
+    the refit (:mod:`.refit`), which changes an engine's weights without running it. The runtime must outlive the
+    engine. Raises CudaUnavailable when no runtime can be created here."""
+    try:
+        runtime = trt.Runtime(logger)
+    except Exception as exc:  # the bindings raise when the CUDA driver or GPU is missing
+        raise CudaUnavailable(f"could not create a TensorRT runtime (no usable CUDA GPU or driver?): {exc}") from exc
+    if runtime is None:
+        raise CudaUnavailable("could not create a TensorRT runtime (no usable CUDA GPU or driver?)" + trt_errors(logger))
+    return runtime, runtime.deserialize_cuda_engine(engine_bytes)
+
+
 # Stage timing: events recorded on the stream around each stage of an enqueue, as (start, end) indices.
 STAGE_EVENTS = {"h2d_ms": (0, 1), "compute_ms": (1, 2), "d2h_ms": (2, 3)}
 
