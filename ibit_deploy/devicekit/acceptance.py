@@ -84,7 +84,8 @@ class Verdict:
 def artifact_verdict(entry: dict[str, Any], manifest: dict[str, Any] | None = None) -> Verdict:
     """The verdict recorded for one manifest artifact ``entry`` (see the module docstring for why it is the truth).
 
-    ``gate`` (an ONNX file's accuracy gate, an engine's acceptance verdict) decides when present. An engine entry
+    An engine marked ``refit_pending`` (:mod:`.refit`: stale or stripped weights) fails until it is refitted. ``gate``
+    (an ONNX file's accuracy gate, an engine's acceptance verdict) decides when present. An engine entry
     without one is judged by the rule recorded beside its check (``acceptance.min``), else by today's table. With the
     bundle's ``manifest``, a failed gate of its attention form (``attention.gate``: the FlashBias decomposition
     against the dense bias, which every ONNX file and engine of the bundle carries) fails its models too.
