@@ -92,7 +92,7 @@ def _bundle_relative(record: dict[str, Any]) -> dict[str, Any]:
     cache = inner.get("timing_cache")
     if isinstance(cache, dict) and cache.get("path"):
         inner = {**inner, "timing_cache": {**cache, "path": TIMING_CACHE_FILE}}
-    return {"build": inner} if "build" in record else inner
+    return {**record, "build": inner} if "build" in record else inner
 
 
 def _auto_target(out: Path, manifest: dict[str, Any], tools: EngineTools,
