@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
                               "precision": r["precision"], "engine": str(r["engine"])}
     if args.skip_build:
         engine_bytes = r["engine"].read_bytes()
-        # what trtexec was told (build_engine.sh passes the same --engine-compat): recorded for the runtimes
+        # what the caller says trtexec was told (--engine-compat with --skip-build): recorded for the runtimes
         report.update(built_by="external (trtexec)", tensorrt_version=args.tensorrt_version,
                       engine_compat=r["compat"].record())
     else:

@@ -98,6 +98,7 @@ def make_runners(bundle: str | os.PathLike, backends: list[str], manifest: dict[
     (:func:`~ibit_deploy.devicekit.acceptance.artifact_verdict`) comes back as a reason too, unless
     ``allow_failed``: then it runs and a warning says so. ``ort_graph``: "fused" runs an ONNX file's fused twin
     (:func:`ort_graph_for`) on ort-cpu and ort-cuda where the bundle has one, "plain" always the ONNX file itself.
+    Engine runners carry the manifest's record of what built each engine (:func:`load`; ``lean_runtime`` as there).
     Runners are not opened.
     """
     if ort_graph not in ORT_GRAPHS:
