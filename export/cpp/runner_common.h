@@ -228,8 +228,15 @@ inline int to_int(const std::map<std::string, std::string>& args, const std::str
     return value;
 }
 
+// What cannot run here (an engine the installed TensorRT cannot run): exit 3, as the Python side's "requirement
+// unmet".
+struct Unrunnable : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 // The runners' main(): runs `run` and maps failures to exit codes, 2 for bad arguments (printed with the usage) and
-// bad input files (BadInput), 1 for everything else, so scripts can tell a wrong invocation from a failed inference.
+// bad input files (BadInput), 3 for what cannot run here (Unrunnable), 1 for everything else, so scripts can tell a
+// wrong invocation from a failed inference.
 inline int guarded_main(const char* tool, const char* usage, int (*run)(int, char**), int argc, char** argv) {
     try {
         return run(argc, argv);
@@ -239,6 +246,9 @@ inline int guarded_main(const char* tool, const char* usage, int (*run)(int, cha
     } catch (const BadInput& e) {
         std::cerr << tool << ": " << e.what() << "\n";
         return 2;
+    } catch (const Unrunnable& e) {
+        std::cerr << tool << ": " << e.what() << "\n";
+        return 3;
     } catch (const std::exception& e) {
         std::cerr << tool << ": " << e.what() << "\n";
         return 1;

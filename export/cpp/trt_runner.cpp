@@ -15,12 +15,21 @@
 // (read, decode, preprocess, h2d, inference, d2h, postprocess; each GPU stage ends with a stream synchronise) and
 // --stages-json writes them. Never run here: no GPU was available where this was written; it compiles against the
 // TensorRT 10.3 and 11.x headers.
+//
+// Before deserializing, the engine's entry in the bundle's manifest.json (--manifest, else the manifest.json beside
+// the engine) says which TensorRT built it and how compatible it is; an engine the installed TensorRT
+// (getInferLibVersion) cannot run is refused with exit 3, naming both versions (engine_compat.h, the rule of
+// devicekit/engine_compat.py). A version-compatible engine is deserialized with setEngineHostCodeAllowed(true) (its
+// plan carries the lean runtime), or, built with --exclude-lean-runtime, through the lean runtime library given
+// with --lean-runtime (IRuntime::loadRuntime). Untested on a GPU, like the rest of this file.
 #include <NvInfer.h>
 #include <cuda_runtime_api.h>
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 
+#include "engine_compat.h"
 #include "image_pipeline.h"
 #include "runner_common.h"
 
@@ -30,7 +39,8 @@ const char* kUsage =
     "usage: trt_runner --engine engine.plan [--input x.npy|x.f32] [--batch N] [--out logits.npy] [--iters N]\n"
     "                  [--warmup N] [--topk K] [--json report.json]\n"
     "       trt_runner --engine engine.plan --manifest manifest.json IMAGE... [--topk K] [--out logits.npy]\n"
-    "                  [--dump-input x.npy] [--iters N] [--warmup N] [--stages-json PATH|-]\n";
+    "                  [--dump-input x.npy] [--iters N] [--warmup N] [--stages-json PATH|-]\n"
+    "       either form: [--lean-runtime libnvinfer_lean.so] for an engine built with --exclude-lean-runtime\n";
 
 void cuda_check(cudaError_t status, const char* what) {
     if (status != cudaSuccess) throw std::runtime_error(std::string(what) + " failed: " + cudaGetErrorString(status));
@@ -65,6 +75,31 @@ struct Bound {
     void* d_in;
     void* d_out;
 };
+
+// The manifest's record of `engine_path`: --manifest, else the manifest.json in the engine's folder (none: an empty
+// record, and nothing is checked before TensorRT's own check).
+ibit::EngineRecord manifest_record(const std::map<std::string, std::string>& args, const std::string& engine_path) {
+    namespace fs = std::filesystem;
+    const fs::path engine = fs::weakly_canonical(fs::path(engine_path));
+    const fs::path manifest = args.count("--manifest") ? fs::path(args.at("--manifest"))
+                                                       : engine.parent_path() / "manifest.json";
+    if (!args.count("--manifest") && !fs::is_regular_file(manifest)) return {};
+    ibit::json::Value doc;
+    try {
+        doc = ibit::json::parse(ibit::read_file(manifest.string()), manifest.string());
+    } catch (const std::runtime_error& e) {
+        throw ibit::BadInput(e.what());
+    }
+    const std::string rel = engine.lexically_relative(fs::weakly_canonical(manifest).parent_path()).generic_string();
+    return ibit::engine_record(doc, rel, manifest.string());
+}
+
+// Compute capability of GPU 0, or {-1, -1} when it cannot be read (TensorRT's own check still applies).
+std::pair<int, int> compute_capability() {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) return {-1, -1};
+    return {prop.major, prop.minor};
+}
 
 double ms_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -122,7 +157,7 @@ int run(int argc, char** argv) {
     std::vector<std::string> images;
     const auto args = ibit::parse_args(argc, argv,
                                        {"--engine", "--input", "--batch", "--out", "--iters", "--warmup", "--topk",
-                                        "--json", "--manifest", "--dump-input", "--stages-json"},
+                                        "--json", "--manifest", "--dump-input", "--stages-json", "--lean-runtime"},
                                        {"--help", "-h"}, &images);
     if (args.count("--help") || args.count("-h")) {
         std::cout << kUsage;
@@ -137,9 +172,28 @@ int run(int argc, char** argv) {
 
     Logger logger;
     const std::string plan = ibit::read_file(engine_path);
+    const ibit::EngineRecord record = manifest_record(args, engine_path);
+    const bool have_lean = args.count("--lean-runtime") > 0;
+    if (have_lean && !(record.found && record.lean_excluded))
+        throw std::invalid_argument("--lean-runtime goes with an engine the manifest records as built with "
+                                    "--exclude-lean-runtime");
+    const std::string installed = ibit::trt_version_string(getInferLibVersion());
+    const auto cc = compute_capability();
+    const std::string why = ibit::engine_compat_refusal(
+        record, installed, std::filesystem::exists("/etc/nv_tegra_release"), cc.first, cc.second, have_lean, engine_path);
+    if (!why.empty()) throw ibit::Unrunnable(why);
     std::unique_ptr<nvinfer1::IRuntime> runtime(nvinfer1::createInferRuntime(logger));
     if (!runtime) throw std::runtime_error("createInferRuntime failed (no CUDA GPU or driver?)");
-    std::unique_ptr<nvinfer1::ICudaEngine> engine(runtime->deserializeCudaEngine(plan.data(), plan.size()));
+    std::unique_ptr<nvinfer1::IRuntime> lean;  // the lean runtime of an engine built without its own
+    nvinfer1::IRuntime* deserializer = runtime.get();
+    if (have_lean) {
+        lean.reset(runtime->loadRuntime(args.at("--lean-runtime").c_str()));
+        if (!lean) throw std::runtime_error("cannot load the lean runtime library " + args.at("--lean-runtime"));
+        deserializer = lean.get();
+    } else if (ibit::has_part(record.choice, "version")) {
+        runtime->setEngineHostCodeAllowed(true);  // the plan carries its lean runtime; the manifest says so
+    }
+    std::unique_ptr<nvinfer1::ICudaEngine> engine(deserializer->deserializeCudaEngine(plan.data(), plan.size()));
     if (!engine)
         throw std::runtime_error(engine_path + ": cannot deserialize; engines only load on the GPU and TensorRT "
                                  "version that built them (rebuild with build_engine.sh)");

@@ -19,6 +19,7 @@ from pathlib import Path
 from .. import errors
 from ..calibration.recipe import COUNT as CALIB_COUNT
 from ..devicekit.build_limits import add_limit_arguments, parse_tactic_sources
+from ..devicekit.engine_compat import add_compat_arguments
 from ..devicekit.numbers import BATCH, COUNT, POINTS, Range, argtype
 from ..export.onnx_export import MIN_OPSET, max_opset
 from ..export.pipeline import PRECISIONS, TARGETS, ExportOptions, export_checkpoint
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "bench results go); a re-export of the same checkpoint needs no flag")
     add_quiet(p)
     add_limit_arguments(p)  # --to tensorrt: the engine built here (the on-device kit detects its own device class)
+    add_compat_arguments(p)
     q = p.add_argument_group("quantization (fp16 / int8)")
     add_number(q, "--max-drop", POINTS, default=1.0,
                    help="largest top-1 drop in percentage points vs fp32 (default 1.0; the manifest records it as a "
@@ -121,7 +123,8 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
                          opt_batch=args.opt_batch, max_batch=args.max_batch, require_engine=args.require_engine,
                          quantize=quantize, wait=args.wait, attention=args.attention,
                          overwrite=args.overwrite, builder_limits=limits, ort_fusions=args.ort_fusions,
-                         refittable=args.refittable, strip_weights=args.strip_weights)
+                         refittable=args.refittable, strip_weights=args.strip_weights,
+                         engine_compat=args.engine_compat or "none", exclude_lean_runtime=args.exclude_lean_runtime)
 
 
 @cli_main("ibit-export")

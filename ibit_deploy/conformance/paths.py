@@ -60,6 +60,13 @@ CONFORMANCE_TARGETS: tuple[Target, ...] = (
     Target("kit.main.small_device", "ibit_deploy.devicekit.cli:main", "device_script_small_device",
            "build_engine.py with an 8 GB Orin's builder limits: workspace pool, builder_optimization_level, "
            "max_aux_streams, set_tactic_sources (TacticSource), keyed timing cache set aside"),
+    Target("kit.main.engine_compat", "ibit_deploy.devicekit.cli:main", "device_script_engine_compat",
+           "build_engine.py --engine-compat version+hardware: BuilderFlag.VERSION_COMPATIBLE, "
+           "hardware_compatibility_level = HardwareCompatibilityLevel.AMPERE_PLUS, then the check opens the engine "
+           "with Runtime.engine_host_code_allowed"),
+    Target("kit.main.exclude_lean_runtime", "ibit_deploy.devicekit.cli:main", "device_script_exclude_lean",
+           "build_engine.py --engine-compat version --exclude-lean-runtime --lean-runtime LIB: "
+           "BuilderFlag.EXCLUDE_LEAN_RUNTIME, the check deserializes through Runtime.load_runtime"),
     Target("kit.main.precision_auto", "ibit_deploy.devicekit.cli:main", "device_script_auto",
            "build_engine.py --precision auto: three builds, three checks against ONNX Runtime (trtexec timing is "
            "a subprocess, outside TensorRT's Python API)"),
@@ -76,6 +83,9 @@ CONFORMANCE_TARGETS: tuple[Target, ...] = (
     Target("runtime.trt_runner", "ibit_deploy.runtime.tensorrt_runner:TrtRunner", "runner_lifecycle",
            "TrtRunner: open (Runtime, deserialize, context, tensor names/modes/dtypes, profile, addresses), infer, "
            "infer_staged, time_stages, describe, close"),
+    Target("runtime.load.version_compat", "ibit_deploy.runtime.load:load", "load_version_compatible",
+           "runtime.load of a bundle whose version-compatible engine an older TensorRT built: the manifest's record "
+           "passes the compatibility rule, the runner sets Runtime.engine_host_code_allowed and runs it"),
 )
 
 CHW = (3, 8, 8)
@@ -253,6 +263,25 @@ def device_script_small_device(entry: Callable[..., Any], trt: Any, work: Path) 
                   str(bundle / "timing.cache")])
 
 
+def device_script_engine_compat(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    """A version- and hardware-compatible build, checked against ONNX Runtime (no /etc/nv_tegra_release in the
+    conformance subprocess: a desktop)."""
+    trt.set_scenario(engine_scenario(trt))
+    tiny_bundle(work / "bundle")
+    return entry(["--bundle", str(work / "bundle"), "--verify-samples", "4", "--engine-compat", "version+hardware"])
+
+
+def device_script_exclude_lean(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    """A version-compatible build without its lean runtime, checked through the lean runtime library (a file that
+    stands for libnvinfer_lean.so: the stand-in Runtime.load_runtime only checks its argument)."""
+    trt.set_scenario(engine_scenario(trt))
+    tiny_bundle(work / "bundle")
+    lean = work / "libnvinfer_lean.so"
+    lean.write_bytes(b"lean runtime stand-in")
+    return entry(["--bundle", str(work / "bundle"), "--verify-samples", "4", "--engine-compat", "version",
+                  "--exclude-lean-runtime", "--lean-runtime", str(lean)])
+
+
 TRTEXEC_SUMMARY = """\
 [I] === Performance summary ===
 [I] Throughput: 1000 qps
@@ -334,6 +363,25 @@ def runner_lifecycle(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
         return runner.describe()
 
 
+def load_version_compatible(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    """``runtime.load`` of a bundle whose engine entry records a version-compatible engine built by TensorRT 10.0
+    (older than every version the suite runs, so the rule lets each run it)."""
+    import numpy as np
+
+    from ..devicekit.engine_compat import EngineCompat
+
+    trt.set_scenario(engine_scenario(trt))
+    bundle = work / "bundle"
+    manifest = tiny_bundle(bundle)
+    (bundle / "engine.plan").write_bytes(b"\0" * 64)
+    manifest["artifacts"].append({"path": "engine.plan", "sha256": sha256_file(bundle / "engine.plan"),
+                                  "kind": "engine", "precision": "fp32", "tensorrt": "10.0.1.6",
+                                  "engine_compat": EngineCompat("version").record()})
+    (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with entry(bundle, backend="tensorrt") as runner:
+        return runner.infer(np.zeros((2, *CHW), dtype=np.float32)).shape
+
+
 def planted(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
     """Driver for a test's own function ``fn(trt, work)`` (planted misuses)."""
     return entry(trt, work)
@@ -343,4 +391,5 @@ DRIVERS: dict[str, Callable[..., Any]] = {
     fn.__name__: fn for fn in (build_typed, build_legacy_fp16, build_cache_mismatch, build_parser_errors, verify_built,
                                export_target, device_script, device_script_legacy_int8, device_script_auto,
                                device_script_small_device, build_stripped, verify_stripped, device_script_refit,
-                               device_script_refittable, runner_lifecycle, planted)}
+                               device_script_refittable, device_script_engine_compat, device_script_exclude_lean,
+                               runner_lifecycle, load_version_compatible, planted)}

@@ -97,6 +97,7 @@ def project_commands() -> Iterator[tuple[str, int, list[str]]]:
     """
     from ..devicekit.build import SUPPORTED_TRT_MAJORS, trtexec_benchmark_command, trtexec_command
     from ..devicekit.build_limits import BuilderLimits, tactic_source_names
+    from ..devicekit.engine_compat import EngineCompat
     from ..devicekit.layout import DEFAULT_ONNX, PRECISIONS
     from ..devicekit.profile import EngineProfile
     from ..export.device_bundle import render_build_script
@@ -115,6 +116,10 @@ def project_commands() -> Iterator[tuple[str, int, list[str]]]:
                               tactic_sources=tactic_source_names(f"{major}.0")[-2:], device_class="orin-8gb")
         yield f"trtexec_command({major}, builder limits)", major, trtexec_command(
             major, "model.onnx", "engine.plan", "fp16", profile, timing_cache="timing.cache", limits=small)
+        yield f"trtexec_command({major}, --engine-compat version+hardware)", major, trtexec_command(
+            major, "model.onnx", "engine.plan", "fp16", profile, compat=EngineCompat("version+hardware"))
+        yield f"trtexec_command({major}, --exclude-lean-runtime)", major, trtexec_command(
+            major, "model.onnx", "engine.plan", "fp16", profile, compat=EngineCompat("version", True))
         yield f"trtexec_benchmark_command({major})", major, trtexec_benchmark_command(
             major, "engine.plan", profile, export_prefix="out/bench")
         for batch in sorted({1, profile.opt_batch}):  # --precision auto's recipe: batch 1 and the opt batch

@@ -17,6 +17,7 @@ from .acceptance import engine_accepted
 from .agreement import compare_logits
 from .build import DEFAULT_WORKSPACE_MIB, build_record, build_serialized_engine, trtexec_benchmark_command
 from .build_limits import BuilderLimits, GpuInfo
+from .engine_compat import EngineCompat, runtime_options
 from .fileio import atomic_write_bytes
 from .manifest import onnx_artifact
 from .profile import EngineProfile
@@ -71,13 +72,16 @@ def build_auto(trt: Any, bundle: Path, manifest: dict[str, Any], profile: Engine
                workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: Path | None = None, verify_samples: int = 64,
                limits: BuilderLimits | None = None, gpu: GpuInfo | None = None,
                max_drop: float | None = None, run: Callable[..., list[Any]] | None = None,
+               compat: EngineCompat | None = None, lean_runtime: str | None = None,
                progress: Callable[[str], None] = lambda msg: print(f"auto: {msg}", file=sys.stderr),
                ) -> dict[str, Any]:
     """``--precision auto``: build an engine of every precision the bundle has ONNX for, check each against ONNX
     Runtime on the bundle's images (acceptance table + :func:`accuracy_budget`), time each with the one trtexec
     recipe (:func:`trtexec_benchmark_command` at batch 1 and the profile's opt batch, run by ``trtexec_run``), and
     move the fastest that passes to ``engine``. Returns the selection record (precision_auto.run_auto); the other
-    candidates' engines are deleted. ``run`` runs an engine for the check (default :func:`run_engine`)."""
+    candidates' engines are deleted. ``run`` runs an engine for the check (default :func:`run_engine`); ``compat``
+    builds every candidate version/hardware-compatible (:mod:`.engine_compat`), ``lean_runtime`` is the lean
+    runtime library that checks candidates built without theirs."""
     import shutil
 
     batches, labels, inputs = verification_set(bundle, manifest, profile, verify_samples)
@@ -94,7 +98,7 @@ def build_auto(trt: Any, bundle: Path, manifest: dict[str, Any], profile: Engine
         if onnx[precision] is None or not onnx[precision].is_file():
             raise FileNotFoundError(f"the bundle has no {precision} ONNX")
         data, info = build_serialized_engine(trt, onnx[precision], profile, workspace_mib=workspace_mib,
-                                             timing_cache=timing_cache, limits=limits, gpu=gpu)
+                                             timing_cache=timing_cache, limits=limits, gpu=gpu, compat=compat)
         builds[precision] = build_record(info)
         path = work / f"engine.{precision}.plan"
         atomic_write_bytes(path, data)
@@ -103,7 +107,8 @@ def build_auto(trt: Any, bundle: Path, manifest: dict[str, Any], profile: Engine
     def verify(precision: str, path: str) -> dict[str, Any]:
         try:
             return verify_engine(trt, Path(path).read_bytes(), onnx[precision], batches, input_name=profile.input_name,
-                                 precision=precision, inputs=inputs, run=run, labels=labels)
+                                 precision=precision, inputs=inputs, run=run, labels=labels,
+                                 runtime_options=runtime_options(compat or EngineCompat(), lean_runtime))
         except EngineBuildError as exc:  # TensorRT could not load or run the engine: a failed check
             return {"passed": False, "error": str(exc)}
 

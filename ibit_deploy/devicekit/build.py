@@ -21,8 +21,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import versions
 from .build_limits import DEFAULT_WORKSPACE_MIB, BuilderLimits, GpuInfo, probe_gpu
 from .build_memory import DeviceMemorySampler, host_peak_rss_mib
+from .engine_compat import EngineCompat
 from .fileio import atomic_write_bytes
 from .layout import DEFAULT_ONNX, check_precision
 from .profile import EngineProfile
@@ -96,13 +98,13 @@ def trtexec_command(trt_major: int, onnx: str, engine: str, precision: str, prof
                     timing_cache: str | None = None, legacy: bool = False,
                     workspace_mib: int | None = DEFAULT_WORKSPACE_MIB, benchmark: bool = False,
                     export_prefix: str | None = None, trtexec: str = "trtexec",
-                    limits: BuilderLimits | None = None) -> list[str]:
+                    limits: BuilderLimits | None = None, compat: EngineCompat | None = None) -> list[str]:
     """The trtexec argv that builds ``engine`` from ``onnx`` for TensorRT ``trt_major``.
 
     Without ``benchmark`` it stops after saving the engine (``--skipInference``); with it, trtexec then times the
     engine at the profile's opt batch with the version's benchmarking flags and percentiles, and with
     ``export_prefix`` writes ``<prefix>.times.json``, ``.profile.json`` and ``.layers.json``. ``limits`` (builder
-    limits) replaces ``workspace_mib``.
+    limits) replaces ``workspace_mib``; ``compat`` adds the engine-compatibility flags (:mod:`.engine_compat`).
     """
     name, chw = profile.input_name, profile.chw
     settings = trt_build_settings(trt_major, precision, legacy=legacy)
@@ -116,6 +118,8 @@ def trtexec_command(trt_major: int, onnx: str, engine: str, precision: str, prof
         argv += limits.trtexec_args(trt_major)
     elif workspace_mib:
         argv.append(f"--memPoolSize=workspace:{int(workspace_mib)}M")
+    if compat is not None:
+        argv += compat.trtexec_args()
     if timing_cache:
         argv.append(f"--timingCacheFile={timing_cache}")
     if benchmark:
@@ -141,9 +145,12 @@ def trtexec_benchmark_command(trt_major: int, engine: str, profile: EngineProfil
 def build_record(info: dict[str, Any]) -> dict[str, Any]:
     """``{"build": {...}}``: what the manifest keeps about how an engine was built (builder limits, device class,
     GPU, build time, peak host/device memory, timing-cache outcome), from :func:`build_serialized_engine`'s
-    description."""
+    description; plus ``engine_compat`` (:mod:`.engine_compat`) beside it, which the runtimes read."""
     keys = ("builder_limits", "gpu", "build_seconds", "build_memory", "timing_cache")
-    return {"build": {k: info[k] for k in keys if k in info}}
+    record: dict[str, Any] = {"build": {k: info[k] for k in keys if k in info}}
+    if "engine_compat" in info:
+        record["engine_compat"] = info["engine_compat"]
+    return record
 
 
 def parse_onnx(trt: Any, network: Any, logger: Any, onnx_path: Path) -> None:
@@ -183,7 +190,8 @@ def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: Eng
                             strongly_typed: bool = True, legacy_precision: str | None = None,
                             write_bytes: Callable[[Path, bytes], None] = atomic_write_bytes,
                             limits: BuilderLimits | None = None, gpu: GpuInfo | None = None,
-                            refit: str | None = None) -> tuple[bytes, dict[str, Any]]:
+                            refit: str | None = None,
+                            compat: EngineCompat | None = None) -> tuple[bytes, dict[str, Any]]:
     """Build an engine with the TensorRT module ``trt``; return (serialized engine, build description).
 
     Builder -> network (STRONGLY_TYPED unless ``legacy_precision``) -> OnnxParser -> config (builder limits:
@@ -193,6 +201,8 @@ def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: Eng
     back (with ``write_bytes``) after the build. The description records the limits, the build time and the peak
     host and device memory (:mod:`.build_memory`). ``refit``: build a refittable engine, ``"refittable"`` or
     ``"stripped"`` (weight-stripped), see :mod:`.refit`.
+    ``compat`` (default: none) makes a version- and/or
+    hardware-compatible engine (:mod:`.engine_compat`; refused on a Jetson for hardware compatibility).
     """
     onnx_path, input_name = Path(onnx_path), profile.input_name
     major, minor = parse_trt_version(trt.__version__)
@@ -227,6 +237,15 @@ def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: Eng
         limits.apply(trt, config)
     except ValueError as exc:  # a limit this TensorRT cannot take: the caller's input, named
         raise ValueError(f"builder limits: {exc}") from exc
+    compat = compat or EngineCompat()
+    if (why := compat.refit_refusal(refit)) is not None:
+        raise ValueError(why)
+    try:
+        compat.check(str(trt.__version__), jetson=versions.read_l4t_release() is not None,
+                     compute_capability=gpu.compute_capability if gpu else None)
+    except ValueError as exc:  # a compatibility this TensorRT or device cannot build: the caller's input, named
+        raise ValueError(f"engine compatibility: {exc}") from exc
+    compat.apply(trt, config)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer info for the inspector and trtexec
     for name in flag_names:
         config.set_flag(getattr(trt.BuilderFlag, name))
@@ -263,6 +282,7 @@ def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: Eng
         "outputs": [{"name": o.name, "shape": [int(d) if int(d) >= 0 else "batch" for d in o.shape]} for o in outputs],
         "batch_range": profile.batch_range, "opt_batch": profile.opt_batch, "workspace_mib": limits.workspace_mib,
         "builder_limits": limits.record(), "gpu": gpu.record() if gpu else None,
+        "engine_compat": compat.record(),
         "timing_cache": cache_info, "build_seconds": round(seconds, 3),
         "build_memory": {"host_peak_rss_mib": host_peak_rss_mib(), **memory.record()},
         "warnings": [msg for level, msg in logger.messages if level == 2][:20],

@@ -36,6 +36,7 @@ from .build import (
     trtexec_command,
 )
 from .build_limits import add_limit_arguments, limits_from_args, probe_gpu
+from .engine_compat import add_compat_arguments, compat_from_args, refusal, runtime_options
 from .exit_codes import BAD_INPUT, CHECK_FAILED, DONE, REQUIREMENT_UNMET
 from .fileio import atomic_write_bytes, sha256_file
 from .layout import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE, LAUNCHER, PRECISIONS
@@ -71,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     for flag in ("--min-batch", "--opt-batch", "--max-batch"):
         p.add_argument(flag, type=argtype(BATCH, flag))
     add_limit_arguments(p)
+    add_compat_arguments(p)
+    p.add_argument("--lean-runtime", type=Path, metavar="LIBRARY",
+                   help="with --exclude-lean-runtime: this TensorRT's libnvinfer_lean.so, to check the engine with")
     p.add_argument("--timing-cache", type=Path, help=f"timing cache file (default: BUNDLE/{DEFAULT_TIMING_CACHE})")
     p.add_argument("--no-timing-cache", action="store_true")
     p.add_argument("--legacy", action="store_true",
@@ -144,11 +148,22 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
     gpu = probe_gpu()
     try:
         limits = limits_from_args(args, gpu)
+        compat = compat_from_args(args)
     except ValueError as exc:
         p.error(str(exc))
-    # a refittable engine when asked, or when the bundle was exported --refittable (never stripped on the device)
     refit_mode = "refittable" if args.refittable or (manifest.get("export") or {}).get("refittable") else None
-    return {"refit_mode": refit_mode, "gpu": gpu, "limits": limits, "bundle": bundle, "manifest": manifest, "precision": precision, "onnx": Path(onnx), "engine": engine,
+    if (why := compat.refit_refusal(refit_mode or ("refit" if args.refit else None))) is not None:
+        p.error(why)
+    if args.lean_runtime is not None and not compat.exclude_lean_runtime:
+        p.error("--lean-runtime goes with --exclude-lean-runtime (an engine that carries its lean runtime needs none)")
+    if compat.exclude_lean_runtime and precision == AUTO and args.lean_runtime is None:
+        p.error("--precision auto --exclude-lean-runtime checks every candidate by running it: pass --lean-runtime "
+                "PATH (this TensorRT's libnvinfer_lean.so)")
+    if args.lean_runtime is not None and not args.lean_runtime.is_file():
+        p.error(f"--lean-runtime: file not found: {args.lean_runtime} (expected TensorRT's libnvinfer_lean.so)")
+    # refit_mode above: a refittable engine when asked, or when the bundle was exported --refittable (never
+    # stripped on the device)
+    return {"refit_mode": refit_mode, "gpu": gpu, "limits": limits, "compat": compat, "bundle": bundle, "manifest": manifest, "precision": precision, "onnx": Path(onnx), "engine": engine,
             "profile": profile, "timing_cache": cache, "report": args.report or engine.with_suffix(".json")}
 def _supported_version(trt: Any) -> str | None:
     """None when the installed TensorRT is one this kit knows (its row of the version matrix is printed on stderr);
@@ -199,7 +214,8 @@ def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
         record = build_auto(trt, r["bundle"], r["manifest"], profile, r["engine"],
                             trt_major=parse_trt_version(trt.__version__)[0], trtexec_run=trtexec_run, trtexec=trtexec,
                             limits=r["limits"], gpu=r["gpu"], timing_cache=r["timing_cache"],
-                            verify_samples=args.verify_samples,
+                            verify_samples=args.verify_samples, compat=r["compat"],
+                            lean_runtime=str(args.lean_runtime) if args.lean_runtime else None,
                             max_drop=None if args.max_drop is None else args.max_drop / 100, run=engine_runner)
     except CudaUnavailable as exc:
         print(f"build_engine.py: {exc}", file=sys.stderr)
@@ -254,7 +270,7 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
         try:
             cmd = trtexec_command(major, str(r["onnx"]), str(r["engine"]), r["precision"], profile,
                                   timing_cache=str(r["timing_cache"]) if r["timing_cache"] else None,
-                                  legacy=args.legacy, limits=r["limits"])
+                                  legacy=args.legacy, limits=r["limits"], compat=r["compat"])
         except ValueError as exc:
             p.error(str(exc))
         print(shlex.join(cmd))
@@ -275,7 +291,9 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
                               "precision": r["precision"], "engine": str(r["engine"])}
     if args.skip_build:
         engine_bytes = r["engine"].read_bytes()
-        report.update(built_by="external (trtexec)", tensorrt_version=args.tensorrt_version)
+        # what the caller says trtexec was told (--engine-compat with --skip-build): recorded for the runtimes
+        report.update(built_by="external (trtexec)", tensorrt_version=args.tensorrt_version,
+                      engine_compat=r["compat"].record())
     else:
         if trt is None:
             print(f"build_engine.py: {trt_error}. On a Jetson it comes with JetPack (python3-libnvinfer); on a "
@@ -285,7 +303,7 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
             engine_bytes, info = build_serialized_engine(
                 trt, r["onnx"], profile, limits=r["limits"], gpu=r["gpu"], timing_cache=r["timing_cache"],
                 strongly_typed=not args.legacy, legacy_precision=r["precision"] if args.legacy else None,
-                refit=r["refit_mode"])
+                refit=r["refit_mode"], compat=r["compat"])
         except CudaUnavailable as exc:
             print(f"build_engine.py: {exc}", file=sys.stderr)
             return REQUIREMENT_UNMET
@@ -300,8 +318,12 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
                   onnx=str(r["onnx"]), device=cuda_device_name(),
                   tensorrt_version=str(trt.__version__) if trt else report.get("tensorrt_version"))
 
+    lean = str(args.lean_runtime) if args.lean_runtime else None
     if args.no_verify:
         report["verification"] = {"skipped": "--no-verify"}
+    elif trt is not None and (why := refusal(report["tensorrt_version"], r["compat"], str(trt.__version__),
+                                             lean_runtime=lean, engine=str(r["engine"]))) is not None:
+        report["verification"] = {"skipped": f"engine outputs were not checked: {why}"}
     elif trt is None:
         report["verification"] = {"skipped": f"{trt_error}; engine outputs were not checked"}
     else:
@@ -309,7 +331,7 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
             batches, inputs = verification_batches(r["bundle"], r["manifest"], profile, args.verify_samples)
             report["verification"] = verify_engine(trt, engine_bytes, r["onnx"], batches,
                                                    input_name=profile.input_name, precision=r["precision"],
-                                                   inputs=inputs)
+                                                   inputs=inputs, runtime_options=runtime_options(r["compat"], lean))
         except EngineBuildError as exc:  # TensorRT could not load or run the engine: that is a failed check
             report["verification"] = {"passed": False, "error": str(exc)}
         except (ImportError, RuntimeError) as exc:  # no cuda-python, no GPU, CUDA errors: nothing was checked

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .acceptance import engine_acceptance, engine_accepted, engine_gate, verification_summary
+from .engine_compat import EngineCompat
 from .exit_codes import BAD_INPUT, CHECK_FAILED, DONE, REQUIREMENT_UNMET
 from .fileio import atomic_write_bytes, is_atomic_temp, sha256_file
 from .layout import MANIFEST_FILE, PRECISIONS
@@ -61,6 +62,12 @@ def _engine_entry(bundle: Path, manifest: dict[str, Any], engine: Path) -> tuple
     if not entry.get("refit_mode"):
         return None, (f"{rel} was not built refittable (its manifest entry has no refit_mode): rebuild it with "
                       f"`python3 build_engine.py --refittable`, or export with ibit-export --refittable")
+    try:
+        compat = EngineCompat.from_record(entry.get("engine_compat"), f"{bundle / MANIFEST_FILE}: {rel}")
+    except ValueError as exc:
+        return None, str(exc)
+    if (why := compat.refit_refusal("refit")) is not None:
+        return None, f"{rel}: {why}"
     if entry.get("precision") not in PRECISIONS or not isinstance(entry.get("built_from"), str):
         return None, f"{bundle / MANIFEST_FILE}: the entry of {rel} records no precision/built_from ONNX"
     if not engine.is_file():

@@ -111,13 +111,17 @@ class EngineSession:
     it with ``set_tensor_address`` for the session's lifetime, and creates the stream. Each :meth:`enqueue` sets the
     input shape, copies in, ``execute_async_v3``, copies out, synchronizes. Closing frees the events, stream and
     buffers, then drops the context before the engine before the runtime. ``source`` names the engine file in error
-    messages; None means bytes this process just built.
+    messages; None means bytes this process just built. ``host_code_allowed`` / ``lean_runtime``: how a
+    version-compatible engine is opened (:func:`.engine_compat.runtime_options` decides): trust the lean runtime the
+    plan carries, or load the building TensorRT's lean runtime library and deserialize with it.
     """
 
     def __init__(self, trt: Any, cudart: Any, engine_bytes: bytes, input_name: str, *, device: int = 0,
-                 source: str | None = None) -> None:
+                 source: str | None = None, host_code_allowed: bool = False, lean_runtime: str | None = None) -> None:
         self.trt, self.cudart = trt, cudart
         self.input_name, self.device, self.source = input_name, device, source
+        self.host_code_allowed, self.lean_runtime = host_code_allowed, lean_runtime
+        self._full_runtime: Any = None  # the runtime a lean runtime was loaded through, kept alive while it is used
         self._engine_bytes = engine_bytes
         self.outputs: list[str] = []
         self.batch_range: tuple[int, int, int] | None = None  # profile (min, opt, max) batch, once open
@@ -157,6 +161,14 @@ class EngineSession:
         cuda_check(cudart.cudaSetDevice(self.device), "cudaSetDevice")
         self._logger = make_logger(trt)
         self._runtime = trt.Runtime(self._logger)
+        if self.lean_runtime is not None:
+            lean = self._runtime.load_runtime(str(self.lean_runtime))
+            if lean is None:
+                raise EngineBuildError(f"{self._where()}TensorRT {trt.__version__} could not load the lean runtime "
+                                       f"library {self.lean_runtime}" + trt_errors(self._logger))
+            self._full_runtime, self._runtime = self._runtime, lean
+        if self.host_code_allowed:  # the plan carries its lean runtime: TensorRT runs its code only when told to
+            self._runtime.engine_host_code_allowed = True
         self._engine = self._runtime.deserialize_cuda_engine(self._engine_bytes)
         if self._engine is None:
             if self.source is None:
@@ -244,11 +256,14 @@ class EngineSession:
         self._context = None  # context before engine before runtime
         self._engine = None
         self._runtime = None
+        self._full_runtime = None
 
 
-def run_engine(trt: Any, engine_bytes: bytes, batches: Sequence[Any], input_name: str = "images") -> list[Any]:
-    """Run each float32 NCHW batch through the engine (one :class:`EngineSession`); return the first output per batch."""
+def run_engine(trt: Any, engine_bytes: bytes, batches: Sequence[Any], input_name: str = "images",
+               **options: Any) -> list[Any]:
+    """Run each float32 NCHW batch through the engine (one :class:`EngineSession`, opened with ``options``:
+    ``host_code_allowed``, ``lean_runtime``); return the first output per batch."""
     import numpy as np
 
-    with EngineSession(trt, import_cudart(), engine_bytes, input_name) as session:
+    with EngineSession(trt, import_cudart(), engine_bytes, input_name, **options) as session:
         return [session.enqueue(batch)[session.outputs[0]].astype(np.float32) for batch in batches]

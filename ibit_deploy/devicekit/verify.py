@@ -48,12 +48,13 @@ def verification_set(bundle: Path, manifest: dict[str, Any], profile: EngineProf
 
 def verify_engine(trt: Any, engine_bytes: bytes, onnx_path: Path, batches: Sequence[Any], *, input_name: str,
                   precision: str, inputs: str, run: Callable[..., list[Any]] | None = None,
-                  labels: Any = None) -> dict[str, Any]:
+                  labels: Any = None, runtime_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Compare engine outputs with ONNX Runtime (CPU) on the same ONNX file, judged by the acceptance table.
 
     ``batches``: float32 NCHW arrays within the engine's profile (``inputs`` describes them for the record).
     ``run`` (default :func:`run_engine`) runs the engine; tests pass their own. ``labels`` (one per image) adds
-    top-1 accuracies. Returns the :mod:`.agreement` record
+    top-1 accuracies. ``runtime_options`` (:func:`.engine_compat.runtime_options`) go to ``run`` as keywords, for
+    a version-compatible engine. Returns the :mod:`.agreement` record
     plus ``inputs``, ``reference``, ``acceptance`` (the rule) and ``passed``; ``{"skipped": why}`` without
     onnxruntime or numpy.
     """
@@ -64,7 +65,8 @@ def verify_engine(trt: Any, engine_bytes: bytes, onnx_path: Path, batches: Seque
         return {"skipped": f"onnxruntime/numpy not importable ({exc}); engine outputs were not checked"}
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     reference = np.concatenate([session.run(None, {input_name: b})[0] for b in batches])
-    engine_out = np.concatenate((run or run_engine)(trt, engine_bytes, batches, input_name))
+    engine_out = np.concatenate((run or run_engine)(trt, engine_bytes, batches, input_name,
+                                                    **(runtime_options or {})))
     result = compare_logits(reference, engine_out, labels)  # with labels: top1 of both, top1_drop
     result.update(inputs=inputs, reference=f"onnxruntime {ort.__version__} CPU on {onnx_path.name}",
                   acceptance=engine_acceptance(precision))

@@ -23,6 +23,7 @@ from ..checkpoint import checkpoint_fingerprint, library_versions, load_checkpoi
 from ..devicekit.agreement import compare_logits
 from ..devicekit.auto_build import AUTO
 from ..devicekit.build_limits import resolve_limits
+from ..devicekit.engine_compat import EngineCompat
 from ..devicekit.layout import DEFAULT_ONNX as ONNX_FILES
 from ..devicekit.layout import PRECISIONS
 from ..devicekit.locking import directory_lock
@@ -72,6 +73,10 @@ class ExportOptions:
     refittable: bool = False
     strip_weights: bool = False
 
+    # --engine-compat / --exclude-lean-runtime of the engine built here (devicekit/engine_compat.py)
+    engine_compat: str = "none"
+    exclude_lean_runtime: bool = False
+
     @property
     def refit_mode(self) -> str | None:
         """The engine's refit mode (:data:`ibit_deploy.devicekit.refit.REFIT_MODES`), None for a plain engine."""
@@ -118,6 +123,8 @@ class ExportOptions:
         if self.strip_weights and not self.refittable:
             raise ValueError("--strip-weights ships the engine without its weights, refitted on the device from the "
                              "bundle's ONNX: it needs --refittable")
+        if (why := EngineCompat(self.engine_compat, self.exclude_lean_runtime).refit_refusal(self.refit_mode)):
+            raise ValueError(why)
         if self.refittable and AUTO in self.asked:
             raise ValueError(f"--refittable needs one engine precision (the refit replaces that engine's weights); "
                              f"--precision {AUTO} picks among three: give fp32, fp16 or int8")
@@ -126,6 +133,13 @@ class ExportOptions:
                 raise ValueError(f"builder limits (--workspace-mib, --builder-optimization-level, --aux-streams, "
                                  f"--tactic-sources, --device-class) need --to tensorrt, got --to {self.to}")
             resolve_limits(None, **self.builder_limits)  # ValueError naming a bad value, before anything is written
+        compat = EngineCompat(self.engine_compat, self.exclude_lean_runtime).check()
+        if compat != EngineCompat() and self.to != "tensorrt":
+            raise ValueError(f"--engine-compat / --exclude-lean-runtime need --to tensorrt, got --to {self.to}")
+        if compat.exclude_lean_runtime and self.target_precision == AUTO:
+            raise ValueError("--exclude-lean-runtime with --precision auto: every candidate is checked by running it, "
+                             "which needs the lean runtime library; run the bundle's build_engine.py --precision auto "
+                             "--exclude-lean-runtime --lean-runtime PATH on the device instead")
 
 
 def input_description(config: dict[str, Any], model: torch.nn.Module, options: ExportOptions) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import torch
 
 from ..devicekit.auto_build import AUTO
 from ..devicekit.build import build_record
+from ..devicekit.engine_compat import EngineCompat, refusal, runtime_options
 from ..devicekit.layout import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE
 from ..devicekit.manifest import artifact_entry, onnx_for, set_artifact
 from ..devicekit.profile import InputSpec
@@ -43,8 +44,10 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
 
     tools = tools or EngineTools()
     precision = options.target_precision
+    compat = EngineCompat(getattr(options, "engine_compat", "none"), getattr(options, "exclude_lean_runtime", False))
+    asked = {"compat": compat} if compat != EngineCompat() else {}  # tools that predate --engine-compat still work
     if precision == AUTO:
-        return _auto_target(out, manifest, tools, options.builder_limits)
+        return _auto_target(out, manifest, tools, options.builder_limits, asked)
     onnx_name = onnx_for(manifest, precision)
     for entry in write_device_scripts(out, manifest, precision):
         set_artifact(manifest, entry)
@@ -56,16 +59,22 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
     try:
         info = tools.build(out / onnx_name, out / ENGINE_FILE, profile, timing_cache=out / TIMING_CACHE_FILE,
                            **({"limits": options.builder_limits} if options.builder_limits else {}),
-                           **({"refit": mode} if mode else {}))
+                           **({"refit": mode} if mode else {}), **asked)
     except BackendUnavailable as exc:
         return {"engine": None, "status": "build-on-device", "reason": str(exc),
                 "message": f"No TensorRT engine was built here: {exc}\n{how}"}
     except EngineBuildError as exc:  # TensorRT is here but rejected the network: a failed export, not a crash
         raise ExportFailed(f"TensorRT could not build {ENGINE_FILE} from {onnx_name}: {exc}") from exc
     images, kind = parity_images(manifest, VERIFY_COUNT)
+    built = info.get("tensorrt_version")
+    opts = runtime_options(compat)
     try:
-        check = tools.verify(out / ENGINE_FILE, out / onnx_name, precision, profile, images.numpy(), kind,
-                             **({"stripped": True} if mode == "stripped" else {}))
+        if built and (why := refusal(built, compat, built, engine=ENGINE_FILE)) is not None:
+            check = {"skipped": f"engine outputs were not checked here: {why}"}  # no lean runtime library here
+        else:
+            check = tools.verify(out / ENGINE_FILE, out / onnx_name, precision, profile, images.numpy(), kind,
+                                 **({"runtime_options": opts} if opts else {}),
+                                 **({"stripped": True} if mode == "stripped" else {}))
     except EngineBuildError as exc:  # TensorRT could not load or run the engine it built: a failed check
         check = {"passed": False, "error": str(exc)}
     entry = engine_entry(ENGINE_FILE, precision, profile, sha256=info.get("engine_sha256") or "", built_from=onnx_name,
@@ -91,11 +100,11 @@ def _bundle_relative(record: dict[str, Any]) -> dict[str, Any]:
     cache = inner.get("timing_cache")
     if isinstance(cache, dict) and cache.get("path"):
         inner = {**inner, "timing_cache": {**cache, "path": TIMING_CACHE_FILE}}
-    return {"build": inner} if "build" in record else inner
+    return {**record, "build": inner} if "build" in record else inner
 
 
 def _auto_target(out: Path, manifest: dict[str, Any], tools: EngineTools,
-                 limits: dict[str, Any] | None = None) -> dict[str, Any]:
+                 limits: dict[str, Any] | None = None, asked: dict[str, Any] | None = None) -> dict[str, Any]:
     """``--precision auto``: the kit (its build_engine.py defaults to auto); where TensorRT, a GPU and trtexec are
     here, the selection now (status ``no-engine-passed`` when every candidate failed: the export fails)."""
     from .device_bundle import write_device_scripts
@@ -109,7 +118,7 @@ def _auto_target(out: Path, manifest: dict[str, Any], tools: EngineTools,
     profile = InputSpec.from_manifest(manifest).profile()
     try:
         record = tools.auto(out, manifest, profile, out / ENGINE_FILE, timing_cache=out / TIMING_CACHE_FILE,
-                            **({"limits": limits} if limits else {}))
+                            **({"limits": limits} if limits else {}), **(asked or {}))
     except BackendUnavailable as exc:
         return {"engine": None, "status": "build-on-device", "precision": AUTO, "reason": str(exc),
                 "message": f"No TensorRT engine was selected here: {exc}\n{how}"}

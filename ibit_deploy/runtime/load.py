@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..devicekit.acceptance import artifact_verdict
+from ..devicekit.engine_compat import EngineCompat
 from ..devicekit.layout import MANIFEST_FILE, ORT_KIND
 from ..devicekit.manifest import load_manifest, ort_graph_artifact
 from ..devicekit.profile import InputSpec
@@ -89,7 +90,7 @@ def reference_checkpoint(manifest: dict[str, Any]) -> Path | str:
 def make_runners(bundle: str | os.PathLike, backends: list[str], manifest: dict[str, Any], *,
                  precisions: list[str] | None = None, threads: int = 0,
                  torch_device: str = "cpu", allow_failed: bool = False,
-                 ort_graph: str = "fused") -> list[RunnerChoice]:
+                 ort_graph: str = "fused", lean_runtime: str | os.PathLike | None = None) -> list[RunnerChoice]:
     """One :class:`RunnerChoice` per (backend, artifact) pair of ``bundle``, in the order of ``backends``.
 
     ``precisions`` filters the ONNX and engine artifacts (None: every precision the manifest lists); a requested
@@ -97,6 +98,7 @@ def make_runners(bundle: str | os.PathLike, backends: list[str], manifest: dict[
     (:func:`~ibit_deploy.devicekit.acceptance.artifact_verdict`) comes back as a reason too, unless
     ``allow_failed``: then it runs and a warning says so. ``ort_graph``: "fused" runs an ONNX file's fused twin
     (:func:`ort_graph_for`) on ort-cpu and ort-cuda where the bundle has one, "plain" always the ONNX file itself.
+    Engine runners carry the manifest's record of what built each engine (:func:`load`; ``lean_runtime`` as there).
     Runners are not opened.
     """
     if ort_graph not in ORT_GRAPHS:
@@ -141,7 +143,7 @@ def make_runners(bundle: str | os.PathLike, backends: list[str], manifest: dict[
                 runner = OrtRunner(bundle / art["path"], spec, device=ORT_DEVICES[backend], threads=threads)
                 choices.append(RunnerChoice(name, runner, backend, precision, art["path"]))
         else:
-            choices.extend(_engine_runners(bundle, manifest, spec, precisions, allow_failed))
+            choices.extend(_engine_runners(bundle, manifest, spec, precisions, allow_failed, lean_runtime))
     return choices
 
 
@@ -174,7 +176,8 @@ class FailedArtifactWarning(UserWarning):
 
 
 def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp32", *, threads: int = 0,
-         verify: bool = True, allow_failed: bool = False, ort_graph: str = "fused") -> Runner:
+         verify: bool = True, allow_failed: bool = False, ort_graph: str = "fused",
+         lean_runtime: str | os.PathLike | None = None) -> Runner:
     """An **open** runner for ``bundle``: the Python embedding API (``with load(b) as r: logits = r.infer(x)``).
 
     ``backend`` is "auto" (the first of a TensorRT engine, ORT CUDA, ORT CPU that opens here), a backend name of
@@ -182,7 +185,10 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp3
     ``verify`` checks every artifact's sha256 against the manifest first. An artifact whose gate failed at export is
     never loaded unless ``allow_failed`` (then a :class:`FailedArtifactWarning` says so). ONNX Runtime on CPU or CUDA
     runs the bundle's fused graph of that precision where it has one that passed its gate (``ort_graph="plain"``:
-    the plain ONNX file). Raises BackendUnavailable
+    the plain ONNX file). A TensorRT engine opens only where the installed TensorRT can run it, by what the manifest
+    records (the version that built it, ``engine_compat``; devicekit/engine_compat.py): otherwise its reason names
+    both versions. ``lean_runtime``: the lean runtime library (libnvinfer_lean.so of the TensorRT that built it) of
+    an engine built with ``--exclude-lean-runtime``. Raises BackendUnavailable
     with every reason when nothing suitable can run.
     """
     manifest = load_manifest(bundle, verify=verify)
@@ -199,7 +205,7 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp3
     reasons = []
     for candidate in candidates:
         for choice in make_runners(bundle, [candidate], manifest, precisions=[precision], threads=threads,
-                                   allow_failed=allow_failed, ort_graph=ort_graph):
+                                   allow_failed=allow_failed, ort_graph=ort_graph, lean_runtime=lean_runtime):
             if isinstance(choice.runner, str):
                 reasons.append(f"{choice.name}: {choice.runner}")
                 continue
@@ -247,7 +253,8 @@ def _artifacts(manifest: dict[str, Any], kind: str,
 
 
 def _engine_runners(bundle: Path, manifest: dict[str, Any], spec: InputSpec,
-                    precisions: list[str] | None, allow_failed: bool) -> list[RunnerChoice]:
+                    precisions: list[str] | None, allow_failed: bool,
+                    lean_runtime: str | os.PathLike | None = None) -> list[RunnerChoice]:
     if not any(a.get("kind") == "engine" for a in manifest.get("artifacts", [])):
         return [RunnerChoice("tensorrt", "the bundle has no TensorRT engine (manifest artifact of kind 'engine'); "
                                          "build one on the target GPU with the bundle's build_engine.sh",
@@ -264,10 +271,13 @@ def _engine_runners(bundle: Path, manifest: dict[str, Any], spec: InputSpec,
         if refused:
             choices.append(RunnerChoice(name, refused, "tensorrt", precision, art["path"]))
             continue
+        # the manifest's record of what built the engine: the runner refuses what the installed TensorRT cannot run
+        compat = EngineCompat.from_record(art.get("engine_compat"), f"{bundle / MANIFEST_FILE}: {art['path']}")
         try:
             from .tensorrt_runner import TrtRunner
 
-            runner: Runner | str = TrtRunner(bundle / art["path"], spec)
+            runner: Runner | str = TrtRunner(bundle / art["path"], spec, built_with=art.get("tensorrt"),
+                                             compat=compat, lean_runtime=lean_runtime)
         except ImportError as exc:
             runner = f"the TensorRT runner cannot be imported here: {exc}"
         except BackendUnavailable as exc:

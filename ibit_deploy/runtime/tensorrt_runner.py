@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from ..devicekit import versions
 from ..devicekit.bundle import open_bundle
+from ..devicekit.engine_compat import EngineCompat, refusal, runtime_options
 from ..devicekit.layout import DEFAULT_ENGINE
 from ..devicekit.session import STAGE_EVENTS, EngineSession, cuda_check, import_cudart
 from ..errors import BackendUnavailable
@@ -38,12 +40,19 @@ class TrtRunner(Runner):
     backend = "tensorrt"
 
     def __init__(self, engine_path: str | os.PathLike, spec: InputSpec, *, device: int = 0,
-                 import_backend: Callable[[], tuple[Any, Any]] | None = None) -> None:
+                 import_backend: Callable[[], tuple[Any, Any]] | None = None, built_with: str | None = None,
+                 compat: EngineCompat | None = None, lean_runtime: str | os.PathLike | None = None) -> None:
         """``import_backend`` returns the (tensorrt, cuda-python runtime) modules to use (default: import them, or
-        BackendUnavailable saying which is missing): the seam tests use to stand in for TensorRT and the driver."""
+        BackendUnavailable saying which is missing): the seam tests use to stand in for TensorRT and the driver.
+        ``built_with`` / ``compat``: the TensorRT version that built the engine and its compatibility, as the
+        manifest records them; given, opening refuses an engine the installed TensorRT cannot run, naming both
+        versions (:func:`~ibit_deploy.devicekit.engine_compat.refusal`), and opens a version-compatible one as it
+        needs (``lean_runtime``: the lean runtime library of an engine built without its own)."""
         super().__init__(spec)
         self.engine_path = Path(engine_path)
         self.device = device
+        self.built_with, self.compat = built_with, compat
+        self.lean_runtime = None if lean_runtime is None else str(lean_runtime)
         self._import_backend = import_backend or import_trt_backend
         self._trt: Any = None
         self._cudart: Any = None
@@ -54,7 +63,10 @@ class TrtRunner(Runner):
         """The runner for a bundle's engine (its manifest entry of kind "engine", else ``engine.plan``)."""
         b = open_bundle(bundle, verify=False)
         art = b.find("engine", path=engine)
-        return cls(b.file(art.path if art else engine or DEFAULT_ENGINE), b.input, device=device)
+        if art is None:
+            return cls(b.file(engine or DEFAULT_ENGINE), b.input, device=device)
+        return cls(b.file(art.path), b.input, device=device, built_with=art.entry.get("tensorrt"),
+                   compat=EngineCompat.from_record(art.entry.get("engine_compat"), f"{b.path}: {art.path}"))
 
     # ------------------------------------------------------------------------------------------------- lifecycle
 
@@ -70,6 +82,13 @@ class TrtRunner(Runner):
         if not self.engine_path.is_file():
             raise FileNotFoundError(f"TensorRT engine not found: {self.engine_path} (build it on this machine with "
                                     f"the bundle's build_engine.sh)")
+        if self.compat is not None:  # what the manifest says built it, against the TensorRT installed here
+            why = refusal(self.built_with, self.compat, str(trt.__version__),
+                          jetson=versions.read_l4t_release() is not None,
+                          compute_capability=_compute_capability(cudart, self.device), lean_runtime=self.lean_runtime,
+                          engine=str(self.engine_path))
+            if why is not None:
+                raise BackendUnavailable(f"TensorRT runner: {why}")
         try:
             self._load_and_allocate(trt, cudart)
         except BaseException:
@@ -80,7 +99,8 @@ class TrtRunner(Runner):
         # cudaSetDevice, deserialize, context, I/O tensors, buffers at the profile max, stream: the trt package's
         # one engine-execution core, shared with the on-device kit.
         self._session = EngineSession(trt, cudart, self.engine_path.read_bytes(), self.spec.name, device=self.device,
-                                      source=str(self.engine_path)).open()
+                                      source=str(self.engine_path),
+                                      **runtime_options(self.compat or EngineCompat(), self.lean_runtime)).open()
         self._outputs = self._session.outputs
         self._restrict_spec_to_profile()
 
@@ -164,3 +184,12 @@ def _device_name(cudart: Any, device: int) -> str | None:
     except Exception:  # a description only
         return None
     return (name.split(b"\0", 1)[0].decode() if isinstance(name, bytes) else str(name)).strip()
+
+
+def _compute_capability(cudart: Any, device: int) -> tuple[int, int] | None:
+    """(major, minor) of GPU ``device``, None when it cannot be read (the check then leaves it to TensorRT)."""
+    try:
+        props = cuda_check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+        return int(props.major), int(props.minor)
+    except Exception:  # a stand-in without these fields, an old driver: TensorRT's own check still applies
+        return None

@@ -25,6 +25,7 @@ import numpy as np
 from ..devicekit import auto_build, build, refit, session, verify
 from ..devicekit.build import DEFAULT_WORKSPACE_MIB
 from ..devicekit.build_limits import probe_gpu, resolve_limits
+from ..devicekit.engine_compat import EngineCompat
 from ..devicekit.fileio import atomic_write_bytes, sha256_file
 from ..devicekit.profile import EngineProfile
 from ..devicekit.session import CudaUnavailable
@@ -55,14 +56,16 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
                  workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: str | os.PathLike | None = None,
                  strongly_typed: bool = True, legacy_precision: str | None = None, trt: Any = None,
                  device_count: Callable[[], int | None] = session.cuda_device_count,
-                 limits: dict[str, Any] | None = None, refit: str | None = None) -> dict[str, Any]:
+                 limits: dict[str, Any] | None = None, refit: str | None = None,
+                 compat: EngineCompat | None = None) -> dict[str, Any]:
     """Build ``engine_path`` from ``onnx_path`` for ``profile`` (its batch range, tuned for its opt batch).
 
     ``limits``: builder limits given by the user (:func:`devicekit.build_limits.resolve_limits` keywords); the
     others come from the device class of the GPU here (``workspace_mib`` is the fallback workspace when no limits
     are given and no GPU is detected). ``refit``: ``"refittable"`` or ``"stripped"`` (weight-stripped) builds a
     refittable engine (:mod:`ibit_deploy.devicekit.refit`). ``timing_cache``, if given, is loaded when it matches this GPU and TensorRT
-    (else set aside) and written back atomically. ``trt`` is the TensorRT
+    (else set aside) and written back atomically. ``compat``: a version- and/or hardware-compatible engine
+    (:mod:`ibit_deploy.devicekit.engine_compat`). ``trt`` is the TensorRT
     module to use (default: ``import tensorrt``) and ``device_count`` how GPUs are counted: the seams tests use.
     Returns the build description (TensorRT version, typing, flags, shapes, timing, warnings) plus ``engine``,
     ``engine_sha256`` and ``engine_bytes``.
@@ -90,7 +93,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
         engine, info = build.build_serialized_engine(
             trt, onnx_path, profile, workspace_mib=workspace_mib, timing_cache=timing_cache,
             strongly_typed=strongly_typed, legacy_precision=legacy_precision, write_bytes=atomic_write_bytes,
-            limits=resolved, gpu=gpu, refit=refit)
+            limits=resolved, gpu=gpu, refit=refit, compat=compat)
     except CudaUnavailable as exc:
         raise BackendUnavailable(str(exc)) from exc
     atomic_write_bytes(engine_path, engine)
@@ -100,12 +103,15 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
 
 def verify_built_engine(engine_path: str | os.PathLike, onnx_path: str | os.PathLike, precision: str,
                         profile: EngineProfile, images: np.ndarray, inputs: str, *, trt: Any = None,
-                        run: Callable[..., list[Any]] | None = None, stripped: bool = False) -> dict[str, Any]:
+                        run: Callable[..., list[Any]] | None = None, stripped: bool = False,
+                        runtime_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The kit's engine verification (:func:`verify.verify_engine`) on ``images``, chunked to the profile's batch range.
 
     Chunks shorter than the profile's minimum are dropped (the kit compares whole batches). ``trt``/``run`` as in
     :func:`build_engine` / :func:`verify.verify_engine`. ``stripped``: a weight-stripped engine, refitted in memory
     from ``onnx_path`` first (:func:`refit.refit_serialized`), as the device will before its first use.
+    ``runtime_options``: how a version-compatible engine is opened
+    (:func:`ibit_deploy.devicekit.engine_compat.runtime_options`).
     """
     hi, lo = profile.max_batch, profile.min_batch
     batches = [c for c in (images[i:i + hi] for i in range(0, len(images), hi)) if len(c) >= lo]
@@ -122,7 +128,7 @@ def verify_built_engine(engine_path: str | os.PathLike, onnx_path: str | os.Path
                              [np.ascontiguousarray(b, dtype=np.float32) for b in batches],
                              input_name=profile.input_name, precision=precision,
                              inputs=inputs if sum(map(len, batches)) == len(images) else
-                             f"{sum(map(len, batches))} of {inputs}", run=run)
+                             f"{sum(map(len, batches))} of {inputs}", run=run, runtime_options=runtime_options)
 
 
 def build_engine_auto(bundle: str | os.PathLike, manifest: dict[str, Any], profile: EngineProfile,
@@ -130,7 +136,7 @@ def build_engine_auto(bundle: str | os.PathLike, manifest: dict[str, Any], profi
                       trt: Any = None, device_count: Callable[[], int | None] = session.cuda_device_count,
                       trtexec_run: Callable[[list[str]], str] | None = None,
                       run: Callable[..., list[Any]] | None = None,
-                      limits: dict[str, Any] | None = None) -> dict[str, Any]:
+                      limits: dict[str, Any] | None = None, compat: EngineCompat | None = None) -> dict[str, Any]:
     """``--precision auto`` here (:func:`auto_build.build_auto`): build fp32/fp16/int8 engines from the bundle's ONNX, check
     each against ONNX Runtime, time each with trtexec, move the fastest that passes to ``engine_path``; return the
     selection record (``chosen`` None: every candidate failed) with ``tensorrt_version``.
@@ -156,7 +162,7 @@ def build_engine_auto(bundle: str | os.PathLike, manifest: dict[str, Any], profi
         record = auto_build.build_auto(trt, Path(bundle), manifest, profile, Path(engine_path), trt_major=major,
                                 trtexec_run=trtexec_run, trtexec=trtexec,
                                 timing_cache=Path(timing_cache) if timing_cache else None, run=run,
-                                limits=resolve_limits(gpu, **(limits or {})), gpu=gpu)
+                                limits=resolve_limits(gpu, **(limits or {})), gpu=gpu, compat=compat)
     except CudaUnavailable as exc:
         raise BackendUnavailable(str(exc)) from exc
     record["tensorrt_version"] = str(trt.__version__)

@@ -93,6 +93,7 @@ def test_an_engine_awaiting_a_refit_fails_its_verdict() -> None:
     ({"to": "onnx", "refittable": True}, "need --to tensorrt"),
     ({"to": "tensorrt", "strip_weights": True}, "needs --refittable"),
     ({"to": "tensorrt", "refittable": True, "precision": "auto"}, "one engine precision"),
+    ({"to": "tensorrt", "refittable": True, "engine_compat": "version"}, "cannot be version-compatible"),
 ])
 def test_refit_options_are_checked(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
