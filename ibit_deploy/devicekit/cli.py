@@ -284,10 +284,11 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
                 choice = attention_form.choose_onnx(r["bundle"], r["manifest"], r["onnx_precision"],
                                                     str(trt.__version__), versions.read_l4t_release() is not None)
                 (engine_bytes, info), r["onnx"], form = attention_form.build_with_fallback(choice, build)
-                report.update(form, verified_against=Path(choice.fallback or r["onnx"]).name)
                 # checked against ONNX Runtime on the MatMul form: equal to the Attention-op form (gated at export)
                 # and runnable by any onnxruntime the device has (the Attention op needs one that knows opset 23)
                 r["onnx_reference"] = choice.fallback or r["onnx"]
+                if form:  # the bundle has both forms: say which one the engine is built from
+                    report.update(form, verified_against=r["onnx_reference"].name)
             else:
                 engine_bytes, info = build(r["onnx"])
         except CudaUnavailable as exc:
