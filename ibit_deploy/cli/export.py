@@ -62,9 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, default in (("--min-batch", 1), ("--opt-batch", 8), ("--max-batch", 64)):
         add_number(p, flag, BATCH, default=default)
     p.add_argument("--attention", default="dense", metavar="FORM",
-                   help="bias-mode IBiT only: 'dense' (the folded (heads, T, T) bias, default) or "
+                   help="bias-mode IBiT only: 'dense' (the folded (heads, T, T) bias, default), "
                         "'flashbias[:RANK|:energy=E|:error=X]': the bias as rank-R factors inside a plain attention "
-                        "call (default energy=0.995), gated against the dense model (--max-drop); see README")
+                        "call (default energy=0.995), gated against the dense model (--max-drop), or "
+                        "'onnx-attention': dense, plus model.attn.onnx with each attention as one exact ONNX "
+                        "Attention op (opset 23, the bias as attn_mask) that build_engine.py uses where TensorRT "
+                        ">= 10.14 parses it (model.onnx elsewhere). Mask-mode IBiT has no softmax and keeps its own "
+                        "form (dense only); see README")
     p.add_argument("--no-ort-fusions", dest="ort_fusions", action="store_false",
                    help="write no model*.ort.onnx (ONNX Runtime's fused twins of the ONNX files, gated against them; "
                         "ort-cpu/ort-cuda run them where present)")
@@ -158,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         if not fb["gate"]["real_images"]:
             print(f"ibit-export: WARNING: the FlashBias gate ran on {fb['gate']['images']}; its top-1 numbers are "
                   f"agreement with the dense model, not accuracy", file=sys.stderr)
+    if fb.get("form") == "onnx-attention":
+        op = fb["attention_op"]
+        print(f"  onnx-attention: {op['path']} ({op['cores']} Attention ops, opset {op['opset']}) vs model.onnx: "
+              f"{op['reason']}")
     trt = manifest.get("tensorrt")
     if trt is not None:
         print(trt["message"])

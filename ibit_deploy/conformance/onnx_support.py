@@ -1,6 +1,7 @@
 """Is an ONNX file one TensorRT 10.3's ONNX parser accepts? Every op, attribute and input form against a table.
 
-The table (:data:`TRT10_ONNX_OPS`) lists, per op, the tensor types the parser supports and the restrictions it
+The table (:data:`TRT10_ONNX_OPS`; :data:`PARSER_TABLES` per TensorRT version: 10.14 adds the ONNX ``Attention``
+op, :func:`table_for`) lists, per op, the tensor types the parser supports and the restrictions it
 enforces, each row citing where that comes from. :func:`check_onnx` walks a model: ops not in the table, or listed
 as unsupported, custom domains, opsets out of range, tensor types TensorRT lacks, and every restriction (axes given
 as initializers, symmetric INT8 Q/DQ with zero point 0, per-channel scales along the right axis ...) produce
@@ -19,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from ..devicekit.versions import feature
+
 # Sources. TensorRT's release/10.3 pins onnx-tensorrt 62bdde2, which is not in reach of these machines; 10.1-GA
 # (June 2024) is the newest 10.x operator matrix read here. Its rows for the ops below are ASSUMED unchanged in
 # 10.3 (not verified here); a 10.3 engine build on the device is the final word.
@@ -34,6 +37,15 @@ SRC_MATMUL_AXIS = ("per-channel weight scales must lie along the output channels
                    "axis 0): a scale along K cannot be taken out of the int8 dot product. TensorRT Dequantize doc "
                    "(1-D per-channel scale) + ../shared/docs/METHODS.md section 7 (weights per-channel)")
 
+# The ONNX Attention op (opset 23), parsed from TensorRT 10.14 on. The 10.14+ operators.md is not in reach of these
+# machines: the row rests on the parser's changelog and TensorRT's own operator page, which the parser maps onto.
+SRC_ATTENTION = ("onnx/onnx-tensorrt 'TensorRT 10.14 GA Parser Update' release notes ('Added support for the "
+                 "Attention operator'); TensorRT 10.14.1 release notes (IAttention); TensorRT operator page "
+                 "https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/operators/Attention.html: query, key, "
+                 "value float32/float16/bfloat16; mask bool or the type of query (a float mask is added to the "
+                 "BMM1 output), shape [a0, a1, s_q, s_kv] with a0, a1 broadcastable to batch and heads")
+SRC_OPSET_1014 = ("ASSUMED: the 10.14+ operators.md is not read here; a parser that imports the opset-23 Attention op "
+                  "takes opset-23 models, so 9..23 (TensorRT on the device is the final word)")
 FLOAT_TYPES = ("FP32", "FP16", "BF16")
 _ONNX_TYPE = {TensorProto.FLOAT: "FP32", TensorProto.FLOAT16: "FP16", TensorProto.BFLOAT16: "BF16",
               TensorProto.INT32: "INT32", TensorProto.INT64: "INT64", TensorProto.INT8: "INT8",
@@ -83,6 +95,18 @@ TRT10_ONNX_OPS: dict[str, OpSupport] = {
     # listed as unsupported (N) in the matrix: the integer-arithmetic and dynamic quantization forms
     **{op: OpSupport(False) for op in ("DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearMatMul",
                                        "QLinearConv", "NonZero", "Unique", "StringNormalizer")},
+}
+# TensorRT 10.14 and later: the 10.3 table plus the Attention op (the rows above are assumed unchanged)
+TRT10_14_ONNX_OPS: dict[str, OpSupport] = {
+    **TRT10_ONNX_OPS,
+    "Attention": OpSupport(True, FLOAT_TYPES, ("attention_mask",), SRC_ATTENTION),
+}
+# the first TensorRT whose parser takes the Attention op: the feature row of the version matrix
+ATTENTION_OP_PARSER = feature("onnx_attention_op").since
+# (major, minor) it applies from -> (table, opset range, opset source, label); table_for picks the row
+PARSER_TABLES: dict[tuple[int, int], tuple[dict[str, OpSupport], tuple[int, int], str, str]] = {
+    (10, 0): (TRT10_ONNX_OPS, OPSET_RANGE, SRC_OPSET, "TensorRT 10.3"),
+    ATTENTION_OP_PARSER: (TRT10_14_ONNX_OPS, (9, 23), SRC_OPSET_1014, "TensorRT >= 10.14"),
 }
 # Ops whose every input is a data tensor (types checked on all inputs; others on input 0 only).
 _ALL_DATA_INPUTS = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "MatMul", "Gemm", "Equal", "Concat", "Pow"}
@@ -208,22 +232,55 @@ def _layernorm_first_output_only(g: _Graph, node: onnx.NodeProto) -> list[str]:
     return [f"outputs {used} (Mean / InvStdDev) are used; TensorRT supports only the first output Y"] if used else []
 
 
+def _attention_mask(g: _Graph, node: onnx.NodeProto) -> list[str]:
+    """TensorRT's Attention mask: bool or the query's type; rank 4 ([a0, a1, s_q, s_kv]), s_q the query's tokens."""
+    if len(node.input) < 4 or not node.input[3]:
+        return []
+    mask, query = node.input[3], node.input[0]
+    problems = []
+    mtype, qtype = g.types.get(mask), g.types.get(query)
+    if mtype is not None and qtype is not None and mtype not in (TensorProto.BOOL, qtype):
+        problems.append(f"attn_mask '{mask}' is {_ONNX_TYPE.get(mtype, mtype)}, the query "
+                        f"{_ONNX_TYPE.get(qtype, qtype)}: TensorRT takes a bool mask or one of the query's type")
+    shape, qshape = g.shapes.get(mask), g.shapes.get(query)
+    if shape and len(shape) != 4:  # () is an unknown shape
+        problems.append(f"attn_mask '{mask}' has rank {len(shape)}; TensorRT's Attention takes [a0, a1, s_q, s_kv]")
+    elif shape and qshape and len(qshape) == 4 and isinstance(shape[2], int) \
+            and isinstance(qshape[2], int) and shape[2] != qshape[2]:
+        problems.append(f"attn_mask '{mask}' has {shape[2]} query rows, the query {qshape[2]} tokens")
+    return problems
+
+
 RULES: dict[str, Callable[[_Graph, onnx.NodeProto], list[str]]] = {
     "axes_initializer": _axes_initializer, "symmetric_qdq": _symmetric_qdq,
-    "layernorm_first_output_only": _layernorm_first_output_only,
+    "layernorm_first_output_only": _layernorm_first_output_only, "attention_mask": _attention_mask,
 }
 _RULE_SOURCES = {"symmetric_qdq": f"{SRC_QDQ}; {SRC_MATMUL_AXIS}"}
 
 
 # ------------------------------------------------------------------------------------------------------ check
 
-def check_onnx(model: onnx.ModelProto | str | os.PathLike, table: dict[str, OpSupport] | None = None
-               ) -> dict[str, Any]:
-    """Check ``model`` against TensorRT 10.3's ONNX parser; ``{"ops": {op: count}, "problems": [...]}``.
+def table_for(trt_version: str | tuple[int, int]) -> tuple[dict[str, OpSupport], tuple[int, int], str, str]:
+    """The parser table of TensorRT ``trt_version`` (``"10.14.1"`` or ``(10, 14)``): (ops, opset range, opset
+    source, label). Versions before the first row get the 10.3 table."""
+    if isinstance(trt_version, str):
+        parts = trt_version.split(".")
+        version = (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0)
+    else:
+        version = tuple(trt_version)
+    since = max((v for v in PARSER_TABLES if v <= version), default=min(PARSER_TABLES))
+    return PARSER_TABLES[since]
+
+
+def check_onnx(model: onnx.ModelProto | str | os.PathLike, table: dict[str, OpSupport] | None = None,
+               trt_version: str | tuple[int, int] | None = None) -> dict[str, Any]:
+    """Check ``model`` against TensorRT 10.3's ONNX parser (``trt_version``: that version's, :func:`table_for`);
+    ``{"ops": {op: count}, "problems": [...], "passed", "parser"}``.
 
     Each problem names the node, its op, what is wrong and the source of the rule. No problems: ``passed``.
     """
-    table = TRT10_ONNX_OPS if table is None else table
+    ops, opset_range, opset_source, parser = table_for(trt_version if trt_version is not None else (10, 3))
+    table = ops if table is None else table
     model = onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else model
     g = _index(model)
     problems: list[dict[str, str]] = []
@@ -233,8 +290,8 @@ def check_onnx(model: onnx.ModelProto | str | os.PathLike, table: dict[str, OpSu
 
     for opset in model.opset_import:
         if opset.domain in ("", "ai.onnx"):
-            if not OPSET_RANGE[0] <= opset.version <= OPSET_RANGE[1]:
-                problem("(model)", "opset", f"opset {opset.version} outside {OPSET_RANGE}", SRC_OPSET)
+            if not opset_range[0] <= opset.version <= opset_range[1]:
+                problem("(model)", "opset", f"opset {opset.version} outside {opset_range}", opset_source)
         elif any(n.domain == opset.domain for n in model.graph.node):
             problem("(model)", "opset", f"custom domain {opset.domain!r}: needs a TensorRT plugin", SRC_OPS)
     for name, dtype in g.types.items():
@@ -252,7 +309,7 @@ def check_onnx(model: onnx.ModelProto | str | os.PathLike, table: dict[str, OpSu
         row = table.get(op)
         label = node.name or (node.output[0] if node.output else "?")
         if row is None:
-            problem(label, op, "op not in the TensorRT 10.3 ONNX support table", SRC_OPS)
+            problem(label, op, f"op not in the {parser} ONNX support table", SRC_OPS)
             continue
         if not row.supported:
             problem(label, op, "op is listed as unsupported by TensorRT's ONNX parser", row.source)
@@ -266,14 +323,16 @@ def check_onnx(model: onnx.ModelProto | str | os.PathLike, table: dict[str, OpSu
         for rule in row.rules:
             for message in RULES[rule](g, node):
                 problem(label, op, message, _RULE_SOURCES.get(rule, row.source))
-    return {"ops": dict(sorted(counts.items())), "problems": problems, "passed": not problems}
+    return {"ops": dict(sorted(counts.items())), "problems": problems, "passed": not problems, "parser": parser}
 
 
 def check_bundle(bundle: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """:func:`check_onnx` for every ONNX artifact a bundle's manifest.json lists, keyed by bundle-relative path."""
+    """:func:`check_onnx` for every ONNX artifact a bundle's manifest.json lists, keyed by bundle-relative path; the
+    ONNX Attention-op form (``--attention onnx-attention``) against the parser of the versions that take it."""
     from pathlib import Path
 
     from ..devicekit.fileio import read_json
+    from ..devicekit.layout import ATTENTION_OP_KIND
 
     bundle = Path(bundle)
     manifest_path = bundle / "manifest.json"
@@ -281,8 +340,9 @@ def check_bundle(bundle: str | os.PathLike) -> dict[str, dict[str, Any]]:
         raise FileNotFoundError(f"{bundle} has no manifest.json: not an ibit-deploy bundle")
     manifest = read_json(manifest_path, "bundle manifest")  # bounded size and nesting
     artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
-    paths = [a["path"] for a in artifacts if isinstance(a, dict) and a.get("kind") == "onnx"
-             and isinstance(a.get("path"), str)] if isinstance(artifacts, list) else []
+    parsers = {"onnx": None, ATTENTION_OP_KIND: ATTENTION_OP_PARSER}
+    paths = {a["path"]: parsers[a["kind"]] for a in artifacts if isinstance(a, dict) and a.get("kind") in parsers
+             and isinstance(a.get("path"), str)} if isinstance(artifacts, list) else {}
     if not paths:
         raise ValueError(f"{manifest_path} lists no ONNX artifact")
-    return {path: check_onnx(bundle / path) for path in paths}
+    return {path: check_onnx(bundle / path, trt_version=version) for path, version in paths.items()}

@@ -80,6 +80,9 @@ CONFORMANCE_TARGETS: tuple[Target, ...] = (
            "get_missing_weights, refit_cuda_engine, serialize_with_config, verify, staged swap"),
     Target("kit.main.refittable", "ibit_deploy.devicekit.cli:main", "device_script_refittable",
            "build_engine.py of a bundle exported --refittable: the build sets BuilderFlag.REFIT"),
+    Target("kit.main.attention_op", "ibit_deploy.devicekit.cli:main", "device_script_attention_op",
+           "build_engine.py on a bundle with the ONNX Attention-op form: TensorRT >= 10.14 parses model.attn.onnx "
+           "first (the stand-in parser rejects it) and falls back to model.onnx; 10.3 / 10.13 parse model.onnx only"),
     Target("runtime.trt_runner", "ibit_deploy.runtime.tensorrt_runner:TrtRunner", "runner_lifecycle",
            "TrtRunner: open (Runtime, deserialize, context, tensor names/modes/dtypes, profile, addresses), infer, "
            "infer_staged, time_stages, describe, close"),
@@ -132,6 +135,31 @@ def tiny_onnx(path: Path) -> Path:
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])],
         [numpy_helper.from_array(weight, "w")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def tiny_attention_onnx(path: Path) -> Path:
+    """A real opset-23 ONNX file with one ``Attention`` op and an additive float mask: images (N, 3, 8, 8) as 1 head
+    of 3 tokens x 64 -> Attention -> Flatten -> MatMul -> logits (N, 10); ONNX Runtime >= 1.23 runs it."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    tokens, width = CHW[0], CHW[1] * CHW[2]
+    weight = rng.standard_normal((tokens * width, CLASSES)).astype(np.float32)
+    mask = rng.standard_normal((1, 1, tokens, tokens)).astype(np.float32)
+    shape = np.array([0, 1, tokens, width], dtype=np.int64)
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["images", "qkv_shape"], ["qkv"]),
+         helper.make_node("Attention", ["qkv", "qkv", "qkv", "bias"], ["attended"]),
+         helper.make_node("Flatten", ["attended"], ["flat"], axis=1),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"])],
+        "tiny_attention", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", *CHW])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])],
+        [numpy_helper.from_array(shape, "qkv_shape"), numpy_helper.from_array(mask, "bias"),
+         numpy_helper.from_array(weight, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)]), path)
     return path
 
 
@@ -282,6 +310,29 @@ def device_script_exclude_lean(entry: Callable[..., Any], trt: Any, work: Path) 
                   "--exclude-lean-runtime", "--lean-runtime", str(lean)])
 
 
+def device_script_attention_op(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    """A bundle with model.attn.onnx (the ONNX Attention-op form of model.onnx); the stand-in parser rejects it, so
+    where the kit tries it (TensorRT >= 10.14) it falls back to model.onnx: both parses and the build run."""
+    from ..devicekit.layout import ATTENTION_OP_KIND, ATTENTION_OP_ONNX, MANIFEST_FILE
+
+    scenario = engine_scenario(trt)
+    scenario["OnnxParser.parse_from_file"] = lambda path: not str(path).endswith(ATTENTION_OP_ONNX["fp32"])
+    trt.set_scenario(scenario)
+    bundle = work / "bundle"
+    manifest = tiny_bundle(bundle)
+    twin = tiny_attention_onnx(bundle / ATTENTION_OP_ONNX["fp32"])
+    source = next(a for a in manifest["artifacts"] if a["path"] == "model.onnx")
+    manifest["artifacts"].append({"path": twin.name, "sha256": sha256_file(twin), "kind": ATTENTION_OP_KIND,
+                                  "precision": "fp32", "twin_of": {"path": source["path"], "sha256": source["sha256"]},
+                                  "gate": {"passed": True}})
+    (bundle / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
+    code = entry(["--bundle", str(bundle), "--no-verify"])
+    engine = next((a for a in json.loads((bundle / MANIFEST_FILE).read_text())["artifacts"] if a["kind"] == "engine"),
+                  {})
+    return {"exit": code, "built_from": engine.get("built_from"), "fell_back": "could not build from" in
+            str(engine.get("attention_note"))}
+
+
 TRTEXEC_SUMMARY = """\
 [I] === Performance summary ===
 [I] Throughput: 1000 qps
@@ -392,4 +443,5 @@ DRIVERS: dict[str, Callable[..., Any]] = {
                                export_target, device_script, device_script_legacy_int8, device_script_auto,
                                device_script_small_device, build_stripped, verify_stripped, device_script_refit,
                                device_script_refittable, device_script_engine_compat, device_script_exclude_lean,
+                               device_script_attention_op,
                                runner_lifecycle, load_version_compatible, planted)}

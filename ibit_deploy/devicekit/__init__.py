@@ -17,6 +17,7 @@ through ``build_engine.py`` (:mod:`.launcher`), so the device runs the same code
     build_memory    peak host and device memory of a build
     timing_cache    timing caches keyed by GPU and TensorRT version (a mismatch is set aside, never an error)
     build           TensorRT version rules, trtexec command lines, the Python-API engine build
+    attention_form  which ONNX form an engine is built from (the Attention op on TensorRT >= 10.14, else MatMul)
     verify          an engine's check against ONNX Runtime and its manifest entry
     precision_auto  the rules of ``--precision auto``; auto_build runs it
     trtexec_tool    finding trtexec and reading its output

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import precision_auto
+from . import attention_form, precision_auto
 from .acceptance import engine_accepted
 from .agreement import compare_logits
 from .build import DEFAULT_WORKSPACE_MIB, build_record, build_serialized_engine, trtexec_benchmark_command
@@ -72,7 +72,7 @@ def build_auto(trt: Any, bundle: Path, manifest: dict[str, Any], profile: Engine
                workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: Path | None = None, verify_samples: int = 64,
                limits: BuilderLimits | None = None, gpu: GpuInfo | None = None,
                max_drop: float | None = None, run: Callable[..., list[Any]] | None = None,
-               compat: EngineCompat | None = None, lean_runtime: str | None = None,
+               compat: EngineCompat | None = None, lean_runtime: str | None = None, jetson: bool = False,
                progress: Callable[[str], None] = lambda msg: print(f"auto: {msg}", file=sys.stderr),
                ) -> dict[str, Any]:
     """``--precision auto``: build an engine of every precision the bundle has ONNX for, check each against ONNX
@@ -81,7 +81,8 @@ def build_auto(trt: Any, bundle: Path, manifest: dict[str, Any], profile: Engine
     move the fastest that passes to ``engine``. Returns the selection record (precision_auto.run_auto); the other
     candidates' engines are deleted. ``run`` runs an engine for the check (default :func:`run_engine`); ``compat``
     builds every candidate version/hardware-compatible (:mod:`.engine_compat`), ``lean_runtime`` is the lean
-    runtime library that checks candidates built without theirs."""
+    runtime library that checks candidates built without theirs. Each engine is built from the attention form
+    :func:`.attention_form.choose_onnx` picks (``jetson``: on a Jetson)."""
     import shutil
 
     batches, labels, inputs = verification_set(bundle, manifest, profile, verify_samples)
@@ -92,14 +93,20 @@ def build_auto(trt: Any, bundle: Path, manifest: dict[str, Any], profile: Engine
         reference_top1 = onnx_top1(onnx["fp32"], batches, labels, profile.input_name)
     budget = accuracy_budget(manifest, reference_top1, max_drop)
     work = Path(tempfile.mkdtemp(prefix=".auto-", dir=engine.parent))
-    builds: dict[str, dict[str, Any]] = {}  # precision -> build_record(...) of its engine
+    builds: dict[str, dict[str, Any]] = {}  # precision -> build_record(...) of its engine (+ its attention form)
+    built_from: dict[str, str] = {}  # precision -> the bundle file its engine was built from
 
     def build(precision: str) -> str:
         if onnx[precision] is None or not onnx[precision].is_file():
             raise FileNotFoundError(f"the bundle has no {precision} ONNX")
-        data, info = build_serialized_engine(trt, onnx[precision], profile, workspace_mib=workspace_mib,
-                                             timing_cache=timing_cache, limits=limits, gpu=gpu, compat=compat)
-        builds[precision] = build_record(info)
+        # the ONNX Attention-op form where this TensorRT parses it, else (or when rejected) the MatMul form; every
+        # candidate is still checked against ONNX Runtime on its MatMul form (onnx[precision])
+        choice = attention_form.choose_onnx(bundle, manifest, precision, str(trt.__version__), jetson)
+        (data, info), used, form = attention_form.build_with_fallback(choice, lambda path: build_serialized_engine(
+            trt, path, profile, workspace_mib=workspace_mib, timing_cache=timing_cache, limits=limits, gpu=gpu,
+            compat=compat))
+        builds[precision] = {**build_record(info), **form}
+        built_from[precision] = used.name
         path = work / f"engine.{precision}.plan"
         atomic_write_bytes(path, data)
         return str(path)
@@ -130,4 +137,5 @@ def build_auto(trt: Any, bundle: Path, manifest: dict[str, Any], profile: Engine
     record["engine"] = engine.name if record["chosen"] else None
     record["verification_inputs"] = inputs
     record["builds"] = builds
+    record["built_from"] = built_from
     return record

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import precision_auto, versions
+from . import attention_form, precision_auto, versions
 from .acceptance import engine_acceptance, engine_accepted, verification_summary
 from .auto_build import AUTO, build_auto, run_trtexec_stdout
 from .build import (
@@ -67,7 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-drop", type=argtype(POINTS, "--max-drop"), metavar="POINTS",
                    help="with --precision auto: top-1 points an engine may lose against the FP32 ONNX on calib.npz's "
                         "labels (default: the tightest quantization gate in manifest.json)")
-    p.add_argument("--onnx", type=Path, help="ONNX file to build (default: the bundle's file for the precision)")
+    p.add_argument("--onnx", type=Path,
+                   help="ONNX file to build (default: the bundle's file for the precision; for a bundle exported with "
+                        "--attention onnx-attention, its ONNX Attention-op form where this TensorRT parses it (>= "
+                        "10.14), else or when TensorRT rejects it the MatMul form)")
     p.add_argument("--engine", type=Path, help=f"engine file to write (default: BUNDLE/{DEFAULT_ENGINE})")
     for flag in ("--min-batch", "--opt-batch", "--max-batch"):
         p.add_argument(flag, type=argtype(BATCH, flag))
@@ -164,7 +167,9 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
     # refit_mode above: a refittable engine when asked, or when the bundle was exported --refittable (never
     # stripped on the device)
     return {"refit_mode": refit_mode, "gpu": gpu, "limits": limits, "compat": compat, "bundle": bundle, "manifest": manifest, "precision": precision, "onnx": Path(onnx), "engine": engine,
-            "profile": profile, "timing_cache": cache, "report": args.report or engine.with_suffix(".json")}
+            "profile": profile, "timing_cache": cache, "report": args.report or engine.with_suffix(".json"),
+            # --onnx names the file; otherwise the kit picks the attention form (attention_form.choose_onnx)
+            "onnx_precision": onnx_precision, "pick_form": args.onnx is None}
 def _supported_version(trt: Any) -> str | None:
     """None when the installed TensorRT is one this kit knows (its row of the version matrix is printed on stderr);
     else the message saying which versions it supports."""
@@ -216,7 +221,8 @@ def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
                             limits=r["limits"], gpu=r["gpu"], timing_cache=r["timing_cache"],
                             verify_samples=args.verify_samples, compat=r["compat"],
                             lean_runtime=str(args.lean_runtime) if args.lean_runtime else None,
-                            max_drop=None if args.max_drop is None else args.max_drop / 100, run=engine_runner)
+                            max_drop=None if args.max_drop is None else args.max_drop / 100, run=engine_runner,
+                            jetson=versions.read_l4t_release() is not None)
     except CudaUnavailable as exc:
         print(f"build_engine.py: {exc}", file=sys.stderr)
         return REQUIREMENT_UNMET
@@ -230,7 +236,8 @@ def _main_auto(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
             rel = None
         if rel:
             entry = engine_entry(rel, record["chosen"], profile, sha256=sha256_file(r["engine"]),
-                                 built_from=onnx_for(r["manifest"], record["chosen"]),
+                                 built_from=record.get("built_from", {}).get(record["chosen"])
+                                 or onnx_for(r["manifest"], record["chosen"]),
                                  tensorrt=record["tensorrt_version"], verification=chosen["accuracy"],
                                  device=record["device"], selected_by="--precision auto",
                                  **record.get("builds", {}).get(record["chosen"], {}))
@@ -299,11 +306,24 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
             print(f"build_engine.py: {trt_error}. On a Jetson it comes with JetPack (python3-libnvinfer); on a "
                   f"desktop install NVIDIA's tensorrt wheel. Or build with trtexec: build_engine.sh.", file=sys.stderr)
             return REQUIREMENT_UNMET
-        try:
-            engine_bytes, info = build_serialized_engine(
-                trt, r["onnx"], profile, limits=r["limits"], gpu=r["gpu"], timing_cache=r["timing_cache"],
+        def build(onnx: Path) -> tuple[bytes, dict[str, Any]]:
+            return build_serialized_engine(
+                trt, onnx, profile, limits=r["limits"], gpu=r["gpu"], timing_cache=r["timing_cache"],
                 strongly_typed=not args.legacy, legacy_precision=r["precision"] if args.legacy else None,
                 refit=r["refit_mode"], compat=r["compat"])
+
+        try:
+            if r["pick_form"]:  # the ONNX Attention-op form where this TensorRT parses it (attention_form.py)
+                choice = attention_form.choose_onnx(r["bundle"], r["manifest"], r["onnx_precision"],
+                                                    str(trt.__version__), versions.read_l4t_release() is not None)
+                (engine_bytes, info), r["onnx"], form = attention_form.build_with_fallback(choice, build)
+                # checked against ONNX Runtime on the MatMul form: equal to the Attention-op form (gated at export)
+                # and runnable by any onnxruntime the device has (the Attention op needs one that knows opset 23)
+                r["onnx_reference"] = choice.fallback or r["onnx"]
+                if form:  # the bundle has both forms: say which one the engine is built from
+                    report.update(form, verified_against=r["onnx_reference"].name)
+            else:
+                engine_bytes, info = build(r["onnx"])
         except CudaUnavailable as exc:
             print(f"build_engine.py: {exc}", file=sys.stderr)
             return REQUIREMENT_UNMET
@@ -329,7 +349,7 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
     else:
         try:
             batches, inputs = verification_batches(r["bundle"], r["manifest"], profile, args.verify_samples)
-            report["verification"] = verify_engine(trt, engine_bytes, r["onnx"], batches,
+            report["verification"] = verify_engine(trt, engine_bytes, r.get("onnx_reference", r["onnx"]), batches,
                                                    input_name=profile.input_name, precision=r["precision"],
                                                    inputs=inputs, runtime_options=runtime_options(r["compat"], lean))
         except EngineBuildError as exc:  # TensorRT could not load or run the engine: that is a failed check
@@ -349,6 +369,7 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
             put_artifact(r["bundle"], engine_entry(
                 rel, r["precision"], profile, sha256=report["engine_sha256"], built_from=r["onnx"].name,
                 tensorrt=report["tensorrt_version"], verification=report["verification"], device=report["device"],
+                **{k: report[k] for k in attention_form.RECORD_KEYS if k in report},
                 **build_record(report), **({"refit_mode": report["refit_mode"]} if report.get("refit_mode") else {})),
                 holder="build_engine.py")
 

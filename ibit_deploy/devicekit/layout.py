@@ -4,6 +4,7 @@
       manifest.json            the one description of the bundle (devicekit.manifest reads and writes it)
       model.onnx               fp32 ONNX; model.fp16.onnx and model.int8.onnx beside it when exported
       model[.fp16|.int8].ort.onnx  the same graphs with ONNX Runtime's transformer fusions (ORT backends only)
+      model.attn.onnx          --attention onnx-attention: model.onnx with each attention as one ONNX Attention op
       engine.plan              the TensorRT engine (built by ibit-export or on the device), timing.cache beside it
       calib.npz                calibration / verification images
       reference.npz            the reference model's logits on the bundle's check images (devicekit.reference)
@@ -27,6 +28,12 @@ DEFAULT_ONNX = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.
 # which fuses on its own and cannot parse ORT's contrib ops, never takes one for its precision's ONNX
 ORT_ONNX = {"fp32": "model.ort.onnx", "fp16": "model.fp16.ort.onnx", "int8": "model.int8.ort.onnx"}
 ORT_KIND = "onnx-ort"
+# ``ibit-export --attention onnx-attention`` (export/attention_op.py): the fp32 model with each attention core as one
+# ONNX ``Attention`` op (opset 23) carrying the folded bias as its additive attn_mask. Its own kind, so that no reader
+# takes it for its precision's ONNX: only the device kit builds from it, where the TensorRT there parses the op
+# (devicekit/attention_form.py), and falls back to the MatMul form (DEFAULT_ONNX) elsewhere.
+ATTENTION_OP_ONNX = {"fp32": "model.attn.onnx"}
+ATTENTION_OP_KIND = "onnx-attention-op"
 DEFAULT_ENGINE = "engine.plan"
 DEFAULT_TIMING_CACHE = "timing.cache"
 DEFAULT_CALIBRATION = "calib.npz"

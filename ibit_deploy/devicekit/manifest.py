@@ -15,10 +15,12 @@ Schema (format_version 2)::
                      "precision": "fp32"|"fp16"|"int8", "opset", "quantization": {...}, "gate": {...},
                      "parity": {...}, engines: "acceptance": {"metric", "min"}, "verification": {...}, ...}],
       "results": [{"artifact", "backend", "accuracy": {...}, "latency": {...}, "machine": {...}}],
-      "attention": {"form": "dense"|"flashbias", ...},   # export/flashbias.py: decomposition, gate, graph checks
+      "attention": {"form": "dense"|"flashbias"|"onnx-attention", ...},   # export/flashbias.py, attention_op.py
       "ort_graphs": [{"source", "precision", "path", "status": "written"|"skipped"|"refused", "fusions", "gate",
                       "reason"}],                       # export/ort_graph.py; written ones are artifacts of kind
                                                         # "onnx-ort" with "optimized_from": {"path", "sha256"}
+      # --attention onnx-attention: kind "onnx-attention-op" (layout.ATTENTION_OP_KIND), "twin_of": {"path", "sha256"}
+      # of its MatMul-form ONNX, its "gate" against that file; engines record "attention_form" and "built_from"
       "tools": {library versions}
     }
 
@@ -47,7 +49,7 @@ from typing import Any
 
 from .acceptance import engine_acceptance
 from .fileio import atomic_write_json, read_json, sha256_file
-from .layout import MANIFEST_FILE, ORT_KIND, PRECISIONS
+from .layout import ATTENTION_OP_KIND, MANIFEST_FILE, ORT_KIND, PRECISIONS
 from .locking import directory_lock
 
 FORMAT_VERSION = 2
@@ -282,6 +284,20 @@ def ort_graph_artifact(manifest: dict[str, Any], source: dict[str, Any]) -> dict
         made_from = art.get("optimized_from") if isinstance(art, dict) else None
         if art.get("kind") == ORT_KIND and isinstance(made_from, dict) and made_from.get("path") == source.get(
                 "path") and made_from.get("sha256") == source.get("sha256"):
+            return art
+    return None
+
+
+def attention_op_artifact(manifest: dict[str, Any], precision: str) -> dict[str, Any] | None:
+    """The entry of the ONNX Attention-op form of ``precision``'s ONNX (kind ATTENTION_OP_KIND, ``twin_of`` that
+    file's path and sha256), or None. A form recorded for other bytes than today's MatMul-form file is not its twin."""
+    source = onnx_artifact(manifest, precision)
+    if source is None:
+        return None
+    for art in manifest.get("artifacts", []):
+        twin_of = art.get("twin_of") if isinstance(art, dict) else None
+        if art.get("kind") == ATTENTION_OP_KIND and art.get("precision") == precision and isinstance(twin_of, dict) \
+                and twin_of.get("path") == source.get("path") and twin_of.get("sha256") == source.get("sha256"):
             return art
     return None
 

@@ -27,7 +27,9 @@ Sources (read 2026; cite these when a row changes):
 - TensorRT 10.14 added ``IAttention`` (``INetworkDefinition.add_attention``) and the ONNX parser's ``Attention`` op:
   TensorRT 10.14.1 release notes (https://docs.nvidia.com/deeplearning/tensorrt/latest/getting-started/
   release-notes-10/10.14.1.html) and onnx-tensorrt's "10.14 GA Parser Update" ("Added support for the Attention
-  operator"); 10.14 also added ``SerializationFlag.INCLUDE_REFIT``.
+  operator"; release_10.14-GA, 2025-11-06, as mirrored at https://sourceforge.net/projects/tensorrt-backend-onnx.mirror/
+  files/release_10.14-GA); 10.14 also added ``SerializationFlag.INCLUDE_REFIT``. The kit builds the ONNX
+  Attention-op form from 10.14 on (devicekit/attention_form.py).
 - TensorRT 11 removed BuilderFlag.FP16/INT8, weakly typed networks and the cuBLAS/cuDNN tactic sources: the
   10.x -> 11.x migration guides (Python, trtexec) and the real 11.4 bindings (no ``TacticSource.CUBLAS``).
 - Version-compatible engines (BuilderFlag.VERSION_COMPATIBLE, the lean runtime) exist since 8.6 and run on newer

@@ -24,12 +24,16 @@ import torch
 from torch import nn
 
 from ..devicekit.agreement import compare_logits
+from ..devicekit.layout import ATTENTION_OP_KIND
 from ..errors import ExportFailed
 from ..fold.flashbias import to_flashbias
 from ..fold.lowrank import RankPolicy
 from .probe import probe_images
 
-ATTENTION_FORMS = ("dense", "flashbias")
+# dense: the folded (heads, T, T) bias/mask in the MatMul form; flashbias: its low-rank factors inside plain attention;
+# onnx-attention (bias mode): the MatMul form plus an exact ONNX Attention-op twin for TensorRT >= 10.14
+# (export/attention_op.py)
+ATTENTION_FORMS = ("dense", "flashbias", "onnx-attention")
 # FlashBias's own choice for SwinV2's learned biases (METHODS.md section 3)
 DEFAULT_POLICY = "energy=0.995"
 ATTENTION_OP_OPSET = 23
@@ -47,7 +51,8 @@ INT8_MHA_MAX_TOKENS = 512
 
 @dataclass(frozen=True)
 class AttentionOption:
-    """The attention form of an export: ``dense`` (the folded (heads, T, T) bias/mask) or ``flashbias`` + policy."""
+    """The attention form of an export: ``dense`` (the folded (heads, T, T) bias/mask), ``flashbias`` + policy, or
+    ``onnx-attention`` (dense plus its ONNX Attention-op twin: :mod:`.attention_op`)."""
 
     form: str = "dense"
     policy: RankPolicy | None = None
@@ -55,12 +60,13 @@ class AttentionOption:
     @classmethod
     def parse(cls, text: str) -> AttentionOption:
         """``"dense"``, ``"flashbias"`` (energy 0.995), ``"flashbias:16"``, ``"flashbias:energy=0.99"``,
-        ``"flashbias:error=0.01"``."""
+        ``"flashbias:error=0.01"``, ``"onnx-attention"``."""
         form, sep, spec = text.strip().partition(":")
-        if form not in ATTENTION_FORMS or (form == "dense" and sep):
-            raise ValueError(f"--attention must be 'dense' or 'flashbias[:RANK|:energy=E|:error=X]', got {text!r}")
-        if form == "dense":
-            return cls()
+        if form not in ATTENTION_FORMS or (form != "flashbias" and sep):
+            raise ValueError(f"--attention must be 'dense', 'flashbias[:RANK|:energy=E|:error=X]' or "
+                             f"'onnx-attention', got {text!r}")
+        if form != "flashbias":
+            return cls(form)
         try:
             return cls("flashbias", RankPolicy.parse(spec or DEFAULT_POLICY))
         except ValueError as exc:
@@ -129,7 +135,7 @@ def attention_report(bundle: str | os.PathLike, manifest: dict[str, Any], block:
 
     files: dict[str, Any] = {}
     for art in manifest.get("artifacts", []):
-        if art.get("kind") != "onnx":
+        if art.get("kind") not in ("onnx", ATTENTION_OP_KIND):  # ATTENTION_OP_KIND: --attention onnx-attention
             continue
         model = onnx.load(str(Path(bundle) / art["path"]))
         if block.get("form") == "flashbias" and art.get("precision") == "fp32":

@@ -34,6 +34,7 @@ from ..errors import ExportFailed, GateFailed
 from ..fold import fold_masks, max_fold_error
 from ..models.ibit import ibit_attentions
 from ..trt.build import EngineTools
+from .attention_op import FORM as ATTENTION_OP_FORM
 from .flashbias import AttentionOption, attention_report, flashbias_stage, quantize_overrides
 from .onnx_export import BATCH_AXIS, DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_NAME, export_onnx, max_opset
 from .preflight import preflight
@@ -63,7 +64,7 @@ class ExportOptions:
     wait: bool = False  # another writer holds the bundle: wait for it (True) or fail at once with LockBusy
     overwrite: bool = False  # replace a bundle of another checkpoint (see export.replacing)
     quantize: dict[str, Any] = field(default_factory=dict)
-    attention: str = "dense"  # dense | flashbias[:RANK|:energy=E|:error=X] (export/flashbias.py)
+    attention: str = "dense"  # dense | flashbias[:RANK|:energy=E|:error=X] | onnx-attention (export/flashbias.py)
     # builder limits given on the command line (devicekit/build_limits.py: workspace_mib, optimization_level,
     # aux_streams, tactic_sources, device_class_key); the rest come from the device class of the GPU here
     builder_limits: dict[str, Any] = field(default_factory=dict)
@@ -278,6 +279,12 @@ def _build(checkpoint: str | os.PathLike, out: Path, shown: Path, fingerprint: d
     set_artifact(manifest, reference_artifact(out, model, inp, config.get("data", {})))
 
     failures: list[str] = []
+    if attention.form == ATTENTION_OP_FORM:  # the exact ONNX Attention-op twin of model.onnx (TensorRT >= 10.14)
+        step("ONNX Attention op")
+        entry, attention_block = _attention_op(out, manifest, folded, config, options, metadata, shown)
+        set_artifact(manifest, entry)
+        if not entry["gate"]["passed"]:
+            failures.append(f"{entry['path']} (ONNX Attention op vs {ONNX_FILES['fp32']}): {entry['gate']['reason']}")
     if not attention_block.get("gate", {"passed": True})["passed"]:
         failures.append(f"{ONNX_FILES['fp32']} (flashbias vs dense bias): {attention_block['gate']['reason']}")
     for precision in dict.fromkeys(p for p in options.precisions if p != "fp32"):
@@ -317,6 +324,19 @@ def _build(checkpoint: str | os.PathLike, out: Path, shown: Path, fingerprint: d
 
     manifest["attention"] = attention_report(out, manifest, attention_block)
     return manifest, failures
+
+
+def _attention_op(out: Path, manifest: dict[str, Any], folded: torch.nn.Module, config: dict[str, Any],
+                  options: ExportOptions, metadata: dict[str, str], shown: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Attention-op stage (:mod:`.attention_op`), gated on the quantization gates' images."""
+    from ..quantization.artifact import QuantizeOptions
+    from .attention_op import attention_op_stage
+    from .probe import probe_images
+
+    quantize = QuantizeOptions.from_dict(options.quantize)
+    probe = probe_images({"input": manifest["input"], "data": config.get("data", {})}, quantize.eval_count,
+                         spec=quantize.data)
+    return attention_op_stage(out, manifest, folded, probe, metadata=metadata, threads=quantize.threads, shown=shown)
 
 
 def _ort_graphs(out: Path, manifest: dict[str, Any], model: torch.nn.Module, config: dict[str, Any],

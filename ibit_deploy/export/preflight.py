@@ -1,6 +1,7 @@
 """Every check of an export's inputs that can fail, run before the bundle directory is touched.
 
-The checkpoint's config against its model (and itself), ``--data`` against the model
+The checkpoint's config against its model (and itself), ``--attention onnx-attention`` against the model (bias mode)
+and ``--opset``, ``--data`` against the model
 (:func:`~ibit_deploy.data.fit.check_data_fits`), the quantization options and their dataset, and ``--require-engine``: an
 export that would stop on one of these stops before it writes (or deletes) anything.
 """
@@ -16,6 +17,9 @@ from torch import nn
 from ..checkpoint_contract import check_checkpoint_contract
 from ..data.fit import ModelInput, check_data_fits
 from ..errors import RequirementUnmet
+from .attention_op import FORM as ATTENTION_OP_FORM
+from .attention_op import check_applicable as check_attention_op_applicable
+from .flashbias import AttentionOption
 
 # the Python package each engine-building target needs, besides a CUDA GPU
 ENGINE_PACKAGES = {"tensorrt": "tensorrt", "torch-tensorrt": "torch_tensorrt"}
@@ -51,6 +55,8 @@ def preflight(model: nn.Module, config: dict[str, Any], checkpoint: str | os.Pat
     from ..quantization.artifact import check_quantize_options  # lazy: quantization imports export
 
     check_checkpoint_contract(model, config, checkpoint)
+    if AttentionOption.parse(options.attention).form == ATTENTION_OP_FORM:  # mask mode has no softmax: no such form
+        check_attention_op_applicable(model, options.opset)
     data = options.quantize.get("data")
     if data:  # --data: the images the fp16/int8/FlashBias gates and calibration run on
         check_data_fits(data, ModelInput.from_config(config, f"checkpoint {os.fspath(checkpoint)}"))

@@ -127,7 +127,8 @@ def _auto_target(out: Path, manifest: dict[str, Any], tools: EngineTools,
         return {"engine": None, "status": "no-engine-passed", "precision": AUTO,
                 "reason": f"--precision auto: {record['reason']}", "message": record["reason"]}
     chosen = next(c for c in record["candidates"] if c["precision"] == record["chosen"])
-    entry = engine_entry(ENGINE_FILE, record["chosen"], profile, sha256="", built_from=onnx_for(manifest, record["chosen"]),
+    entry = engine_entry(ENGINE_FILE, record["chosen"], profile, sha256="",
+                         built_from=record.get("built_from", {}).get(record["chosen"]) or onnx_for(manifest, record["chosen"]),
                          tensorrt=record.get("tensorrt_version"), verification=chosen["accuracy"],
                          selected_by="--precision auto",
                          **_bundle_relative(record.get("builds", {}).get(record["chosen"], {})))

@@ -64,6 +64,14 @@ def test_every_code_path_conforms(project_report):
     assert auto["returned"] == "1", auto
 
 
+def test_the_attention_op_form_is_tried_where_the_parser_takes_it(project_report):
+    from ibit_deploy.devicekit.versions import has
+
+    target = next(t for t in project_report["targets"] if t["target"] == "kit.main.attention_op")
+    tried = has("onnx_attention_op", project_report["tensorrt"])  # 10.14, 10.16, 11.4: rejected, then model.onnx
+    assert target["returned"] == repr({"exit": 0, "built_from": "model.onnx", "fell_back": tried}), target
+
+
 def test_uses_are_recorded_with_sites(project_report):
     uses = project_report["uses"]
     for name in ("Builder.create_network", "NetworkDefinitionCreationFlag.STRONGLY_TYPED", "OnnxParser.parse_from_file",

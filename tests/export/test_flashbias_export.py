@@ -24,7 +24,7 @@ def test_attention_option_parsing():
     assert AttentionOption.parse("flashbias:16").policy == RankPolicy("rank", 16)
     assert str(AttentionOption.parse("flashbias:energy=0.99")) == "flashbias:energy=0.99"
     assert AttentionOption.parse("flashbias:error=0.05").policy == RankPolicy("error", 0.05)
-    for bad, message in [("sparse", "must be 'dense' or 'flashbias"), ("dense:4", "must be 'dense' or 'flashbias"),
+    for bad, message in [("sparse", "must be 'dense', 'flashbias"), ("dense:4", "must be 'dense', 'flashbias"),
                          ("flashbias:energy=0", r"energy must be in \(0, 1\]"),
                          ("flashbias:0", "rank must be an integer >= 1")]:
         with pytest.raises(ValueError, match=message):
