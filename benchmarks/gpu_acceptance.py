@@ -19,6 +19,11 @@ Stages (none aborts the run; each is pass, fail or skip with the reason):
   cpp-build        CMake build of export/cpp (ort_runner; trt_runner where TensorRT and CUDA are found)
   cpp-ort / cpp-trt  the C++ runners on the bundle's model / engine
   torch-tensorrt   ibit-export --to torch-tensorrt (where torch_tensorrt and CUDA are)
+  engine-compat    build_engine.py --engine-compat version: a version-compatible engine, checked (issue 23)
+  refit            a second checkpoint through ibit-deploy refit and build_engine.py --refit, checked (issue 23)
+  attention-op     a bias-mode model exported --attention onnx-attention; the kit's form choice (issue 23)
+  end-to-end CUDA  ibit-bench --end-to-end on digit PNGs, ort-cuda and tensorrt, share outside the engine (issue 24)
+                   (these four: benchmarks/gpu_acceptance_lifecycle.py)
 Writes OUT/acceptance.json and OUT/acceptance.md and prints the table. Exit 0 no stage failed, 1 a stage failed.
 """
 
@@ -37,7 +42,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # the lifecycle stages beside this script
 BIN = Path(sys.executable).parent
+
+from gpu_acceptance_lifecycle import add_lifecycle_stages  # noqa: E402
+
 STATUSES = ("pass", "fail", "skip")
 
 
@@ -321,6 +330,7 @@ def acceptance(out: Path, *, epochs: int, quick: bool, timeout: float) -> Accept
                                                 "fp16", "--out", out / "bundle-torch-tensorrt"])
         return ("pass", "model.trt.ep saved") if code == 0 else ("fail", tail)
     acc.stage("torch-tensorrt", torch_tensorrt)
+    add_lifecycle_stages(acc, env, out, ckpt, bundle, bin_dir=BIN, epochs=epochs, quick=quick)
     return acc
 
 

@@ -58,3 +58,31 @@ def test_bad_epochs_is_a_usage_error(ga, tmp_path):
     with pytest.raises(SystemExit) as exc:
         ga.main(["--out", str(tmp_path), "--epochs", "0"])
     assert exc.value.code == 2
+
+
+@pytest.mark.slow
+def test_lifecycle_stages_skip_with_reasons_and_run_what_needs_no_gpu(ga, tmp_path):
+    """Without TensorRT and CUDA: engine-compat, refit and end-to-end CUDA skip saying why; the attention-op stage
+    trains a bias-mode model for a few CPU steps and exports model.attn.onnx, gated on ONNX Runtime, for real."""
+    import gpu_acceptance_lifecycle as lifecycle
+
+    acc = ga.Acceptance(tmp_path, timeout=600)
+    env = {"tensorrt": None, "cuda": False, "cuda_reason": "torch.cuda.is_available() is False"}
+    lifecycle.add_lifecycle_stages(acc, env, tmp_path, tmp_path / "no-checkpoint", tmp_path / "no-bundle",
+                                   bin_dir=ga.BIN, epochs=1, quick=True)
+    rows = {r["stage"].split(" ")[0]: r for r in acc.rows}
+    assert [rows[k]["status"] for k in ("engine-compat", "refit", "end-to-end")] == ["skip"] * 3
+    assert "tensorrt Python package is not installed" in rows["refit"]["reason"]
+    assert rows["attention-op"]["status"] == "pass", rows["attention-op"]["reason"]
+    assert "engine not built" in rows["attention-op"]["reason"]
+    manifest = json.loads((tmp_path / "bundle-attention-op" / "manifest.json").read_text())
+    assert any(a["path"] == "model.attn.onnx" and a["gate"]["passed"] for a in manifest["artifacts"])
+
+
+def test_digit_pngs_are_real_mnist_images(ga, tmp_path):
+    import gpu_acceptance_lifecycle as lifecycle
+    from PIL import Image
+
+    folder = lifecycle.write_digit_pngs(tmp_path / "digits", count=3)
+    files = sorted(folder.glob("*.png"))
+    assert len(files) == 3 and Image.open(files[0]).size == (28, 28) and Image.open(files[0]).mode == "L"
