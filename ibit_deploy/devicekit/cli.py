@@ -151,7 +151,7 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
     gpu = probe_gpu()
     try:
         limits = limits_from_args(args, gpu)
-        compat = compat_from_args(args)
+        compat = compat_from_args(args, manifest.get("export"))
     except ValueError as exc:
         p.error(str(exc))
     refit_mode = "refittable" if args.refittable or (manifest.get("export") or {}).get("refittable") else None

@@ -205,6 +205,12 @@ def add_compat_arguments(parser: Any) -> None:
                         "then needs the building TensorRT's libnvinfer_lean.so (lean_runtime=, --lean-runtime)")
 
 
-def compat_from_args(args: Any) -> EngineCompat:
-    """The :class:`EngineCompat` of the parsed flags; ValueError naming a bad combination."""
+def compat_from_args(args: Any, export: Any = None) -> EngineCompat:
+    """The :class:`EngineCompat` of the parsed flags; ValueError naming a bad combination.
+
+    Without either flag, the choice the bundle was exported with (``export``: the manifest's ``export`` block, its
+    ``engine_compat`` record) holds, so ``ibit-export --engine-compat version`` without a GPU gives the engine the
+    device builds the same compatibility; a flag given on the device overrides it."""
+    if args.engine_compat is None and not args.exclude_lean_runtime and isinstance(export, dict):
+        return EngineCompat.from_record(export.get("engine_compat"), "manifest.json export block")
     return EngineCompat(args.engine_compat or NONE, bool(args.exclude_lean_runtime)).check()

@@ -262,6 +262,9 @@ def _build(checkpoint: str | os.PathLike, out: Path, shown: Path, fingerprint: d
         "tools": library_versions(),
         "export": {"to": options.to, "precision": options.precision, "opset": options.opset,
                    "attention": str(attention),
+                   # the device kit builds its engine with the same compatibility unless told otherwise
+                   **({"engine_compat": compat.record()} if (compat := EngineCompat(
+                       options.engine_compat, options.exclude_lean_runtime)) != EngineCompat() else {}),
                    # what `ibit-deploy refit` re-exports a retrained checkpoint with (export/refit.py)
                    **({"refittable": True, "strip_weights": options.strip_weights, "quantize": options.quantize,
                        "ort_fusions": options.ort_fusions} if options.refittable else {})},

@@ -197,3 +197,25 @@ def test_kit_refuses_to_refit_a_recorded_version_compatible_engine(tmp_path, mon
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     assert cli.main([str(bundle), "--refit"]) == 2
     assert "cannot be version-compatible" in capsys.readouterr().err
+
+
+def test_kit_builds_with_the_exported_choice_unless_told_otherwise(tmp_path, monkeypatch):
+    fake, bundle = _kit(tmp_path, monkeypatch)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["export"] = {"engine_compat": VERSION.record()}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    assert cli.main([str(bundle), "--no-verify"]) == 0
+    assert fake.calls["flags"] == ["VERSION_COMPATIBLE"] and _engine_entry(bundle)["engine_compat"] == VERSION.record()
+    fake.calls["flags"] = []
+    assert cli.main([str(bundle), "--no-verify", "--engine-compat", "none"]) == 0
+    assert fake.calls["flags"] == [] and _engine_entry(bundle)["engine_compat"] == NONE.record()
+
+
+def test_kit_names_a_bad_recorded_choice(tmp_path, monkeypatch, capsys):
+    _, bundle = _kit(tmp_path, monkeypatch)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["export"] = {"engine_compat": {"choice": "always"}}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([str(bundle), "--no-verify"])
+    assert exit_.value.code == 2 and "export block: engine_compat must be" in capsys.readouterr().err

@@ -79,3 +79,17 @@ def test_engine_without_its_lean_runtime_is_recorded_unchecked(tiny_checkpoint, 
     engine = _engine(out)
     assert engine["engine_compat"]["lean_runtime"] == "excluded"
     assert "without its lean runtime" in engine["verification"]["skipped"]
+
+
+def test_the_choice_is_recorded_for_the_device_kit(tiny_checkpoint, tmp_path):
+    """An export whose engine is built on the device records the choice in the manifest's export block."""
+    out = tmp_path / "trt"
+    export_checkpoint(tiny_checkpoint, out, ExportOptions(to="tensorrt", engine_compat="version"),
+                      engine_tools=EngineTools(build=partial(build_engine, trt=make_fake_trt("10.16.1.11"),
+                                                             device_count=lambda: 0)))
+    assert load_manifest(out)["export"]["engine_compat"] == EngineCompat("version").record()
+    plain = tmp_path / "plain"
+    export_checkpoint(tiny_checkpoint, plain, ExportOptions(to="tensorrt"),
+                      engine_tools=EngineTools(build=partial(build_engine, trt=make_fake_trt("10.16.1.11"),
+                                                             device_count=lambda: 0)))
+    assert "engine_compat" not in load_manifest(plain)["export"]
