@@ -30,6 +30,7 @@ from ..devicekit.build import (
     trtexec_benchmark_command,
     trtexec_command,
 )
+from ..devicekit.engine_compat import EngineCompat
 from ..devicekit.fileio import atomic_path
 from ..devicekit.layout import (
     DEFAULT_ENGINE,
@@ -79,8 +80,12 @@ def render_build_script(manifest: dict[str, Any], precision: str, *,
         precision = "fp32"
     check_precision(precision)
     profile = profile_from_manifest(manifest)
+    # the compatibility chosen at export (manifest export.engine_compat), so that the record build_engine.py
+    # --skip-build makes of a trtexec engine (it reads the same block) is what trtexec was told
+    compat = EngineCompat.from_record((manifest.get("export") or {}).get("engine_compat"), "manifest export block")
     build = {"onnx": "${SOURCE}", "engine": "${ENGINE}", "precision": precision, "profile": profile,
-             "timing_cache": "${TIMING_CACHE}", "workspace_mib": workspace_mib, "trtexec": "${TRTEXEC}"}
+             "timing_cache": "${TIMING_CACHE}", "workspace_mib": workspace_mib, "trtexec": "${TRTEXEC}",
+             "compat": compat}
     bench = {"profile": profile, "export_prefix": "${BENCH_DIR}/${PRECISION}", "trtexec": "${TRTEXEC}"}
     fields = {
         "VERSION": __version__,

@@ -96,6 +96,24 @@ def test_shell_script_bakes_in_shapes_and_both_versions(bundle):
     assert "--useCudaGraph" not in _function_body(text, "benchmark_11")
 
 
+def test_shell_script_builds_with_the_exported_engine_compatibility(bundle):
+    """build_engine.sh's trtexec lines carry the choice ibit-export recorded, which build_engine.py --skip-build
+    then records for the engine (it reads the same manifest block): the record is what trtexec was told."""
+    from ibit_deploy.devicekit.engine_compat import EngineCompat
+
+    _, manifest = bundle
+    plain = render_build_script(manifest, "fp32")
+    assert "--versionCompatible" not in plain
+    manifest = {**manifest, "export": {"engine_compat": EngineCompat("version", True).record()}}
+    text = render_build_script(manifest, "fp32")
+    for name in ("build_10", "build_11"):
+        assert '"--versionCompatible"' in _function_body(text, name)
+        assert '"--excludeLeanRuntime"' in _function_body(text, name)
+    manifest["export"]["engine_compat"] = {"choice": "sometimes"}
+    with pytest.raises(ValueError, match="manifest export block: engine_compat must be"):
+        render_build_script(manifest, "fp32")
+
+
 def _function_body(script: str, name: str) -> str:
     return script.split(f"\n{name}() {{\n")[1].split("\n}\n")[0]
 
