@@ -11,7 +11,7 @@ per data fraction and seed, evaluated on one held-out split, exported like ibit-
 
 Re-running the same command resumes a killed study: finished runs are kept, a half-finished run resumes from its
 last epoch. The runs end with this command, however it ends. Exit codes: 0 done, 1 some runs failed (or the study
-folder is in use), 2 bad input.
+folder is in use, or went away while the study ran), 2 bad input (Ray missing or no cluster at --ray-address too).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import pytest
 from ibit_deploy.cli.main import main
 from ibit_deploy.devicekit.locking import directory_lock, read_holder
 from ibit_deploy.study import layout
+from ibit_deploy.train.state import STATE_FILE
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[ray]')")
 
@@ -201,4 +202,24 @@ def test_killing_the_driver_stops_its_runs_on_ray_and_leaves_them_resumable(tmp_
             driver.wait()
     # resumable: the run's lock is free and its last epoch's resume state is there
     with directory_lock(directory, "test", wait=False):
-        assert (directory / layout.CHECKPOINT_DIR / "train_state.pt").is_file()
+        assert (directory / layout.CHECKPOINT_DIR / STATE_FILE).is_file()
+
+
+def test_ctrl_c_of_the_driver_cancels_its_runs_on_ray(tmp_path, cluster):
+    out = tmp_path / "study"
+    endless = [a if a != "240" else "1000000" for a in STUDY]
+    driver = _driver([*endless, "--candidates", "vit", "--no-report", "--out", str(out), "--executor", "ray",
+                      "--ray-address", cluster], tmp_path / "driver.log")
+    try:
+        directory, worker = _training(out, driver)
+        driver.send_signal(signal.SIGINT)
+        assert driver.wait(timeout=120) == 130
+        assert not _gone_within({worker}, 30), "the run's Ray worker outlived the interrupted driver"
+        assert "interrupted: stopping 1 run(s); re-run the same command to resume" in (
+            tmp_path / "driver.log").read_text()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    with directory_lock(directory, "test", wait=False):
+        assert (directory / layout.CHECKPOINT_DIR / STATE_FILE).is_file()
