@@ -42,22 +42,23 @@ class Claim:
     """What a process holding ``directory``'s lock owns, checked by :meth:`lost` (a reason, or None while held)."""
 
     def __init__(self, directory: str | os.PathLike, spec: Path | None = None, digest: str | None = None) -> None:
-        """``spec``: a file that must stay there (a run's spec, the study file); ``digest``: the one it must hold."""
+        """``spec``: a file that must stay there (a run's spec, the study file); ``digest``: the one it must hold, or
+        None: then the very file (the study file, which nothing rewrites while its study runs)."""
         self.directory = Path(directory)
         self.lock = lock_path(directory)
         self.spec, self.digest = spec, digest
-        info = os.stat(self.lock)
-        self.identity = (info.st_dev, info.st_ino)
+        self.identity = _identity(self.lock)
+        self.spec_identity = _identity(spec) if spec is not None and digest is None else None
         self.holder = (os.getpid(), socket.gethostname())
 
     def lost(self) -> str | None:
         """Why this process no longer owns ``directory`` (its study folder was removed or replaced, the lock was taken
         over, the spec changed), or None."""
         try:
-            info = os.stat(self.lock)
+            identity = _identity(self.lock)
         except FileNotFoundError:
             return f"its lock file {self.lock} is gone (the study folder was removed)"
-        if (info.st_dev, info.st_ino) != self.identity:
+        if identity != self.identity:
             return f"its lock file {self.lock} was replaced (the study folder was removed and made again)"
         record = read_holder(self.directory)
         if record is not None and (record.get("pid"), record.get("host")) != self.holder:
@@ -65,8 +66,12 @@ class Claim:
         if self.spec is not None:
             if not self.spec.is_file():
                 return f"{self.spec} is gone (the study folder was removed)"
-            if self.digest is None:
-                return None
+            if self.spec_identity is not None:
+                try:
+                    same = _identity(self.spec) == self.spec_identity
+                except FileNotFoundError:
+                    same = False
+                return None if same else f"{self.spec} was replaced (the study folder was removed and made again)"
             try:
                 digest = read_json(self.spec, "run spec").get("digest")
             except (ValueError, OSError, AttributeError):
@@ -74,6 +79,11 @@ class Claim:
             if digest != self.digest:
                 return f"{self.spec} now holds another run (digest {str(digest)[:12]}...)"
         return None
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
 
 
 def _watch(claim: Claim, stop: threading.Event, interval: float) -> None:

@@ -82,12 +82,15 @@ def test_a_held_claim_is_kept_and_each_way_of_losing_it_is_named(tmp_path):
         assert "was replaced" in claim.lost()
 
 
-def test_a_study_file_claim_only_needs_the_file(tmp_path):
+def test_a_study_file_claim_holds_while_the_very_file_is_there(tmp_path):
     (tmp_path / "study" / layout.STUDY_FILE).parent.mkdir()
     (tmp_path / "study" / layout.STUDY_FILE).write_text("{}")
     with directory_lock(tmp_path / "study", "test"):
         claim = Claim(tmp_path / "study", tmp_path / "study" / layout.STUDY_FILE)
         assert claim.lost() is None
+        (tmp_path / "study" / "new.json").write_text("{}")
+        os.replace(tmp_path / "study" / "new.json", tmp_path / "study" / layout.STUDY_FILE)  # as a study writes it
+        assert "was replaced" in claim.lost()
         (tmp_path / "study" / layout.STUDY_FILE).unlink()
         assert "is gone" in claim.lost()
 

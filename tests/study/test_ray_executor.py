@@ -223,3 +223,36 @@ def test_ctrl_c_of_the_driver_cancels_its_runs_on_ray(tmp_path, cluster):
             driver.wait()
     with directory_lock(directory, "test", wait=False):
         assert (directory / layout.CHECKPOINT_DIR / STATE_FILE).is_file()
+
+
+def test_a_task_that_cannot_see_its_run_fails_naming_it_and_a_held_run_is_busy(tmp_path, cluster, lock_holder):
+    """Through this process's own Ray connection (an executor leaves a caller's connection open)."""
+    from ibit_deploy.study.executors.base import BUSY, FAILED, Needs
+    from ibit_deploy.study.executors.ray_cluster import RayExecutor
+    from ibit_deploy.study.plan import StudyConfig
+    from ibit_deploy.study.scheduler import prepare
+
+    (spec,) = prepare(StudyConfig(data="synthetic:256", candidates=["vit"], steps=24, seeds=[0], fractions=[1.0],
+                                  embed_dim=32, depth=2, num_heads=2, batch_size=16), tmp_path / "study")
+    lock_holder(layout.run_dir(tmp_path / "study", spec.id), 120)  # as a dead node's lock not yet released would
+    executor = RayExecutor(tmp_path / "study", Needs(1, 0), None, "auto", log=print)
+    elsewhere = RayExecutor(tmp_path / "not-shared", Needs(1, 0), None, "auto", log=print)
+    try:
+        executor.submit(spec)
+        elsewhere.submit(spec)  # a study folder this node does not see
+        outcomes = {}
+        deadline = time.monotonic() + 120
+        while len(outcomes) < 2 and time.monotonic() < deadline:
+            for where, ex in (("here", executor), ("elsewhere", elsewhere)):
+                for outcome in ex.finished().values():
+                    outcomes[where] = outcome
+            time.sleep(0.1)
+    finally:
+        executor.close()
+        elsewhere.close()
+    assert outcomes["here"].status == BUSY
+    assert outcomes["elsewhere"].status == FAILED
+    assert "StudyGone: " in outcomes["elsewhere"].detail and "is not there on Ray node" in outcomes["elsewhere"].detail
+    assert "file system every node mounts at the same path" in outcomes["elsewhere"].detail
+    assert ray.is_initialized()  # the caller's connection is left open
+    assert not (layout.run_dir(tmp_path / "study", spec.id) / layout.CHECKPOINT_DIR).exists()
