@@ -22,10 +22,10 @@ from tqdm import tqdm
 from ..devicekit.fileio import atomic_write_json, read_json
 from . import layout
 from .candidates import CANDIDATES, KD_WEIGHTS
-from .executors import check_executor, open_executor
+from .executors import open_executor
 from .executors.base import BUSY, DONE, Executor, run_needs
 from .guard import Claim, StudyGone
-from .plan import OPTION_RANGES, RunSpec, StudyConfig, build_plan, validate
+from .plan import OPTION_RANGES, TRAIN_DEVICE, RunSpec, StudyConfig, build_plan, validate
 from .records import as_points
 from .worker import finished_result
 
@@ -144,19 +144,22 @@ def run_study(config: StudyConfig, out: str | os.PathLike, workers: int | None =
     ``executor``: "local" (worker processes here, ``workers`` at a time, default 1) or "ray" (Ray tasks on the
     cluster at ``ray_address``, default ``auto``; ``workers`` caps the runs at a time, default none).
     """
+    from ..runtime.load import canonical_backend
+
     if workers is not None:
         workers = OPTION_RANGES["workers"].check(workers, "--workers")
-    check_executor(executor, ray_address)  # bad input (no Ray, no cluster there) before anything is written
     out = Path(out)
-    # locked before prepare: a second compare on a folder in use must not rewrite its study.json or re-key its runs
-    with layout.locked(out, "ibit-deploy compare", then="run the same command again to resume the study"):
-        runs = prepare(config, out)
-        needs = run_needs(config.recipe(), runs[0].train if runs else None)
-        chosen = open_executor(executor, out, needs, workers, ray_address, log)
-        try:
+    needs = run_needs({"threads": config.threads, "backend": canonical_backend(config.backend)},
+                      {"device": TRAIN_DEVICE})
+    # opened first: no Ray, or no cluster at the address, is bad input before anything is written
+    chosen = open_executor(executor, out, needs, workers, ray_address, log)
+    try:
+        # locked before prepare: a second compare on a folder in use must not rewrite its study.json or re-key its runs
+        with layout.locked(out, "ibit-deploy compare", then="run the same command again to resume the study"):
+            runs = prepare(config, out)
             return _Scheduler(config, out, runs, chosen, log).run()
-        finally:
-            chosen.close()
+    finally:
+        chosen.close()
 
 
 class _Scheduler:

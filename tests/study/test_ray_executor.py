@@ -90,7 +90,9 @@ def cluster():
     saved = {k: os.environ.get(k) for k in RAY_ENV}
     os.environ.update(RAY_ENV)
     before = _descendants(os.getpid())
-    context = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2, log_to_driver=False)
+    # address="local": a new cluster of its own, never one a `ray start` on this machine left behind
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2,
+                       log_to_driver=False)
     try:
         yield context.address_info["gcs_address"]
     finally:

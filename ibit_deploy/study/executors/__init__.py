@@ -18,24 +18,16 @@ from .base import Executor, Needs
 EXECUTORS = ("local", "ray")
 
 
-def check_executor(name: str, address: str | None) -> None:
-    """Bad input (exit 2) before anything is written: an unknown executor, Ray not installed, or no Ray head node
-    answering at ``address``."""
-    if name not in EXECUTORS:
-        raise ValueError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")
-    if name == "ray":
-        from .ray_cluster import check_ray
-
-        check_ray(address)
-    elif address is not None:
-        raise ValueError("--ray-address names the Ray cluster of --executor ray; the local executor has none")
-
-
 def open_executor(name: str, out: Path, needs: Needs, workers: int | None, address: str | None,
                   log: Callable[[str], None]) -> Executor:
-    """The executor ``name`` for the study in ``out``. ``workers``: runs at a time (None: 1 locally, as many as the
-    cluster fits on Ray); ``address``: the Ray cluster (``auto`` when None)."""
+    """The executor ``name`` for the study in ``out``, ready (on Ray: connected). ``workers``: runs at a time (None: 1
+    locally, as many as the cluster fits on Ray); ``address``: the Ray cluster (``auto`` when None).
+
+    Bad input (exit 2) for an unknown executor, an address without Ray, Ray not installed or no cluster there: opened
+    before anything of the study is written."""
     if name == "local":
+        if address is not None:
+            raise ValueError("--ray-address names the Ray cluster of --executor ray; the local executor has none")
         from .local import LocalExecutor
 
         return LocalExecutor(out, needs, workers or 1, log)

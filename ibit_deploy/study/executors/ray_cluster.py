@@ -48,13 +48,6 @@ def import_ray() -> Any:
     return ray
 
 
-def check_ray(address: str | None) -> None:
-    """BadInput unless Ray is importable and (for HOST:PORT) a head node answers at ``address``."""
-    import_ray()
-    if address is not None and address != AUTO:
-        _reachable(parse_address(address))
-
-
 def _reachable(address: str) -> None:
     """BadInput at once when nothing listens at ``HOST:PORT`` (Ray itself would retry for minutes)."""
     host, _, port = address.rpartition(":")
@@ -63,6 +56,10 @@ def _reachable(address: str) -> None:
     except OSError as exc:
         raise BadInput(f"--ray-address {address}: no Ray head node answers there ({exc}); start one with `ray start "
                        f"--head` and give the address it prints") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 class RayExecutor:
@@ -74,11 +71,14 @@ class RayExecutor:
         self.out, self.needs, self.workers, self.log = out.resolve(), needs, workers, log
         self.owned = not self.ray.is_initialized()  # a caller's own connection is used, and left open
         if self.owned:
+            if address != AUTO:
+                _reachable(parse_address(address))
             try:
                 self.ray.init(address=address, log_to_driver=False)
-            except ConnectionError as exc:
-                raise BadInput(f"--ray-address {address}: {exc}; start a cluster with `ray start --head`, or name "
-                               f"its HOST:PORT") from None
+            except ConnectionError as exc:  # Ray's own cause says why (e.g. the cluster wants an auth token)
+                why = f" ({type(exc.__cause__).__name__}: {_one_line(exc.__cause__)})" if exc.__cause__ else ""
+                raise BadInput(f"--ray-address {address}: {_one_line(exc)}{why}; start a cluster with `ray start "
+                               f"--head`, or name its HOST:PORT") from None
         self.address = address
         self.remote = self.ray.remote(num_cpus=needs.cpus, num_gpus=needs.gpus, max_retries=MAX_RETRIES,
                                       retry_exceptions=False)(run_task)
