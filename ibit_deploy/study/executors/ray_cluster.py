@@ -79,11 +79,16 @@ class RayExecutor:
                 why = f" ({type(exc.__cause__).__name__}: {_one_line(exc.__cause__)})" if exc.__cause__ else ""
                 raise BadInput(f"--ray-address {address}: {_one_line(exc)}{why}; start a cluster with `ray start "
                                f"--head`, or name its HOST:PORT") from None
-        self.address = address
-        self.remote = self.ray.remote(num_cpus=needs.cpus, num_gpus=needs.gpus, max_retries=MAX_RETRIES,
-                                      retry_exceptions=False)(run_task)
-        self.refs: dict[Any, str] = {}  # ObjectRef -> run id
-        self.nodes = [n for n in self.ray.nodes() if n.get("Alive")]
+        try:
+            self.address = self.ray.get_runtime_context().gcs_address or address
+            self.remote = self.ray.remote(num_cpus=needs.cpus, num_gpus=needs.gpus, max_retries=MAX_RETRIES,
+                                          retry_exceptions=False)(run_task)
+            self.refs: dict[Any, str] = {}  # ObjectRef -> run id
+            self.nodes = [n for n in self.ray.nodes() if n.get("Alive")]
+        except BaseException:
+            if self.owned:
+                self.ray.shutdown()
+            raise
         if not any(self._fits(n) for n in self.nodes):
             log(f"no node of the Ray cluster offers what a run needs ({needs.describe()}) now: the runs wait until "
                 f"one joins (an autoscaling cluster adds it; else stop with Ctrl-C)")
