@@ -6,10 +6,12 @@ per data fraction and seed, evaluated on one held-out split, exported like ibit-
         --fractions 0.1,0.25,0.5,1.0 --steps 1875 --workers 2 --out runs/compare
     ibit-deploy compare --out runs/compare --report-only   # redraw the report from the runs finished so far (reads only)
     ibit-deploy compare --out runs/compare --retime        # re-time the candidates side by side, then the report
+    ibit-deploy compare --data imagefolder:/shared/parts --executor ray --ray-address auto \
+        --out /shared/runs/compare                         # each run a Ray task on the cluster (pip install ".[ray]")
 
 Re-running the same command resumes a killed study: finished runs are kept, a half-finished run resumes from its
-last epoch. The workers end with this command, however it ends. Exit codes: 0 done, 1 some runs failed (or the study
-folder is in use), 2 bad input.
+last epoch. The runs end with this command, however it ends. Exit codes: 0 done, 1 some runs failed (or the study
+folder is in use, or went away while the study ran), 2 bad input (Ray missing or no cluster at --ray-address too).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def _ranged(name: str) -> Callable[[str], object]:
 
 def build_parser() -> argparse.ArgumentParser:
     from ..study.candidates import CANDIDATES, parse_candidates
+    from ..study.executors import EXECUTORS
+    from ..study.executors.ray_cluster import parse_address
     from ..study.plan import StudyConfig, parse_fractions, parse_latency_batches, parse_seeds
     from ..study.report import DEFAULT_MARGIN_POINTS
 
@@ -69,8 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fractions", type=_checked(parse_fractions, Range(0, 1, low_open=True)), default=list(d.fractions),
                    help="fractions of the training split, each in (0, 1]")
     p.add_argument("--out", type=Path, required=True, help="study folder (re-use it to resume)")
-    p.add_argument("--workers", type=_ranged("workers"), default=1,
-                   help="runs at a time, one process of --threads threads each")
+    p.add_argument("--workers", type=_ranged("workers"), default=None,
+                   help="runs at a time (default: 1 with the local executor, one process of --threads threads each; "
+                        "with ray, as many as the cluster fits)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where the runs train: local worker processes (default), or ray: one Ray task per run on an "
+                        "existing Ray cluster, the study folder on a file system every node shares")
+    p.add_argument("--ray-address", type=_checked(parse_address), default=None,
+                   help="--executor ray: the cluster, 'auto' (default: RAY_ADDRESS, else the cluster this machine "
+                        "joined with `ray start`) or the head node's HOST:PORT")
     p.add_argument("--threads", type=_ranged("threads"), default=d.threads)
     p.add_argument("--embed-dim", type=_ranged("embed_dim"), default=d.embed_dim)
     p.add_argument("--depth", type=_ranged("depth"), default=d.depth)
@@ -111,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--retime with --latency-rounds 0 has nothing to time; give 1 or more rounds")
     if args.report_only and not args.retime and args.latency_rounds is not None:
         parser.error("--report-only reads the study and times nothing; add --retime to re-time it side by side")
+    if args.ray_address is not None and args.executor != "ray":
+        parser.error("--ray-address names the cluster of --executor ray; add --executor ray, or leave it out")
     rounds = DEFAULT_RETIME_ROUNDS if args.latency_rounds is None else args.latency_rounds
     from ..study.plan import StudyConfig
 
@@ -123,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         latency_batches=args.latency_batches)
     from ..study.scheduler import run_study
 
-    summary = run_study(config, args.out, workers=args.workers, log=_silent if args.quiet else print)
+    summary = run_study(config, args.out, workers=args.workers, log=_silent if args.quiet else print,
+                        executor=args.executor, ray_address=args.ray_address)
     if not args.no_report:
         _report(args.out, args.margin, rounds, not args.no_latency_standins)
     for run_id, reason in summary["failed"].items():

@@ -10,8 +10,10 @@ those above it):
     records           the unit of accuracies in run results and reports (fractions; old percent records read)
     convergence       "converged": the curve flat over the last 10% of steps
     lifetime          worker processes end with their parent (parent-death signal, or a watchdog)
+    guard             a run stops writing when its study folder goes away or its lock is taken over
     worker            one run in its own process: train (resumable) -> export -> latency -> result.json
-    scheduler         the scheduler: worker processes, resume, progress
+    executors         where runs train: local worker processes, or Ray tasks on a cluster (Ray imported only there)
+    scheduler         the scheduler: runs through an executor, resume, progress
     provenance        which CPUs trained the runs; LIB-KD teachers retrained from their records
     latency_standins  latency stand-ins: a candidate's architecture exported for timing when no trained bundle is left
     report            aggregation, Markdown table, targets, recommendation; plots (matplotlib)

@@ -44,6 +44,7 @@ MAX_SEED = int(SEED.high)  # numpy and torch generators take it; larger seeds ov
 
 
 # every numeric option of ``ibit-deploy compare`` (by its flag's name): checked when parsed, and again by validate()
+TRAIN_DEVICE = "cpu"  # every run trains on the CPU (one recipe; the latency backend may use a GPU)
 OPTION_RANGES: dict[str, Range] = {
     "steps": Range(1, integer=True),
     "batch_size": Range(1, integer=True),
@@ -274,7 +275,7 @@ def _train_config(config: StudyConfig, candidate: Candidate, fraction: float, se
         seed=seed, epochs=plan["epochs"], batch_size=config.batch_size, lr=config.lr,
         weight_decay=config.weight_decay, warmup_epochs=config.warmup * plan["steps"] / plan["steps_per_epoch"],
         min_lr=config.min_lr, label_smoothing=config.label_smoothing, randaugment_magnitude=config.randaugment,
-        random_erasing=config.random_erasing, num_workers=0, device="cpu", out="checkpoint",
+        random_erasing=config.random_erasing, num_workers=0, device=TRAIN_DEVICE, out="checkpoint",
         max_steps_per_epoch=plan["steps_per_epoch"], val_every=plan["val_every"], progress=False, distill=distill)
     return train.validate().to_dict()
 

@@ -1,4 +1,5 @@
-"""Where a study's runs came from: which CPUs trained them, and which LIB-KD teachers were retrained from records.
+"""Where a study's runs came from: which CPUs trained them, on a Ray cluster which node finished each, and which
+LIB-KD teachers were retrained from records.
 
 A study continued over several sessions may run on different machines. Training is bit-exact on one thread of one
 CPU, but another CPU's kernels (AVX2 vs AVX512, another vendor) round differently, so a teacher retrained there from
@@ -25,6 +26,22 @@ def machines_line(results: list[dict[str, Any]]) -> str | None:
     if unrecorded:
         text += f"; {unrecorded} run(s) finished by a worker that did not record its machine"
     return text + "."
+
+
+def ray_node_lines(results: list[dict[str, Any]]) -> list[str]:
+    """One bullet per Ray node naming the runs it finished (the ``executor`` record of each result), with its CPU;
+    none when no run ran on Ray. A node is named by its Ray node id (12 characters; ``ray list nodes`` maps ids to
+    addresses while the cluster runs): results keep no host names, as they may be committed to a repository."""
+    by_node: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        executor = r.get("executor")
+        if isinstance(executor, dict) and executor.get("name") == "ray":
+            by_node.setdefault(str(executor.get("node") or "unknown"), []).append(r)
+    lines = []
+    for node, runs in sorted(by_node.items()):
+        cpus = sorted({str((r.get("machine") or {}).get("cpu") or "unknown CPU") for r in runs})
+        lines.append(f"- Ray node {node[:12]}: {', '.join(sorted(r['id'] for r in runs))} ({'; '.join(cpus)})")
+    return lines
 
 
 def _teacher_text(record: dict[str, Any]) -> str:

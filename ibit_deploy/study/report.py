@@ -28,7 +28,7 @@ from . import layout
 from .convergence import ACC_TOLERANCE, LOSS_TOLERANCE, WINDOW
 from .latency_standins import STANDIN_STEPS, standin_bundle
 from .plan import SAMPLE_EFFICIENCY_FRACTION
-from .provenance import machines_line, restored_teachers_lines
+from .provenance import machines_line, ray_node_lines, restored_teachers_lines
 from .records import FRACTION, UNIT_KEY, as_points, at_least
 from .worker import checked_spec, finished_result
 
@@ -290,6 +290,10 @@ def markdown(study: dict[str, Any], table: dict[str, Any], goals: list[dict[str,
     machines = machines_line(study["results"])
     if machines:
         lines += ["", machines]
+    nodes = ray_node_lines(study["results"])
+    if nodes:
+        lines += ["", "Runs per Ray node (the node that finished each run; a run retried after its worker or node died "
+                  "names the last):", *nodes]
     lines += ["", f"Converged = over the last {WINDOW:.0%} of a run's steps the smoothed held-out top-1 moves by at "
               f"most {as_points(ACC_TOLERANCE):g} points and the smoothed training loss by at most {LOSS_TOLERANCE:.0%} "
               "(ibit_deploy/study/convergence.py)."]

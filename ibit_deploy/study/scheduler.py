@@ -1,4 +1,5 @@
-"""Run a study: one worker process per run (``workers`` at a time, one thread each), resumable after a kill.
+"""Run a study: every unfinished run through an executor (local worker processes, or Ray tasks across a cluster:
+:mod:`.executors`), resumable after a kill.
 
 A study folder is bound to its recipe (``study.json``): re-running with the same recipe resumes (finished runs are
 kept, killed ones resume from their last epoch); another recipe is refused, so results of different recipes never
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -20,11 +20,14 @@ from typing import Any
 from tqdm import tqdm
 
 from ..devicekit.fileio import atomic_write_json, read_json
-from . import layout, lifetime
+from . import layout
 from .candidates import CANDIDATES, KD_WEIGHTS
-from .plan import OPTION_RANGES, RunSpec, StudyConfig, build_plan, validate
+from .executors import open_executor
+from .executors.base import BUSY, DONE, Executor, run_needs
+from .guard import Claim, StudyGone
+from .plan import OPTION_RANGES, TRAIN_DEVICE, RunSpec, StudyConfig, build_plan, validate
 from .records import as_points
-from .worker import EXIT_BUSY, finished_result
+from .worker import finished_result
 
 BUSY_RETRY_S = 30.0  # a run held by another process (an orphaned worker) is retried this often
 POLL_S = 1.0
@@ -133,27 +136,43 @@ def _fmt(seconds: float | None) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def run_study(config: StudyConfig, out: str | os.PathLike, workers: int = 1,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every unfinished run of the study in ``out``; returns {planned, done, failed, blocked} (run ids)."""
-    workers = OPTION_RANGES["workers"].check(workers, "--workers")
+def run_study(config: StudyConfig, out: str | os.PathLike, workers: int | None = None,
+              log: Callable[[str], None] = print, executor: str = "local",
+              ray_address: str | None = None) -> dict[str, Any]:
+    """Run every unfinished run of the study in ``out``; returns {planned, done, failed, blocked} (run ids).
+
+    ``executor``: "local" (worker processes here, ``workers`` at a time, default 1) or "ray" (Ray tasks on the
+    cluster at ``ray_address``, default ``auto``; ``workers`` caps the runs at a time, default none).
+    """
+    from ..runtime.load import canonical_backend
+
+    if workers is not None:
+        workers = OPTION_RANGES["workers"].check(workers, "--workers")
     out = Path(out)
-    # locked before prepare: a second compare on a folder in use must not rewrite its study.json or re-key its runs
-    with layout.locked(out, "ibit-deploy compare", then="run the same command again to resume the study"):
-        runs = prepare(config, out)
-        return _Scheduler(config, out, runs, workers, log).run()
+    needs = run_needs({"threads": config.threads, "backend": canonical_backend(config.backend)},
+                      {"device": TRAIN_DEVICE})
+    # opened first: no Ray, or no cluster at the address, is bad input before anything is written
+    chosen = open_executor(executor, out, needs, workers, ray_address, log)
+    try:
+        # locked before prepare: a second compare on a folder in use must not rewrite its study.json or re-key its runs
+        with layout.locked(out, "ibit-deploy compare", then="run the same command again to resume the study"):
+            runs = prepare(config, out)
+            return _Scheduler(config, out, runs, chosen, log).run()
+    finally:
+        chosen.close()
 
 
 class _Scheduler:
-    def __init__(self, config: StudyConfig, out: Path, runs: list[RunSpec], workers: int,
+    def __init__(self, config: StudyConfig, out: Path, runs: list[RunSpec], executor: Executor,
                  log: Callable[[str], None]) -> None:
-        self.config, self.out, self.runs, self.workers, self.log = config, out, runs, workers, log
+        self.config, self.out, self.runs, self.executor, self.log = config, out, runs, executor, log
+        self.claim = Claim(out, out / layout.STUDY_FILE)  # the driver stops when its study folder goes away
         self.done = {r.id for r in runs if finished_result(layout.run_dir(out, r.id), r.digest()) is not None}
         self.failed: dict[str, str] = {}
         self.pending = [r for r in runs if r.id not in self.done]
-        self.running: dict[str, tuple[subprocess.Popen, float, RunSpec]] = {}
+        self.running: dict[str, tuple[float, RunSpec]] = {}
         self.not_before: dict[str, float] = {}
-        self.eta = _Eta(workers)
+        self.eta = _Eta(executor.parallelism())
         for r in runs:  # durations of runs finished in earlier sessions seed the estimate
             if r.id in self.done:
                 res = read_json(layout.run_dir(out, r.id) / layout.RESULT_FILE, "run result")
@@ -162,7 +181,7 @@ class _Scheduler:
     def run(self) -> dict[str, Any]:
         total = len(self.runs)
         self.log(f"study {self.out}: {total} runs planned, {len(self.done)} already finished, {len(self.pending)} to "
-                 f"run with {self.workers} worker(s) of {self.config.threads} thread(s)")
+                 f"run on {self.executor.describe()}")
         bar = tqdm(total=total, initial=len(self.done), unit="run", desc="compare", disable=not sys.stderr.isatty())
         previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
@@ -173,12 +192,14 @@ class _Scheduler:
             signal.signal(s, stop)
         try:
             while self.pending or self.running:
+                self._check_study()
                 self._launch()
                 if self._reap(bar) == 0:
                     time.sleep(POLL_S)
+            self._check_study()  # a run that stopped because its study went away: the study's end, not the run's
         except KeyboardInterrupt:
-            self.log(f"interrupted: stopping {len(self.running)} worker(s); re-run the same command to resume")
-            self._terminate()
+            self.log(f"interrupted: stopping {len(self.running)} run(s); re-run the same command to resume")
+            self.executor.stop()
             raise
         finally:
             for s, handler in previous.items():
@@ -188,10 +209,20 @@ class _Scheduler:
         return {"planned": [r.id for r in self.runs], "done": sorted(self.done), "failed": self.failed,
                 "blocked": blocked}
 
+    def _check_study(self) -> None:
+        """Stop every run when the study folder went away under this command: its runs belong to no study now."""
+        reason = self.claim.lost()
+        if reason is not None:
+            self.log(f"stopping {len(self.running)} run(s): {reason}")
+            self.executor.stop()
+            raise StudyGone(f"{self.out}: the study folder went away while the study ran ({reason}); nothing more was "
+                            f"written")
+
     def _launch(self) -> None:
         now = time.monotonic()
+        capacity = self.executor.capacity()
         for spec in list(self.pending):
-            if len(self.running) >= self.workers:
+            if capacity is not None and len(self.running) >= capacity:
                 return
             bad = [d for d in spec.after if d in self.failed]
             if bad:
@@ -201,31 +232,23 @@ class _Scheduler:
             if any(d not in self.done for d in spec.after) or self.not_before.get(spec.id, 0.0) > now:
                 continue
             self.pending.remove(spec)
-            directory = layout.run_dir(self.out, spec.id)
-            env = {**os.environ, "OMP_NUM_THREADS": str(self.config.threads),
-                   "MKL_NUM_THREADS": str(self.config.threads)}
-            with open(directory / layout.LOG_FILE, "ab") as log_file:  # the worker ends with this process
-                proc = lifetime.spawn([sys.executable, "-m", "ibit_deploy.study.worker", str(self.out), spec.id],
-                                      env=env, stdout=log_file, stderr=subprocess.STDOUT)
-            self.running[spec.id] = (proc, time.monotonic(), spec)
+            self.executor.submit(spec)
+            self.running[spec.id] = (time.monotonic(), spec)
 
     def _reap(self, bar: tqdm) -> int:
-        finished = 0
-        for run_id, (proc, start, spec) in list(self.running.items()):
-            rc = proc.poll()
-            if rc is None:
-                continue
-            finished += 1
-            del self.running[run_id]
+        ended = self.executor.finished()
+        for run_id, outcome in ended.items():
+            start, spec = self.running.pop(run_id)
             seconds = time.monotonic() - start
             directory = layout.run_dir(self.out, run_id)
-            if rc == EXIT_BUSY:  # an orphaned worker of an earlier session still holds it: wait, never share it
+            if outcome.status == BUSY:  # another process (an orphaned worker) still holds it: wait, never share it
                 self.not_before[run_id] = time.monotonic() + BUSY_RETRY_S
                 self.pending.insert(0, spec)
                 continue
-            result = finished_result(directory, spec.digest()) if rc == 0 else None
+            result = finished_result(directory, spec.digest()) if outcome.status == DONE else None
             if result is None:
-                self.failed[run_id] = f"worker exited with {rc}; see {directory / layout.LOG_FILE}"
+                self.failed[run_id] = outcome.detail or (f"the run ended without a result matching its spec; see "
+                                                         f"{directory / layout.LOG_FILE}")
                 self.log(f"[{len(self.done)}/{len(self.runs)}] FAILED {run_id}: {self.failed[run_id]}")
                 continue
             self.done.add(run_id)
@@ -234,12 +257,9 @@ class _Scheduler:
             bar.update(1)
             now = time.monotonic()
             left = _fmt(self.eta.left([r.name for r in self.pending],
-                                      [(r.name, now - t) for _, t, r in self.running.values()]))
+                                      [(r.name, now - t) for t, r in self.running.values()]))
             conv = result["convergence"].get("converged")
             self.log(f"[{len(self.done)}/{len(self.runs)}] {run_id}: top-1 {as_points(result['val_acc1']):.2f}% after "
                      f"{result['steps']} steps, {seconds:.0f} s, converged={conv}; ~{left} left")
             bar.set_postfix_str(f"~{left} left")
-        return finished
-
-    def _terminate(self) -> None:
-        lifetime.stop_all([proc for proc, _, _ in self.running.values()])
+        return len(ended)

@@ -3,7 +3,7 @@
     python -m ibit_deploy.study.worker OUT RUN_ID
 
 Exit codes: 0 finished (or already finished), 1 failed (the traceback is in the run's worker.log), 75 another
-process holds the run. ``result.json`` is written last and atomically, carrying the run spec's digest, so a run is
+process holds the run, 76 the study folder went away (or the run's lock was taken over) while it ran (:mod:`.guard`). ``result.json`` is written last and atomically, carrying the run spec's digest, so a run is
 finished exactly when it exists and matches the plan: a finished run is never redone, and a killed one resumes from
 its last finished epoch (bit-identical to an uninterrupted run, see ibit_deploy.train.trainer); its export and
 latency are redone from scratch.
@@ -21,10 +21,12 @@ from ..devicekit.fileio import atomic_write_json, read_json
 from ..devicekit.locking import LockBusy
 from . import layout
 from .convergence import convergence
+from .guard import Claim, watch
 from .lifetime import tie_to_parent
 from .records import FRACTION, UNIT_KEY, as_points, from_trainer, result_in_fractions, teachers_in_fractions
 
 EXIT_BUSY = 75
+LOCAL = {"name": "local", "node": None}  # the executor record of a run carried out by a local worker process
 
 
 def read_run(out: Path, run_id: str) -> dict[str, Any]:
@@ -55,8 +57,12 @@ def finished_result(directory: Path, digest: str) -> dict[str, Any] | None:
     return result_in_fractions(result, str(path))
 
 
-def run(out: str | Path, run_id: str) -> dict[str, Any]:
-    """Carry out run ``run_id`` of the study in ``out``; returns its result (also in result.json)."""
+def run(out: str | Path, run_id: str, where: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Carry out run ``run_id`` of the study in ``out``; returns its result (also in result.json).
+
+    ``where``: which executor ran it and where (recorded in the result as ``executor``; default the local one). While
+    the run works, :func:`.guard.watch` ends this process if the study folder goes away or the lock is taken over.
+    """
     out = Path(out)
     directory = layout.run_dir(out, run_id)
     with layout.locked(directory, f"compare worker {run_id}", then="the study retries this run"):
@@ -64,10 +70,11 @@ def run(out: str | Path, run_id: str) -> dict[str, Any]:
         done = finished_result(directory, spec["digest"])
         if done is not None:
             return done
-        return _run(out, directory, spec)
+        with watch(Claim(directory, directory / layout.RUN_FILE, spec["digest"])):
+            return _run(out, directory, spec, where or LOCAL)
 
 
-def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
+def _run(out: Path, directory: Path, spec: dict[str, Any], where: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from ..bench.machine import machine_description
@@ -118,6 +125,7 @@ def _run(out: Path, directory: Path, spec: dict[str, Any]) -> dict[str, Any]:
     # the machine that finished the run (a run resumed elsewhere names the last one); no hostname in a record that
     # may be committed to a repository
     result["machine"] = {k: v for k, v in machine_description(study["threads"]).items() if k != "hostname"}
+    result["executor"] = dict(where)  # which executor, and on Ray which node, finished the run
     atomic_write_json(directory / layout.RESULT_FILE, result)
     return result
 

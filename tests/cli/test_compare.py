@@ -97,7 +97,7 @@ def test_every_numeric_option_refuses_bad_values_when_parsed(tmp_path, capsys, o
 def test_the_table_covers_every_numeric_option():
     numeric = {a.option_strings[0] for a in build_parser()._actions
                if a.option_strings and a.option_strings[0] not in ("-h", "--data", "--candidates", "--out", "--backends",
-                                                                 "--backend")
+                                                                 "--backend", "--executor", "--ray-address")
                and a.nargs != 0}
     assert numeric == set(BAD_VALUES)
 
@@ -108,6 +108,10 @@ def test_the_margin_accepts_points_from_0_to_100(value):
 
 
 @pytest.mark.parametrize("extra, message", [
+    (["--ray-address", "auto"], "--ray-address names the cluster of --executor ray"),
+    (["--executor", "ray", "--ray-address", "head-node"], "--ray-address must be 'auto' or HOST:PORT"),
+    (["--executor", "ray", "--ray-address", "head:99999"], "--ray-address must be 'auto' or HOST:PORT"),
+    (["--executor", "dask"], "invalid choice: 'dask'"),
     (["--report-only", "--latency-rounds", "3"], "--report-only reads the study and times nothing"),
     (["--retime", "--latency-rounds", "0"], "--retime with --latency-rounds 0 has nothing to time"),
 ])

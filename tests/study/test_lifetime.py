@@ -90,19 +90,25 @@ def test_a_worker_started_by_hand_is_left_alone(monkeypatch):
 
 
 def _worker_pid(run_dir: Path) -> int | None:
+    """The pid of the worker training ``run_dir`` once it has saved an epoch (so a kill leaves something to resume)."""
     from ibit_deploy.devicekit.locking import read_holder
 
     holder = read_holder(run_dir) or {}
-    return holder.get("pid") if holder.get("pid") and (run_dir / layout.CHECKPOINT_DIR).exists() else None
+    metrics = run_dir / layout.CHECKPOINT_DIR / "metrics.jsonl"
+    return holder.get("pid") if holder.get("pid") and metrics.exists() and metrics.read_text().strip() else None
 
 
 @pytest.mark.slow
-def test_kill_9_of_a_running_study_leaves_no_worker_training(tmp_path):
-    """The end-to-end case of the issue: ``ibit-deploy compare`` killed while its worker trains."""
+def test_kill_9_of_a_running_study_leaves_no_worker_training_and_the_study_resumes(tmp_path):
+    """The end-to-end case of the issue: ``ibit-deploy compare`` killed while its worker trains; the same command
+    then resumes the run from its last epoch."""
+    from ibit_deploy.cli.main import main
+
     out = tmp_path / "study"
+    # synthetic:256 -> 12 batches of 16 per epoch: 240 steps are 20 epochs
     argv = ["compare", "--data", "synthetic:256", "--candidates", "vit", "--seeds", "0", "--fractions", "1.0",
-            "--embed-dim", "32", "--depth", "2", "--num-heads", "2", "--batch-size", "16", "--steps", "1000000",
-            "--out", str(out), "--no-report"]
+            "--embed-dim", "32", "--depth", "2", "--num-heads", "2", "--batch-size", "16", "--steps", "240",
+            "--latency-seconds", "0.1", "--out", str(out), "--no-report"]
     study = subprocess.Popen([sys.executable, "-m", "ibit_deploy.cli.main", *argv], env=_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_default_sigint)
     run_dir = layout.run_dir(out, "s0/f100/vit")
@@ -110,16 +116,19 @@ def test_kill_9_of_a_running_study_leaves_no_worker_training(tmp_path):
     try:
         deadline = time.monotonic() + 240
         while (worker := _worker_pid(run_dir)) is None:
-            assert study.poll() is None and time.monotonic() < deadline, "the worker never started training"
-            time.sleep(0.2)
+            assert study.poll() is None and time.monotonic() < deadline, "the worker never trained an epoch"
+            time.sleep(0.02)
         assert _running(worker) and worker != study.pid
         study.send_signal(signal.SIGKILL)
         study.wait(timeout=30)
         assert _gone_within(worker, 10), "the worker outlived the killed study"
-        assert not (run_dir / layout.RESULT_FILE).exists()
+        assert not (run_dir / layout.RESULT_FILE).exists(), "the kill came too late to test"
         assert json.loads((run_dir / layout.RUN_FILE).read_text())["run"]["id"] == "s0/f100/vit"
     finally:
         if worker is not None and _running(worker):
             os.kill(worker, signal.SIGKILL)
         if study.poll() is None:
             study.kill()
+    assert main(argv) == 0  # the same command again
+    result = json.loads((run_dir / layout.RESULT_FILE).read_text())
+    assert result["resumed"] is True and [c["epoch"] for c in result["curve"]] == list(range(1, 21))

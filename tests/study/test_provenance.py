@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ibit_deploy.study.provenance import machines_line, restored_teachers_lines
+from ibit_deploy.study.provenance import machines_line, ray_node_lines, restored_teachers_lines
 
 
 def test_machines_counted_and_unrecorded_runs_named():
@@ -29,3 +29,15 @@ def test_a_retrained_teacher_that_differs_is_named_with_both_top1():
         "- s1/f025/ibit_kd: retrained s1/f025/resnet bit-identical to its record "
         "(top-1 of the retrained teacher not recorded)",
     ]
+
+
+def test_runs_on_ray_are_listed_per_node_and_local_runs_add_nothing():
+    epyc = {"cpu": "AMD EPYC", "torch_cpu_capability": "AVX512"}
+    results = [{"id": "s0/f100/vit", "machine": epyc, "executor": {"name": "ray", "node": "b" * 56}},
+               {"id": "s0/f100/ibit", "machine": epyc, "executor": {"name": "ray", "node": "b" * 56}},
+               {"id": "s1/f100/ibit", "machine": {"cpu": "Intel Xeon"}, "executor": {"name": "ray", "node": "a" * 56}},
+               {"id": "s1/f100/vit", "machine": epyc, "executor": {"name": "local", "node": None}},
+               {"id": "s2/f100/vit"}]
+    assert ray_node_lines(results) == [f"- Ray node {'a' * 12}: s1/f100/ibit (Intel Xeon)",
+                                       f"- Ray node {'b' * 12}: s0/f100/ibit, s0/f100/vit (AMD EPYC)"]
+    assert ray_node_lines(results[3:]) == []
