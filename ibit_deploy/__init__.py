@@ -10,11 +10,32 @@ of ours, :mod:`.cli.launch` holds a Ctrl-C from the first line below for the lau
 
 from __future__ import annotations
 
-import importlib
+import _signal  # the C module under ``signal``, loaded since the interpreter started: no file is read
+import sys as _sys
 
-from .cli import launch as _launch  # noqa: F401  (first: in our console scripts, Ctrl-C is held from here on)
-from .timm_plugin import register_with_timm
-from .version import __version__
+# A Ctrl-C in a console script of ours is held from this first statement on, for .cli.launch to answer (exit 130, one
+# line): importing .cli.launch takes milliseconds, a window for a KeyboardInterrupt traceback otherwise. The name
+# test here is only a cheap first filter; .cli.launch decides by its list of commands and gives the signal back to
+# Python's default handler in any other program.
+_held_sigints: list[int] = []
+
+
+def _hold_early(signum: int, frame: object) -> None:
+    _held_sigints.append(signum)
+
+
+if (_sys.argv and _sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1].startswith("ibit-")
+        and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler):
+    try:
+        _signal.signal(_signal.SIGINT, _hold_early)
+    except ValueError:  # not the main thread
+        pass
+
+import importlib  # noqa: E402
+
+from .cli import launch as _launch  # noqa: E402, F401  (in our console scripts, it takes over the hold above)
+from .timm_plugin import register_with_timm  # noqa: E402
+from .version import __version__  # noqa: E402
 
 register_with_timm()
 

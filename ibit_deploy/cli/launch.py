@@ -7,7 +7,8 @@ module imports only the standard library, first thing in ``import ibit_deploy`` 
 imports the command inside the ``try``; a Ctrl-C between this module's import and that ``try`` (pip's wrapper runs a
 few lines there) is held for it. Ctrl-C at any moment (importing, parsing arguments, working) ends the command
 with exit 130 and one line on stderr; once the command has returned, a Ctrl-C changes nothing (the exit code is the
-command's). ``import ibit_deploy`` imports this module first, and its first statements install the hold, so only
+command's). ``import ibit_deploy`` installs the hold in its first statements (in a program whose name starts
+``ibit-``) and imports this module next, which keeps it for our commands and gives it back otherwise, so only
 the interpreter's own start is left to Python: before Python's handler exists SIGINT's default action ends the
 process (a shell reports 130 too), and during ``site`` Python prints "Fatal Python error: init_import_site".
 """
@@ -33,7 +34,9 @@ COMMANDS = {
     "ibit-compare": "ibit_deploy.cli.compare",
 }
 
-_pending: list[int] = []  # the SIGINTs this console script received
+# the SIGINTs this console script received: the same list as the package's early hold (``ibit_deploy/__init__``)
+_root = sys.modules.get(__name__.split(".")[0])
+_pending: list[int] = getattr(_root, "_held_sigints", [])
 
 
 def _defer(signum: int, frame: object) -> None:
@@ -58,11 +61,18 @@ def _hold_sigint_until_launch() -> None:
     (a regular expression for ``sys.argv[0]``): a Ctrl-C there would be the wrapper's traceback. In a console script
     of ours, and only there, it is kept for :func:`launch` to answer; a SIGINT the process ignores stays ignored."""
     name = os.path.basename(sys.argv[0] if sys.argv else "").removesuffix(".exe")
-    if name in COMMANDS and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
-        try:
+    current = _signal.getsignal(_signal.SIGINT)
+    early = getattr(_root, "_hold_early", None)  # the package's first statement may already hold it
+    try:
+        if name in COMMANDS and (current is _signal.default_int_handler or current is early):
             _signal.signal(_signal.SIGINT, _defer)
-        except ValueError:  # not the main thread
-            pass
+        elif early is not None and current is early:  # not one of ours after all: Python's handler, and a held one
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+            if _pending:
+                _pending.clear()
+                raise KeyboardInterrupt
+    except ValueError:  # not the main thread
+        pass
 
 
 _hold_sigint_until_launch()

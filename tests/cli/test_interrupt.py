@@ -225,3 +225,41 @@ def test_an_exception_a_ctrl_c_caused_is_still_an_interrupt(monkeypatch, capsys)
     monkeypatch.setattr(launch, "_pending", [signal.SIGINT])
     assert main([]) == errors.INTERRUPTED
     assert capsys.readouterr().err == "ibit-test: interrupted\n"
+
+
+@pytest.mark.parametrize("name, ours", [("ibit-train", True), ("ibit-other-tool", False), ("python-app", False)])
+def test_the_early_hold_is_kept_only_in_our_console_scripts(tmp_path, name, ours):
+    """``import ibit_deploy`` holds Ctrl-C from its first statement in a program named ``ibit-*``; the launcher keeps
+    the hold for our commands and gives any other program Python's own handler back, with a held Ctrl-C raised."""
+    script = tmp_path / name
+    script.write_text("import signal\nimport ibit_deploy.cli.launch as launch\n"
+                      "h = signal.getsignal(signal.SIGINT)\n"
+                      "print('defer' if h is launch._defer else 'default' if h is signal.default_int_handler else h)\n"
+                      "import os\nos.kill(os.getpid(), signal.SIGINT)\nimport time\ntime.sleep(0.2)\nprint('alive')\n",
+                      encoding="utf-8")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    if ours:  # held for the launcher (never called here): the process goes on
+        assert out.stdout.split() == ["defer", "alive"] and out.returncode == 0
+    else:  # Python's default: KeyboardInterrupt at the kill
+        assert out.stdout.split() == ["default"] and "KeyboardInterrupt" in out.stderr
+
+
+def test_a_ctrl_c_held_early_in_another_program_is_raised_when_the_hold_is_given_back(tmp_path):
+    from ibit_deploy.cli import launch
+
+    root = sys.modules["ibit_deploy"]
+    previous = signal.getsignal(signal.SIGINT)
+    saved_argv = sys.argv
+    try:
+        signal.signal(signal.SIGINT, root._hold_early)
+        sys.argv = [str(tmp_path / "ibit-not-a-command")]
+        launch._pending.append(signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            launch._hold_sigint_until_launch()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and not launch._pending
+    finally:
+        sys.argv = saved_argv
+        launch._pending.clear()
+        signal.signal(signal.SIGINT, previous)
