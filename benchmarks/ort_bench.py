@@ -14,17 +14,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ibit_deploy.runtime.ort_runner import session_options
+
 
 def ort_session(path: Path, threads: int, profile_prefix: str | None = None) -> ort.InferenceSession:
-    """A CPU session with ``threads`` intra-op threads (one inter-op), all graph optimizations, optional profiling."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if profile_prefix:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """A CPU session with ``threads`` intra-op threads and the product's own session options (the runtime's
+    :func:`~ibit_deploy.runtime.ort_runner.session_options`), optionally profiling."""
+    return ort.InferenceSession(str(path), session_options(threads, profile_prefix), providers=["CPUExecutionProvider"])
 
 
 def timed(fn: Callable[[], object], iters: int) -> float:

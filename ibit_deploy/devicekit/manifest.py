@@ -16,8 +16,8 @@ Schema (format_version 2)::
                      "parity": {...}, engines: "acceptance": {"metric", "min"}, "verification": {...}, ...}],
       "results": [{"artifact", "backend", "accuracy": {...}, "latency": {...}, "machine": {...}}],
       "attention": {"form": "dense"|"flashbias", ...},   # export/flashbias.py: decomposition, gate, graph checks
-      "ort_graphs": [{"source", "precision", "path", "status": "written"|"skipped"|"refused", "fusions", "gate",
-                      "reason"}],                       # export/ort_graph.py; written ones are artifacts of kind
+      "ort_graphs": [{"source", "precision", "path", "status": "written"|"skipped"|"refused", "fusions",
+                      "rewrites", "gate", "reason"}],                       # export/ort_graph.py; written ones are artifacts of kind
                                                         # "onnx-ort" with "optimized_from": {"path", "sha256"}
       "tools": {library versions}
     }
