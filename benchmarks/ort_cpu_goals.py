@@ -8,7 +8,8 @@ What it measures, interleaved round by round (A, B, C, ... then again) so that l
 candidate alike; the statistic is the median over rounds of each round's mean:
 
 - ``ort_plain``: the folded model's ONNX (what ``model.onnx`` is), ORT CPU, all graph optimisations;
-- ``ort_fused``: the same file through ONNX Runtime's transformer fusions (``model.ort.onnx``, export/ort_fusions.py);
+- ``ort_fused``: the same file through ONNX Runtime's transformer fusions and our rewrites (``model.ort.onnx`` as the
+  export writes it, export/ort_fusions.py and export/ort_rewrites.py);
 - ``torch_folded``: the same folded model, eager PyTorch (``torch.inference_mode``);
 - ``torch_ref``: the unfolded reference model, eager PyTorch (what ibit-bench's torch-ref runs).
 
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         results[str(batch)] = row
 
     print(f"model {args.model} input {chw}, ONNX Runtime {ort.__version__} CPU, torch {torch.__version__}, 1 thread, "
-          f"{platform.processor() or platform.machine()}, fusions {fused_report['fusions']}")
+          f"{platform.processor() or platform.machine()}, fusions {fused_report['fusions']}, "
+          f"rewrites {fused_report['rewrites']}")
     print("| batch | GFLOP | peak GFLOP/s | ORT plain ms (GFLOP/s, of peak) | ORT fused ms (GFLOP/s, of peak) "
           "| torch folded ms | torch ref ms | fused / best torch | fused / plain |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -166,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"model": args.model, "threads": 1, "ort": ort.__version__,
                                     "torch": torch.__version__, "rounds": args.rounds, "peak_size": PEAK_SIZE,
-                                    "fusions": fused_report["fusions"], "peaks": peaks, "results": results,
+                                    "fusions": fused_report["fusions"], "rewrites": fused_report["rewrites"],
+                                    "peaks": peaks, "results": results,
                                     "goals": {"peak_fraction": goal1, "ort_faster_than_torch": goal2}}, indent=2))
     return 0
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import collections
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from ibit_deploy.export.ort_fusions import op_counts
-from ibit_deploy.export.ort_rewrites import REDUCE_L2, apply_rewrites, reduce_l2_as_sum_of_squares
+from ibit_deploy.export.ort_rewrites import (
+    REDUCE_L2,
+    _perm,
+    apply_rewrites,
+    reduce_l2_as_sum_of_squares,
+    split_qkv_projection,
+)
 
 SHAPE = (2, 3, 5, 5)
 
@@ -77,3 +87,65 @@ def test_apply_rewrites_names_what_it_did_and_keeps_names_unique():
     outputs = [o for n in model.graph.node for o in n.output]
     assert len(set(names)) == len(names) and len(set(outputs)) == len(outputs)
     onnx.checker.check_model(model, full_check=True)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Folded ibit_test_patch4_28 in mask and bias mode as fp32 ONNX, and the mask graph in fp16."""
+    from ibit_deploy.export.onnx_export import export_onnx
+    from ibit_deploy.fold import fold_masks
+    from ibit_deploy.models import create_model
+    from ibit_deploy.quantization.config import Fp16Config
+    from ibit_deploy.quantization.fp16 import convert_fp16
+
+    folder = tmp_path_factory.mktemp("rewrites")
+    out = {}
+    for mode in ("mask", "bias"):
+        torch.manual_seed(0)
+        model = fold_masks(create_model("ibit_test_patch4_28", attn_mode=mode).eval())
+        out[mode] = export_onnx(model, folder / f"{mode}.onnx", (1, 28, 28))
+    convert_fp16(out["mask"], folder / "mask.fp16.onnx", Fp16Config())
+    out["mask fp16"] = folder / "mask.fp16.onnx"
+    return out
+
+
+# mask mode transposes k by Transpose(0, 1, 3, 2), which the split folds in; the bias mode's exported
+# scaled_dot_product_attention transposes k through Reshapes of its own, so k stays in head layout there
+@pytest.mark.parametrize(("graph", "atol", "k_folded"), [("mask", 1e-5, True), ("bias", 1e-5, False),
+                                                         ("mask fp16", 0.0, True)])
+def test_the_qkv_projection_splits_into_three_parts_with_the_same_logits(exported: dict[str, Path], graph: str,
+                                                                         atol: float, k_folded: bool):
+    import onnxruntime as ort
+
+    plain = onnx.load(str(exported[graph]))
+    model = onnx.load(str(exported[graph]))
+    before = op_counts(model)
+    blocks = 2  # ibit_test_patch4_28's depth
+    assert split_qkv_projection(model) == blocks
+    onnx.checker.check_model(model)
+    after = op_counts(model)
+    # per block: the one qkv MatMul becomes three; the Slice + Squeeze pairs and k's second Transpose are gone
+    assert after["MatMul"] == before["MatMul"] + 2 * blocks
+    assert after.get("Slice", 0) == before["Slice"] - 3 * blocks
+    assert after.get("Squeeze", 0) == before["Squeeze"] - 3 * blocks
+    assert after["Transpose"] == before["Transpose"] - (2 if k_folded else 1) * blocks + 3 * blocks
+    # q and v go to head layout by (0, 2, 1, 3), k straight to (B, heads, d, T) by (0, 2, 3, 1)
+    perms = [collections.Counter(tuple(_perm(n)) for n in m.graph.node if n.op_type == "Transpose")
+             for m in (plain, model)]
+    k = blocks if k_folded else 0
+    assert perms[1][(0, 2, 1, 3)] == perms[0][(0, 2, 1, 3)] + 3 * blocks - k and perms[1][(0, 2, 3, 1)] == k
+    assert perms[1][(2, 0, 3, 1, 4)] == 0 and perms[1][(0, 1, 3, 2)] == perms[0][(0, 1, 3, 2)] - k
+    # the weights are the qkv weight's column blocks: same dtype, a third of the columns each, nothing else left
+    weights = [t for t in model.graph.initializer if t.name.endswith(("_q", "_k", "_v"))]
+    assert len(weights) == 3 * blocks and all(len(t.dims) == 2 for t in weights)
+    assert {t.data_type for t in weights} == {t.data_type for t in plain.graph.initializer if len(t.dims) == 2}
+
+    images = np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)
+    run = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"images": images})[0]
+           for m in (plain, model)]
+    np.testing.assert_allclose(run[1], run[0], atol=atol, rtol=0)
+
+
+def test_the_qkv_split_leaves_other_graphs_alone():
+    model = _norm_graph(18, axes=[2, 3])
+    assert split_qkv_projection(model) == 0 and op_counts(model) == {"Div": 1, "ReduceL2": 1}
