@@ -34,14 +34,17 @@ def timed(fn: Callable[[], object], iters: int) -> float:
 def interleaved_rounds(candidates: Mapping[str, Callable[[], object]], rounds: int, iters: int) -> dict[str, list[float]]:
     """Per-round mean ms of every candidate, timed A, B, C, ... then again, so background load hits all alike.
 
-    One untimed warm-up round comes first.
+    One untimed warm-up round comes first. Each round starts one candidate later than the one before (A B C, then
+    B C A, then C A B, ...), so load that comes and goes with a period near a round's length cannot keep landing on
+    the same candidates' slots.
     """
     for fn in candidates.values():
         timed(fn, iters)
     times: dict[str, list[float]] = {key: [] for key in candidates}
-    for _ in range(rounds):
-        for key, fn in candidates.items():
-            times[key].append(timed(fn, iters))
+    order = list(candidates)
+    for r in range(rounds):
+        for key in order[r % len(order):] + order[:r % len(order)]:
+            times[key].append(timed(candidates[key], iters))
     return times
 
 
