@@ -218,9 +218,10 @@ def split_qkv_projection(model: Any) -> int:
 
 
 def _drop_unused_initializers(model: Any, before: dict[str, Any]) -> None:
-    """Remove the initializers of ``before`` (name -> tensor) that no node reads any more (nor the graph outputs)."""
+    """Remove the initializers of ``before`` (name -> tensor) that no node reads (nor a graph output; one that is also
+    a graph input stays, or the input would lose its default)."""
     graph = model.graph
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output} | {i.name for i in graph.input}
     keep = [t for t in graph.initializer if t.name in used or t.name not in before]
     if len(keep) != len(graph.initializer):
         del graph.initializer[:]

@@ -14,13 +14,16 @@ from onnx import TensorProto, helper, numpy_helper
 from ibit_deploy.export.ort_fusions import op_counts
 from ibit_deploy.export.ort_rewrites import (
     REDUCE_L2,
-    _perm,
     apply_rewrites,
     reduce_l2_as_sum_of_squares,
     split_qkv_projection,
 )
 
 SHAPE = (2, 3, 5, 5)
+
+
+def _perm(node: onnx.NodeProto) -> list[int]:
+    return next(list(a.ints) for a in node.attribute if a.name == "perm")
 
 
 def _norm_graph(opset: int, keepdims: int = 1, noop: int | None = None, axes: list[int] | None = None,
