@@ -14,17 +14,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ibit_deploy.runtime.ort_runner import session_options
+
 
 def ort_session(path: Path, threads: int, profile_prefix: str | None = None) -> ort.InferenceSession:
-    """A CPU session with ``threads`` intra-op threads (one inter-op), all graph optimizations, optional profiling."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if profile_prefix:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """A CPU session with ``threads`` intra-op threads and the product's own session options (the runtime's
+    :func:`~ibit_deploy.runtime.ort_runner.session_options`), optionally profiling."""
+    return ort.InferenceSession(str(path), session_options(threads, profile_prefix), providers=["CPUExecutionProvider"])
 
 
 def timed(fn: Callable[[], object], iters: int) -> float:
@@ -38,14 +34,17 @@ def timed(fn: Callable[[], object], iters: int) -> float:
 def interleaved_rounds(candidates: Mapping[str, Callable[[], object]], rounds: int, iters: int) -> dict[str, list[float]]:
     """Per-round mean ms of every candidate, timed A, B, C, ... then again, so background load hits all alike.
 
-    One untimed warm-up round comes first.
+    One untimed warm-up round comes first. Each round starts one candidate later than the one before (A B C, then
+    B C A, then C A B, ...), so load that comes and goes with a period near a round's length cannot keep landing on
+    the same candidates' slots.
     """
     for fn in candidates.values():
         timed(fn, iters)
     times: dict[str, list[float]] = {key: [] for key in candidates}
-    for _ in range(rounds):
-        for key, fn in candidates.items():
-            times[key].append(timed(fn, iters))
+    order = list(candidates)
+    for r in range(rounds):
+        for key in order[r % len(order):] + order[:r % len(order)]:
+            times[key].append(timed(candidates[key], iters))
     return times
 
 

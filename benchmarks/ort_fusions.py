@@ -3,7 +3,7 @@
 For the folded ``--model`` in mask mode, bias mode and bias mode through FlashBias (rank 16), each at fp32, fp16 and
 int8 (the project's converters: ``convert_fp16`` with its fp32 islands, ``quantize_int8`` calibrated min-max on 32
 random inputs), it applies :func:`ibit_deploy.export.ort_fusions.fuse_for_ort` with EVERY fusion enabled (the
-export leaves out those in ``DISABLED_FUSIONS``), compares the fused graph's logits with the plain one's on 64 random inputs (max |diff|, top-1
+export leaves out those in ``DISABLED_FUSIONS``) and our rewrites (export/ort_rewrites.py), compares the fused graph's logits with the plain one's on 64 random inputs (max |diff|, top-1
 agreement) and times both on ORT CPU, one thread, in interleaved rounds (median of the rounds' means).
 
 Weights are untrained (latency does not depend on them; the logit comparison is graph against graph). The export's
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         report = fuse_for_ort(plain, fused, num_heads=heads, hidden_size=width, disabled=())  # every fusion
         sessions = {"plain": ort_session(plain, 1), "fused": ort_session(fused, 1)}
         a, b = (s.run(None, {"images": probe})[0] for s in sessions.values())
-        row = {"fusions": report["fusions"], "max_abs_diff": float(np.abs(a - b).max()),
+        row = {"fusions": report["fusions"], "rewrites": report["rewrites"], "max_abs_diff": float(np.abs(a - b).max()),
                "max_abs_logit": float(np.abs(a).max()), "agreement": float((a.argmax(1) == b.argmax(1)).mean())}
         for batch in [int(x) for x in args.batches.split(",")]:
             x = probe[:batch] if batch <= len(probe) else np.resize(probe, (batch, *chw))
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         results[key] = row
         timings = ", ".join(f"b{b[5:]} {v['plain_ms']:.1f} -> {v['fused_ms']:.1f} ms ({v['fused_vs_plain']:.2f}x)"
                             for b, v in row.items() if b.startswith("batch"))
-        print(f"{key}: {report['fusions'] or 'none'}; max|diff| {row['max_abs_diff']:.2g}, agreement "
+        print(f"{key}: {report['fusions'] or 'none'}, rewrites {report['rewrites'] or 'none'}; max|diff| {row['max_abs_diff']:.2g}, agreement "
               f"{row['agreement']:.3f}; {timings}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"model": args.model, "threads": 1, "ort": ort.__version__,

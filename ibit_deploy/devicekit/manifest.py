@@ -16,8 +16,8 @@ Schema (format_version 2)::
                      "parity": {...}, engines: "acceptance": {"metric", "min"}, "verification": {...}, ...}],
       "results": [{"artifact", "backend", "accuracy": {...}, "latency": {...}, "machine": {...}}],
       "attention": {"form": "dense"|"flashbias"|"onnx-attention", ...},   # export/flashbias.py, attention_op.py
-      "ort_graphs": [{"source", "precision", "path", "status": "written"|"skipped"|"refused", "fusions", "gate",
-                      "reason"}],                       # export/ort_graph.py; written ones are artifacts of kind
+      "ort_graphs": [{"source", "precision", "path", "status": "written"|"skipped"|"refused", "fusions",
+                      "rewrites", "gate", "reason"}],                       # export/ort_graph.py; written ones are artifacts of kind
                                                         # "onnx-ort" with "optimized_from": {"path", "sha256"}
       # --attention onnx-attention: kind "onnx-attention-op" (layout.ATTENTION_OP_KIND), "twin_of": {"path", "sha256"}
       # of its MatMul-form ONNX, its "gate" against that file; engines record "attention_form" and "built_from"

@@ -5,7 +5,8 @@ Attention, ...) and says which fusions applied. It runs the optimizer's Python f
 result holds standard ops and ``com.microsoft`` contrib ops that every ONNX Runtime execution provider here runs
 (CPU, CUDA), none of the hardware-specific rewrites an ONNX Runtime session makes when it loads a file (those it
 still makes at load, as for any file). TensorRT cannot parse the contrib ops and fuses the plain graph on its own, so
-these graphs are for the ONNX Runtime backends only.
+these graphs are for the ONNX Runtime backends only. After the optimizer, :func:`.ort_rewrites.apply_rewrites` makes
+our own exact rewrites (the same arithmetic in ops ORT's CPU kernels run faster), recorded apart as ``rewrites``.
 
 One gap of the optimizer is filled here: its symbolic shape inference has no rule for opset-18 reductions that take
 ``axes`` as an input other than ReduceSum/ReduceMean (IBiT's ``ReduceL2`` Frobenius norm), and without shapes it
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..devicekit.fileio import atomic_path
+from .ort_rewrites import apply_rewrites
 
 OPTIMIZER = "onnxruntime.transformers.optimizer"
 CONTRIB_DOMAIN = "com.microsoft"
@@ -75,7 +77,8 @@ def fuse_for_ort(source: str | os.PathLike, target: str | os.PathLike, *, num_he
     graph). ``disabled``: fusions of :data:`DISABLED_FUSIONS` not to apply (default: all of them, for the reasons in
     :data:`DISABLED_WHY`). Returns the record the manifest keeps: the tool, its settings and version, the fusions
     ``disabled``, ``fusions`` (fused op ->
-    count, only those that applied; empty when none did), and the op counts before and after.
+    count, only those that applied; empty when none did), ``rewrites`` (:mod:`.ort_rewrites` name -> count, the
+    same), and the op counts before and after.
     """
     import onnx
     import onnxruntime as ort
@@ -101,18 +104,20 @@ def fuse_for_ort(source: str | os.PathLike, target: str | os.PathLike, *, num_he
             stats = fused.get_fused_operator_statistics()
     finally:
         quiet.setLevel(level)
+    fused_ops = op_counts(fused.model)
+    # the statistics count every node of a fused type, also those the source already had: only new ones count
+    fusions = {op: _count(fused_ops, op) - _count(before, op) for op, n in stats.items()
+               if n and _count(fused_ops, op) > _count(before, op)}
+    rewrites = apply_rewrites(fused.model)
     after = op_counts(fused.model)
     _declare_contrib_domain(fused.model)
-    # the statistics count every node of a fused type, also those the source already had: only new ones count
-    fusions = {op: _count(after, op) - _count(before, op) for op, n in stats.items()
-               if n and _count(after, op) > _count(before, op)}
     with atomic_path(target) as tmp:
         onnx.save_model(fused.model, str(tmp))
         onnx.checker.check_model(str(tmp))
     return {"tool": OPTIMIZER, "onnxruntime": ort.__version__, "model_type": MODEL_TYPE, "opt_level": OPT_LEVEL,
             "num_heads": num_heads, "hidden_size": hidden_size,
-            "disabled": {fusion: DISABLED_WHY[fusion] for fusion in disabled}, "fusions": fusions, "ops_before": before,
-            "ops_after": after}
+            "disabled": {fusion: DISABLED_WHY[fusion] for fusion in disabled}, "fusions": fusions,
+            "rewrites": rewrites, "ops_before": before, "ops_after": after}
 
 
 def _declare_contrib_domain(model: Any) -> None:

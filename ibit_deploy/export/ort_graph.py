@@ -8,9 +8,9 @@ CPU over the same probe images (real validation images where readable, :func:`.p
 where the caller gives one, a bound on the largest logit difference (the export's fp32 parity tolerance: a fusion
 of fp32 ops is a rewrite of the same arithmetic).
 
-A fused graph is listed (manifest kind ``devicekit.layout.ORT_KIND``, with ``optimized_from``, the fusions applied
-and its ``gate``) only when it passed. One that no fusion changes is skipped, and one that fails its gate, or that
-the optimizer cannot rewrite, is refused and deleted: the ONNX Runtime backends then run the plain graph, and the
+A fused graph is listed (manifest kind ``devicekit.layout.ORT_KIND``, with ``optimized_from``, the fusions and
+rewrites applied and its ``gate``) only when it passed. One that no fusion or rewrite changes is skipped, and one
+that fails its gate, or that the optimizer cannot rewrite, is refused and deleted: the ONNX Runtime backends then run the plain graph, and the
 manifest's ``ort_graphs`` block records why for every file. A refused graph does not fail the export (the plain
 graph it would have replaced is there and gated).
 """
@@ -63,10 +63,11 @@ def ort_graph_stage(bundle: Path, manifest: dict[str, Any], probe: ProbeImages, 
             target.unlink(missing_ok=True)
             record.update(status="refused", reason=f"the optimizer failed: {type(exc).__name__}: {exc}")
             continue
-        record.update(fusions=report["fusions"], ops_before=report["ops_before"], ops_after=report["ops_after"])
-        if not report["fusions"]:
+        record.update(fusions=report["fusions"], rewrites=report["rewrites"], ops_before=report["ops_before"],
+                      ops_after=report["ops_after"])
+        if not report["fusions"] and not report["rewrites"]:
             target.unlink()
-            record.update(status="skipped", reason="no fusion applies to this graph")
+            record.update(status="skipped", reason="no fusion or rewrite applies to this graph")
             continue
         ref = run_logits(bundle / source["path"], images, spec, threads=threads)
         ours = run_logits(target, images, spec, threads=threads)
@@ -90,5 +91,5 @@ def ort_graph_stage(bundle: Path, manifest: dict[str, Any], probe: ProbeImages, 
         entries.append(artifact_entry(bundle, ORT_ONNX[precision], ORT_KIND, precision,
                                       optimized_from={"path": source["path"], "sha256": source["sha256"]},
                                       optimizer={k: report[k] for k in _ENTRY_KEYS}, fusions=report["fusions"],
-                                      gate=gate))
+                                      rewrites=report["rewrites"], gate=gate))
     return entries, records

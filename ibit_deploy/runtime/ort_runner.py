@@ -20,6 +20,27 @@ PROVIDERS = {
 COPY_DEVICE = {"cpu": None, "cuda": "cuda", "tensorrt": "cuda"}
 
 
+def session_options(threads: int = 0, profile_prefix: str | None = None) -> Any:
+    """THE ONNX Runtime session options of every ORT session the product and its benchmarks open.
+
+    ``threads`` intra-op threads (0: ORT's default, all cores), one inter-op thread (ORT runs the graph's nodes
+    sequentially by default; nothing here runs them in parallel), every graph optimization
+    (``ORT_ENABLE_ALL``: the session's own fusions and the CPU's NCHWc layout on top of the file's), and ORT's
+    per-node profiler when ``profile_prefix`` names the trace file's prefix (benchmarks only).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return options
+
+
 class OrtRunner(Runner):
     """Runs an ONNX file with ONNX Runtime.
 
@@ -52,10 +73,7 @@ class OrtRunner(Runner):
         if wanted[0] not in ort.get_available_providers():
             raise BackendUnavailable(f"ONNX Runtime {ort.__version__} here has no {wanted[0]} (available: "
                                      f"{ort.get_available_providers()}); install onnxruntime-gpu on a CUDA machine")
-        options = ort.SessionOptions()
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options = session_options(self.threads)
         providers = [(p, self.provider_options.get(p, {})) for p in wanted]
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=providers)
         # onnxruntime-gpu can silently fall back to CPU (METHODS.md section 7): check what the session really uses.

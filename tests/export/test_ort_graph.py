@@ -17,6 +17,7 @@ from ibit_deploy.devicekit.manifest import find_artifact, load_manifest, write_m
 from ibit_deploy.export.onnx_export import export_onnx
 from ibit_deploy.export.ort_fusions import CONTRIB_DOMAIN, fuse_for_ort
 from ibit_deploy.export.ort_graph import ort_graph_stage
+from ibit_deploy.export.ort_rewrites import REDUCE_L2, SPLIT_QKV
 from ibit_deploy.export.pipeline import ExportOptions, export_checkpoint
 from ibit_deploy.export.probe import probe_images
 from ibit_deploy.fold import fold_masks
@@ -39,7 +40,14 @@ def _logits(path: Path, images: np.ndarray) -> np.ndarray:
 
 
 def test_fusions_apply_to_the_mask_mode_graph_and_keep_its_logits(mask_onnx: Path, tmp_path: Path):
-    assert fuse_for_ort(mask_onnx, tmp_path / "default.onnx")["fusions"] == {"BiasGelu": 2}  # SkipLN: off by default
+    default = fuse_for_ort(mask_onnx, tmp_path / "default.onnx")
+    assert default["fusions"] == {"BiasGelu": 2}  # SkipLN: off by default
+    # in both blocks the Frobenius norm's ReduceL2 becomes Sqrt(ReduceSum(Mul(S, S))) and the qkv projection three
+    # (export/ort_rewrites.py)
+    assert default["rewrites"] == {REDUCE_L2: 2, SPLIT_QKV: 2} and default["ops_before"]["ReduceL2"] == 2
+    assert "ReduceL2" not in default["ops_after"]
+    assert default["ops_after"]["Sqrt"] == default["ops_before"].get("Sqrt", 0) + 2
+    assert default["ops_after"]["ReduceSum"] == default["ops_before"].get("ReduceSum", 0) + 2
     report = fuse_for_ort(mask_onnx, tmp_path / "fused.onnx", num_heads=2, hidden_size=32, disabled=())
     # SkipLayerNormalization needs the optimizer's shape inference, which stops at ReduceL2 without our rule
     assert report["fusions"] == {"BiasGelu": 2, "SkipLayerNormalization": 4}
@@ -49,6 +57,7 @@ def test_fusions_apply_to_the_mask_mode_graph_and_keep_its_logits(mask_onnx: Pat
     assert report["ops_after"][f"{CONTRIB_DOMAIN}:SkipLayerNormalization"] == 4
     images = np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)
     np.testing.assert_allclose(_logits(tmp_path / "fused.onnx", images), _logits(mask_onnx, images), atol=1e-5)
+    np.testing.assert_allclose(_logits(tmp_path / "default.onnx", images), _logits(mask_onnx, images), atol=1e-5)
 
 
 def _stage_bundle(tmp_path: Path, source: Path) -> tuple[Path, dict]:
@@ -102,6 +111,7 @@ def test_export_lists_the_gated_fused_graph_and_ort_backends_run_it(trained_bund
     plain = find_artifact(manifest, kind="onnx", precision="fp32")
     assert fused["path"] == ORT_ONNX["fp32"] and fused["optimized_from"]["sha256"] == plain["sha256"]
     assert fused["gate"]["passed"] and fused["gate"]["real_images"] and fused["fusions"] == {"BiasGelu": 2}
+    assert fused["rewrites"] == {REDUCE_L2: 2, SPLIT_QKV: 2} == manifest["ort_graphs"][0]["rewrites"]
     assert "SkipLayerNormalization" in fused["optimizer"]["disabled"]
     assert manifest["ort_graphs"][0]["status"] == "written"
 
