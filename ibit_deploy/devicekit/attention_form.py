@@ -97,3 +97,35 @@ def build_with_fallback(choice: OnnxChoice, build: Callable[[Path], T],
         result = build(choice.fallback)
         return result, choice.fallback, {"attention_form": MATMUL, "attention_note": note,
                                          "attention_op_error": str(exc)[:_ERROR_CHARS]}
+
+
+def external_record(bundle: Path, manifest: dict[str, Any], precision: str, trt_version: str | None,
+                    built_from: Path, error: str | None = None, jetson: bool = False) -> tuple[Path, dict[str, Any]]:
+    """For an engine built outside the kit (trtexec in ``build_engine.sh``) from ``built_from``: (the file its
+    outputs are checked against, the form record), the same record :func:`build_with_fallback` writes for a build
+    here. ``error``: why the builder failed on the Attention-op form before ``built_from`` (the MatMul form) was
+    built; ``trt_version`` None: the caller could not tell the version (the script then builds the MatMul form)."""
+    twin = attention_op_artifact(manifest, precision)
+    if twin is None:
+        return built_from, {}
+    if trt_version is None:
+        matmul = bundle / onnx_for(manifest, precision, where=bundle / "manifest.json")
+        choice = OnnxChoice(matmul, MATMUL, None, f"the TensorRT version was not known: built from the MatMul form "
+                                                  f"{matmul.name}, not {twin['path']}")
+    else:
+        choice = choose_onnx(bundle, manifest, precision, trt_version, jetson)
+    matmul = choice.fallback or choice.path
+    replayed = built_from.name == choice.path.name or (built_from.name == matmul.name and bool(error))
+    if not replayed or (error and choice.fallback is None):
+        # built from a file the kit would not have picked (or a fallback the choice did not offer): say so
+        form = ATTENTION_OP if built_from.name == twin["path"] else MATMUL
+        note = f"built from {built_from.name} as given (the kit's choice: {choice.reason})"
+        return (built_from if form == MATMUL else matmul), {"attention_form": form, "attention_note": note,
+                                                            **({"attention_op_error": error[:_ERROR_CHARS]}
+                                                               if error else {})}
+
+    def build(path: Path) -> None:  # replays what the external builder did: it failed on every file but built_from
+        if path.name != built_from.name:
+            raise EngineBuildError(error or f"the builder did not build {path.name}")
+
+    return matmul, build_with_fallback(choice, build, say=lambda line: None)[2]

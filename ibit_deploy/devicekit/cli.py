@@ -85,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-build", action="store_true",
                    help="use an existing engine (e.g. built by trtexec in build_engine.sh): check and record it only")
     p.add_argument("--tensorrt-version", help="with --skip-build: the TensorRT version that built the engine")
+    p.add_argument("--built-from", type=Path, metavar="ONNX",
+                   help="with --skip-build: the bundle's ONNX file the engine was built from (build_engine.sh passes "
+                        "the form trtexec built); recorded with its attention form, checked on the MatMul form")
+    p.add_argument("--attention-op-error", metavar="TEXT",
+                   help="with --skip-build --built-from the MatMul form: why the builder failed on the ONNX "
+                        "Attention-op form first (recorded as the fallback's reason)")
     p.add_argument("--no-verify", action="store_true", help="do not compare engine outputs with ONNX Runtime")
     p.add_argument("--verify-samples", type=argtype(COUNT, "--verify-samples"), default=64,
                    help="calibration images to compare (default 64)")
@@ -138,6 +144,7 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
                 f"{' with --legacy' if args.legacy else ''}; does the bundle contain it?)")
     if args.skip_build and not engine.is_file():
         p.error(f"--skip-build given but the engine file does not exist: {engine}")
+    built_from = _built_from(args, p, bundle)
     if precision == AUTO:
         clash = [flag for flag, on in (("--legacy", args.legacy), ("--skip-build", args.skip_build),
                                        ("--onnx", args.onnx), ("--print-trtexec", args.print_trtexec),
@@ -169,7 +176,27 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
     return {"refit_mode": refit_mode, "gpu": gpu, "limits": limits, "compat": compat, "bundle": bundle, "manifest": manifest, "precision": precision, "onnx": Path(onnx), "engine": engine,
             "profile": profile, "timing_cache": cache, "report": args.report or engine.with_suffix(".json"),
             # --onnx names the file; otherwise the kit picks the attention form (attention_form.choose_onnx)
-            "onnx_precision": onnx_precision, "pick_form": args.onnx is None}
+            "onnx_precision": onnx_precision, "pick_form": args.onnx is None, "built_from": built_from}
+
+
+def _built_from(args: argparse.Namespace, p: argparse.ArgumentParser, bundle: Path) -> Path | None:
+    """``--built-from`` resolved (a file inside the bundle), after the checks of the flags that go with it."""
+    if args.attention_op_error is not None and args.built_from is None:
+        p.error("--attention-op-error goes with --built-from (the MatMul-form file built after the failure)")
+    if args.built_from is None:
+        return None
+    if not args.skip_build or args.onnx is not None:
+        p.error("--built-from records the file an external build (trtexec) used: it needs --skip-build and "
+                "replaces --onnx")
+    if args.tensorrt_version is not None:
+        try:
+            versions.parse_trt_version(args.tensorrt_version)
+        except ValueError as exc:
+            p.error(f"--tensorrt-version: {exc}")
+    path = (args.built_from if args.built_from.is_absolute() else bundle / args.built_from).resolve()
+    if not path.is_file() or not path.is_relative_to(bundle):
+        p.error(f"--built-from {args.built_from}: expected an ONNX file of the bundle {bundle}")
+    return path
 def _supported_version(trt: Any) -> str | None:
     """None when the installed TensorRT is one this kit knows (its row of the version matrix is printed on stderr);
     else the message saying which versions it supports."""
@@ -301,6 +328,13 @@ def main(argv: Sequence[str] | None = None, *, bundle: Path | None = None,
         # what the caller says trtexec was told (--engine-compat with --skip-build): recorded for the runtimes
         report.update(built_by="external (trtexec)", tensorrt_version=args.tensorrt_version,
                       engine_compat=r["compat"].record())
+        if r["built_from"] is not None:  # the file trtexec built (build_engine.sh's choice of attention form)
+            r["onnx"] = r["built_from"]
+            r["onnx_reference"], form = attention_form.external_record(
+                r["bundle"], r["manifest"], r["onnx_precision"], args.tensorrt_version, r["built_from"],
+                args.attention_op_error, versions.read_l4t_release() is not None)
+            if form:
+                report.update(form, verified_against=r["onnx_reference"].name)
     else:
         if trt is None:
             print(f"build_engine.py: {trt_error}. On a Jetson it comes with JetPack (python3-libnvinfer); on a "

@@ -21,6 +21,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..devicekit import versions
+from ..devicekit.acceptance import artifact_verdict
+from ..devicekit.attention_form import FEATURE as ATTENTION_OP_FEATURE
 from ..devicekit.auto_build import AUTO
 from ..devicekit.build import (
     DEFAULT_WORKSPACE_MIB,
@@ -41,7 +44,7 @@ from ..devicekit.layout import (
     check_precision,
     kit_sources,
 )
-from ..devicekit.manifest import artifact_entry, onnx_for
+from ..devicekit.manifest import artifact_entry, attention_op_artifact, onnx_for
 from ..devicekit.profile import EngineProfile, InputSpec
 from ..trt.shell_template import TEMPLATE as SHELL_TEMPLATE
 from ..version import __version__
@@ -67,6 +70,27 @@ def _bash_word(arg: str) -> str:
 
 def _bash_command(argv: list[str]) -> str:
     return " \\\n        ".join(_bash_word(a) for a in argv)
+
+
+def _attention_op_file(manifest: dict[str, Any], precision: str) -> str:
+    """The bundle file of ``precision``'s ONNX Attention-op form the script may build from ("" when there is none or
+    its gate failed: the kit never builds from such a twin)."""
+    twin = attention_op_artifact(manifest, precision)
+    if twin is None or artifact_verdict(twin, manifest).failed:
+        return ""
+    return str(twin["path"])
+
+
+def _version_test(feature: versions.Feature) -> str:
+    """A bash test of ``$major``/``$minor`` that holds where TensorRT has ``feature`` (its row in versions.py)."""
+    (a, b), tests = feature.since, []
+    tests.append(f"(( major > {a} || (major == {a} && minor >= {b}) ))")
+    if feature.until is not None:
+        c, d = feature.until
+        tests.append(f"(( major < {c} || (major == {c} && minor < {d}) ))")
+    if not feature.jetson:  # the kit does not offer it on a Jetson (Jetson Linux writes this file)
+        tests.append(f'[[ ! -e "{versions.TEGRA_RELEASE}" ]]')
+    return " && ".join(tests)
 
 
 def render_build_script(manifest: dict[str, Any], precision: str, *,
@@ -95,13 +119,18 @@ def render_build_script(manifest: dict[str, Any], precision: str, *,
         "SUPPORTED_TEXT": supported_versions(),
         "ONNX": onnx_for(manifest, onnx_precision_for(precision)),
         "LEGACY_ONNX": onnx_for(manifest, onnx_precision_for(precision, legacy=True)),
+        "ATTN_ONNX": _attention_op_file(manifest, onnx_precision_for(precision)),
+        "LEGACY_ATTN_ONNX": _attention_op_file(manifest, onnx_precision_for(precision, legacy=True)),
+        "ATTN_FEATURE": ATTENTION_OP_FEATURE,
+        "ATTN_SPAN": versions.feature(ATTENTION_OP_FEATURE).span(),
+        "ATTN_TEST": _version_test(versions.feature(ATTENTION_OP_FEATURE)),
         "BUILD_10": _bash_command(trtexec_command(10, **build)),
         "BUILD_10_LEGACY": _bash_command(trtexec_command(10, legacy=True, **build)),
         "BUILD_11": _bash_command(trtexec_command(11, **build)),
         "BENCH_10": _bash_command(trtexec_benchmark_command(10, "${ENGINE}", **bench)),
         "BENCH_11": _bash_command(trtexec_benchmark_command(11, "${ENGINE}", **bench)),
     }
-    for key in ("ONNX", "LEGACY_ONNX"):
+    for key in ("ONNX", "LEGACY_ONNX", "ATTN_ONNX", "LEGACY_ATTN_ONNX"):
         _bash_word(fields[key])  # bundle-relative file names are baked into double-quoted strings too
     text = SHELL_TEMPLATE
     for key, value in fields.items():

@@ -22,6 +22,9 @@ BUNDLE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PRECISION="@PRECISION@"
 ONNX="$BUNDLE_DIR/@ONNX@"
 LEGACY_ONNX="$BUNDLE_DIR/@LEGACY_ONNX@"
+# the ONNX Attention-op form of those files (empty: the bundle has none), built where TensorRT parses the op
+ATTN_ONNX="@ATTN_ONNX@"
+LEGACY_ATTN_ONNX="@LEGACY_ATTN_ONNX@"
 ENGINE="$BUNDLE_DIR/engine.plan"
 TIMING_CACHE="${TIMING_CACHE:-$BUNDLE_DIR/timing.cache}"
 BENCH_DIR="$BUNDLE_DIR/trtexec"
@@ -76,6 +79,16 @@ detect_trt_version() {
         if [[ $out =~ $re ]]; then TRT_VERSION="$out"; return 0; fi
     fi
     return 1
+}
+
+# Does TensorRT $1 (e.g. 10.14.1) parse the ONNX Attention op? Rendered from devicekit/versions.py (feature
+# @ATTN_FEATURE@: TensorRT @ATTN_SPAN@), the one place that says which versions have it.
+parses_attention_op() {
+    local major minor
+    IFS=. read -r major minor _ <<< "$1"
+    [[ "$major" =~ ^[0-9]+$ && "$minor" =~ ^[0-9]+$ ]] || return 1
+    major=$((10#$major)) minor=$((10#$minor))
+    @ATTN_TEST@
 }
 
 # Record (and, unless --no-verify, check) the engine with the bundle's Python script; it needs only python3 to
@@ -137,23 +150,57 @@ if [[ $LEGACY -eq 1 && $TRT_MAJOR -ge 11 ]]; then
     die "--legacy needs TensorRT 10.x: TensorRT $TRT_MAJOR removed --fp16/--int8/--best (every network is strongly typed)"
 fi
 
-SOURCE="$ONNX"
-if [[ $LEGACY -eq 1 ]]; then SOURCE="$LEGACY_ONNX"; fi
-[[ -f "$SOURCE" ]] || die "ONNX file not found: $SOURCE"
+MATMUL_SOURCE="$ONNX"
+ATTN_NAME="$ATTN_ONNX"
+if [[ $LEGACY -eq 1 ]]; then MATMUL_SOURCE="$LEGACY_ONNX"; ATTN_NAME="$LEGACY_ATTN_ONNX"; fi
+[[ -f "$MATMUL_SOURCE" ]] || die "ONNX file not found: $MATMUL_SOURCE"
+SOURCE="$MATMUL_SOURCE"
+# The attention form, as build_engine.py chooses it (devicekit/attention_form.py): the Attention-op form where
+# this TensorRT parses the op, the MatMul form elsewhere and when trtexec fails on the Attention-op form.
+if [[ -n "$ATTN_NAME" ]]; then
+    if [[ -z "$TRT_VERSION" ]]; then
+        echo "build_engine.sh: note: the TensorRT version is not known (--trt-major): building from the MatMul form $(basename "$MATMUL_SOURCE"), not $ATTN_NAME" >&2
+    elif ! parses_attention_op "$TRT_VERSION"; then
+        echo "build_engine.sh: TensorRT $TRT_VERSION's ONNX parser does not take the Attention op (@ATTN_SPAN@): building from the MatMul form $(basename "$MATMUL_SOURCE")" >&2
+    elif [[ ! -f "$BUNDLE_DIR/$ATTN_NAME" ]]; then
+        echo "build_engine.sh: note: $ATTN_NAME is listed but missing: building from $(basename "$MATMUL_SOURCE")" >&2
+    else
+        SOURCE="$BUNDLE_DIR/$ATTN_NAME"
+    fi
+fi
 mkdir -p "$(dirname "$ENGINE")"
 
 MODE="strongly typed"
 if [[ $LEGACY -eq 1 ]]; then MODE="legacy precision flags"; fi
-echo "build_engine.sh: TensorRT $TRT_MAJOR.x, $PRECISION ($MODE): $SOURCE -> $ENGINE" >&2
-if [[ $TRT_MAJOR -eq 10 ]]; then
-    if [[ $LEGACY -eq 1 ]]; then build_10_legacy; else build_10; fi
-else
-    build_11
+run_build() {  # trtexec on $SOURCE
+    echo "build_engine.sh: TensorRT $TRT_MAJOR.x, $PRECISION ($MODE): $SOURCE -> $ENGINE" >&2
+    if [[ $TRT_MAJOR -eq 10 ]]; then
+        if [[ $LEGACY -eq 1 ]]; then build_10_legacy; else build_10; fi
+    else
+        build_11
+    fi
+}
+ATTN_ERROR=""
+if [[ "$SOURCE" != "$MATMUL_SOURCE" ]]; then
+    LOG="$(mktemp "${TMPDIR:-/tmp}/build_engine.XXXXXX")"
+    trap 'rm -f "$LOG"' EXIT
+    if ! run_build 2>&1 | tee "$LOG"; then  # pipefail: the status is trtexec's
+        ATTN_ERROR="$(grep -iE 'error|fail|unsupported' "$LOG" | tail -n 5 || true)"
+        [[ -n "$ATTN_ERROR" ]] || ATTN_ERROR="$(tail -n 5 "$LOG")"
+        ATTN_ERROR="trtexec failed on $(basename "$SOURCE"): ${ATTN_ERROR:-no output}"
+        echo "build_engine.sh: note: trtexec could not build from $(basename "$SOURCE"); building from $(basename "$MATMUL_SOURCE"), the MatMul form, instead" >&2
+        SOURCE="$MATMUL_SOURCE"
+    fi
 fi
+if [[ "$SOURCE" == "$MATMUL_SOURCE" ]]; then run_build; fi
 [[ -s "$ENGINE" ]] || die "trtexec finished but $ENGINE is missing or empty"
 
 if command -v "$PYTHON" >/dev/null 2>&1; then
-    python_builder --skip-build
+    if [[ -n "$ATTN_ERROR" ]]; then
+        python_builder --skip-build --built-from "$SOURCE" --attention-op-error "$ATTN_ERROR"
+    else
+        python_builder --skip-build --built-from "$SOURCE"
+    fi
 else
     echo "build_engine.sh: $PYTHON not found: engine not checked against ONNX Runtime and manifest.json not updated" >&2
 fi

@@ -24,6 +24,10 @@ needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")
 FAKE_TRTEXEC = """#!/usr/bin/env bash
 echo "&&&& RUNNING TensorRT.trtexec [TensorRT v${FAKE_TRT_VERSION}] [b30] # trtexec $*"
 printf '%s\\n' "$*" >> "$FAKE_LOG"
+for arg in "$@"; do  # FAKE_REJECT: a file name this trtexec's parser fails on, as 10.14+ might on a new op form
+    case "$arg" in --onnx=*"${FAKE_REJECT:-/nothing/}")
+        echo "[E] [TRT] ModelImporter.cpp:1 ERROR: Attention: unsupported mask layout" >&2; exit 1 ;; esac
+done
 for arg in "$@"; do
     case "$arg" in --saveEngine=*) printf 'ENGINE' > "${arg#--saveEngine=}" ;; esac
 done
@@ -159,12 +163,12 @@ def test_python_script_prints_trtexec_per_version(scripts):
     assert legacy.returncode == 2 and "removed in TensorRT 11" in legacy.stderr
 
 
-def _run_shell(root: Path, tmp_path: Path, version: str, *args: str) -> subprocess.CompletedProcess:
+def _run_shell(root: Path, tmp_path: Path, version: str, *args: str, **extra: str) -> subprocess.CompletedProcess:
     fake = tmp_path / "trtexec"
     fake.write_text(FAKE_TRTEXEC)
     fake.chmod(0o755)
     env = {**os.environ, "TRTEXEC": str(fake), "FAKE_TRT_VERSION": version, "FAKE_LOG": str(tmp_path / "log"),
-           "PYTHON": sys.executable}
+           "PYTHON": sys.executable, **extra}
     return subprocess.run([BASH, str(root / "build_engine.sh"), *args], capture_output=True, text=True, env=env,
                           timeout=120)
 
@@ -289,3 +293,115 @@ def test_verification_batches_follow_the_profile(bundle):
     batches, source = verification_batches(root, manifest, EngineProfile("images", (3, 32, 32), 2, 4, 16),
                                            samples=35)
     assert [len(b) for b in batches] == [16, 16, 3] and source == "35 images of calib.npz"
+
+
+@pytest.fixture
+def attn_scripts(bundle):
+    """An fp32 bundle with an ONNX Attention-op twin of model.onnx (a placeholder file; the fake trtexec reads none)."""
+    from ibit_deploy.devicekit.manifest import artifact_entry
+
+    root, manifest = bundle
+    (root / "model.attn.onnx").write_bytes(b"placeholder attention-op onnx")
+    source = next(a for a in manifest["artifacts"] if a["path"] == "model.onnx")
+    set_artifact(manifest, artifact_entry(root, "model.attn.onnx", "onnx-attention-op", "fp32", opset=23,
+                                          twin_of={"path": "model.onnx", "sha256": source["sha256"]},
+                                          gate={"passed": True, "reason": "same logits"}))
+    for entry in write_device_scripts(root, manifest, "fp32"):
+        set_artifact(manifest, entry)
+    write_manifest(root, manifest)
+    return root, manifest
+
+
+def _built(root: Path, tmp_path: Path) -> tuple[list[str], dict]:
+    """The --onnx file of every trtexec build the fake saw, and the engine's manifest entry."""
+    onnx = [arg.split("=", 1)[1].rsplit("/", 1)[-1] for line in (tmp_path / "log").read_text().splitlines()
+            for arg in line.split() if arg.startswith("--onnx=")]
+    return onnx, next(a for a in load_manifest(root)["artifacts"] if a["kind"] == "engine")
+
+
+@needs_bash
+@pytest.mark.parametrize("version, form, source", [
+    ("100300", "matmul", "model.onnx"),  # JetPack 6
+    ("101300", "matmul", "model.onnx"),  # JetPack 7.0 / 7.1: no Attention op in the parser
+    ("101400", "attention-op", "model.attn.onnx"),
+    ("110400", "attention-op", "model.attn.onnx"),
+])
+def test_shell_builds_the_attention_form_the_version_parses(attn_scripts, tmp_path, version, form, source):
+    root, _ = attn_scripts
+    result = _run_shell(root, tmp_path, version, "--no-verify")
+    assert result.returncode == 0, result.stderr
+    onnx, engine = _built(root, tmp_path)
+    assert onnx == [source]  # one build, from the chosen form
+    assert engine["built_from"] == source and engine["attention_form"] == form
+    assert engine["verified_against"] == "model.onnx"  # the MatMul form: any onnxruntime runs it
+    assert ("does not take the Attention op (>= 10.14)" in engine["attention_note"]) == (form == "matmul")
+    assert ("does not take the Attention op (>= 10.14)" in result.stderr) == (form == "matmul")
+
+
+@needs_bash
+def test_shell_falls_back_to_the_matmul_form_when_trtexec_fails_on_the_attention_op(attn_scripts, tmp_path):
+    root, _ = attn_scripts
+    result = _run_shell(root, tmp_path, "101600", "--no-verify", FAKE_REJECT="model.attn.onnx")
+    assert result.returncode == 0, result.stderr
+    onnx, engine = _built(root, tmp_path)
+    assert onnx == ["model.attn.onnx", "model.onnx"]
+    assert engine["built_from"] == "model.onnx" and engine["attention_form"] == "matmul"
+    assert "could not build from model.attn.onnx" in engine["attention_note"]
+    assert "trtexec failed on model.attn.onnx" in engine["attention_op_error"]
+    assert "unsupported mask layout" in engine["attention_op_error"]  # trtexec's own error line
+    assert "note: trtexec could not build from model.attn.onnx" in result.stderr
+    # the fallback's own failure is not hidden: both forms rejected -> the script fails, nothing recorded
+    (root / "engine.plan").unlink()
+    result = _run_shell(root, tmp_path, "101600", "--no-verify", FAKE_REJECT=".onnx")
+    assert result.returncode != 0 and not (root / "engine.plan").exists()
+
+
+@needs_bash
+def test_shell_without_a_known_version_builds_the_matmul_form(attn_scripts, tmp_path):
+    root, _ = attn_scripts
+    result = _run_shell(root, tmp_path, "101600", "--trt-major", "10", "--no-verify")
+    assert result.returncode == 0, result.stderr
+    onnx, engine = _built(root, tmp_path)
+    assert onnx == ["model.onnx"] and engine["attention_form"] == "matmul"
+    assert "version was not known" in engine["attention_note"]
+
+
+@needs_bash
+def test_shell_takes_the_threshold_from_the_version_matrix(attn_scripts, tmp_path, monkeypatch):
+    import dataclasses
+
+    from ibit_deploy.devicekit import versions
+
+    root, manifest = attn_scripts
+    moved = dataclasses.replace(versions.feature("onnx_attention_op"), since=(10, 16))  # one place decides
+    monkeypatch.setitem(versions._FEATURES, "onnx_attention_op", moved)
+    text = render_build_script(manifest, "fp32")
+    assert "(( major > 10 || (major == 10 && minor >= 16) ))" in text and "(>= 10.16)" in text
+    for entry in write_device_scripts(root, manifest, "fp32"):  # the script rendered under the moved row
+        set_artifact(manifest, entry)
+    write_manifest(root, manifest)
+    result = _run_shell(root, tmp_path, "101400", "--no-verify")
+    assert result.returncode == 0, result.stderr
+    assert _built(root, tmp_path)[0] == ["model.onnx"]
+
+
+def test_a_failed_twin_is_not_rendered_into_the_script(attn_scripts):
+    _, manifest = attn_scripts
+    assert 'ATTN_ONNX="model.attn.onnx"' in render_build_script(manifest, "fp32")
+    assert 'ATTN_ONNX=""' in render_build_script(manifest, "int8")  # no Attention-op form of the int8 model
+    for art in manifest["artifacts"]:
+        if art["path"] == "model.attn.onnx":
+            art["gate"] = {"passed": False, "reason": "differs"}
+    assert 'ATTN_ONNX=""' in render_build_script(manifest, "fp32")
+
+
+def test_built_from_is_checked(attn_scripts):
+    root, _ = attn_scripts
+    (root / "engine.plan").write_bytes(b"ENGINE")
+    for args, message in [(("--built-from", "model.attn.onnx"), "needs --skip-build"),
+                          (("--skip-build", "--built-from", "nothere.onnx"), "expected an ONNX file of the bundle"),
+                          (("--skip-build", "--attention-op-error", "x"), "goes with --built-from"),
+                          (("--skip-build", "--built-from", "model.onnx", "--tensorrt-version", "ten"),
+                           "cannot parse TensorRT version")]:
+        result = _python(root, *args, "--no-verify")
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
