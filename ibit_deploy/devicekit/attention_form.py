@@ -81,7 +81,7 @@ def choose_onnx(bundle: Path, manifest: dict[str, Any], precision: str, trt_vers
 
 
 def build_with_fallback(choice: OnnxChoice, build: Callable[[Path], T],
-                        say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+                        say: Callable[[str], None] = lambda line: print(f"build_engine.py: {line}", file=sys.stderr),
                         ) -> tuple[T, Path, dict[str, Any]]:
     """``build(choice.path)``; when that raises EngineBuildError and the choice has a fallback, ``build`` of the
     MatMul form, saying why. Returns the build's result, the file it was built from and the form record."""
@@ -93,7 +93,7 @@ def build_with_fallback(choice: OnnxChoice, build: Callable[[Path], T],
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         note = (f"TensorRT could not build from {choice.path.name} ({first}); built from {choice.fallback.name}, the "
                 f"MatMul form, instead")
-        say(f"build_engine.py: note: {note}")
+        say(f"note: {note}")
         result = build(choice.fallback)
         return result, choice.fallback, {"attention_form": MATMUL, "attention_note": note,
                                          "attention_op_error": str(exc)[:_ERROR_CHARS]}

@@ -3,9 +3,10 @@
 Run on the device after ``ibit-deploy refit BUNDLE CHECKPOINT`` replaced the bundle's ONNX with a retrained
 checkpoint's (same architecture and folding; the engine entry is then marked ``refit_pending``), or before the first
 use of a weight-stripped engine. Steps: the engine entry must record a ``refit_mode`` (built refittable) and its
-file must match its sha256; :func:`.refit.refit_serialized` refits it from the ONNX it was built from; the refitted
-engine goes through the same acceptance check as a built one (:func:`.verify.verify_engine` against ONNX Runtime
-on the same ONNX, judged by :mod:`.acceptance`); only an engine that passes (or was not checked, ``--no-verify``)
+file must match its sha256; :func:`.refit.refit_serialized` refits it from the ONNX it was built from (entry
+``built_from``: the ONNX Attention-op form ``model.attn.onnx`` for an engine built from it); the refitted engine goes
+through the same acceptance check as a built one (:func:`.verify.verify_engine` against ONNX Runtime on the ONNX it
+was checked against when built, ``verified_against``, else ``built_from``; judged by :mod:`.acceptance`); only an engine that passes (or was not checked, ``--no-verify``)
 replaces the old one, through the staged folder swap every bundle writer uses (:mod:`.staging`): a copy of the
 bundle (hard links) with the new engine and manifest entry, swapped in whole. A failed refit or check leaves the
 bundle as it was (its engine still marked as needing a refit, so no reader runs it) and writes its report beside.
@@ -74,8 +75,10 @@ def _engine_entry(bundle: Path, manifest: dict[str, Any], engine: Path) -> tuple
         return None, f"{engine} is missing; build the engine (python3 build_engine.py)"
     if sha256_file(engine) != entry.get("sha256"):
         return None, f"{engine} does not match the sha256 its manifest entry records (altered since it was recorded)"
-    if not (bundle / entry["built_from"]).is_file():
-        return None, f"{bundle / entry['built_from']} (the ONNX {rel} was built from) is missing"
+    for key, what in (("built_from", "was built from"), ("verified_against", "is checked against")):
+        name = entry.get(key)
+        if name is not None and not (isinstance(name, str) and (bundle / name).is_file()):
+            return None, f"{bundle / str(name)} (the ONNX {rel} {what}) is missing"
     return entry, ""
 
 
@@ -113,9 +116,13 @@ def main_refit(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
               f"engine).", file=sys.stderr)
         return REQUIREMENT_UNMET
     rel, precision, onnx = engine.relative_to(bundle).as_posix(), entry["precision"], bundle / entry["built_from"]
+    # refitted from the file it was built from (the ONNX Attention-op form, maybe), checked on the one it was checked
+    # against when built (the MatMul form: any onnxruntime runs it)
+    reference = bundle / str(entry.get("verified_against") or entry["built_from"])
     onnx_sha = sha256_file(onnx)
     report: dict[str, Any] = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                               "action": "refit", "engine": str(engine), "precision": precision, "onnx": str(onnx),
+                              "verified_against": str(reference),
                               "previous_engine_sha256": entry.get("sha256")}
     try:
         refitted, info = refit_serialized(trt, engine.read_bytes(), onnx)
@@ -128,7 +135,7 @@ def main_refit(args: argparse.Namespace, r: dict[str, Any], trt: Any, trt_error:
         print(f"build_engine.py: refit failed, {rel} left as it was: {exc}", file=sys.stderr)
         return CHECK_FAILED
     report["refit"] = info
-    check = _check(args, r, trt, refitted, onnx, precision, engine_runner)
+    check = _check(args, r, trt, refitted, reference, precision, engine_runner)
     report["verification"], report["acceptance"] = check, engine_acceptance(precision)
     if engine_accepted(precision, check) is False:
         _write_report(args, engine, report)

@@ -7,8 +7,9 @@ refittable engine. A checkpoint of the same architecture retrained on new images
    attention mode, folding, input, classes; :func:`architecture_differences`), then re-exported with the bundle's
    recorded export settings (precisions, opset, attention form, batch range, quantization options) into a private
    folder beside the bundle: folded ONNX files, the reference outputs, every gate of an export re-run;
-2. every ONNX file of the bundle is compared with its new twin (:mod:`.graph_match`): same initializers (name,
-   dtype, shape), same nodes; anything else is refused, naming what differs, and the bundle is left as it was;
+2. every ONNX file of the bundle (the ONNX Attention-op form ``model.attn.onnx`` too: an engine built from it is
+   refitted from it) is compared with its new twin (:mod:`.graph_match`): same initializers (name, dtype, shape),
+   same nodes; anything else is refused, naming what differs, and the bundle is left as it was;
 3. the new bundle is the re-export plus, from the old one, the engine files (their manifest entries marked
    ``refit_pending``: they hold the previous weights, so no reader runs them until refitted), the kit (rewritten
    from this package, so it has ``--refit``) and whatever no export made (packages, timing cache, reports); bench
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import checkpoint_fingerprint, load_checkpoint
-from ..devicekit.layout import LAUNCHER, LAUNCHER_KIND, ORT_KIND, PRECISIONS
+from ..devicekit.layout import ATTENTION_OP_KIND, LAUNCHER, LAUNCHER_KIND, ORT_KIND, PRECISIONS
 from ..devicekit.locking import directory_lock
 from ..devicekit.manifest import load_manifest, set_artifact, utc_now, write_manifest
 from ..devicekit.refit import mark_pending
@@ -39,7 +40,9 @@ from .pipeline import ExportOptions, _build, input_description
 from .replacing import keep_foreign
 
 # manifest artifacts an export writes (replaced by the re-export); every other kind is carried from the old bundle
-EXPORTED_KINDS = ("onnx", ORT_KIND, "reference", "calibration")
+EXPORTED_KINDS = ("onnx", ORT_KIND, ATTENTION_OP_KIND, "reference", "calibration")
+# the ONNX files an engine may be built from (or ONNX Runtime may run): each must match its re-exported twin
+GRAPH_KINDS = ("onnx", ORT_KIND, ATTENTION_OP_KIND)
 DEVICE_KINDS = ("script", LAUNCHER_KIND, "kit")  # the device scripts and kit: rewritten from this package
 
 
@@ -139,7 +142,7 @@ def _refit_locked(bundle: Path, staging: Path, old: dict[str, Any], checkpoint: 
     step("compare graphs")
     compared = []
     for art in old.get("artifacts", []):
-        if art.get("kind") not in ("onnx", ORT_KIND):
+        if art.get("kind") not in GRAPH_KINDS:
             continue
         twin = staging / art["path"]
         if not twin.is_file():

@@ -7,20 +7,23 @@ engine is also built now and checked against ONNX Runtime on real images.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..devicekit import attention_form
 from ..devicekit.auto_build import AUTO
 from ..devicekit.build import build_record
 from ..devicekit.engine_compat import EngineCompat, refusal, runtime_options
 from ..devicekit.layout import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE
-from ..devicekit.manifest import artifact_entry, onnx_for, set_artifact
+from ..devicekit.manifest import artifact_entry, attention_op_artifact, onnx_for, set_artifact
 from ..devicekit.profile import InputSpec
 from ..devicekit.refit import mark_pending
 from ..devicekit.session import EngineBuildError
 from ..devicekit.verify import engine_entry
+from ..devicekit.versions import read_l4t_release
 from ..errors import BackendUnavailable, ExportFailed
 from ..trt.build import EngineTools
 from .probe import parity_images
@@ -56,15 +59,24 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
            f"{ENGINE_FILE} from {onnx_name} and checks it against ONNX Runtime.")
     profile = InputSpec.from_manifest(manifest).profile()
     mode = getattr(options, "refit_mode", None)  # --refittable / --strip-weights (devicekit/refit.py)
+    # a bundle with the ONNX Attention-op form: the kit's choice of form for the TensorRT here, and its fallback
+    forms = {"onnx_choice": partial(attention_form.choose_onnx, out, manifest, precision,
+                                    jetson=read_l4t_release() is not None)} \
+        if attention_op_artifact(manifest, precision) is not None else {}
     try:
         info = tools.build(out / onnx_name, out / ENGINE_FILE, profile, timing_cache=out / TIMING_CACHE_FILE,
                            **({"limits": options.builder_limits} if options.builder_limits else {}),
-                           **({"refit": mode} if mode else {}), **asked)
+                           **({"refit": mode} if mode else {}), **asked, **forms)
     except BackendUnavailable as exc:
         return {"engine": None, "status": "build-on-device", "reason": str(exc),
                 "message": f"No TensorRT engine was built here: {exc}\n{how}"}
     except EngineBuildError as exc:  # TensorRT is here but rejected the network: a failed export, not a crash
         raise ExportFailed(f"TensorRT could not build {ENGINE_FILE} from {onnx_name}: {exc}") from exc
+    # checked against the MatMul form (as the kit does): the Attention-op form was gated equal to it at export
+    built_from = str(info.get("built_from") or onnx_name)
+    form = {k: info[k] for k in attention_form.RECORD_KEYS if k in info}
+    if form:
+        form["verified_against"] = onnx_name
     images, kind = parity_images(manifest, VERIFY_COUNT)
     built = info.get("tensorrt_version")
     opts = runtime_options(compat)
@@ -74,17 +86,19 @@ def tensorrt_target(out: Path, manifest: dict[str, Any], options: Any,
         else:
             check = tools.verify(out / ENGINE_FILE, out / onnx_name, precision, profile, images.numpy(), kind,
                                  **({"runtime_options": opts} if opts else {}),
-                                 **({"stripped": True} if mode == "stripped" else {}))
+                                 **({"stripped": True} if mode == "stripped" else {}),
+                                 **({"refit_from": out / built_from} if mode == "stripped" and built_from != onnx_name
+                                    else {}))
     except EngineBuildError as exc:  # TensorRT could not load or run the engine it built: a failed check
         check = {"passed": False, "error": str(exc)}
-    entry = engine_entry(ENGINE_FILE, precision, profile, sha256=info.get("engine_sha256") or "", built_from=onnx_name,
-                         tensorrt=info.get("tensorrt_version"), verification=check,
+    entry = engine_entry(ENGINE_FILE, precision, profile, sha256=info.get("engine_sha256") or "",
+                         built_from=built_from, tensorrt=info.get("tensorrt_version"), verification=check, **form,
                          **_bundle_relative(build_record(info)))
     entry.update(artifact_entry(out, ENGINE_FILE, "engine", precision))  # the sha256 of the file on disk
     if mode:
         entry.update(refit_mode=mode, weights="stripped" if mode == "stripped" else "included")
     if mode == "stripped":  # checked after an in-memory refit; the shipped plan has no weights until the device's
-        entry = mark_pending(entry, onnx_name, "weight-stripped: the plan ships without its weights")
+        entry = mark_pending(entry, built_from, "weight-stripped: the plan ships without its weights")
     set_artifact(manifest, entry)
     status = "built" if entry["gate"]["passed"] else "built-but-failed-check"
     build = _bundle_relative({k: v for k, v in info.items() if k != "engine"})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..devicekit import auto_build, build, refit, session, verify
+from ..devicekit import attention_form, auto_build, build, refit, session, verify
+from ..devicekit.attention_form import OnnxChoice
 from ..devicekit.build import DEFAULT_WORKSPACE_MIB
 from ..devicekit.build_limits import probe_gpu, resolve_limits
 from ..devicekit.engine_compat import EngineCompat
@@ -57,8 +59,14 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
                  strongly_typed: bool = True, legacy_precision: str | None = None, trt: Any = None,
                  device_count: Callable[[], int | None] = session.cuda_device_count,
                  limits: dict[str, Any] | None = None, refit: str | None = None,
-                 compat: EngineCompat | None = None) -> dict[str, Any]:
+                 compat: EngineCompat | None = None,
+                 onnx_choice: Callable[[str], OnnxChoice] | None = None) -> dict[str, Any]:
     """Build ``engine_path`` from ``onnx_path`` for ``profile`` (its batch range, tuned for its opt batch).
+
+    ``onnx_choice``: given the installed TensorRT's version, the attention form to build
+    (:func:`ibit_deploy.devicekit.attention_form.choose_onnx` bound to a bundle); the build then follows
+    :func:`~ibit_deploy.devicekit.attention_form.build_with_fallback`, as the device kit's does, and the description
+    gains ``built_from`` (the file's name) and the form record (``attention_form``, ``attention_note``, ...).
 
     ``limits``: builder limits given by the user (:func:`devicekit.build_limits.resolve_limits` keywords); the
     others come from the device class of the GPU here (``workspace_mib`` is the fallback workspace when no limits
@@ -89,11 +97,20 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
     if workspace_mib != DEFAULT_WORKSPACE_MIB:  # the older keyword, still honoured
         asked.setdefault("workspace_mib", workspace_mib)
     resolved = resolve_limits(gpu, **asked)
-    try:
-        engine, info = build.build_serialized_engine(
-            trt, onnx_path, profile, workspace_mib=workspace_mib, timing_cache=timing_cache,
+    def build_from(path: Path) -> tuple[bytes, dict[str, Any]]:
+        return build.build_serialized_engine(
+            trt, path, profile, workspace_mib=workspace_mib, timing_cache=timing_cache,
             strongly_typed=strongly_typed, legacy_precision=legacy_precision, write_bytes=atomic_write_bytes,
             limits=resolved, gpu=gpu, refit=refit, compat=compat)
+
+    try:
+        if onnx_choice is None:
+            engine, info = build_from(onnx_path)
+        else:
+            choice = onnx_choice(str(trt.__version__))
+            (engine, info), used, form = attention_form.build_with_fallback(
+                choice, build_from, say=lambda line: print(f"ibit-export: {line}", file=sys.stderr))
+            info.update(form, built_from=used.name)
     except CudaUnavailable as exc:
         raise BackendUnavailable(str(exc)) from exc
     atomic_write_bytes(engine_path, engine)
@@ -104,12 +121,15 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
 def verify_built_engine(engine_path: str | os.PathLike, onnx_path: str | os.PathLike, precision: str,
                         profile: EngineProfile, images: np.ndarray, inputs: str, *, trt: Any = None,
                         run: Callable[..., list[Any]] | None = None, stripped: bool = False,
-                        runtime_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                        runtime_options: dict[str, Any] | None = None,
+                        refit_from: str | os.PathLike | None = None) -> dict[str, Any]:
     """The kit's engine verification (:func:`verify.verify_engine`) on ``images``, chunked to the profile's batch range.
 
     Chunks shorter than the profile's minimum are dropped (the kit compares whole batches). ``trt``/``run`` as in
     :func:`build_engine` / :func:`verify.verify_engine`. ``stripped``: a weight-stripped engine, refitted in memory
-    from ``onnx_path`` first (:func:`refit.refit_serialized`), as the device will before its first use.
+    from ``onnx_path`` first (:func:`refit.refit_serialized`), as the device will before its first use;
+    ``refit_from``: the file the engine was built from, when that is not ``onnx_path`` (an engine built from the ONNX
+    Attention-op form is refitted from it and checked against the MatMul form ``onnx_path``).
     ``runtime_options``: how a version-compatible engine is opened
     (:func:`ibit_deploy.devicekit.engine_compat.runtime_options`).
     """
@@ -123,7 +143,7 @@ def verify_built_engine(engine_path: str | os.PathLike, onnx_path: str | os.Path
     if stripped:
         if trt is None:
             trt = import_tensorrt()
-        engine = refit.refit_serialized(trt, engine, onnx_path)[0]
+        engine = refit.refit_serialized(trt, engine, refit_from or onnx_path)[0]
     return verify.verify_engine(trt, engine, Path(onnx_path),
                              [np.ascontiguousarray(b, dtype=np.float32) for b in batches],
                              input_name=profile.input_name, precision=precision,

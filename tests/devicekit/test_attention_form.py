@@ -35,6 +35,13 @@ def bundle_copy(exported, tmp_path):
 
 
 def fake_tensorrt(monkeypatch, version: str, reject: str | None = None):
+    """:func:`recording_trt`, installed as ``tensorrt`` (the kit imports it itself, as on the device)."""
+    fake = recording_trt(version, reject)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    return fake
+
+
+def recording_trt(version: str, reject: str | None = None):
     """A stand-in ``tensorrt`` whose parser records every file it parses and rejects the file named ``reject``."""
     fake = make_fake_trt(version)
     fake.state["inputs"] = [types.SimpleNamespace(name="images", shape=(-1, 1, 28, 28))]
@@ -54,7 +61,6 @@ def fake_tensorrt(monkeypatch, version: str, reject: str | None = None):
             return super().parse_from_file(path)
 
     fake.OnnxParser = Parser
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)  # the kit imports tensorrt itself, as on the device
     return fake
 
 
