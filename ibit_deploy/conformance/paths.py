@@ -83,6 +83,9 @@ CONFORMANCE_TARGETS: tuple[Target, ...] = (
     Target("kit.main.attention_op", "ibit_deploy.devicekit.cli:main", "device_script_attention_op",
            "build_engine.py on a bundle with the ONNX Attention-op form: TensorRT >= 10.14 parses model.attn.onnx "
            "first (the stand-in parser rejects it) and falls back to model.onnx; 10.3 / 10.13 parse model.onnx only"),
+    Target("trt.build_engine.attention_op", "ibit_deploy.trt.build:build_engine", "build_attention_op",
+           "ibit-export's engine build of a bundle with model.attn.onnx: TensorRT >= 10.14 parses it first (the "
+           "stand-in parser rejects it) and falls back to model.onnx; 10.3 / 10.13 parse model.onnx only"),
     Target("runtime.trt_runner", "ibit_deploy.runtime.tensorrt_runner:TrtRunner", "runner_lifecycle",
            "TrtRunner: open (Runtime, deserialize, context, tensor names/modes/dtypes, profile, addresses), infer, "
            "infer_staged, time_stages, describe, close"),
@@ -310,15 +313,14 @@ def device_script_exclude_lean(entry: Callable[..., Any], trt: Any, work: Path) 
                   "--exclude-lean-runtime", "--lean-runtime", str(lean)])
 
 
-def device_script_attention_op(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
-    """A bundle with model.attn.onnx (the ONNX Attention-op form of model.onnx); the stand-in parser rejects it, so
+def attention_op_bundle(trt: Any, bundle: Path) -> dict[str, Any]:
+    """A bundle with model.attn.onnx (the ONNX Attention-op form of model.onnx) whose stand-in parser rejects it, so
     where the kit tries it (TensorRT >= 10.14) it falls back to model.onnx: both parses and the build run."""
     from ..devicekit.layout import ATTENTION_OP_KIND, ATTENTION_OP_ONNX, MANIFEST_FILE
 
     scenario = engine_scenario(trt)
     scenario["OnnxParser.parse_from_file"] = lambda path: not str(path).endswith(ATTENTION_OP_ONNX["fp32"])
     trt.set_scenario(scenario)
-    bundle = work / "bundle"
     manifest = tiny_bundle(bundle)
     twin = tiny_attention_onnx(bundle / ATTENTION_OP_ONNX["fp32"])
     source = next(a for a in manifest["artifacts"] if a["path"] == "model.onnx")
@@ -326,6 +328,29 @@ def device_script_attention_op(entry: Callable[..., Any], trt: Any, work: Path) 
                                   "precision": "fp32", "twin_of": {"path": source["path"], "sha256": source["sha256"]},
                                   "gate": {"passed": True}})
     (bundle / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
+    return manifest
+
+
+def build_attention_op(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    """ibit-export's engine build of a bundle with the Attention-op form (``build_engine(onnx_choice=...)``)."""
+    from functools import partial
+
+    from ..devicekit.attention_form import choose_onnx
+
+    bundle = work / "bundle"
+    manifest = attention_op_bundle(trt, bundle)
+    info = entry(bundle / "model.onnx", work / "engine.plan", profile(), trt=trt,
+                 onnx_choice=partial(choose_onnx, bundle, manifest, "fp32"))
+    return {"built_from": info["built_from"], "form": info.get("attention_form"),
+            "fell_back": "attention_op_error" in info}
+
+
+def device_script_attention_op(entry: Callable[..., Any], trt: Any, work: Path) -> Any:
+    """build_engine.py on :func:`attention_op_bundle`."""
+    from ..devicekit.layout import MANIFEST_FILE
+
+    bundle = work / "bundle"
+    attention_op_bundle(trt, bundle)
     code = entry(["--bundle", str(bundle), "--no-verify"])
     engine = next((a for a in json.loads((bundle / MANIFEST_FILE).read_text())["artifacts"] if a["kind"] == "engine"),
                   {})
@@ -443,5 +468,5 @@ DRIVERS: dict[str, Callable[..., Any]] = {
                                export_target, device_script, device_script_legacy_int8, device_script_auto,
                                device_script_small_device, build_stripped, verify_stripped, device_script_refit,
                                device_script_refittable, device_script_engine_compat, device_script_exclude_lean,
-                               device_script_attention_op,
+                               device_script_attention_op, build_attention_op,
                                runner_lifecycle, load_version_compatible, planted)}

@@ -28,11 +28,11 @@ DEFAULT_ONNX = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.
 # which fuses on its own and cannot parse ORT's contrib ops, never takes one for its precision's ONNX
 ORT_ONNX = {"fp32": "model.ort.onnx", "fp16": "model.fp16.ort.onnx", "int8": "model.int8.ort.onnx"}
 ORT_KIND = "onnx-ort"
-# ``ibit-export --attention onnx-attention`` (export/attention_op.py): the fp32 model with each attention core as one
+# ``ibit-export --attention onnx-attention`` (export/attention_op.py): the fp32 (and fp16) model with each attention core as one
 # ONNX ``Attention`` op (opset 23) carrying the folded bias as its additive attn_mask. Its own kind, so that no reader
 # takes it for its precision's ONNX: only the device kit builds from it, where the TensorRT there parses the op
 # (devicekit/attention_form.py), and falls back to the MatMul form (DEFAULT_ONNX) elsewhere.
-ATTENTION_OP_ONNX = {"fp32": "model.attn.onnx"}
+ATTENTION_OP_ONNX = {"fp32": "model.attn.onnx", "fp16": "model.fp16.attn.onnx"}  # no int8: export/attention_op.py
 ATTENTION_OP_KIND = "onnx-attention-op"
 DEFAULT_ENGINE = "engine.plan"
 DEFAULT_TIMING_CACHE = "timing.cache"

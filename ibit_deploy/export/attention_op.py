@@ -16,7 +16,11 @@ TensorRT parses the op and from ``model.onnx`` elsewhere (:mod:`ibit_deploy.devi
 
 Mask-mode IBiT has no softmax (its mask multiplies the scores, which are then Frobenius-normalised), so there is
 no attention op to carry it: it keeps its own form and asking for this one is bad input (:data:`NOT_APPLICABLE_MASK`).
-Only the fp32 model gets the form; fp16 and int8 engines are built from their MatMul-form files.
+The fp16 model gets the form too when fp16 is exported (:func:`fp16_attention_op_stage`: ``model.fp16.attn.onnx``,
+the same fp16 conversion and gate as ``model.fp16.onnx``). The int8 model does not: its Q/DQ pairs sit on the
+attention MatMuls' inputs (q, k, softmax output, v), placed and calibrated per MatMul; an ``Attention`` op has no
+such inner inputs to carry them, so an int8 twin would either drop the attention's int8 or need its own placement
+and calibration, ungated here. int8 engines build from ``model.int8.onnx``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from torch import nn
 
 from ..devicekit.agreement import compare_logits
 from ..devicekit.layout import ATTENTION_OP_KIND, ATTENTION_OP_ONNX
-from ..devicekit.manifest import artifact_entry, onnx_artifact
+from ..devicekit.layout import DEFAULT_ONNX as _ONNX_FILES
+from ..devicekit.manifest import artifact_entry, attention_op_artifact, onnx_artifact
 from ..devicekit.profile import InputSpec
 from ..devicekit.versions import feature
 from ..errors import ExportFailed
@@ -41,6 +46,7 @@ FORM = "onnx-attention"  # the --attention value
 OPSET = 23  # the ONNX Attention op's opset
 # largest |logit difference| against model.onnx: the same arithmetic, only fused in another order (fp32 rounding)
 EXACT_TOLERANCE = 1e-4
+ONNX_DEFAULT_FP32 = _ONNX_FILES["fp32"]  # the fp32 model every gate's logits and labels come from
 NOT_APPLICABLE_MASK = (
     "--attention onnx-attention does not apply to mask-mode IBiT: the ONNX Attention op is softmax(q k^T s + mask) v "
     "with an additive mask under a softmax (attn_mode 'bias'); the paper's mask multiplies the scores and has no "
@@ -117,3 +123,35 @@ def attention_op_stage(out: Path, manifest: dict[str, Any], folded: nn.Module, p
     block = {"form": FORM, "attention_op": {"path": name, "opset": OPSET, "cores": len(fused),
                                             "passed": gate["passed"], "reason": gate["reason"]}, "note": NOTE}
     return entry, block
+
+
+def fp16_attention_op_stage(out: Path, manifest: dict[str, Any], quantize: Mapping[str, Any] | None = None, *,
+                            progress: Any = None, shown: Path | None = None) -> dict[str, Any]:
+    """Write ``model.fp16.attn.onnx``, the fp16 twin of ``model.fp16.onnx``: the fp32 Attention-op form through the
+    very fp16 conversion ``model.fp16.onnx`` gets (same fp32 islands; the ``Attention`` op itself runs in fp16, as
+    TensorRT's fused attention does), gated as ``model.fp16.onnx`` is (ONNX Runtime CPU, which runs the op in fp16,
+    and the bit-faithful fp16 probe, whose reference evaluator implements it). Returns its artifact entry; a failed
+    gate is recorded in it. ExportFailed when the conversion lost an ``Attention`` op or its bias."""
+    import onnx
+
+    from ..quantization.artifact import fp16_twin
+    from .attention_graph import attention_cores
+
+    shown = shown or out
+    source, fp32_twin = onnx_artifact(manifest, "fp16"), attention_op_artifact(manifest, "fp32")
+    if source is None or fp32_twin is None:
+        raise ExportFailed("the fp16 ONNX Attention-op form is written after model.fp16.onnx and model.attn.onnx")
+    name = ATTENTION_OP_ONNX["fp16"]
+    config, report, gate = fp16_twin(out, manifest, fp32_twin["path"], name, dict(quantize or {}), progress)
+    layers = len(attention_cores(onnx.load(str(out / fp32_twin["path"]))))
+    cores = attention_cores(onnx.load(str(out / name)))
+    fused = [c for c in cores if c["form"] == "attention-op" and c["attn_mask"] and c["bias_constants"]]
+    if len(fused) != layers or len(cores) != layers:
+        raise ExportFailed(f"{shown / name}: the fp16 conversion left {len(fused)} of {layers} ONNX Attention ops "
+                           f"carrying the folded bias")
+    gate.update(reference=ONNX_DEFAULT_FP32, twin_of=source["path"])
+    return artifact_entry(out, name, ATTENTION_OP_KIND, "fp16", opset=OPSET, attention_form="attention-op",
+                          twin_of={"path": source["path"], "sha256": source["sha256"]}, gate=gate,
+                          quantization=config.to_dict(), float_nodes=report["fp32_nodes"], conversion=report,
+                          requires=f"TensorRT {feature('onnx_attention_op').span()} (its ONNX parser's Attention "
+                                   f"op); elsewhere the device kit builds from {source['path']}")

@@ -302,6 +302,19 @@ def _build(checkpoint: str | os.PathLike, out: Path, shown: Path, fingerprint: d
             if gate is not None and not gate.get("passed", False):
                 failures.append(f"{entry['path']}: {gate.get('reason', 'accuracy gate failed')}")
 
+    if attention.form == ATTENTION_OP_FORM and "fp16" in options.precisions and not failures:
+        # the fp16 twin of model.fp16.onnx (export/attention_op.py), once both its sources passed their gates
+        step("ONNX Attention op fp16")
+        from .attention_op import fp16_attention_op_stage
+
+        entry = fp16_attention_op_stage(out, manifest, {**quantize_overrides(attention_block), **options.quantize},
+                                        progress=step, shown=shown)
+        set_artifact(manifest, entry)
+        attention_block["attention_op"]["fp16"] = {"path": entry["path"], "passed": entry["gate"]["passed"],
+                                                   "reason": entry["gate"].get("reason")}
+        if not entry["gate"]["passed"]:
+            failures.append(f"{entry['path']} (fp16 ONNX Attention op): {entry['gate'].get('reason')}")
+
     if options.ort_fusions:
         _ort_graphs(out, manifest, model, config, options, step)
 

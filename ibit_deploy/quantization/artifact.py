@@ -188,20 +188,49 @@ def _quantize_locked(bundle: Path, manifest: dict[str, Any], precision: str, opt
 def _fp16_entry(bundle: Path, opts: QuantizeOptions, images: np.ndarray, labels: np.ndarray, described: str,
                 gate: AccuracyGate, input_spec: InputSpec, ref_logits: np.ndarray, opset: int | None,
                 step) -> dict[str, Any]:
+    config, report, record = _fp16_converted(bundle / FILES["reference"], bundle / FILES["fp16"], opts, images,
+                                             labels, described, gate, input_spec, ref_logits, step)
+    return artifact_entry(bundle, FILES["fp16"], "onnx", "fp16", opset=opset, quantization=config.to_dict(),
+                          gate=record, float_nodes=report["fp32_nodes"], conversion=report)
+
+
+def fp16_twin(bundle: str | Path, manifest: dict[str, Any], source: str, dest: str,
+              options: dict[str, Any] | None = None, progress=None) -> tuple[Fp16Config, dict[str, Any], dict[str, Any]]:
+    """Convert another fp32 form of the bundle's model (``source``, e.g. the ONNX Attention-op form) to fp16 as
+    ``dest`` exactly as ``model.fp16.onnx`` is made (the same :class:`.Fp16Config` from ``options``) and gate it the
+    same way (ONNX Runtime CPU on the eval set against ``model.onnx``'s logits and the labels, plus the bit-faithful
+    fp16 probe); returns (the config, the conversion report, the gate record). For a private staging directory
+    (no lock is taken)."""
+    bundle, opts = Path(bundle), QuantizeOptions.from_dict(options)
+    spec = opts.data or manifest.get("data", {}).get("spec")
+    if not spec:
+        raise ValueError("the fp16 gate needs real images: the manifest records no data spec; pass options['data']")
+    input_spec = InputSpec.from_manifest(manifest)
+    images, labels, described = _eval_set(spec, manifest, opts.eval_count)
+    ref_logits = run_logits(bundle / FILES["reference"], images, input_spec, threads=opts.threads)
+    gate = AccuracyGate(max_drop=float(opts.max_drop), min_agreement=opts.min_agreement)
+    return _fp16_converted(bundle / source, bundle / dest, opts, images, labels, described, gate, input_spec,
+                           ref_logits, progress or (lambda message: None))
+
+
+def _fp16_converted(source: Path, dest: Path, opts: QuantizeOptions, images: np.ndarray, labels: np.ndarray,
+                    described: str, gate: AccuracyGate, input_spec: InputSpec, ref_logits: np.ndarray,
+                    step) -> tuple[Fp16Config, dict[str, Any], dict[str, Any]]:
+    """THE fp16 conversion and gate: ``source`` -> ``dest``; returns (config, conversion report, gate record)."""
     from .fp16 import convert_fp16
 
     config = Fp16Config(keep_io_types=opts.keep_io_types, keep_fp32=opts.keep_fp32,
                         **({} if opts.fp16_keep_op_types is None else {"keep_op_types": opts.fp16_keep_op_types}))
     step("convert fp16")
-    report = convert_fp16(bundle / FILES["reference"], bundle / FILES["fp16"], config)
-    logits = run_logits(bundle / FILES["fp16"], images, input_spec, threads=opts.threads)
+    report = convert_fp16(source, dest, config)
+    logits = run_logits(dest, images, input_spec, threads=opts.threads)
     record = gate.check(compare_logits(ref_logits, logits, labels))
     record["images"] = described
     record["backend"] = "ort-cpu"
     if opts.fp16_probe > 0:
         step("fp16 probe")
         n = min(opts.fp16_probe, len(images))
-        probe = compare_logits(ref_logits[:n], emulate_logits(bundle / FILES["fp16"], images[:n]), labels[:n])
+        probe = compare_logits(ref_logits[:n], emulate_logits(dest, images[:n]), labels[:n])
         probe_ok = not probe["nonfinite"] and probe["cosine_min"] is not None and probe["cosine_min"] >= PROBE_MIN_COSINE
         record["fp16_probe"] = {"backend": "onnx-reference (numpy, fp16 as typed)", "min_cosine": PROBE_MIN_COSINE,
                                 "passed": probe_ok, **{k: probe[k] for k in ("count", "agreement", "max_abs_diff",
@@ -211,8 +240,7 @@ def _fp16_entry(bundle: Path, opts: QuantizeOptions, images: np.ndarray, labels:
             record["reason"] = (f"bit-faithful fp16 probe: logits diverge from fp32 (min cosine "
                                 f"{probe['cosine_min']}, {probe['nonfinite']} non-finite) - an fp16 overflow that "
                                 f"ONNX Runtime CPU hides; keep more of the graph in fp32 (keep_fp32)")
-    return artifact_entry(bundle, FILES["fp16"], "onnx", "fp16", opset=opset, quantization=config.to_dict(),
-                          gate=record, float_nodes=report["fp32_nodes"], conversion=report)
+    return config, report, record
 
 
 def _int8_entries(bundle: Path, manifest: dict[str, Any], opts: QuantizeOptions, spec: str, images: np.ndarray,

@@ -70,6 +70,8 @@ def test_the_attention_op_form_is_tried_where_the_parser_takes_it(project_report
     target = next(t for t in project_report["targets"] if t["target"] == "kit.main.attention_op")
     tried = has("onnx_attention_op", project_report["tensorrt"])  # 10.14, 10.16, 11.4: rejected, then model.onnx
     assert target["returned"] == repr({"exit": 0, "built_from": "model.onnx", "fell_back": tried}), target
+    export = next(t for t in project_report["targets"] if t["target"] == "trt.build_engine.attention_op")
+    assert export["returned"] == repr({"built_from": "model.onnx", "form": "matmul", "fell_back": tried}), export
 
 
 def test_uses_are_recorded_with_sites(project_report):

@@ -156,3 +156,47 @@ def test_refit_regenerates_and_matches_the_attention_op_form(trained, tmp_path, 
     assert entry["refit"]["onnx_sha256"] == sha256_file(bundle / "model.attn.onnx")
     report = json.loads((bundle / "engine.refit.json").read_text())
     assert report["verified_against"] == str(bundle / "model.onnx")  # checked on the MatMul form, as when built
+
+
+# ---------------------------------------------------------------------------------------- the fp16 twin
+
+@pytest.fixture(scope="module")
+def fp16_exported(checkpoint, tmp_path_factory) -> tuple[Path, types.ModuleType, list[dict[str, Any]]]:
+    """--attention onnx-attention --precision fp16 --to tensorrt with TensorRT 10.16 here (a stand-in)."""
+    fake, tools, checks = _tools("10.16.1.11")
+    out = tmp_path_factory.mktemp("attn_fp16") / "bundle"
+    export_checkpoint(checkpoint, out, ExportOptions(attention="onnx-attention", precision="fp16", to="tensorrt",
+                                                     ort_fusions=False), engine_tools=tools)
+    return out, fake, checks
+
+
+def test_fp16_gets_a_gated_attention_op_twin_built_from_here(fp16_exported):
+    import numpy as np
+    import onnx
+
+    from ibit_deploy.devicekit.manifest import attention_op_artifact
+    from ibit_deploy.devicekit.profile import InputSpec
+    from ibit_deploy.quantization.gate import run_logits
+
+    out, fake, checks = fp16_exported
+    manifest = load_manifest(out, verify=True)
+    twin = attention_op_artifact(manifest, "fp16")
+    assert twin["path"] == "model.fp16.attn.onnx" and twin["twin_of"]["path"] == "model.fp16.onnx"
+    assert twin["gate"]["passed"] and twin["gate"]["reference"] == "model.onnx"
+    assert twin["gate"]["fp16_probe"]["passed"]  # the reference evaluator ran the fp16 Attention op as typed
+    assert manifest["attention"]["attention_op"]["fp16"]["passed"]
+    graph = onnx.load(str(out / "model.fp16.attn.onnx")).graph
+    assert sum(n.op_type == "Attention" for n in graph.node) == 2 and not any(n.op_type == "Softmax"
+                                                                              for n in graph.node)
+    # as close to the fp16 MatMul form as fp16 allows: ONNX Runtime CPU runs both
+    images = np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)
+    spec = InputSpec.from_manifest(manifest)
+    ours, matmul, fp32 = (run_logits(out / name, images, spec) for name in
+                          ("model.fp16.attn.onnx", "model.fp16.onnx", "model.onnx"))
+    assert np.abs(ours - fp32).max() < 0.05 and np.abs(ours - matmul).max() < 0.05
+    # the engine (fp16) is built from it and checked on the MatMul form
+    assert fake.calls["parsed_all"] == ["model.fp16.attn.onnx"] and [c["onnx"] for c in checks] == ["model.fp16.onnx"]
+    engine = find_artifact(manifest, kind="engine")
+    assert engine["built_from"] == "model.fp16.attn.onnx" and engine["verified_against"] == "model.fp16.onnx"
+    # the int8 model has no Attention-op form (its Q/DQ sit on the attention MatMuls)
+    assert attention_op_artifact(manifest, "int8") is None
