@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "'flashbias[:RANK|:energy=E|:error=X]': the bias as rank-R factors inside a plain attention "
                         "call (default energy=0.995), gated against the dense model (--max-drop), or "
                         "'onnx-attention': dense, plus model.attn.onnx with each attention as one exact ONNX "
-                        "Attention op (opset 23, the bias as attn_mask) that build_engine.py uses where TensorRT "
-                        ">= 10.14 parses it (model.onnx elsewhere). Mask-mode IBiT has no softmax and keeps its own "
+                        "Attention op (opset 23, the bias as attn_mask; model.fp16.attn.onnx too with fp16) that "
+                        "engine builds use where TensorRT >= 10.14 parses it (model.onnx elsewhere). Mask-mode IBiT has no softmax and keeps its own "
                         "form (dense only); see README")
     p.add_argument("--no-ort-fusions", dest="ort_fusions", action="store_false",
                    help="write no model*.ort.onnx (ONNX Runtime's fused twins of the ONNX files, gated against them; "
@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         op = fb["attention_op"]
         print(f"  onnx-attention: {op['path']} ({op['cores']} Attention ops, opset {op['opset']}) vs model.onnx: "
               f"{op['reason']}")
+        if "fp16" in op:
+            print(f"  onnx-attention fp16: {op['fp16']['path']}: {op['fp16']['reason']}")
     trt = manifest.get("tensorrt")
     if trt is not None:
         print(trt["message"])

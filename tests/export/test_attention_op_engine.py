@@ -194,6 +194,10 @@ def test_fp16_gets_a_gated_attention_op_twin_built_from_here(fp16_exported):
     ours, matmul, fp32 = (run_logits(out / name, images, spec) for name in
                           ("model.fp16.attn.onnx", "model.fp16.onnx", "model.onnx"))
     assert np.abs(ours - fp32).max() < 0.05 and np.abs(ours - matmul).max() < 0.05
+    from ibit_deploy.conformance.onnx_support import check_bundle
+
+    assert check_bundle(out)["model.fp16.attn.onnx"]["parser"] == "TensorRT >= 10.14"  # the op's fp16 mask: legal
+    assert check_bundle(out)["model.fp16.attn.onnx"]["passed"]
     # the engine (fp16) is built from it and checked on the MatMul form
     assert fake.calls["parsed_all"] == ["model.fp16.attn.onnx"] and [c["onnx"] for c in checks] == ["model.fp16.onnx"]
     engine = find_artifact(manifest, kind="engine")
