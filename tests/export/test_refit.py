@@ -146,6 +146,20 @@ def test_the_cli_refits_and_says_what_the_device_must_do(exported: Path, checkpo
     assert "weights replaced" in out and "build_engine.py --refit" in out
 
 
+@pytest.mark.parametrize("wrong", ["nowhere", "bundle", "file"])
+def test_a_checkpoint_path_that_is_no_checkpoint_is_refused_naming_it(exported: Path, tmp_path: Path, wrong: str,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from ibit_deploy.cli.main import main
+
+    bundle = _copy(exported, tmp_path / "bundle")
+    before = {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()}
+    checkpoint = {"nowhere": tmp_path / "nowhere", "bundle": bundle, "file": bundle / "manifest.json"}[wrong]
+    assert main(["refit", str(bundle), str(checkpoint), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(checkpoint) in err and "model.safetensors and config.json" in err and "Errno" not in err, err
+    assert {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()} == before
+
+
 # ------------------------------------------------------------------------------------------ the device's stand-ins
 
 def _ort_runner(bundle: Path):
