@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import checkpoint_fingerprint, load_checkpoint
-from ..devicekit.layout import LAUNCHER, LAUNCHER_KIND, ORT_KIND, PRECISIONS
+from ..devicekit.layout import ATTENTION_OP_KIND, LAUNCHER, LAUNCHER_KIND, ORT_KIND, PRECISIONS
 from ..devicekit.locking import directory_lock
 from ..devicekit.manifest import load_manifest, set_artifact, utc_now, write_manifest
 from ..devicekit.refit import mark_pending
@@ -39,7 +39,8 @@ from .pipeline import ExportOptions, _build, input_description
 from .replacing import keep_foreign
 
 # manifest artifacts an export writes (replaced by the re-export); every other kind is carried from the old bundle
-EXPORTED_KINDS = ("onnx", ORT_KIND, "reference", "calibration")
+EXPORTED_KINDS = ("onnx", ORT_KIND, ATTENTION_OP_KIND, "reference", "calibration")
+GRAPH_KINDS = ("onnx", ORT_KIND, ATTENTION_OP_KIND)  # compared with their re-exported twins (an engine's source)
 DEVICE_KINDS = ("script", LAUNCHER_KIND, "kit")  # the device scripts and kit: rewritten from this package
 
 
@@ -139,7 +140,7 @@ def _refit_locked(bundle: Path, staging: Path, old: dict[str, Any], checkpoint: 
     step("compare graphs")
     compared = []
     for art in old.get("artifacts", []):
-        if art.get("kind") not in ("onnx", ORT_KIND):
+        if art.get("kind") not in GRAPH_KINDS:
             continue
         twin = staging / art["path"]
         if not twin.is_file():

@@ -160,6 +160,22 @@ def test_a_checkpoint_path_that_is_no_checkpoint_is_refused_naming_it(exported: 
     assert {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()} == before
 
 
+def test_a_bundle_with_the_attention_op_twin_is_refitted_and_the_twin_compared(
+        train_tiny_factory, tmp_path: Path) -> None:
+    """--attention onnx-attention writes model.attn.onnx (kind onnx-attention-op), which the device may build the
+    engine from: a refit re-exports it with the new weights and compares its graph like every ONNX file."""
+    v1 = train_tiny_factory(tmp_path / "b1", steps=STEPS, seed=0, attn_mode="bias")
+    v2 = train_tiny_factory(tmp_path / "b2", steps=STEPS, seed=1, attn_mode="bias")
+    bundle = tmp_path / "bundle"
+    before = export_checkpoint(v1, bundle, ExportOptions(to="tensorrt", refittable=True, attention="onnx-attention",
+                                                         ort_fusions=False))
+    after = refit_bundle(bundle, v2)
+    assert "model.attn.onnx" in after["refit"]["graphs_compared"]
+    old, new = find_artifact(before, path="model.attn.onnx"), find_artifact(after, path="model.attn.onnx")
+    assert new["sha256"] != old["sha256"] and new["sha256"] == sha256_file(bundle / "model.attn.onnx")
+    assert new["twin_of"]["sha256"] == find_artifact(after, path="model.onnx")["sha256"]
+
+
 # ------------------------------------------------------------------------------------------ the device's stand-ins
 
 def _ort_runner(bundle: Path):
