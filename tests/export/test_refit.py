@@ -176,6 +176,29 @@ def test_a_bundle_with_the_attention_op_twin_is_refitted_and_the_twin_compared(
     assert new["twin_of"]["sha256"] == find_artifact(after, path="model.onnx")["sha256"]
 
 
+@pytest.mark.parametrize(("block", "key", "value"), [
+    ("export", None, [1]), ("model", None, [1]), ("input", None, "x"), ("input", "batch_range", 5),
+    ("input", "batch_range", [1]), ("export", "quantize", [1]), ("input", "shape", 7)])
+def test_a_hostile_manifest_block_is_bad_input_naming_the_manifest(exported: Path, checkpoints: dict[str, Path],
+                                                                 tmp_path: Path, block: str, key: str | None,
+                                                                 value: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from ibit_deploy.cli.main import main
+    from ibit_deploy.devicekit.manifest import write_manifest
+
+    bundle = _copy(exported, tmp_path / "bundle")
+    manifest = load_manifest(bundle)
+    if key is None:
+        manifest[block] = value
+    else:
+        manifest[block][key] = value
+    write_manifest(bundle, manifest)
+    before = {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()}
+    assert main(["refit", str(bundle), str(checkpoints["v2"]), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(bundle / "manifest.json") in err and block in err and "unexpected error" not in err, err
+    assert {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()} == before
+
+
 # ------------------------------------------------------------------------------------------ the device's stand-ins
 
 def _ort_runner(bundle: Path):
