@@ -74,12 +74,22 @@ def save_checkpoint(directory: str | os.PathLike, model: nn.Module, config: dict
     return directory
 
 
+def require_checkpoint_dir(directory: str | os.PathLike) -> Path:
+    """``directory`` as a Path when it is a folder holding both checkpoint files; FileNotFoundError naming it and
+    what a checkpoint holds otherwise (a bundle or any other folder given where a checkpoint belongs)."""
+    directory = Path(directory)
+    expected = f"expected a folder with {WEIGHTS_FILE} and {CONFIG_FILE}, as written by ibit-train"
+    if not directory.is_dir():
+        raise FileNotFoundError(f"checkpoint directory not found: {directory} ({expected})")
+    missing = [name for name in (WEIGHTS_FILE, CONFIG_FILE) if not (directory / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{directory} is not a checkpoint: it has no {' and no '.join(missing)} ({expected})")
+    return directory
+
+
 def read_checkpoint_config(directory: str | os.PathLike) -> dict[str, Any]:
     """Read and validate ``config.json`` of a checkpoint directory."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"checkpoint directory not found: {directory} (expected a folder with {WEIGHTS_FILE} "
-                                f"and {CONFIG_FILE}, as written by ibit-train)")
+    directory = require_checkpoint_dir(directory)
     config = read_json(directory / CONFIG_FILE, "checkpoint config")
     model = config.get("model") if isinstance(config, dict) else None
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
@@ -143,7 +153,7 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[nn.Module, dict[str, 
 
 def checkpoint_fingerprint(directory: str | os.PathLike) -> dict[str, str]:
     """sha256 of a checkpoint's weights and config, recorded as the source of every export."""
-    directory = Path(directory)
+    directory = require_checkpoint_dir(directory)
     return {
         "path": str(directory.resolve()),
         "weights_sha256": sha256_file(directory / WEIGHTS_FILE),

@@ -39,7 +39,7 @@ from .build_limits import add_limit_arguments, limits_from_args, probe_gpu
 from .engine_compat import add_compat_arguments, compat_from_args, refusal, runtime_options
 from .exit_codes import BAD_INPUT, CHECK_FAILED, DONE, REQUIREMENT_UNMET
 from .fileio import atomic_write_bytes, sha256_file
-from .layout import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE, LAUNCHER, PRECISIONS
+from .layout import DEFAULT_ENGINE, DEFAULT_TIMING_CACHE, LAUNCHER, MANIFEST_FILE, PRECISIONS
 from .manifest import check_bundle_files, load_manifest, onnx_for, put_artifact
 from .numbers import BATCH, COUNT, POINTS, Range, argtype
 from .profile import EngineProfile
@@ -158,7 +158,7 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
     gpu = probe_gpu()
     try:
         limits = limits_from_args(args, gpu)
-        compat = compat_from_args(args, manifest.get("export"))
+        compat = compat_from_args(args, manifest.get("export"), str(bundle / MANIFEST_FILE))
     except ValueError as exc:
         p.error(str(exc))
     refit_mode = "refittable" if args.refittable or (manifest.get("export") or {}).get("refittable") else None

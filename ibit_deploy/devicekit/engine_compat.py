@@ -138,7 +138,22 @@ class EngineCompat:
         if lean not in (None, LEAN_EMBEDDED, LEAN_EXCLUDED):
             raise ValueError(f"{where}: engine_compat.lean_runtime must be {LEAN_EMBEDDED!r}, {LEAN_EXCLUDED!r} or "
                              f"null, got {lean!r}")
-        return cls(record["choice"], lean == LEAN_EXCLUDED).check()
+        compat = cls(record["choice"], lean == LEAN_EXCLUDED)
+        if compat.exclude_lean_runtime and not compat.version:  # check() would blame flags nobody passed
+            raise ValueError(f"{where}: engine_compat.lean_runtime {LEAN_EXCLUDED!r} belongs to a version-compatible "
+                             f"engine (choice 'version' or 'version+hardware'), got choice {compat.choice!r}")
+        return compat.check()
+
+
+def recorded_version(value: Any, where: str = "engine entry") -> str | None:
+    """The TensorRT version an engine entry records (its ``tensorrt``), None when absent (TensorRT's own check then
+    decides); ValueError naming ``where`` and the value for anything but a 'MAJOR.MINOR[.PATCH[.BUILD]]' string."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _VERSION_RE.match(value):
+        raise ValueError(f"{where}: tensorrt must be the version that built the engine, 'MAJOR.MINOR[.PATCH[.BUILD]]' "
+                         f"(a string), got {value!r}")
+    return value
 
 
 def refusal(built: str | None, compat: EngineCompat, installed: str, *, jetson: bool = False,
@@ -205,12 +220,13 @@ def add_compat_arguments(parser: Any) -> None:
                         "then needs the building TensorRT's libnvinfer_lean.so (lean_runtime=, --lean-runtime)")
 
 
-def compat_from_args(args: Any, export: Any = None) -> EngineCompat:
+def compat_from_args(args: Any, export: Any = None, where: str = "manifest.json") -> EngineCompat:
     """The :class:`EngineCompat` of the parsed flags; ValueError naming a bad combination.
 
     Without either flag, the choice the bundle was exported with (``export``: the manifest's ``export`` block, its
     ``engine_compat`` record) holds, so ``ibit-export --engine-compat version`` without a GPU gives the engine the
-    device builds the same compatibility; a flag given on the device overrides it."""
+    device builds the same compatibility; a flag given on the device overrides it. ``where``: the manifest's path,
+    named in the error for a bad record."""
     if args.engine_compat is None and not args.exclude_lean_runtime and isinstance(export, dict):
-        return EngineCompat.from_record(export.get("engine_compat"), "manifest.json export block")
+        return EngineCompat.from_record(export.get("engine_compat"), f"{where} export block")
     return EngineCompat(args.engine_compat or NONE, bool(args.exclude_lean_runtime)).check()

@@ -46,8 +46,25 @@ GRAPH_KINDS = ("onnx", ORT_KIND, ATTENTION_OP_KIND)
 DEVICE_KINDS = ("script", LAUNCHER_KIND, "kit")  # the device scripts and kit: rewritten from this package
 
 
+def check_recorded_blocks(manifest: dict[str, Any], where: Path) -> None:
+    """BadInput naming ``where`` unless the blocks a refit replays have the shapes an export writes: ``export``,
+    ``model`` and ``input`` objects, ``input.batch_range`` [min, max], ``input.shape/mean/std`` lists."""
+    for key in ("export", "model", "input"):
+        if not isinstance(manifest.get(key) or {}, dict):
+            raise BadInput(f"{where}: {key} must be an object, got {manifest.get(key)!r}; the bundle's manifest was "
+                           f"edited or damaged: export the checkpoint again instead of refitting")
+    inp = manifest.get("input") or {}
+    batch_range = inp.get("batch_range", [1, 64])
+    if not (isinstance(batch_range, list) and len(batch_range) == 2):
+        raise BadInput(f"{where}: input.batch_range must be [min, max], got {batch_range!r}")
+    for key in ("shape", "mean", "std"):
+        if not isinstance(inp.get(key) or [], list):
+            raise BadInput(f"{where}: input.{key} must be a list, got {inp.get(key)!r}")
+
+
 def options_from_manifest(manifest: dict[str, Any], where: Path) -> ExportOptions:
     """The ONNX export settings the bundle was made with (``export`` and ``input`` blocks of its manifest)."""
+    check_recorded_blocks(manifest, where)
     export, inp = manifest.get("export") or {}, manifest.get("input") or {}
     if not export.get("refittable") and not any(a.get("refit_mode") for a in manifest.get("artifacts", [])
                                                 if a.get("kind") == "engine"):
@@ -62,7 +79,8 @@ def options_from_manifest(manifest: dict[str, Any], where: Path) -> ExportOption
                                 ort_fusions=bool(export.get("ort_fusions", bool(manifest.get("ort_graphs")))))
         options.validate()
     except (TypeError, ValueError) as exc:
-        raise BadInput(f"{where}: the recorded export settings cannot be replayed: {exc}") from exc
+        raise BadInput(f"{where}: the recorded export settings (export, input blocks) cannot be replayed: "
+                       f"{exc}") from exc
     return options
 
 
@@ -121,6 +139,7 @@ def refit_bundle(bundle: str | os.PathLike, checkpoint: str | os.PathLike, *, wa
         for note in clean_leftovers(bundle):
             warnings.warn(note, stacklevel=2)
         old = load_manifest(bundle, verify=True)  # under the lock: what is there now
+        check_recorded_blocks(old, where)
         staging = new_staging(bundle)
         try:
             manifest = _refit_locked(bundle, staging, old, checkpoint, fingerprint, model, config, options, step)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..devicekit.acceptance import artifact_verdict
-from ..devicekit.engine_compat import EngineCompat
+from ..devicekit.engine_compat import EngineCompat, recorded_version
 from ..devicekit.layout import MANIFEST_FILE, ORT_KIND
 from ..devicekit.manifest import load_manifest, ort_graph_artifact
 from ..devicekit.profile import InputSpec
@@ -272,11 +272,13 @@ def _engine_runners(bundle: Path, manifest: dict[str, Any], spec: InputSpec,
             choices.append(RunnerChoice(name, refused, "tensorrt", precision, art["path"]))
             continue
         # the manifest's record of what built the engine: the runner refuses what the installed TensorRT cannot run
-        compat = EngineCompat.from_record(art.get("engine_compat"), f"{bundle / MANIFEST_FILE}: {art['path']}")
+        where = f"{bundle / MANIFEST_FILE}: {art['path']}"
+        compat, built_with = EngineCompat.from_record(art.get("engine_compat"), where), recorded_version(
+            art.get("tensorrt"), where)
         try:
             from .tensorrt_runner import TrtRunner
 
-            runner: Runner | str = TrtRunner(bundle / art["path"], spec, built_with=art.get("tensorrt"),
+            runner: Runner | str = TrtRunner(bundle / art["path"], spec, built_with=built_with,
                                              compat=compat, lean_runtime=lean_runtime)
         except ImportError as exc:
             runner = f"the TensorRT runner cannot be imported here: {exc}"

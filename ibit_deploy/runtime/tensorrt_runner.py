@@ -26,7 +26,7 @@ import numpy as np
 
 from ..devicekit import versions
 from ..devicekit.bundle import open_bundle
-from ..devicekit.engine_compat import EngineCompat, refusal, runtime_options
+from ..devicekit.engine_compat import EngineCompat, recorded_version, refusal, runtime_options
 from ..devicekit.layout import DEFAULT_ENGINE
 from ..devicekit.session import STAGE_EVENTS, EngineSession, cuda_check, import_cudart
 from ..errors import BackendUnavailable
@@ -65,8 +65,9 @@ class TrtRunner(Runner):
         art = b.find("engine", path=engine)
         if art is None:
             return cls(b.file(engine or DEFAULT_ENGINE), b.input, device=device)
-        return cls(b.file(art.path), b.input, device=device, built_with=art.entry.get("tensorrt"),
-                   compat=EngineCompat.from_record(art.entry.get("engine_compat"), f"{b.path}: {art.path}"))
+        where = f"{b.path}: {art.path}"
+        return cls(b.file(art.path), b.input, device=device, built_with=recorded_version(art.entry.get("tensorrt"), where),
+                   compat=EngineCompat.from_record(art.entry.get("engine_compat"), where))
 
     # ------------------------------------------------------------------------------------------------- lifecycle
 

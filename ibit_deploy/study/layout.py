@@ -38,6 +38,32 @@ REPORT_DIR = "report"
 STANDIN_DIR = "latency_standins"
 SIDE_BY_SIDE_FILE = "latency_side_by_side.json"
 
+OWN_NAMES = (STUDY_FILE, RUNS_DIR, REPORT_DIR, STANDIN_DIR, SIDE_BY_SIDE_FILE)  # what a study folder holds
+
+
+def foreign_entries(names: list[str]) -> list[str]:
+    """The names of ``names`` (a study folder's entries) that no study made: not one of :data:`OWN_NAMES`, nor a
+    hidden file of one (``.<name>.lock``, ``.<name>.<pid>.<random>.tmp`` of an atomic write, a staged folder)."""
+    return [n for n in names if n not in OWN_NAMES and not any(n.startswith(f".{own}.") for own in OWN_NAMES)]
+
+
+def check_out(out: str | os.PathLike) -> None:
+    """``--out`` must be new, empty or a study folder (to resume it): never a file, a bundle, a checkpoint or a
+    user's folder, into which a study would write its runs (the write policy, ibit_deploy/outputs.py); ValueError
+    (exit 2) naming it and what is there otherwise. A folder holding only a study's own names is one whose first
+    ``prepare`` was killed before ``study.json`` (written last)."""
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is not a folder; give a new or empty folder for the study, or a study "
+                                 f"folder to resume it")
+    foreign = sorted(foreign_entries(os.listdir(out)))
+    if foreign and not (out / STUDY_FILE).is_file():
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ValueError(f"--out {out} is not empty ({shown}) and holds no study ({STUDY_FILE}); a study writes its "
+                         f"runs into --out, so give a new or empty folder, or a study folder to resume it")
+
 
 def run_dir(out: str | os.PathLike, run_id: str) -> Path:
     return Path(out) / RUNS_DIR / run_id

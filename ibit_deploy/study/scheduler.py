@@ -38,6 +38,7 @@ def prepare(config: StudyConfig, out: str | os.PathLike) -> list[RunSpec]:
     sizes = validate(config)
     runs = build_plan(config, sizes)
     out = Path(out)
+    layout.check_out(out)  # again under the lock: what is there now
     study_file = out / layout.STUDY_FILE
     saved = read_json(study_file, "study file") if study_file.is_file() else None
     if saved is not None:
@@ -149,6 +150,7 @@ def run_study(config: StudyConfig, out: str | os.PathLike, workers: int | None =
     if workers is not None:
         workers = OPTION_RANGES["workers"].check(workers, "--workers")
     out = Path(out)
+    layout.check_out(out)  # before anything, the lock file included
     needs = run_needs({"threads": config.threads, "backend": canonical_backend(config.backend)},
                       {"device": TRAIN_DEVICE})
     # opened first: no Ray, or no cluster at the address, is bad input before anything is written

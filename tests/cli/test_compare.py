@@ -133,3 +133,34 @@ def test_a_busy_study_hint_names_only_flags_compare_has(tmp_path, capsys, lock_h
     known = {s for a in build_parser()._actions for s in a.option_strings}
     assert _flags(err) <= known, f"the hint names flags compare does not have: {_flags(err) - known}"
     assert not (out / "study.json").exists()
+
+
+@pytest.mark.parametrize("holds", ["user folder", "bundle", "checkpoint", "file"])
+def test_an_out_that_is_no_study_is_refused_and_left_as_it_was(tmp_path, capsys, holds):
+    """--out onto a user's folder, a bundle, a checkpoint or a file: exit 2 naming it and what --out may be, with
+    nothing written into it or beside it (not even a lock file); a study's own folder is never refused."""
+    out = tmp_path / "out"
+    names = {"user folder": ["notes.txt"], "bundle": ["manifest.json", "model.onnx"],
+             "checkpoint": ["config.json", "model.safetensors"]}.get(holds)
+    if names is None:
+        out.write_text("mine")
+    else:
+        out.mkdir()
+        for name in names:
+            (out / name).write_text("mine")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert _exit_code([*BASE, "--steps", "60", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "study" in err and "Errno" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    if names is not None:
+        assert sorted(p.name for p in out.iterdir()) == sorted(names)
+
+
+def test_a_study_folder_left_before_its_study_file_is_not_refused():
+    """A prepare killed after the run specs but before study.json (written last) leaves only the study's own names:
+    the next run resumes there."""
+    from ibit_deploy.study.layout import foreign_entries
+
+    assert foreign_entries(["runs", ".study.json.123.abcd.tmp", "report", ".report.lock"]) == []
+    assert foreign_entries(["runs", "notes.txt", ".git"]) == ["notes.txt", ".git"]

@@ -219,3 +219,16 @@ def test_kit_names_a_bad_recorded_choice(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main([str(bundle), "--no-verify"])
     assert exit_.value.code == 2 and "export block: engine_compat must be" in capsys.readouterr().err
+
+
+def test_kit_names_the_manifest_for_a_contradictory_recorded_choice(tmp_path, monkeypatch, capsys):
+    """No flag was given: the error is the manifest's export record, named with its path, not a flag."""
+    _, bundle = _kit(tmp_path, monkeypatch)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["export"] = {"engine_compat": {"choice": "none", "lean_runtime": "excluded"}}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([str(bundle), "--no-verify"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{bundle / 'manifest.json'} export block: engine_compat.lean_runtime" in err
+    assert "--exclude-lean-runtime applies" not in err

@@ -93,6 +93,20 @@ def test_corrupt_and_missing_files(tiny_checkpoint, tmp_path, capsys):
     assert "config.json is not a valid checkpoint config" in capsys.readouterr().err
 
 
+def test_a_folder_that_is_not_a_checkpoint_is_refused_saying_what_one_holds(tiny_checkpoint, tmp_path, capsys):
+    """A bundle (or any folder) given where a checkpoint belongs: one line naming the folder and what a checkpoint
+    holds, not a bare OS error about model.safetensors."""
+    bundle = tmp_path / "bundle"
+    assert main([str(tiny_checkpoint), "--out", str(bundle), "--quiet"]) == 0
+    capsys.readouterr()
+    for wrong in (bundle, bundle / "manifest.json"):
+        assert main([str(wrong), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert f"{wrong}" in err and "model.safetensors and config.json" in err and "ibit-train" in err, err
+        assert "Errno" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_failed_export_leaves_the_bundle_as_it_was(tiny_checkpoint, tmp_path, monkeypatch):
     out = tmp_path / "bundle"
     export_checkpoint(tiny_checkpoint, out)

@@ -146,6 +146,59 @@ def test_the_cli_refits_and_says_what_the_device_must_do(exported: Path, checkpo
     assert "weights replaced" in out and "build_engine.py --refit" in out
 
 
+@pytest.mark.parametrize("wrong", ["nowhere", "bundle", "file"])
+def test_a_checkpoint_path_that_is_no_checkpoint_is_refused_naming_it(exported: Path, tmp_path: Path, wrong: str,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from ibit_deploy.cli.main import main
+
+    bundle = _copy(exported, tmp_path / "bundle")
+    before = {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()}
+    checkpoint = {"nowhere": tmp_path / "nowhere", "bundle": bundle, "file": bundle / "manifest.json"}[wrong]
+    assert main(["refit", str(bundle), str(checkpoint), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(checkpoint) in err and "model.safetensors and config.json" in err and "Errno" not in err, err
+    assert {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()} == before
+
+
+def test_a_bundle_with_the_attention_op_twin_is_refitted_and_the_twin_compared(
+        train_tiny_factory, tmp_path: Path) -> None:
+    """--attention onnx-attention writes model.attn.onnx (kind onnx-attention-op), which the device may build the
+    engine from: a refit re-exports it with the new weights and compares its graph like every ONNX file."""
+    v1 = train_tiny_factory(tmp_path / "b1", steps=STEPS, seed=0, attn_mode="bias")
+    v2 = train_tiny_factory(tmp_path / "b2", steps=STEPS, seed=1, attn_mode="bias")
+    bundle = tmp_path / "bundle"
+    before = export_checkpoint(v1, bundle, ExportOptions(to="tensorrt", refittable=True, attention="onnx-attention",
+                                                         ort_fusions=False))
+    after = refit_bundle(bundle, v2)
+    assert "model.attn.onnx" in after["refit"]["graphs_compared"]
+    old, new = find_artifact(before, path="model.attn.onnx"), find_artifact(after, path="model.attn.onnx")
+    assert new["sha256"] != old["sha256"] and new["sha256"] == sha256_file(bundle / "model.attn.onnx")
+    assert new["twin_of"]["sha256"] == find_artifact(after, path="model.onnx")["sha256"]
+
+
+@pytest.mark.parametrize(("block", "key", "value"), [
+    ("export", None, [1]), ("model", None, [1]), ("input", None, "x"), ("input", "batch_range", 5),
+    ("input", "batch_range", [1]), ("export", "quantize", [1]), ("input", "shape", 7)])
+def test_a_hostile_manifest_block_is_bad_input_naming_the_manifest(exported: Path, checkpoints: dict[str, Path],
+                                                                 tmp_path: Path, block: str, key: str | None,
+                                                                 value: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from ibit_deploy.cli.main import main
+    from ibit_deploy.devicekit.manifest import write_manifest
+
+    bundle = _copy(exported, tmp_path / "bundle")
+    manifest = load_manifest(bundle)
+    if key is None:
+        manifest[block] = value
+    else:
+        manifest[block][key] = value
+    write_manifest(bundle, manifest)
+    before = {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()}
+    assert main(["refit", str(bundle), str(checkpoints["v2"]), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(bundle / "manifest.json") in err and block in err and "unexpected error" not in err, err
+    assert {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()} == before
+
+
 # ------------------------------------------------------------------------------------------ the device's stand-ins
 
 def _ort_runner(bundle: Path):

@@ -147,3 +147,28 @@ def test_a_bad_engine_compat_record_names_the_manifest(tmp_path, installed):
     (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(ValueError, match="manifest.json: engine.plan: engine_compat must be an object"):
         load(bundle, "tensorrt")
+
+
+@pytest.mark.parametrize("record", [{"choice": "none", "lean_runtime": "excluded"},
+                                    {"choice": "hardware", "lean_runtime": "excluded"}])
+def test_a_contradictory_engine_compat_record_names_the_manifest_not_a_flag(tmp_path, installed, record):
+    """A hand-edited record whose parts contradict each other is the manifest's fault: the message names the file
+    and the record, not command-line flags the user never passed."""
+    installed("10.3.0.30")
+    bundle = _bundle(tmp_path, "10.3.0.30")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["artifacts"][-1]["engine_compat"] = record
+    (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(ValueError, match="manifest.json: engine.plan: engine_compat") as err:
+        load(bundle, "tensorrt")
+    assert "--exclude-lean-runtime" not in str(err.value) and "lean_runtime" in str(err.value)
+
+
+@pytest.mark.parametrize("built", ["abc", 10, [10, 3], {"v": 1}])
+def test_a_hostile_recorded_tensorrt_version_names_the_manifest(tmp_path, installed, built):
+    installed("10.3.0.30")
+    bundle = _bundle(tmp_path, built)
+    with pytest.raises(ValueError, match=r"manifest.json: engine.plan: tensorrt must be .*MAJOR.MINOR"):
+        load(bundle, "tensorrt")
+    with pytest.raises(ValueError, match=r"manifest.json: engine.plan: tensorrt must be"):
+        load(bundle)  # auto: a hostile manifest is bad input, not a backend that is missing here
