@@ -18,6 +18,7 @@ from __future__ import annotations
 # the C module under ``signal``, loaded since the interpreter started; ``import signal`` builds enums, milliseconds
 # before the hold below would be in place
 import _signal
+import _thread
 import os
 import sys
 
@@ -49,6 +50,20 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _unraisable(unraisable: object) -> None:
+    """``sys.unraisablehook`` of our console scripts: a Ctrl-C whose KeyboardInterrupt Python had to ignore (raised
+    inside a weakref callback, e.g. importlib's module-lock ``cb`` during an import, or a ``__del__``: "Exception
+    ignored in ...") is delivered again, to be raised where it can propagate; the command would otherwise go on
+    working as if no Ctrl-C had come. Anything else goes to Python's own hook."""
+    if isinstance(getattr(unraisable, "exc_value", None), KeyboardInterrupt) and interrupted():
+        # scheduled from another thread, not run here: signal.raise_signal or interrupt_main in this (the main)
+        # thread would run the handler inside this hook, ignored again; tripped from elsewhere, the handler raises at
+        # the main thread's next check, back in code an exception can leave
+        _thread.start_new_thread(_thread.interrupt_main, (_signal.SIGINT,))
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def interrupted() -> bool:
     """Whether this console script got a Ctrl-C. A library whose import or callback a KeyboardInterrupt cut short can
     end in another exception (numpy's ``__getattr__`` recursing over a half-imported module, a RecursionError):
@@ -66,6 +81,7 @@ def _hold_sigint_until_launch() -> None:
     try:
         if name in COMMANDS and (current is _signal.default_int_handler or current is early):
             _signal.signal(_signal.SIGINT, _defer)
+            sys.unraisablehook = _unraisable
         elif early is not None and current is early:  # not one of ours after all: Python's handler, and a held one
             _signal.signal(_signal.SIGINT, _signal.default_int_handler)
             if _pending:

@@ -263,3 +263,33 @@ def test_a_ctrl_c_held_early_in_another_program_is_raised_when_the_hold_is_given
         sys.argv = saved_argv
         launch._pending.clear()
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_python_had_to_ignore_is_delivered_again(tmp_path):
+    """A KeyboardInterrupt raised inside a weakref callback is "ignored" by Python (seen: importlib's module-lock
+    callback during an import, and the command then went on working); in our console scripts it comes back and ends
+    the command with exit 130 and one line."""
+    script = tmp_path / "ibit-train"
+    script.write_text(
+        "import signal, sys, time, weakref\n"
+        "import ibit_deploy.cli.launch as launch\n"
+        "def cb(ref):\n"
+        "    launch._pending.append(signal.SIGINT)\n"
+        "    raise KeyboardInterrupt  # what launch._interrupt raises, here where Python must ignore it\n"
+        "class Thing: pass\n"
+        "def main():\n"
+        "    signal.signal(signal.SIGINT, launch._interrupt)\n"
+        "    try:\n"
+        "        ref = weakref.ref(Thing(), cb)  # the object dies at once: cb runs\n"
+        "        time.sleep(5)\n"
+        "        print('went on working')\n"
+        "        return 0\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('interrupted')\n"
+        "        return 130\n"
+        "sys.exit(main())\n", encoding="utf-8")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert out.stdout.split() == ["interrupted"] and out.returncode == 130
+    assert "Exception ignored" not in out.stderr
