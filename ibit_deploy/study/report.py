@@ -423,6 +423,9 @@ def retime(out: str | os.PathLike, rounds: int, standins: bool = True) -> dict[s
     """
     if rounds < 1:
         raise ValueError(f"--latency-rounds must be >= 1 to re-time, got {rounds}")
+    if not (Path(out) / layout.STUDY_FILE).is_file():  # before the lock: nothing is written beside what is no study
+        raise ValueError(f"{out}: no study here (no {layout.STUDY_FILE}); --retime re-times a study folder written by "
+                         f"ibit-deploy compare")
     with layout.locked(out, "ibit-deploy compare --retime", then="run the same command again"):
         study = load_study(out)
         if not study["results"]:

@@ -164,3 +164,16 @@ def test_a_study_folder_left_before_its_study_file_is_not_refused():
 
     assert foreign_entries(["runs", ".study.json.123.abcd.tmp", "report", ".report.lock"]) == []
     assert foreign_entries(["runs", "notes.txt", ".git"]) == ["notes.txt", ".git"]
+
+
+@pytest.mark.parametrize("flags", [["--retime"], ["--report-only"], ["--report-only", "--retime"]])
+def test_report_and_retime_of_a_folder_that_is_no_study_write_nothing(tmp_path, capsys, flags):
+    """--report-only / --retime read a study folder: on anything else exit 2 naming it, with no lock file beside it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert _exit_code(["compare", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "study" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and [p.name for p in out.iterdir()] == ["notes.txt"]
