@@ -112,7 +112,7 @@ def describe(exc: BaseException, code: int | None = None) -> str:
         where = f": {exc.filename}" if exc.filename else ""
         what = os.strerror(exc.errno) if exc.errno is not None else str(exc)
         return (f"error: cannot write the output ({what}{where}); {NOTHING_WRITTEN} in its place and the files "
-                f"already there are as they were. Free space or choose a writable --out")
+                f"already there are as they were. Free space, or make that place writable (or write elsewhere)")
     label = getattr(type(exc), "label", None)
     if not isinstance(label, str):
         label = {CHECK_FAILED: "FAILED", BAD_INPUT: "error", REQUIREMENT_UNMET: "requirement unmet",
