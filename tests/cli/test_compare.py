@@ -111,6 +111,8 @@ def test_the_margin_accepts_points_from_0_to_100(value):
     (["--ray-address", "auto"], "--ray-address names the cluster of --executor ray"),
     (["--executor", "ray", "--ray-address", "head-node"], "--ray-address must be 'auto' or HOST:PORT"),
     (["--executor", "ray", "--ray-address", "head:99999"], "--ray-address must be 'auto' or HOST:PORT"),
+    (["--executor", "ray", "--ray-address", "http://head:6379"], "--ray-address must be 'auto' or HOST:PORT"),
+    (["--executor", "ray", "--ray-address", "ray://head:10001"], "--ray-address must be 'auto' or HOST:PORT"),
     (["--executor", "dask"], "invalid choice: 'dask'"),
     (["--report-only", "--latency-rounds", "3"], "--report-only reads the study and times nothing"),
     (["--retime", "--latency-rounds", "0"], "--retime with --latency-rounds 0 has nothing to time"),

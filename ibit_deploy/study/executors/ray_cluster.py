@@ -33,7 +33,9 @@ def parse_address(text: str) -> str:
     if text == AUTO:
         return text
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    # a URL (scheme://), a path or spaces are not a host: Ray would only refuse them after trying to connect
+    if (not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535
+            or any(c in host for c in "/@ \t")):
         raise ValueError(f"--ray-address must be 'auto' or HOST:PORT (the Ray head node's GCS address, port 6379 by "
                          f"default), got {text!r}")
     return text
