@@ -162,7 +162,7 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> dict[str, 
     except ValueError as exc:
         p.error(str(exc))
     refit_mode = "refittable" if args.refittable or (manifest.get("export") or {}).get("refittable") else None
-    if (why := compat.refit_refusal(refit_mode or ("refit" if args.refit else None))) is not None:
+    if (why := compat.refit_refusal(refit_mode)) is not None:  # --refit: refit_kit asks it of the engine's record
         p.error(why)
     if args.lean_runtime is not None and not compat.exclude_lean_runtime:
         p.error("--lean-runtime goes with --exclude-lean-runtime (an engine that carries its lean runtime needs none)")
