@@ -184,11 +184,16 @@ def test_a_killed_run_is_retried_by_ray_and_the_report_equals_the_local_executor
     assert "Ray node" not in text[local]
 
 
+def _endless_driver(out, cluster, log):
+    """A driver on Ray of one run that trains far longer than any test waits."""
+    endless = [a if a != "240" else "1000000" for a in STUDY]
+    return _driver([*endless, "--candidates", "vit", "--no-report", "--out", str(out), "--executor", "ray",
+                    "--ray-address", cluster], log)
+
+
 def test_killing_the_driver_stops_its_runs_on_ray_and_leaves_them_resumable(tmp_path, cluster):
     out = tmp_path / "study"
-    endless = [a if a != "240" else "1000000" for a in STUDY]
-    driver = _driver([*endless, "--candidates", "vit", "--no-report", "--out", str(out), "--executor", "ray",
-                      "--ray-address", cluster], tmp_path / "driver.log")
+    driver = _endless_driver(out, cluster, tmp_path / "driver.log")
     try:
         directory, worker = _training(out, driver)
         driver.send_signal(signal.SIGKILL)
@@ -209,9 +214,7 @@ def test_killing_the_driver_stops_its_runs_on_ray_and_leaves_them_resumable(tmp_
 
 def test_ctrl_c_of_the_driver_cancels_its_runs_on_ray(tmp_path, cluster):
     out = tmp_path / "study"
-    endless = [a if a != "240" else "1000000" for a in STUDY]
-    driver = _driver([*endless, "--candidates", "vit", "--no-report", "--out", str(out), "--executor", "ray",
-                      "--ray-address", cluster], tmp_path / "driver.log")
+    driver = _endless_driver(out, cluster, tmp_path / "driver.log")
     try:
         directory, worker = _training(out, driver)
         driver.send_signal(signal.SIGINT)
