@@ -29,7 +29,7 @@ from .fileio import atomic_write_bytes
 from .layout import DEFAULT_ONNX, check_precision
 from .profile import EngineProfile
 from .refit import refit_builder_flags
-from .session import CudaUnavailable, EngineBuildError, import_cudart, make_logger, trt_errors
+from .session import EngineBuildError, create_with_gpu, import_cudart, make_logger, trt_errors
 from .timing_cache import cache_key, load_timing_cache, save_timing_cache
 
 # The version rules live in the version matrix; re-exported here for the callers that build engines.
@@ -210,13 +210,7 @@ def build_serialized_engine(trt: Any, onnx_path: str | os.PathLike, profile: Eng
     typed, flag_names = _network_settings(major, strongly_typed, legacy_precision)
     flag_names = flag_names + refit_builder_flags(refit)
     logger = make_logger(trt)
-    builder = None
-    try:
-        builder = trt.Builder(logger)
-    except Exception as exc:  # the bindings raise when the CUDA driver or GPU is missing
-        raise CudaUnavailable(f"could not create a TensorRT builder (no usable CUDA GPU or driver?): {exc}") from exc
-    if builder is None:
-        raise CudaUnavailable("could not create a TensorRT builder (no usable CUDA GPU or driver?)" + trt_errors(logger))
+    builder = create_with_gpu(trt.Builder, logger, "builder")
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if typed else 0
     network = builder.create_network(flags)
     parse_onnx(trt, network, logger, onnx_path)

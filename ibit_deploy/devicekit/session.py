@@ -89,13 +89,20 @@ def deserialize_engine(trt: Any, engine_bytes: bytes, logger: Any) -> tuple[Any,
     """(runtime, engine or None) for ``engine_bytes``: the one deserialization outside :class:`EngineSession`, for
     the refit (:mod:`.refit`), which changes an engine's weights without running it. The runtime must outlive the
     engine. Raises CudaUnavailable when no runtime can be created here."""
-    try:
-        runtime = trt.Runtime(logger)
-    except Exception as exc:  # the bindings raise when the CUDA driver or GPU is missing
-        raise CudaUnavailable(f"could not create a TensorRT runtime (no usable CUDA GPU or driver?): {exc}") from exc
-    if runtime is None:
-        raise CudaUnavailable("could not create a TensorRT runtime (no usable CUDA GPU or driver?)" + trt_errors(logger))
+    runtime = create_with_gpu(trt.Runtime, logger, "runtime")
     return runtime, runtime.deserialize_cuda_engine(engine_bytes)
+
+
+def create_with_gpu(factory: Any, logger: Any, what: str) -> Any:
+    """``factory(logger)`` (``trt.Builder``, ``trt.Runtime``), or CudaUnavailable naming the TensorRT ``what`` when
+    the bindings raise or return None: what they do without a usable CUDA driver or GPU."""
+    try:
+        made = factory(logger)
+    except Exception as exc:  # the bindings raise when the CUDA driver or GPU is missing
+        raise CudaUnavailable(f"could not create a TensorRT {what} (no usable CUDA GPU or driver?): {exc}") from exc
+    if made is None:
+        raise CudaUnavailable(f"could not create a TensorRT {what} (no usable CUDA GPU or driver?)" + trt_errors(logger))
+    return made
 
 
 # Stage timing: events recorded on the stream around each stage of an enqueue, as (start, end) indices.
